@@ -1,0 +1,296 @@
+//! What parsing cannot check: the arguments against the function they sit
+//! on. Produces the [`Plan`] that expansion follows.
+
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{quote, ToTokens};
+use syn::spanned::Spanned as _;
+use syn::{Expr, FnArg, GenericParam, Ident, ItemFn, LitStr, Pat, ReturnType, Type};
+
+use crate::attr::{CachedArgs, Errors};
+
+/// A named argument other than `self`.
+pub(crate) struct Arg {
+    pub(crate) ident: Ident,
+    pub(crate) ty: Type,
+}
+
+/// How the key is computed from the arguments.
+pub(crate) enum KeySpec {
+    /// These arguments, each made owned, as one value or a tuple.
+    Args(Vec<Ident>),
+    /// An expression written by the user, used as is.
+    Expr(Expr),
+}
+
+/// How the return type is cached.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReturnKind {
+    /// `Result<T, E>`: `Ok` cached, `Err` passed on.
+    Result,
+    /// `Option<T>`: `Some` cached, `None` passed on.
+    Option,
+    /// Any other type: always cached.
+    Plain,
+}
+
+/// Everything expansion needs, checked.
+pub(crate) struct Plan {
+    pub(crate) ttl: Duration,
+    pub(crate) jitter: f64,
+    pub(crate) max_capacity: Option<u64>,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) krate: TokenStream,
+    pub(crate) args: Vec<Arg>,
+    pub(crate) key: KeySpec,
+    /// The arguments the key uses, in declaration order: `<fn>_invalidate`'s parameters.
+    pub(crate) key_args: Vec<Ident>,
+    /// The function sits in an impl: it has `self`, or `Self` in its signature.
+    pub(crate) in_impl: bool,
+    pub(crate) ret: Type,
+    pub(crate) kind: ReturnKind,
+}
+
+pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> Option<Plan> {
+    let sig = &item.sig;
+    if sig.asyncness.is_none() {
+        errors.at(
+            sig.fn_token.span,
+            format_args!(
+                "#[cached] works on `async fn`: make `{}` async (the cache waits on loads in flight)",
+                sig.ident
+            ),
+        );
+    }
+    if args.ttl.is_none() {
+        errors.at(
+            Span::call_site(),
+            "missing `ttl`: every cached function needs a freshness budget, e.g. #[cached(ttl = \"60s\")]",
+        );
+    }
+    for param in &sig.generics.params {
+        match param {
+            GenericParam::Lifetime(_) => {}
+            GenericParam::Type(ty) => errors.at(
+                ty.ident.span(),
+                format_args!(
+                    "#[cached] cannot cache a generic function: the type parameter `{}` would need one cache per type; cache a concrete wrapper instead",
+                    ty.ident
+                ),
+            ),
+            GenericParam::Const(c) => errors.at(
+                c.ident.span(),
+                format_args!(
+                    "#[cached] cannot cache a function generic over the constant `{}`; cache a concrete wrapper instead",
+                    c.ident
+                ),
+            ),
+        }
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.at(
+            variadic.span(),
+            "#[cached] cannot cache a variadic function",
+        );
+    }
+
+    let mut has_receiver = false;
+    let mut named = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(_) => has_receiver = true,
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(pat) if pat.subpat.is_none() && pat.by_ref.is_none() => named.push(Arg {
+                    ident: pat.ident.clone(),
+                    ty: (*typed.ty).clone(),
+                }),
+                pat => errors.at(
+                    pat.span(),
+                    "#[cached] needs each argument to be a plain name (the key and the helpers refer to it); bind a name here and destructure in the body",
+                ),
+            },
+        }
+    }
+
+    let (key, key_args) = key_spec(args.key, &named, &sig.ident, errors);
+    for ident in &key_args {
+        let arg = named.iter().find(|arg| &arg.ident == ident);
+        if let Some(Type::ImplTrait(impl_trait)) = arg.map(|arg| &arg.ty) {
+            errors.at(
+                impl_trait.span(),
+                format_args!(
+                    "`{ident}` is part of the key but its type is `impl Trait`, which #[cached] cannot key; give it a concrete type or leave it out of `key`"
+                ),
+            );
+        }
+    }
+
+    let ret = match &sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    if let Type::ImplTrait(impl_trait) = &ret {
+        errors.at(
+            impl_trait.span(),
+            "#[cached] needs a concrete return type: the value is stored and cloned (return `Arc<T>` for big values)",
+        );
+    }
+    let kind = return_kind(&ret);
+    let in_impl = has_receiver || mentions_self_type(sig.to_token_stream());
+
+    let krate = args
+        .krate
+        .map_or_else(|| quote!(::herdcache), |path| path.to_token_stream());
+    Some(Plan {
+        ttl: args.ttl?,
+        jitter: args.jitter.unwrap_or(0.0),
+        max_capacity: args.max_capacity,
+        name: args.name,
+        krate,
+        args: named,
+        key,
+        key_args,
+        in_impl,
+        ret,
+        kind,
+    })
+}
+
+/// Works out the key and the arguments it uses.
+fn key_spec(
+    key: Option<Expr>,
+    args: &[Arg],
+    fn_name: &Ident,
+    errors: &mut Errors,
+) -> (KeySpec, Vec<Ident>) {
+    let names: Vec<&Ident> = args.iter().map(|arg| &arg.ident).collect();
+    let Some(expr) = key else {
+        let all: Vec<Ident> = names.into_iter().cloned().collect();
+        return (KeySpec::Args(all.clone()), all);
+    };
+    let not_an_argument = |ident: &Ident, errors: &mut Errors| {
+        let list = if names.is_empty() {
+            "it has none".to_owned()
+        } else {
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        errors.at(
+            ident.span(),
+            format_args!("`{ident}` is not an argument of `{fn_name}` (arguments: {list})"),
+        );
+    };
+    // `key = a` and `key = (a, b)`: every name must be an argument.
+    let plain_names: Option<Vec<&Ident>> = match &expr {
+        Expr::Path(path) => path.path.get_ident().map(|ident| vec![ident]),
+        Expr::Tuple(tuple) => tuple
+            .elems
+            .iter()
+            .map(|elem| match elem {
+                Expr::Path(path) => path.path.get_ident(),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    };
+    if let Some(plain) = plain_names {
+        let mut ok = true;
+        for ident in &plain {
+            if *ident == "self" {
+                self_in_key(ident.span(), errors);
+                ok = false;
+            } else if !names.contains(ident) {
+                not_an_argument(ident, errors);
+                ok = false;
+            }
+        }
+        let used = in_declaration_order(args, |arg| plain.contains(&&arg.ident));
+        let owned = plain.into_iter().cloned().collect();
+        return (
+            if ok {
+                KeySpec::Args(owned)
+            } else {
+                KeySpec::Args(Vec::new())
+            },
+            used,
+        );
+    }
+    // Any other expression: rustc checks the names; we find which arguments
+    // it uses and refuse `self`.
+    let mut mentioned = Vec::new();
+    idents_used(expr.to_token_stream(), &mut mentioned, errors);
+    let used = in_declaration_order(args, |arg| mentioned.contains(&arg.ident));
+    (KeySpec::Expr(expr), used)
+}
+
+fn in_declaration_order(args: &[Arg], used: impl Fn(&Arg) -> bool) -> Vec<Ident> {
+    args.iter()
+        .filter(|arg| used(arg))
+        .map(|arg| arg.ident.clone())
+        .collect()
+}
+
+fn self_in_key(span: Span, errors: &mut Errors) {
+    errors.at(
+        span,
+        "the key cannot use `self`: one cache serves every instance, so key on arguments (pass what identifies the value as an argument)",
+    );
+}
+
+/// Collects the identifiers a key expression reads as variables: not field
+/// or method names after `.`, not path segments after `::`.
+fn idents_used(tokens: TokenStream, out: &mut Vec<Ident>, errors: &mut Errors) {
+    let mut after_dot_or_colons = false;
+    let mut colons = 0;
+    for tree in tokens {
+        match tree {
+            TokenTree::Group(group) => {
+                idents_used(group.stream(), out, errors);
+                after_dot_or_colons = false;
+            }
+            TokenTree::Ident(ident) => {
+                if !after_dot_or_colons {
+                    if ident == "self" {
+                        self_in_key(ident.span(), errors);
+                    }
+                    out.push(ident);
+                }
+                after_dot_or_colons = false;
+            }
+            TokenTree::Punct(punct) => {
+                colons = if punct.as_char() == ':' {
+                    colons + 1
+                } else {
+                    0
+                };
+                after_dot_or_colons = punct.as_char() == '.' || colons >= 2;
+            }
+            TokenTree::Literal(_) => after_dot_or_colons = false,
+        }
+    }
+}
+
+/// `Result`/`Option` by the last path segment's name, so aliases such as
+/// `anyhow::Result<T>` and `io::Result<T>` count.
+fn return_kind(ret: &Type) -> ReturnKind {
+    let Type::Path(path) = ret else {
+        return ReturnKind::Plain;
+    };
+    match path.path.segments.last() {
+        Some(segment) if segment.ident == "Result" => ReturnKind::Result,
+        Some(segment) if segment.ident == "Option" => ReturnKind::Option,
+        _ => ReturnKind::Plain,
+    }
+}
+
+fn mentions_self_type(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => ident == "Self",
+        TokenTree::Group(group) => mentions_self_type(group.stream()),
+        _ => false,
+    })
+}

@@ -1,0 +1,180 @@
+//! Single flight: at most one load per key at a time.
+//!
+//! A [`Flight`] is one load in progress. The first caller of a cold key
+//! leads it; later callers join and wait for its outcome. Flights live in a
+//! [`FlightMap`], sharded so that different keys rarely share a lock and
+//! never wait on each other's loads. A flight is *attached* while the map
+//! holds it: only an attached flight may store its value, which is how an
+//! invalidation (which detaches it) keeps a load that began before it out of
+//! the cache.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use event_listener::Event;
+
+use crate::outcome::SharedFailure;
+
+/// What a finished flight hands to the callers that joined it.
+pub(crate) enum Landing<V> {
+    /// The loader produced a value.
+    Value(V),
+    /// The loader produced an uncached failure, shared for the waiters.
+    Failure(SharedFailure),
+    /// The leader was dropped or panicked before finishing: try again.
+    Abandoned,
+}
+
+impl<V: Clone> Clone for Landing<V> {
+    fn clone(&self) -> Self {
+        match self {
+            Landing::Value(v) => Landing::Value(v.clone()),
+            Landing::Failure(f) => Landing::Failure(f.clone()),
+            Landing::Abandoned => Landing::Abandoned,
+        }
+    }
+}
+
+/// One load in progress.
+pub(crate) struct Flight<V> {
+    landing: Mutex<Option<Landing<V>>>,
+    landed: Event,
+    waiters: AtomicUsize,
+}
+
+impl<V: Clone> Flight<V> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Flight {
+            landing: Mutex::new(None),
+            landed: Event::new(),
+            waiters: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many callers joined. Final once the flight is detached, since
+    /// callers join only through the map.
+    pub(crate) fn waiters(&self) -> usize {
+        self.waiters.load(Ordering::Acquire)
+    }
+
+    fn add_waiter(&self) {
+        self.waiters.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Publishes the outcome and wakes every waiter.
+    pub(crate) fn land(&self, landing: Landing<V>) {
+        *lock(&self.landing) = Some(landing);
+        self.landed.notify(usize::MAX);
+    }
+
+    fn landing(&self) -> Option<Landing<V>> {
+        lock(&self.landing).clone()
+    }
+
+    /// Waits for the outcome.
+    pub(crate) async fn wait(&self) -> Landing<V> {
+        loop {
+            if let Some(landing) = self.landing() {
+                return landing;
+            }
+            // Listen before checking again, so a landing between the check
+            // and the listen is not missed.
+            let listener = self.landed.listen();
+            if let Some(landing) = self.landing() {
+                return landing;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// The attached flights of one shard.
+type Attached<K, V> = HashMap<K, Arc<Flight<V>>>;
+
+/// The flights of one cache, by key.
+pub(crate) struct FlightMap<K, V> {
+    shards: Box<[Mutex<Attached<K, V>>]>,
+    hasher: RandomState,
+}
+
+/// A caller's part in a load.
+pub(crate) enum Role<V> {
+    /// Start the load.
+    Lead(Arc<Flight<V>>),
+    /// Wait for the load another caller leads.
+    Join(Arc<Flight<V>>),
+}
+
+/// A locked shard: the critical section in which a flight is looked up,
+/// attached, detached or checked before storing.
+pub(crate) struct Shard<'a, K, V>(MutexGuard<'a, Attached<K, V>>);
+
+impl<K: Hash + Eq + Clone, V: Clone> FlightMap<K, V> {
+    pub(crate) fn new() -> Self {
+        let shards = std::thread::available_parallelism()
+            .map_or(8, |n| n.get() * 4)
+            .next_power_of_two()
+            .clamp(8, 256);
+        FlightMap {
+            shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self, key: &K) -> Shard<'_, K, V> {
+        let index = self.hasher.hash_one(key) as usize & (self.shards.len() - 1);
+        Shard(lock(&self.shards[index]))
+    }
+
+    /// Detaches every flight: none of them will store its value.
+    pub(crate) fn detach_all(&self) {
+        for shard in self.shards.iter() {
+            lock(shard).clear();
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Shard<'_, K, V> {
+    /// Joins the attached flight of `key`, or attaches a new one to lead.
+    pub(crate) fn join_or_lead(&mut self, key: &K) -> Role<V> {
+        if let Some(flight) = self.0.get(key) {
+            flight.add_waiter();
+            return Role::Join(flight.clone());
+        }
+        let flight = Flight::new();
+        self.0.insert(key.clone(), flight.clone());
+        Role::Lead(flight)
+    }
+
+    /// Attaches a new flight to lead, detaching any flight already there.
+    pub(crate) fn lead_anew(&mut self, key: &K) -> Arc<Flight<V>> {
+        let flight = Flight::new();
+        self.0.insert(key.clone(), flight.clone());
+        flight
+    }
+
+    /// Detaches `flight` if it is the one attached for `key`; says whether it was.
+    pub(crate) fn detach_if(&mut self, key: &K, flight: &Arc<Flight<V>>) -> bool {
+        match self.0.get(key) {
+            Some(attached) if Arc::ptr_eq(attached, flight) => {
+                self.0.remove(key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Detaches whatever flight is attached for `key`.
+    pub(crate) fn detach(&mut self, key: &K) {
+        self.0.remove(key);
+    }
+}
+
+/// Locks a mutex whose critical sections never run user code, so poisoning
+/// (a panic while held) cannot leave its data half-written.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,29 @@
+//! The engine behind [herdcache](https://docs.rs/herdcache): one
+//! [`FnCache`] per cached function, with single flight per key, expiry with
+//! jitter, linearizable invalidation and striped stats, over a moka memory
+//! tier.
+//!
+//! Users depend on the `herdcache` facade and its `#[cached]` attribute; this
+//! crate is what the generated code calls, and can be used by hand.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod clock;
+mod expiry;
+mod flight;
+mod fn_cache;
+mod memory;
+mod outcome;
+mod registry;
+mod stats;
+
+pub use clock::{Clock, ManualClock};
+pub use expiry::ExpiryPolicy;
+pub use fn_cache::{CacheConfig, FnCache, DEFAULT_MAX_CAPACITY};
+pub use outcome::{
+    plain, FailureShare, Outcome, Plain, ShareByClone, ShareBySharedError, ShareNotPossible,
+    ShareProbe, ShareableError, SharedError, SharedFailure,
+};
+pub use registry::{stats, CacheHandle, Slot};
+pub use stats::Stats;

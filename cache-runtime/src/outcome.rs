@@ -1,0 +1,383 @@
+//! What a loader returns, and how one failed load reaches every caller that
+//! was waiting on it.
+//!
+//! `Ok`/`Some`/a plain value is cached. `Err`/`None` is not, and callers that
+//! joined the failing load each need their own copy of the failure without
+//! running the loader again. An error is shared by cloning it when it is
+//! `Clone`; otherwise each waiting caller gets `E::from(SharedError)`, a
+//! cheap `Arc`-backed error carrying the first caller's message. The first
+//! caller always gets its own error, untouched.
+
+use std::any::Any;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// A loader's result, split into the value to cache or the failure to pass on.
+pub trait Outcome: Sized {
+    /// What is cached and cloned out on a hit.
+    type Value: Clone + Send + Sync + 'static;
+    /// What an uncached outcome carries: the error of a `Result`, `()` for `None`.
+    type Failure;
+    /// Whether a failure counts as a load error (`Err` does, `None` does not).
+    const FAILURE_IS_ERROR: bool;
+
+    /// The value to cache, or the failure.
+    fn into_parts(self) -> Result<Self::Value, Self::Failure>;
+    /// Rebuilds the outcome from a cached value.
+    fn from_value(value: Self::Value) -> Self;
+    /// Rebuilds the outcome from a failure.
+    fn from_failure(failure: Self::Failure) -> Self;
+}
+
+impl<T: Clone + Send + Sync + 'static, E> Outcome for Result<T, E> {
+    type Value = T;
+    type Failure = E;
+    const FAILURE_IS_ERROR: bool = true;
+
+    #[inline]
+    fn into_parts(self) -> Result<T, E> {
+        self
+    }
+    #[inline]
+    fn from_value(value: T) -> Self {
+        Ok(value)
+    }
+    #[inline]
+    fn from_failure(failure: E) -> Self {
+        Err(failure)
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Outcome for Option<T> {
+    type Value = T;
+    type Failure = ();
+    const FAILURE_IS_ERROR: bool = false;
+
+    #[inline]
+    fn into_parts(self) -> Result<T, ()> {
+        self.ok_or(())
+    }
+    #[inline]
+    fn from_value(value: T) -> Self {
+        Some(value)
+    }
+    #[inline]
+    fn from_failure((): ()) -> Self {
+        None
+    }
+}
+
+/// A return type that is neither `Result` nor `Option`: always cached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plain<T>(pub T);
+
+impl<T: Clone + Send + Sync + 'static> Outcome for Plain<T> {
+    type Value = T;
+    type Failure = Infallible;
+    const FAILURE_IS_ERROR: bool = false;
+
+    #[inline]
+    fn into_parts(self) -> Result<T, Infallible> {
+        Ok(self.0)
+    }
+    #[inline]
+    fn from_value(value: T) -> Self {
+        Plain(value)
+    }
+    #[inline]
+    fn from_failure(failure: Infallible) -> Self {
+        match failure {}
+    }
+}
+
+/// Wraps a loader whose output is a plain value.
+pub async fn plain<F: Future>(loader: F) -> Plain<F::Output> {
+    Plain(loader.await)
+}
+
+/// A failure as it travels from the loading caller to the waiting ones.
+pub type SharedFailure = Arc<dyn Any + Send + Sync>;
+
+/// How a failure of type `F` is handed to callers that joined the load.
+pub struct FailureShare<F> {
+    share: fn(&F) -> SharedFailure,
+    unshare: fn(&SharedFailure) -> F,
+}
+
+impl<F> Clone for FailureShare<F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<F> Copy for FailureShare<F> {}
+
+impl<F> FailureShare<F> {
+    pub(crate) fn share(&self, failure: &F) -> SharedFailure {
+        (self.share)(failure)
+    }
+    pub(crate) fn unshare(&self, shared: &SharedFailure) -> F {
+        (self.unshare)(shared)
+    }
+}
+
+impl FailureShare<()> {
+    /// `None` needs nothing to be shared.
+    pub fn unit() -> Self {
+        FailureShare {
+            share: |()| Arc::new(()),
+            unshare: |_| (),
+        }
+    }
+}
+
+impl FailureShare<Infallible> {
+    /// A plain value never fails.
+    pub fn never() -> Self {
+        FailureShare {
+            share: |never| match *never {},
+            unshare: |_| unreachable!("a plain loader has no failure to share"),
+        }
+    }
+}
+
+impl<E: Clone + Send + Sync + 'static> FailureShare<E> {
+    /// Every waiting caller gets a clone of the error.
+    pub fn by_clone() -> Self {
+        FailureShare {
+            share: |error| Arc::new(error.clone()),
+            unshare: |shared| {
+                shared
+                    .downcast_ref::<E>()
+                    .expect("a shared failure keeps its type")
+                    .clone()
+            },
+        }
+    }
+}
+
+impl<E: From<SharedError> + fmt::Display + fmt::Debug + Any> FailureShare<E> {
+    /// Every waiting caller gets `E::from(SharedError)`.
+    pub fn by_shared_error() -> Self {
+        FailureShare {
+            share: |error| Arc::new(SharedError::capture(error)),
+            unshare: |shared| {
+                E::from(
+                    shared
+                        .downcast_ref::<SharedError>()
+                        .expect("a shared failure keeps its type")
+                        .clone(),
+                )
+            },
+        }
+    }
+}
+
+/// The error a caller receives when it joined a load that failed in another
+/// caller, and its error type is not `Clone`.
+///
+/// It carries the original error's message (`{}`), its chain (`{:#}`, as
+/// `anyhow` prints it) and its `Debug` form, behind an `Arc`: cloning is
+/// cheap. `anyhow::Error` and `Box<dyn Error + Send + Sync>` accept it through
+/// `From`; your own error enum takes it with a variant such as
+/// `#[error(transparent)] Shared(#[from] herdcache::SharedError)`.
+#[derive(Clone)]
+pub struct SharedError(Arc<SharedErrorInner>);
+
+struct SharedErrorInner {
+    message: String,
+    chain: String,
+    debug: String,
+    io_kind: Option<std::io::ErrorKind>,
+}
+
+impl SharedError {
+    /// Captures how `error` prints (and its kind, if it is a `std::io::Error`).
+    pub fn capture<E: fmt::Display + fmt::Debug + Any>(error: &E) -> Self {
+        let io_kind = (error as &dyn Any)
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind);
+        SharedError(Arc::new(SharedErrorInner {
+            message: error.to_string(),
+            chain: format!("{error:#}"),
+            debug: format!("{error:?}"),
+            io_kind,
+        }))
+    }
+
+    /// The original error's message.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// The original error's kind, when it was a `std::io::Error`.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        self.0.io_kind
+    }
+}
+
+/// `std::io::Error` is the most common error type and cannot be `Clone`:
+/// callers that joined a failing load get an `io::Error` of the same kind
+/// and message.
+impl From<SharedError> for std::io::Error {
+    fn from(shared: SharedError) -> Self {
+        let kind = shared.io_kind().unwrap_or(std::io::ErrorKind::Other);
+        std::io::Error::new(kind, shared)
+    }
+}
+
+impl fmt::Display for SharedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            f.write_str(&self.0.chain)
+        } else {
+            f.write_str(&self.0.message)
+        }
+    }
+}
+
+impl fmt::Debug for SharedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.debug)
+    }
+}
+
+impl std::error::Error for SharedError {}
+
+/// Picks how an error type is shared, at compile time, by autoref
+/// specialisation: `(&&&ShareProbe::<E>::new()).failure_share()` resolves to
+/// [`ShareByClone`] when `E: Clone`, else to [`ShareBySharedError`] when
+/// `E: From<SharedError>`, else to [`ShareNotPossible`], whose bound fails
+/// with a message naming both ways out.
+pub struct ShareProbe<E>(PhantomData<fn() -> E>);
+
+impl<E> ShareProbe<E> {
+    /// A probe for `E`.
+    pub const fn new() -> Self {
+        ShareProbe(PhantomData)
+    }
+}
+
+impl<E> Default for ShareProbe<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Chosen first: the error is `Clone`.
+pub trait ShareByClone<E> {
+    /// How the error is shared.
+    fn failure_share(&self) -> FailureShare<E>;
+}
+
+impl<E: Clone + Send + Sync + 'static> ShareByClone<E> for &&ShareProbe<E> {
+    fn failure_share(&self) -> FailureShare<E> {
+        FailureShare::by_clone()
+    }
+}
+
+/// Chosen second: the error converts from [`SharedError`].
+pub trait ShareBySharedError<E> {
+    /// How the error is shared.
+    fn failure_share(&self) -> FailureShare<E>;
+}
+
+impl<E: From<SharedError> + fmt::Display + fmt::Debug + Any> ShareBySharedError<E>
+    for &ShareProbe<E>
+{
+    fn failure_share(&self) -> FailureShare<E> {
+        FailureShare::by_shared_error()
+    }
+}
+
+/// Chosen last: the error can be shared neither way, which is a compile error.
+pub trait ShareNotPossible<E> {
+    /// Never callable: `E` does not implement [`ShareableError`].
+    fn failure_share(&self) -> FailureShare<E>
+    where
+        E: ShareableError;
+}
+
+impl<E> ShareNotPossible<E> for ShareProbe<E> {
+    fn failure_share(&self) -> FailureShare<E>
+    where
+        E: ShareableError,
+    {
+        unreachable!("no type implements ShareableError")
+    }
+}
+
+/// Implemented by no type: its only use is the error message below.
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` of a #[cached] function must be `Clone` or convert from `herdcache::SharedError`",
+    label = "callers that join a failing load each need their own `{Self}`",
+    note = "either derive or implement `Clone` for `{Self}` (wrapping a foreign error in `Arc<{Self}>` works), or implement `From<herdcache::SharedError> for {Self}` (e.g. a variant `#[error(transparent)] Shared(#[from] herdcache::SharedError)`); `anyhow::Error`, `std::io::Error` and `Box<dyn Error + Send + Sync>` already do"
+)]
+pub trait ShareableError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Cloneable(u32);
+
+    #[derive(Debug)]
+    enum NotClone {
+        Io(std::io::Error),
+        Shared(SharedError),
+    }
+    impl fmt::Display for NotClone {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                NotClone::Io(e) => write!(f, "io: {e}"),
+                NotClone::Shared(e) => e.fmt(f),
+            }
+        }
+    }
+    impl From<SharedError> for NotClone {
+        fn from(e: SharedError) -> Self {
+            NotClone::Shared(e)
+        }
+    }
+
+    #[test]
+    fn a_clone_error_is_shared_by_cloning() {
+        let share = (&&&ShareProbe::<Cloneable>::new()).failure_share();
+        let shared = share.share(&Cloneable(7));
+        assert_eq!(share.unshare(&shared), Cloneable(7));
+    }
+
+    #[test]
+    fn a_non_clone_error_is_shared_as_its_message() {
+        let share = (&&&ShareProbe::<NotClone>::new()).failure_share();
+        let original = NotClone::Io(std::io::Error::other("disk on fire"));
+        let shared = share.share(&original);
+        match share.unshare(&shared) {
+            NotClone::Shared(e) => assert_eq!(e.to_string(), "io: disk on fire"),
+            other => panic!("expected the shared error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_io_error_is_shared_with_its_kind() {
+        let share = (&&&ShareProbe::<std::io::Error>::new()).failure_share();
+        let original = std::io::Error::new(std::io::ErrorKind::NotFound, "no such user");
+        let shared = share.share(&original);
+        let copy = share.unshare(&shared);
+        assert_eq!(copy.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(copy.to_string(), "no such user");
+    }
+
+    #[test]
+    fn a_shared_error_prints_like_the_original() {
+        let original = std::io::Error::other("boom");
+        let shared = SharedError::capture(&original);
+        assert_eq!(shared.to_string(), "boom");
+        assert_eq!(format!("{shared:#}"), format!("{original:#}"));
+        assert_eq!(format!("{shared:?}"), format!("{original:?}"));
+        assert_eq!(shared.message(), "boom");
+    }
+}

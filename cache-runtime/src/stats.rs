@@ -1,0 +1,263 @@
+//! What a cache did: counters on the hot path and a load-latency histogram,
+//! and the plain [`Stats`] snapshot users read.
+//!
+//! A hit must not bounce a shared cache line between cores, so counters are
+//! striped: each thread adds to its own padded stripe and a snapshot sums them.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A snapshot of one cached function's counters.
+///
+/// Every call counts once, as a hit or a miss; a miss either led a load or
+/// joined one already running (`coalesced`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Calls answered from the cache with a fresh value.
+    pub hits: u64,
+    /// Calls that found no fresh value.
+    pub misses: u64,
+    /// Misses that joined a load already in flight instead of starting one.
+    pub coalesced: u64,
+    /// Loader runs (calls of the original function body).
+    pub loads: u64,
+    /// Loader runs that returned an error or panicked.
+    pub load_errors: u64,
+    /// Entries dropped to stay within `max_capacity`.
+    pub evictions: u64,
+    /// Calls of `…_invalidate` and `invalidate_all`.
+    pub invalidations: u64,
+    /// Median loader latency.
+    pub load_p50: Duration,
+    /// 95th percentile loader latency.
+    pub load_p95: Duration,
+    /// 99th percentile loader latency.
+    pub load_p99: Duration,
+}
+
+impl Stats {
+    /// `hits / (hits + misses)`, or 0 before the first call.
+    pub fn hit_ratio(&self) -> f64 {
+        let calls = self.hits + self.misses;
+        if calls == 0 {
+            0.0
+        } else {
+            self.hits as f64 / calls as f64
+        }
+    }
+
+    /// Adds another snapshot's counters to this one; percentiles keep the
+    /// larger of the two (they cannot be merged exactly).
+    pub fn merge(&mut self, other: &Stats) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.coalesced += other.coalesced;
+        self.loads += other.loads;
+        self.load_errors += other.load_errors;
+        self.evictions += other.evictions;
+        self.invalidations += other.invalidations;
+        self.load_p50 = self.load_p50.max(other.load_p50);
+        self.load_p95 = self.load_p95.max(other.load_p95);
+        self.load_p99 = self.load_p99.max(other.load_p99);
+    }
+}
+
+/// The counters a cache keeps.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Counter {
+    Hits,
+    Misses,
+    Coalesced,
+    Loads,
+    LoadErrors,
+    Evictions,
+    Invalidations,
+}
+
+const COUNTERS: usize = 7;
+const STRIPES: usize = 16;
+
+/// One thread's share of the counters, alone on its cache lines.
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe([AtomicU64; COUNTERS]);
+
+pub(crate) struct Counters {
+    stripes: Box<[Stripe]>,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Counters {
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.stripes[stripe_index()].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn incr(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    pub(crate) fn sum(&self, counter: Counter) -> u64 {
+        self.stripes
+            .iter()
+            .map(|stripe| stripe.0[counter as usize].load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// Each thread picks a stripe once, round robin, so the first `STRIPES`
+/// threads never share one.
+#[inline]
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|index| {
+        let mut i = index.get();
+        if i == usize::MAX {
+            i = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            index.set(i);
+        }
+        i
+    })
+}
+
+/// Sub-buckets per power of two: latencies are kept within 12.5%.
+const SUB_BITS: u32 = 3;
+const SUB: usize = 1 << SUB_BITS;
+const BUCKETS: usize = (64 - SUB_BITS as usize + 1) * SUB;
+
+/// A log-linear histogram of nanoseconds, written lock-free on the load path.
+pub(crate) struct LatencyHistogram {
+    buckets: Box<[AtomicU64]>,
+}
+
+impl LatencyHistogram {
+    pub(crate) fn new() -> Self {
+        LatencyHistogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub(crate) fn record(&self, latency: Duration) {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.buckets[bucket_of(nanos)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The latency at quantile `q` (0..=1), as the upper bound of its bucket.
+    pub(crate) fn quantile(&self, q: f64) -> Duration {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (index, count) in counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Duration::from_nanos(bucket_upper_bound(index));
+            }
+        }
+        Duration::from_nanos(u64::MAX)
+    }
+}
+
+fn bucket_of(nanos: u64) -> usize {
+    if nanos < SUB as u64 {
+        return nanos as usize;
+    }
+    let exponent = 63 - nanos.leading_zeros(); // >= SUB_BITS
+    let mantissa = (nanos >> (exponent - SUB_BITS)) as usize & (SUB - 1);
+    (exponent - SUB_BITS + 1) as usize * SUB + mantissa
+}
+
+fn bucket_upper_bound(index: usize) -> u64 {
+    if index < SUB {
+        return index as u64;
+    }
+    let exponent = (index / SUB) as u32 + SUB_BITS - 1;
+    let mantissa = (index % SUB) as u64;
+    let low = (1u64 << exponent) | (mantissa << (exponent - SUB_BITS));
+    low.saturating_add((1u64 << (exponent - SUB_BITS)) - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_falls_in_a_bucket_whose_bound_covers_it_within_an_eighth() {
+        for nanos in (0..5_000u64).chain([1 << 20, 123_456_789, u64::MAX / 3, u64::MAX]) {
+            let index = bucket_of(nanos);
+            let upper = bucket_upper_bound(index);
+            assert!(upper >= nanos, "{nanos} above its bucket bound {upper}");
+            assert!(
+                (upper - nanos) as f64 <= nanos as f64 / SUB as f64 + 1.0,
+                "{nanos} too far below its bucket bound {upper}"
+            );
+        }
+    }
+
+    #[test]
+    fn quantiles_follow_the_recorded_latencies() {
+        let histogram = LatencyHistogram::new();
+        for ms in 1..=100 {
+            histogram.record(Duration::from_millis(ms));
+        }
+        let close = |d: Duration, ms: f64| (d.as_secs_f64() * 1e3 - ms).abs() <= ms / 8.0;
+        assert!(
+            close(histogram.quantile(0.50), 50.0),
+            "{:?}",
+            histogram.quantile(0.5)
+        );
+        assert!(
+            close(histogram.quantile(0.95), 95.0),
+            "{:?}",
+            histogram.quantile(0.95)
+        );
+        assert!(
+            close(histogram.quantile(0.99), 99.0),
+            "{:?}",
+            histogram.quantile(0.99)
+        );
+    }
+
+    #[test]
+    fn an_empty_histogram_reports_zero() {
+        assert_eq!(LatencyHistogram::new().quantile(0.99), Duration::ZERO);
+    }
+
+    #[test]
+    fn counters_sum_across_threads() {
+        let counters = std::sync::Arc::new(Counters::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let counters = counters.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        counters.incr(Counter::Hits);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(counters.sum(Counter::Hits), 4000);
+        assert_eq!(counters.sum(Counter::Misses), 0);
+    }
+}
