@@ -88,6 +88,7 @@ impl Context<'_> {
         let load = self.load_call(quote!(refresh));
         quote! {
             #[doc = #doc]
+            #[allow(dead_code)]
             #(#lints)*
             #vis #signature {
                 #prelude
@@ -109,6 +110,7 @@ impl Context<'_> {
         let block = &self.item.block;
         quote! {
             #[doc = #doc]
+            #[allow(dead_code)]
             #(#lints)*
             #vis #signature #block
         }
@@ -138,6 +140,7 @@ impl Context<'_> {
         let private = &self.private;
         quote! {
             #[doc = #doc]
+            #[allow(dead_code)]
             #(#lints)*
             #vis async #unsafety fn #ident #generics (#(#params),*) #where_clause {
                 #prelude
@@ -157,12 +160,13 @@ impl Context<'_> {
         let lints = lint_attrs(&self.item.attrs);
         let private = &self.private;
         let site = &self.site;
+        let scope = self.scope();
         quote! {
             #[doc = #doc]
+            #[allow(dead_code)]
             #(#lints)*
             #vis fn #ident() -> &'static #private::CacheHandle {
-                static __HERDCACHE_HANDLE: #private::CacheHandle = #private::CacheHandle::new(#site);
-                &__HERDCACHE_HANDLE
+                #private::CacheHandle::of(#site, #scope)
             }
         }
     }
@@ -181,10 +185,21 @@ impl Context<'_> {
         let value = self.value_type();
         let config = self.config();
         let key = self.key();
+        let scope = self.scope();
         quote! {
             static __HERDCACHE_SLOT: #private::Slot = #private::Slot::new(#site);
             let __herdcache_key = #key;
-            let __herdcache_cache = __HERDCACHE_SLOT.cache::<_, #value>(#config);
+            let __herdcache_cache = __HERDCACHE_SLOT.cache::<_, #value>(#scope, #config);
+        }
+    }
+
+    /// A method's cache is per `Self` type, so each instantiation of a
+    /// generic impl has its own.
+    fn scope(&self) -> TokenStream {
+        if self.plan.in_impl {
+            quote!(::core::any::type_name::<Self>())
+        } else {
+            quote!("")
         }
     }
 

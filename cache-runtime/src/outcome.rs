@@ -179,8 +179,9 @@ impl<E: From<SharedError> + fmt::Display + fmt::Debug + Any> FailureShare<E> {
 /// caller, and its error type is not `Clone`.
 ///
 /// It carries the original error's message (`{}`), its chain (`{:#}`, as
-/// `anyhow` prints it) and its `Debug` form, behind an `Arc`: cloning is
-/// cheap. `anyhow::Error` and `Box<dyn Error + Send + Sync>` accept it through
+/// `anyhow` prints it, also reachable through `source()`) and its `Debug`
+/// form, behind an `Arc`: cloning is cheap. It does not carry the original
+/// value: callers that must match on the error's type want a `Clone` error. `anyhow::Error` and `Box<dyn Error + Send + Sync>` accept it through
 /// `From`; your own error enum takes it with a variant such as
 /// `#[error(transparent)] Shared(#[from] herdcache::SharedError)`.
 #[derive(Clone)]
@@ -191,6 +192,9 @@ struct SharedErrorInner {
     chain: String,
     debug: String,
     io_kind: Option<std::io::ErrorKind>,
+    /// The rest of the chain, so that reporters that walk `source()` (as
+    /// `anyhow` does for `{:#}`) print what the original printed.
+    source: Option<SharedError>,
 }
 
 impl SharedError {
@@ -199,11 +203,32 @@ impl SharedError {
         let io_kind = (error as &dyn Any)
             .downcast_ref::<std::io::Error>()
             .map(std::io::Error::kind);
-        SharedError(Arc::new(SharedErrorInner {
-            message: error.to_string(),
-            chain: format!("{error:#}"),
-            debug: format!("{error:?}"),
+        Self::from_parts(
+            error.to_string(),
+            format!("{error:#}"),
+            format!("{error:?}"),
             io_kind,
+        )
+    }
+
+    fn from_parts(
+        message: String,
+        chain: String,
+        debug: String,
+        io_kind: Option<std::io::ErrorKind>,
+    ) -> Self {
+        // `{:#}` of an error with causes reads "message: cause: …".
+        let source = chain
+            .strip_prefix(message.as_str())
+            .and_then(|rest| rest.strip_prefix(": "))
+            .filter(|rest| !rest.is_empty())
+            .map(|rest| Self::from_parts(rest.to_owned(), rest.to_owned(), rest.to_owned(), None));
+        SharedError(Arc::new(SharedErrorInner {
+            message,
+            chain,
+            debug,
+            io_kind,
+            source,
         }))
     }
 
@@ -244,7 +269,14 @@ impl fmt::Debug for SharedError {
     }
 }
 
-impl std::error::Error for SharedError {}
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_ref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Picks how an error type is shared, at compile time, by autoref
 /// specialisation: `(&&&ShareProbe::<E>::new()).failure_share()` resolves to
@@ -369,6 +401,25 @@ mod tests {
         let copy = share.unshare(&shared);
         assert_eq!(copy.kind(), std::io::ErrorKind::NotFound);
         assert_eq!(copy.to_string(), "no such user");
+    }
+
+    #[test]
+    fn a_shared_error_keeps_the_chain_as_sources() {
+        #[derive(Debug)]
+        struct Chained;
+        impl fmt::Display for Chained {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                if f.alternate() {
+                    f.write_str("loading user 5: pool timed out")
+                } else {
+                    f.write_str("loading user 5")
+                }
+            }
+        }
+        let shared = SharedError::capture(&Chained);
+        let source = std::error::Error::source(&shared).expect("a source");
+        assert_eq!(source.to_string(), "pool timed out");
+        assert!(source.source().is_none());
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Where each `#[cached]` function finds its cache, and how
 //! [`stats()`](crate::stats) finds them all.
 //!
-//! A function is identified by its *site*: its name and where it is written.
-//! The function and each generated helper keep a [`Slot`] that resolves the
-//! site to the `&'static FnCache` once and then reads it lock-free. Methods
-//! of generic impls get one cache per instantiation: the registry is keyed
-//! by site and the cache's type.
+//! A function is identified by its *site* (its name and where it is written)
+//! and, for a method, its *scope*: `type_name::<Self>()`, so that each
+//! instantiation of a generic impl gets its own cache even when its key and
+//! value types do not mention the impl's parameters. The function and each
+//! generated helper keep a [`Slot`] that resolves to the `&'static FnCache`
+//! once and then reads it lock-free.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -48,10 +49,14 @@ struct Registered {
     erased: &'static dyn ErasedCache,
 }
 
+/// Where a cache is written, and for a method, the type it belongs to.
+type Place = (&'static str, &'static str);
+
 #[derive(Default)]
 struct Registry {
-    by_site: HashMap<(&'static str, TypeId), Registered>,
-    in_order: Vec<(&'static str, Registered)>,
+    by_place: HashMap<(Place, TypeId), Registered>,
+    in_order: Vec<(Place, Registered)>,
+    handles: HashMap<Place, &'static CacheHandle>,
 }
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
@@ -65,7 +70,7 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 /// The cache of `site` for key `K` and value `V`, made from `config` the
 /// first time. Caches live for the whole program, like the functions.
 fn get_or_register<K, V>(
-    site: &'static str,
+    place: Place,
     config: impl FnOnce() -> CacheConfig,
 ) -> &'static FnCache<K, V>
 where
@@ -73,8 +78,8 @@ where
     V: Clone + Send + Sync + 'static,
 {
     let mut registry = registry();
-    let id = (site, TypeId::of::<FnCache<K, V>>());
-    if let Some(registered) = registry.by_site.get(&id) {
+    let id = (place, TypeId::of::<FnCache<K, V>>());
+    if let Some(registered) = registry.by_place.get(&id) {
         return registered
             .typed
             .downcast_ref()
@@ -85,15 +90,15 @@ where
         typed: cache,
         erased: cache,
     };
-    registry.by_site.insert(id, registered);
-    registry.in_order.push((site, registered));
+    registry.by_place.insert(id, registered);
+    registry.in_order.push((place, registered));
     cache
 }
 
 /// A function's way to its cache: one `static` per generated item.
 pub struct Slot {
     site: &'static str,
-    cache: OnceLock<&'static (dyn Any + Send + Sync)>,
+    cache: OnceLock<(&'static str, &'static (dyn Any + Send + Sync))>,
 }
 
 impl Slot {
@@ -105,57 +110,75 @@ impl Slot {
         }
     }
 
-    /// The function's cache, made from `config` on first use.
+    /// The function's cache in `scope` (`""` for a free function,
+    /// `type_name::<Self>()` for a method), made from `config` on first use.
     #[inline]
     pub fn cache<K, V>(
         &'static self,
+        scope: &'static str,
         config: impl FnOnce() -> CacheConfig,
     ) -> &'static FnCache<K, V>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
-        if let Some(cache) = self.cache.get().and_then(|any| any.downcast_ref()) {
-            return cache;
+        if let Some((slot_scope, any)) = self.cache.get() {
+            // `type_name` of one type is one constant: the pointers match.
+            if std::ptr::eq(*slot_scope, scope) || *slot_scope == scope {
+                if let Some(cache) = any.downcast_ref() {
+                    return cache;
+                }
+            }
         }
-        self.resolve(config)
+        self.resolve(scope, config)
     }
 
     #[cold]
-    fn resolve<K, V>(&'static self, config: impl FnOnce() -> CacheConfig) -> &'static FnCache<K, V>
+    fn resolve<K, V>(
+        &'static self,
+        scope: &'static str,
+        config: impl FnOnce() -> CacheConfig,
+    ) -> &'static FnCache<K, V>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
-        let cache = get_or_register::<K, V>(self.site, config);
+        let cache = get_or_register::<K, V>((self.site, scope), config);
         // The first instantiation seen keeps the fast path; others (methods
-        // of generic impls) resolve through the registry each call.
-        let _ = self.cache.set(cache);
+        // of generic impls) resolve through the registry, under its lock, on
+        // every call.
+        let _ = self.cache.set((scope, cache));
         cache
     }
 }
 
 /// The handle `<fn>_cache()` returns: the stats and controls of one cached
-/// function (summed over instantiations, for a method of a generic impl).
+/// function (of one instantiation, for a method of a generic impl).
 ///
 /// Before the function's first call there is no cache yet: stats are zero
 /// and there is nothing to invalidate.
 #[derive(Debug)]
 pub struct CacheHandle {
-    site: &'static str,
+    place: Place,
 }
 
 impl CacheHandle {
     #[doc(hidden)]
-    pub const fn new(site: &'static str) -> Self {
-        CacheHandle { site }
+    pub fn of(site: &'static str, scope: &'static str) -> &'static CacheHandle {
+        let place = (site, scope);
+        let mut registry = registry();
+        let handle: &mut &'static CacheHandle = registry
+            .handles
+            .entry(place)
+            .or_insert_with(|| Box::leak(Box::new(CacheHandle { place })));
+        handle
     }
 
     fn caches(&self) -> Vec<&'static dyn ErasedCache> {
         registry()
             .in_order
             .iter()
-            .filter(|(site, _)| *site == self.site)
+            .filter(|(place, _)| *place == self.place)
             .map(|(_, registered)| registered.erased)
             .collect()
     }

@@ -1,0 +1,43 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+/// Waits until `condition` holds, polling; fails the test after a deadline
+/// generous enough for a loaded 2-core machine. Progress is decided by the
+/// condition, never by how long we slept.
+pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Fails the test if `future` does not finish within a generous deadline:
+/// the way a test says "nobody hangs".
+pub async fn finishes<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+/// A gate loaders wait on until the test opens it.
+pub struct Gate(Semaphore);
+
+impl Gate {
+    pub const fn new() -> Self {
+        Gate(Semaphore::const_new(0))
+    }
+
+    pub async fn pass(&self) {
+        self.0.acquire().await.expect("gate closed").forget();
+    }
+
+    /// Lets everyone through, now and later.
+    pub fn open(&self) {
+        self.0.add_permits(Semaphore::MAX_PERMITS / 2);
+    }
+}
