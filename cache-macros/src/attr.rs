@@ -13,6 +13,8 @@ use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Path, Token, UnOp};
 /// The arguments as written.
 pub(crate) struct CachedArgs {
     pub(crate) ttl: Option<Duration>,
+    /// `ttl` was written, valid or not: a malformed one is not also "missing".
+    pub(crate) ttl_written: bool,
     pub(crate) jitter: Option<f64>,
     pub(crate) key: Option<Expr>,
     pub(crate) max_capacity: Option<u64>,
@@ -61,6 +63,7 @@ impl Errors {
 pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<CachedArgs> {
     let mut args = CachedArgs {
         ttl: None,
+        ttl_written: false,
         jitter: None,
         key: None,
         max_capacity: None,
@@ -73,6 +76,7 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
         let value: Expr = input.parse()?;
         match name.to_string().as_str() {
             "ttl" => {
+                args.ttl_written = true;
                 if let Some(ttl) = duration(&name, &value, errors) {
                     set_once(&mut args.ttl, ttl, &name, errors);
                 }

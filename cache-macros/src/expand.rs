@@ -294,10 +294,10 @@ impl Context<'_> {
         };
         match self.plan.kind {
             ReturnKind::Result => {
-                // Spanned at the return type: an error type that cannot be
-                // shared is reported there.
-                let ret_span = syn::spanned::Spanned::span(ret);
-                let share = quote_spanned! {ret_span=> {
+                // Spanned at the error type: one that cannot be shared is
+                // reported there.
+                let span = error_type_span(ret);
+                let share = quote_spanned! {span=> {
                     #[allow(unused_imports)]
                     use #private::{ShareByClone as _, ShareBySharedError as _, ShareNotPossible as _};
                     (&&&#private::ShareProbe::<<#ret as #private::Outcome>::Failure>::new())
@@ -345,6 +345,29 @@ impl Context<'_> {
                 #block
             }
         }
+    }
+}
+
+/// The span of `E` in `Result<T, E>`, or of the whole type for an alias
+/// such as `anyhow::Result<T>`.
+fn error_type_span(ret: &Type) -> proc_macro2::Span {
+    let error_type = match ret {
+        Type::Path(path) => {
+            path.path
+                .segments
+                .last()
+                .and_then(|segment| match &segment.arguments {
+                    syn::PathArguments::AngleBracketed(args) if args.args.len() == 2 => {
+                        args.args.last()
+                    }
+                    _ => None,
+                })
+        }
+        _ => None,
+    };
+    match error_type {
+        Some(error_type) => syn::spanned::Spanned::span(error_type),
+        None => syn::spanned::Spanned::span(ret),
     }
 }
 

@@ -63,7 +63,7 @@ pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> 
             ),
         );
     }
-    if args.ttl.is_none() {
+    if !args.ttl_written {
         errors.at(
             Span::call_site(),
             "missing `ttl`: every cached function needs a freshness budget, e.g. #[cached(ttl = \"60s\")]",
