@@ -91,3 +91,22 @@ async fn evictions_keep_the_cache_within_max_capacity() {
     let stats = bounded_cache().stats();
     assert_eq!(stats.evictions, 200 - len, "{stats:?}");
 }
+
+#[cached(ttl = "200ms")]
+async fn ephemeral(n: u64) -> u64 {
+    n
+}
+
+#[tokio::test]
+async fn expired_entries_count_as_evictions_and_invalidated_ones_do_not() {
+    for n in 0..20 {
+        ephemeral(n).await;
+    }
+    ephemeral_invalidate(0).await;
+    ephemeral_invalidate(1).await;
+    // Wide margin over the ttl: moka drops expired entries at its next upkeep.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(ephemeral_cache().len(), 0);
+    let stats = ephemeral_cache().stats();
+    assert_eq!((stats.evictions, stats.invalidations), (18, 2), "{stats:?}");
+}

@@ -119,10 +119,22 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
                     "`{planned}` is not supported by this version of herdcache yet; supported attributes: {VALID}"
                 ),
             ),
-            _ => errors.at(
-                name.span(),
-                format_args!("unknown attribute `{name}`; valid attributes: {VALID}"),
-            ),
+            unknown => match closest_valid(unknown) {
+                Some(suggestion) => {
+                    // A misspelt `ttl` is not also a missing one.
+                    args.ttl_written |= suggestion == "ttl";
+                    errors.at(
+                        name.span(),
+                        format_args!(
+                            "unknown attribute `{unknown}`: did you mean `{suggestion}`? valid attributes: {VALID}"
+                        ),
+                    )
+                }
+                None => errors.at(
+                    name.span(),
+                    format_args!("unknown attribute `{unknown}`; valid attributes: {VALID}"),
+                ),
+            },
         }
         if input.is_empty() {
             break;
@@ -130,6 +142,32 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
         input.parse::<Token![,]>()?;
     }
     Ok(args)
+}
+
+/// The valid attribute name within two edits of `name`, if any.
+fn closest_valid(name: &str) -> Option<&'static str> {
+    ["ttl", "jitter", "key", "max_capacity", "name", "crate"]
+        .into_iter()
+        .map(|valid| (edit_distance(name, valid), valid))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, valid)| valid)
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// Keeps the first value; a repeat is an error at the repeated name (the
@@ -283,6 +321,14 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("10_000ms"), Ok(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn near_misses_get_a_suggestion() {
+        assert_eq!(super::closest_valid("tll"), Some("ttl"));
+        assert_eq!(super::closest_valid("jiter"), Some("jitter"));
+        assert_eq!(super::closest_valid("keys"), Some("key"));
+        assert_eq!(super::closest_valid("stale_while_revalidate"), None);
     }
 
     #[test]

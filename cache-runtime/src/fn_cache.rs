@@ -91,7 +91,7 @@ pub struct FnCache<K, V> {
     memory_expiry_is_freshness: bool,
     memory: MemoryTier<K, V>,
     flights: FlightMap<K, V>,
-    counters: Arc<Counters>,
+    counters: Counters,
     latency: LatencyHistogram,
 }
 
@@ -105,16 +105,15 @@ where
     /// # Panics
     /// If the ttl is zero or the jitter outside `0.0..=1.0`.
     pub fn new(config: CacheConfig) -> Self {
-        let counters = Arc::new(Counters::new());
         let expiry = ExpiryPolicy::new(config.ttl, config.jitter);
         FnCache {
             name: config.name,
             expiry,
             memory_expiry_is_freshness: matches!(config.clock, Clock::System),
             clock: config.clock,
-            memory: MemoryTier::new(config.max_capacity, expiry, counters.clone()),
+            memory: MemoryTier::new(config.max_capacity, expiry),
             flights: FlightMap::new(),
-            counters,
+            counters: Counters::new(),
             latency: LatencyHistogram::new(),
         }
     }
@@ -312,7 +311,7 @@ where
             coalesced: c(Counter::Coalesced),
             loads: c(Counter::Loads),
             load_errors: c(Counter::LoadErrors),
-            evictions: c(Counter::Evictions),
+            evictions: self.memory.evictions(),
             invalidations: c(Counter::Invalidations),
             load_p50: self.latency.quantile(0.50),
             load_p95: self.latency.quantile(0.95),

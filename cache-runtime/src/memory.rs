@@ -8,16 +8,20 @@
 //! VMs). A manual clock does not move moka's, so the engine then checks
 //! `fresh_until` itself.
 
+//!
+//! Evictions (entries moka drops on its own, for capacity or expiry) are
+//! counted by accounting, not with an eviction listener: registering any
+//! listener makes moka 0.12.16's periodic upkeep allocate on the read path,
+//! and a hit must not allocate.
+
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use moka::Expiry;
 
 use crate::expiry::ExpiryPolicy;
-use crate::stats::{Counter, Counters};
 
 /// A cached value and its horizon.
 #[derive(Clone, Debug)]
@@ -49,6 +53,10 @@ impl<K, V> Expiry<K, Entry<V>> for EntryLifetime {
 
 pub(crate) struct MemoryTier<K, V> {
     cache: Cache<K, Entry<V>>,
+    /// Entries added under a key that held none.
+    admitted: AtomicU64,
+    /// Entries removed by invalidation.
+    removed: AtomicU64,
 }
 
 impl<K, V> MemoryTier<K, V>
@@ -56,14 +64,8 @@ where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    pub(crate) fn new(max_capacity: u64, expiry: ExpiryPolicy, counters: Arc<Counters>) -> Self {
-        let builder = Cache::builder()
-            .max_capacity(max_capacity)
-            .eviction_listener(move |_, _, cause| {
-                if cause == RemovalCause::Size {
-                    counters.incr(Counter::Evictions);
-                }
-            });
+    pub(crate) fn new(max_capacity: u64, expiry: ExpiryPolicy) -> Self {
+        let builder = Cache::builder().max_capacity(max_capacity);
         // Per-entry expiry costs moka about a quarter more per read; only
         // jitter needs it.
         let cache = if expiry.jitter() == 0.0 {
@@ -71,7 +73,11 @@ where
         } else {
             builder.expire_after(EntryLifetime).build()
         };
-        MemoryTier { cache }
+        MemoryTier {
+            cache,
+            admitted: AtomicU64::new(0),
+            removed: AtomicU64::new(0),
+        }
     }
 
     #[inline]
@@ -79,16 +85,37 @@ where
         self.cache.get(key)
     }
 
+    /// Stores `entry`. The caller holds the key's flight-shard lock, so no
+    /// other store or invalidation of this key runs between the two calls.
     pub(crate) fn insert(&self, key: K, entry: Entry<V>) {
+        let replaces = self.cache.contains_key(&key);
         self.cache.insert(key, entry);
+        if !replaces {
+            self.admitted.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn invalidate(&self, key: &K) {
-        self.cache.invalidate(key);
+        if self.cache.remove(key).is_some() {
+            self.removed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn invalidate_all(&self) {
+        self.cache.run_pending_tasks();
+        let held = self.cache.entry_count();
         self.cache.invalidate_all();
+        self.removed.fetch_add(held, Ordering::Relaxed);
+    }
+
+    /// Entries dropped by moka itself, for capacity or expiry: all that were
+    /// admitted and are neither held nor removed by invalidation. Exact when
+    /// no store races an expiry or `invalidate_all`; off by those races else.
+    pub(crate) fn evictions(&self) -> u64 {
+        let held = self.len();
+        let admitted = self.admitted.load(Ordering::Relaxed);
+        let removed = self.removed.load(Ordering::Relaxed);
+        admitted.saturating_sub(held).saturating_sub(removed)
     }
 
     /// Entries held, after moka has applied pending removals.

@@ -25,7 +25,9 @@ pub struct Stats {
     pub loads: u64,
     /// Loader runs that returned an error or panicked.
     pub load_errors: u64,
-    /// Entries dropped to stay within `max_capacity`.
+    /// Entries the memory tier dropped on its own, to stay within
+    /// `max_capacity` or because they expired (as Caffeine's `evictionCount`):
+    /// not those removed by invalidation.
     pub evictions: u64,
     /// Calls of `…_invalidate` and `invalidate_all`.
     pub invalidations: u64,
@@ -72,11 +74,10 @@ pub(crate) enum Counter {
     Coalesced,
     Loads,
     LoadErrors,
-    Evictions,
     Invalidations,
 }
 
-const COUNTERS: usize = 7;
+const COUNTERS: usize = 6;
 const STRIPES: usize = 16;
 
 /// One thread's share of the counters, alone on its cache lines.

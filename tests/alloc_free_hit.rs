@@ -1,0 +1,109 @@
+//! A hit allocates nothing: counted by a global allocator that tallies the
+//! allocations of the calling thread (moka's upkeep runs on the caller's
+//! thread, so it is counted too).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use herdcache::cached;
+
+struct CountingAllocator;
+
+thread_local! {
+    // Const-initialised with no destructor: touching it never allocates.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// only addition is bumping a thread-local counter, which does not allocate.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller upholds `alloc`'s contract; we pass it on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` above with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: as for `alloc` and `dealloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Polls a future that must finish on its first poll (a hit, or a loader
+/// that never waits).
+fn ready<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("expected the call to finish at once"),
+    }
+}
+
+#[cached(ttl = "1h")]
+async fn plain_value(key: u64) -> u64 {
+    key * 3
+}
+
+#[cached(ttl = "1h", jitter = 0.2)]
+async fn shared_value(key: u64) -> Result<Arc<str>, std::io::Error> {
+    Ok(Arc::from(format!("user {key}")))
+}
+
+#[cached(ttl = "1h")]
+async fn maybe_value(key: u64) -> Option<u64> {
+    Some(key)
+}
+
+#[test]
+fn a_hit_allocates_nothing() {
+    const KEYS: u64 = 1_000;
+    // Misses allocate (moka nodes, the registry): warm every key first.
+    for key in 0..KEYS {
+        ready(plain_value(key));
+        ready(shared_value(key)).unwrap();
+        ready(maybe_value(key));
+    }
+    // moka defers the bookkeeping of inserts (its LRU and timer nodes) to
+    // whichever call comes next; settle it so the insert's cost is not
+    // billed to the hits.
+    plain_value_cache().len();
+    shared_value_cache().len();
+    maybe_value_cache().len();
+    let before = allocations();
+    for _ in 0..100 {
+        for key in 0..KEYS {
+            assert_eq!(ready(plain_value(key)), key * 3);
+            assert!(ready(shared_value(key)).is_ok());
+            assert_eq!(ready(maybe_value(key)), Some(key));
+        }
+    }
+    let during = allocations() - before;
+    assert_eq!(during, 0, "300 000 hits made {during} allocations");
+    assert_eq!(plain_value_cache().stats().hits, 100 * KEYS);
+    assert_eq!(shared_value_cache().stats().hits, 100 * KEYS);
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // The check above cannot pass vacuously: a miss is counted.
+    let before = allocations();
+    let boxed = Box::new([0u8; 64]);
+    assert!(allocations() > before);
+    drop(boxed);
+}
