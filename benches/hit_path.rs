@@ -1,119 +1,96 @@
-use herdcache_runtime::{CacheConfig, FnCache};
-use std::time::Duration;
-const KEYS: u64 = 1000;
+//! The hit path, side by side in one run: a `#[herdcache::cached]` call
+//! (creating and polling its future, as a caller pays it) against raw
+//! `moka::sync::Cache::get` and against the `cached` crate's `#[cached]`, on
+//! the same 1 000 warm `u64` keys, with 1 and 2 threads.
+//!
+//! Run: `cargo bench --bench hit_path`
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
+
+use divan::{black_box, Bencher};
+
+const KEYS: u64 = 1_000;
+
 fn main() {
     divan::main();
 }
-#[divan::bench(threads = [1, 2])]
-fn raw_moka(b: divan::Bencher) {
-    static C: std::sync::OnceLock<moka::sync::Cache<u64, u64>> = std::sync::OnceLock::new();
-    let c = C.get_or_init(|| {
-        let c = moka::sync::Cache::new(10_000);
-        for k in 0..KEYS {
-            c.insert(k, k)
-        }
-        c
-    });
-    let mut k = 0u64;
-    b.bench_local(|| {
-        k = (k + 1) % KEYS;
-        divan::black_box(c.get(&divan::black_box(k)))
-    });
+
+/// Each thread walks the keys in order, from its own position.
+fn next_key() -> u64 {
+    thread_local! {
+        static KEY: Cell<u64> = const { Cell::new(0) };
+    }
+    KEY.with(|key| {
+        let next = (key.get() + 1) % KEYS;
+        key.set(next);
+        next
+    })
 }
-#[divan::bench(threads = [1, 2])]
-fn fn_cache(b: divan::Bencher) {
-    static C: std::sync::OnceLock<FnCache<u64, u64>> = std::sync::OnceLock::new();
-    let c = C.get_or_init(|| {
-        let c = FnCache::new(CacheConfig::new("x", Duration::from_secs(3600)));
-        for k in 0..KEYS {
-            let _: Option<u64> = futures_lite_block(c.get_or_load(
-                k,
-                herdcache_runtime::FailureShare::unit(),
-                async move { Some(k) },
-            ));
-        }
-        c
-    });
-    let mut k = 0u64;
-    b.bench_local(|| {
-        k = (k + 1) % KEYS;
-        divan::black_box(c.get_fresh(&divan::black_box(k)))
-    });
-}
-#[divan::bench(threads = [1, 2])]
-fn instant_now() -> std::time::Instant {
-    std::time::Instant::now()
-}
-fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
+
+/// A hit finishes on its first poll; no executor is involved.
+fn ready<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("a hit never waits"),
     }
 }
-#[derive(Clone)]
-struct E {
-    v: u64,
-    _t: std::time::Instant,
-    _l: Duration,
+
+#[herdcache::cached(ttl = "1h")]
+async fn herdcache_lookup(key: u64) -> u64 {
+    key
 }
-struct Ex;
-impl moka::Expiry<u64, E> for Ex {
-    fn expire_after_create(&self, _: &u64, e: &E, _: std::time::Instant) -> Option<Duration> {
-        Some(e._l)
+
+#[cached::proc_macro::cached(ttl_secs = 3600)]
+fn cached_crate_timed_lookup(key: u64) -> u64 {
+    key
+}
+
+#[cached::proc_macro::cached]
+fn cached_crate_unbound_lookup(key: u64) -> u64 {
+    key
+}
+
+fn raw_moka() -> &'static moka::sync::Cache<u64, u64> {
+    static CACHE: OnceLock<moka::sync::Cache<u64, u64>> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let cache = moka::sync::Cache::new(10_000);
+        for key in 0..KEYS {
+            cache.insert(key, key);
+        }
+        cache
+    })
+}
+
+#[divan::bench(threads = [1, 2])]
+fn herdcache(bencher: Bencher) {
+    for key in 0..KEYS {
+        ready(herdcache_lookup(key));
     }
+    bencher.bench(|| ready(herdcache_lookup(black_box(next_key()))));
 }
+
 #[divan::bench(threads = [1, 2])]
-fn moka_expire_after(b: divan::Bencher) {
-    static C: std::sync::OnceLock<moka::sync::Cache<u64, E>> = std::sync::OnceLock::new();
-    let c = C.get_or_init(|| {
-        let c = moka::sync::Cache::builder()
-            .max_capacity(10_000)
-            .expire_after(Ex)
-            .build();
-        for k in 0..KEYS {
-            c.insert(
-                k,
-                E {
-                    v: k,
-                    _t: std::time::Instant::now(),
-                    _l: Duration::from_secs(3600),
-                },
-            )
-        }
-        c
-    });
-    let mut k = 0u64;
-    b.bench_local(|| {
-        k = (k + 1) % KEYS;
-        divan::black_box(c.get(&divan::black_box(k)).map(|e| e.v))
-    });
+fn moka_get(bencher: Bencher) {
+    let cache = raw_moka();
+    bencher.bench(|| cache.get(&black_box(next_key())));
 }
+
 #[divan::bench(threads = [1, 2])]
-fn moka_ttl(b: divan::Bencher) {
-    static C: std::sync::OnceLock<moka::sync::Cache<u64, E>> = std::sync::OnceLock::new();
-    let c = C.get_or_init(|| {
-        let c = moka::sync::Cache::builder()
-            .max_capacity(10_000)
-            .time_to_live(Duration::from_secs(3600))
-            .build();
-        for k in 0..KEYS {
-            c.insert(
-                k,
-                E {
-                    v: k,
-                    _t: std::time::Instant::now(),
-                    _l: Duration::from_secs(3600),
-                },
-            )
-        }
-        c
-    });
-    let mut k = 0u64;
-    b.bench_local(|| {
-        k = (k + 1) % KEYS;
-        divan::black_box(c.get(&divan::black_box(k)).map(|e| e.v))
-    });
+fn cached_crate_timed(bencher: Bencher) {
+    for key in 0..KEYS {
+        cached_crate_timed_lookup(key);
+    }
+    bencher.bench(|| cached_crate_timed_lookup(black_box(next_key())));
+}
+
+#[divan::bench(threads = [1, 2])]
+fn cached_crate_unbound(bencher: Bencher) {
+    for key in 0..KEYS {
+        cached_crate_unbound_lookup(key);
+    }
+    bencher.bench(|| cached_crate_unbound_lookup(black_box(next_key())));
 }

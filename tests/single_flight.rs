@@ -152,3 +152,26 @@ async fn a_panicking_loader_poisons_nothing() {
     let stats = panicking_cache().stats();
     assert_eq!((stats.loads, stats.load_errors, stats.hits), (2, 1, 1));
 }
+
+static LANDING_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "60s")]
+async fn instant(key: u64) -> u64 {
+    LANDING_LOADS.fetch_add(1, SeqCst);
+    tokio::task::yield_now().await;
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_arriving_while_a_load_lands_never_start_a_second_one() {
+    // The load finishes while callers are still arriving: each must find
+    // either the flight or the stored value, never a gap between the two.
+    const ROUNDS: u64 = 300;
+    for round in 0..ROUNDS {
+        let callers: Vec<_> = (0..64).map(|_| tokio::spawn(instant(round))).collect();
+        for caller in callers {
+            assert_eq!(caller.await.unwrap(), round);
+        }
+    }
+    assert_eq!(LANDING_LOADS.load(SeqCst), ROUNDS as usize);
+}

@@ -233,16 +233,7 @@ where
         self.latency.record(started.elapsed());
         let outcome = match outcome.into_parts() {
             Ok(value) => {
-                let stored = self.detach(&guard.key, &guard.flight);
-                if stored {
-                    let lifetime = self.expiry.draw_ttl();
-                    let entry = Entry {
-                        value: value.clone(),
-                        fresh_until: self.clock.now() + lifetime,
-                        lifetime,
-                    };
-                    self.memory.insert(guard.key.clone(), entry);
-                }
+                self.store(&guard.key, &guard.flight, &value);
                 if guard.flight.waiters() > 0 {
                     guard.flight.land(Landing::Value(value.clone()));
                 }
@@ -264,10 +255,26 @@ where
         outcome
     }
 
-    /// Detaches the finished `flight`; true when it was still attached, that
-    /// is, no invalidation or refresh has superseded it and it may store.
-    fn detach(&self, key: &K, flight: &Arc<Flight<V>>) -> bool {
-        self.flights.lock(key).detach_if(key, flight)
+    /// Detaches the finished `flight` and, if it was still attached (no
+    /// invalidation or refresh superseded it), stores `value`: both in one
+    /// critical section, so that no caller or invalidation of the key can
+    /// see the flight gone and the value not yet stored.
+    fn store(&self, key: &K, flight: &Arc<Flight<V>>, value: &V) {
+        let mut shard = self.flights.lock(key);
+        if shard.detach_if(key, flight) {
+            let lifetime = self.expiry.draw_ttl();
+            let entry = Entry {
+                value: value.clone(),
+                fresh_until: self.clock.now() + lifetime,
+                lifetime,
+            };
+            self.memory.insert(key.clone(), entry);
+        }
+    }
+
+    /// Detaches `flight` if it is still attached.
+    fn detach(&self, key: &K, flight: &Arc<Flight<V>>) {
+        self.flights.lock(key).detach_if(key, flight);
     }
 
     /// Drops the value of `key`. When this returns, no later call sees a
