@@ -1,0 +1,68 @@
+//! Instructions per hit, for a deterministic cross-check of the wall-clock
+//! `hit_path` bench on noisy machines. Runs `N` hits of one variant; run it
+//! twice under callgrind with different `N` and divide the difference:
+//!
+//! ```text
+//! cargo bench --bench hit_instructions --no-run
+//! valgrind --tool=callgrind target/release/deps/hit_instructions-* herdcache 200000
+//! ```
+//! `scripts/hit-instructions.sh` does exactly that for every variant.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+const KEYS: u64 = 1_000;
+
+fn ready<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("a hit never waits"),
+    }
+}
+
+#[herdcache::cached(ttl = "1h")]
+async fn herdcache_lookup(key: u64) -> u64 {
+    key
+}
+
+#[cached::proc_macro::cached(ttl_secs = 3600)]
+fn cached_crate_timed_lookup(key: u64) -> u64 {
+    key
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let variant = args.next().unwrap_or_default();
+    let hits: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let mut sum = 0u64;
+    match variant.as_str() {
+        "herdcache" => {
+            for key in 0..KEYS {
+                ready(herdcache_lookup(key));
+            }
+            for i in 0..hits {
+                sum = sum.wrapping_add(ready(herdcache_lookup(std::hint::black_box(i % KEYS))));
+            }
+        }
+        "moka" => {
+            let cache = moka::sync::Cache::new(10_000);
+            for key in 0..KEYS {
+                cache.insert(key, key);
+            }
+            for i in 0..hits {
+                sum = sum.wrapping_add(cache.get(&std::hint::black_box(i % KEYS)).unwrap_or(0));
+            }
+        }
+        "cached" => {
+            for key in 0..KEYS {
+                cached_crate_timed_lookup(key);
+            }
+            for i in 0..hits {
+                sum = sum.wrapping_add(cached_crate_timed_lookup(std::hint::black_box(i % KEYS)));
+            }
+        }
+        other => panic!("unknown variant {other:?}: herdcache, moka or cached"),
+    }
+    std::hint::black_box(sum);
+}

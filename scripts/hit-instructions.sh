@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Instructions per hit under callgrind: deterministic, unlike wall-clock time
+# on a shared VM. Prints one line per variant and the ratios to raw moka.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
+cargo bench --bench hit_instructions --no-run 2>/dev/null
+bin=$(ls -t target/release/deps/hit_instructions-* | grep -v '\.d$' | head -1)
+instructions() { # variant hits
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 |
+    sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+declare -A per_hit
+for variant in moka herdcache cached; do
+  low=$(instructions "$variant" 100000)
+  high=$(instructions "$variant" 300000)
+  per_hit[$variant]=$(( (high - low) / 200000 ))
+  echo "$variant: ${per_hit[$variant]} instructions per hit"
+done
+awk -v h="${per_hit[herdcache]}" -v m="${per_hit[moka]}" -v c="${per_hit[cached]}" \
+  'BEGIN { printf "herdcache / moka = %.2f, cached crate / moka = %.2f\n", h / m, c / m }'
