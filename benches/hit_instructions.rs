@@ -8,28 +8,9 @@
 //! ```
 //! `scripts/hit-instructions.sh` does exactly that for every variant.
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+mod common;
 
-const KEYS: u64 = 1_000;
-
-fn ready<F: Future>(future: F) -> F::Output {
-    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => unreachable!("a hit never waits"),
-    }
-}
-
-#[herdcache::cached(ttl = "1h")]
-async fn herdcache_lookup(key: u64) -> u64 {
-    key
-}
-
-#[cached::proc_macro::cached(ttl_secs = 3600)]
-fn cached_crate_timed_lookup(key: u64) -> u64 {
-    key
-}
+use common::{cached_crate_timed_lookup, herdcache_lookup, ready, KEYS};
 
 fn main() {
     let mut args = std::env::args().skip(1);

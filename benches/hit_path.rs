@@ -6,14 +6,12 @@
 //! Run: `cargo bench --bench hit_path`
 
 use std::cell::Cell;
-use std::future::Future;
-use std::pin::pin;
 use std::sync::OnceLock;
-use std::task::{Context, Poll, Waker};
 
+mod common;
+
+use common::{cached_crate_timed_lookup, herdcache_lookup, ready, KEYS};
 use divan::{black_box, Bencher};
-
-const KEYS: u64 = 1_000;
 
 fn main() {
     divan::main();
@@ -29,24 +27,6 @@ fn next_key() -> u64 {
         key.set(next);
         next
     })
-}
-
-/// A hit finishes on its first poll; no executor is involved.
-fn ready<F: Future>(future: F) -> F::Output {
-    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => unreachable!("a hit never waits"),
-    }
-}
-
-#[herdcache::cached(ttl = "1h")]
-async fn herdcache_lookup(key: u64) -> u64 {
-    key
-}
-
-#[cached::proc_macro::cached(ttl_secs = 3600)]
-fn cached_crate_timed_lookup(key: u64) -> u64 {
-    key
 }
 
 #[cached::proc_macro::cached]

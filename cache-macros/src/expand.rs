@@ -81,16 +81,12 @@ impl Context<'_> {
             "Recomputes `{}` now and stores the value, even if one is fresh (cache priming).",
             self.item.sig.ident
         );
+        let head = self.helper_head(&doc);
         let signature = self.helper_signature(&ident);
-        let vis = &self.item.vis;
-        let lints = lint_attrs(&self.item.attrs);
         let prelude = self.prelude();
         let load = self.load_call(quote!(refresh));
         quote! {
-            #[doc = #doc]
-            #[allow(dead_code)]
-            #(#lints)*
-            #vis #signature {
+            #head #signature {
                 #prelude
                 #load
             }
@@ -104,15 +100,11 @@ impl Context<'_> {
             "Runs the body of `{}` without the cache.",
             self.item.sig.ident
         );
+        let head = self.helper_head(&doc);
         let signature = self.helper_signature(&ident);
-        let vis = &self.item.vis;
-        let lints = lint_attrs(&self.item.attrs);
         let block = &self.item.block;
         quote! {
-            #[doc = #doc]
-            #[allow(dead_code)]
-            #(#lints)*
-            #vis #signature #block
+            #head #signature #block
         }
     }
 
@@ -131,18 +123,14 @@ impl Context<'_> {
             let (name, ty) = (&arg.ident, &arg.ty);
             Some(quote!(#name: #ty))
         });
-        let vis = &self.item.vis;
-        let lints = lint_attrs(&self.item.attrs);
+        let head = self.helper_head(&doc);
         let generics = &sig.generics;
         let where_clause = &sig.generics.where_clause;
         let unsafety = &sig.unsafety;
         let prelude = self.prelude();
         let private = &self.private;
         quote! {
-            #[doc = #doc]
-            #[allow(dead_code)]
-            #(#lints)*
-            #vis async #unsafety fn #ident #generics (#(#params),*) #where_clause {
+            #head async #unsafety fn #ident #generics (#(#params),*) #where_clause {
                 #prelude
                 #private::FnCache::invalidate(__herdcache_cache, &__herdcache_key);
             }
@@ -156,18 +144,28 @@ impl Context<'_> {
             "The cache of `{}`: `stats()`, `len()`, `invalidate_all()`.",
             self.item.sig.ident
         );
-        let vis = &self.item.vis;
-        let lints = lint_attrs(&self.item.attrs);
+        let head = self.helper_head(&doc);
         let private = &self.private;
         let site = &self.site;
         let scope = self.scope();
         quote! {
+            #head fn #ident() -> &'static #private::CacheHandle {
+                #private::CacheHandle::of(#site, #scope)
+            }
+        }
+    }
+
+    /// What every helper starts with: its doc, `cfg` and lint attributes
+    /// kept from the function, and the function's visibility. Helpers a
+    /// caller does not use must not warn.
+    fn helper_head(&self, doc: &str) -> TokenStream {
+        let vis = &self.item.vis;
+        let lints = lint_attrs(&self.item.attrs);
+        quote! {
             #[doc = #doc]
             #[allow(dead_code)]
             #(#lints)*
-            #vis fn #ident() -> &'static #private::CacheHandle {
-                #private::CacheHandle::of(#site, #scope)
-            }
+            #vis
         }
     }
 

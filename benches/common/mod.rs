@@ -1,0 +1,26 @@
+//! Shared by the hit-path benchmarks.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+/// The warm keys every hit-path benchmark reads.
+pub const KEYS: u64 = 1_000;
+
+/// Polls a call once: a hit finishes on its first poll, with no executor.
+pub fn ready<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("a hit never waits"),
+    }
+}
+
+#[herdcache::cached(ttl = "1h")]
+pub async fn herdcache_lookup(key: u64) -> u64 {
+    key
+}
+
+#[cached::proc_macro::cached(ttl_secs = 3600)]
+pub fn cached_crate_timed_lookup(key: u64) -> u64 {
+    key
+}
