@@ -3,6 +3,8 @@
 //! it at a re-export.
 
 #![allow(dead_code)]
+// Helpers the test does not call must not warn, whatever the function's lints.
+#![deny(warnings)]
 
 mod core {}
 mod std {}
@@ -28,6 +30,16 @@ async fn clashing(key: u64, cache: u64, value: u64) -> u64 {
     key + cache + value
 }
 
+/// Lint attributes are copied to the helpers; `expect` must not turn into an
+/// unfulfilled expectation there, nor `deny(unused)` into an error.
+#[::herdcache::cached(ttl = "1m")]
+#[deny(unused)]
+#[expect(unused_variables)]
+async fn linted(n: u64) -> u64 {
+    let unused = n;
+    7
+}
+
 #[::tokio::test]
 async fn generated_code_survives_shadowing_modules() {
     assert_eq!(shadowed(2).await, Some(4));
@@ -35,4 +47,5 @@ async fn generated_code_survives_shadowing_modules() {
     assert_eq!(clashing(1, 2, 3).await, 6);
     assert_eq!(clashing(1, 2, 3).await, 6);
     assert_eq!(clashing_cache().stats().hits, 1);
+    assert_eq!(linted(1).await, 7);
 }

@@ -186,3 +186,46 @@ async fn a_method_taking_self_by_value_is_cached() {
     };
     assert_eq!(other.fetch("/x".into()).await, "https://a/x");
 }
+
+static FORMAT_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Inline format captures count as arguments the key uses.
+#[cached(ttl = "60s", key = format!("{org}:{page}"))]
+async fn page_label(org: &str, page: u32, verbose: bool) -> String {
+    FORMAT_LOADS.fetch_add(1, SeqCst);
+    if verbose {
+        format!("organisation {org}, page {page}")
+    } else {
+        format!("{org}#{page}")
+    }
+}
+
+#[tokio::test]
+async fn a_format_key_is_invalidated_by_the_names_it_captures() {
+    assert_eq!(page_label("acme", 1, false).await, "acme#1");
+    assert_eq!(
+        page_label("acme", 1, true).await,
+        "acme#1",
+        "verbose is not in the key"
+    );
+    page_label_invalidate("acme", 1).await;
+    assert_eq!(
+        page_label("acme", 1, true).await,
+        "organisation acme, page 1"
+    );
+    assert_eq!(FORMAT_LOADS.load(SeqCst), 2);
+}
+
+/// `key = (org)` is `key = org`: keyed by an owned copy, not moved.
+#[cached(ttl = "60s", key = (org))]
+async fn org_name(org: String, suffix: &str) -> String {
+    format!("{org}{suffix}")
+}
+
+#[tokio::test]
+async fn a_parenthesised_key_is_a_plain_argument() {
+    assert_eq!(org_name("acme".into(), "!").await, "acme!");
+    assert_eq!(org_name("acme".into(), "?").await, "acme!");
+    org_name_invalidate("acme".into()).await;
+    assert_eq!(org_name("acme".into(), "?").await, "acme?");
+}

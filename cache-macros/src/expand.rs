@@ -60,9 +60,11 @@ impl Context<'_> {
         let prelude = self.prelude();
         let from_value = self.wrap_value(quote!(__herdcache_value));
         let load = self.load_call(quote!(load));
+        let alias_check = self.alias_check();
         quote! {
             #(#attrs)*
             #vis #sig {
+                #alias_check
                 #prelude
                 if let ::core::option::Option::Some(__herdcache_value) =
                     #private::FnCache::get_fresh(__herdcache_cache, &__herdcache_key)
@@ -161,10 +163,11 @@ impl Context<'_> {
     fn helper_head(&self, doc: &str) -> TokenStream {
         let vis = &self.item.vis;
         let lints = lint_attrs(&self.item.attrs);
+        // After the copied lints, so a `#[deny(unused)]` does not undo it.
         quote! {
             #[doc = #doc]
-            #[allow(dead_code)]
             #(#lints)*
+            #[allow(dead_code)]
             #vis
         }
     }
@@ -199,6 +202,25 @@ impl Context<'_> {
         } else {
             quote!("")
         }
+    }
+
+    /// A return type the macro took for a plain value may be a `Result` or
+    /// `Option` behind an alias of another name (`DbResult<T>`): caching it
+    /// as a plain value would cache errors. Checked by type, at the return
+    /// type.
+    fn alias_check(&self) -> Option<TokenStream> {
+        if self.plan.kind != ReturnKind::Plain {
+            return None;
+        }
+        let (private, ret) = (&self.private, &self.plan.ret);
+        let span = syn::spanned::Spanned::span(ret);
+        Some(quote_spanned! {span=>
+            {
+                #[allow(unused_imports)]
+                use #private::{PlainIsPlain as _, PlainIsResultOrOption as _};
+                (&&&#private::PlainProbe::<#ret>::new()).check_plain();
+            }
+        })
     }
 
     fn value_type(&self) -> TokenStream {
@@ -376,10 +398,24 @@ fn error_type_span(ret: &Type) -> proc_macro2::Span {
 }
 
 /// The attributes a helper keeps from the function: `cfg` and lint levels.
-fn lint_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
-    attrs.iter().filter(|attr| {
-        ["cfg", "allow", "warn", "deny", "expect"]
+/// An `expect` becomes an `allow`: the lint it expects may not fire in a
+/// helper, and an unfulfilled expectation is itself a warning.
+fn lint_attrs(attrs: &[Attribute]) -> impl Iterator<Item = Attribute> + '_ {
+    attrs.iter().filter_map(|attr| {
+        let path = attr.path();
+        if ["cfg", "allow", "warn", "deny"]
             .iter()
-            .any(|name| attr.path().is_ident(name))
+            .any(|name| path.is_ident(name))
+        {
+            return Some(attr.clone());
+        }
+        if !path.is_ident("expect") {
+            return None;
+        }
+        let mut allow = attr.clone();
+        if let syn::Meta::List(list) = &mut allow.meta {
+            list.path = syn::parse_quote!(allow);
+        }
+        Some(allow)
     })
 }

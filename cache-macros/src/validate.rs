@@ -165,10 +165,14 @@ fn key_spec(
     errors: &mut Errors,
 ) -> (KeySpec, Vec<Ident>) {
     let names: Vec<&Ident> = args.iter().map(|arg| &arg.ident).collect();
-    let Some(expr) = key else {
+    let Some(mut expr) = key else {
         let all: Vec<Ident> = names.into_iter().cloned().collect();
         return (KeySpec::Args(all.clone()), all);
     };
+    // `key = (org)` is `key = org`.
+    while let Expr::Paren(paren) = expr {
+        expr = *paren.expr;
+    }
     let not_an_argument = |ident: &Ident, errors: &mut Errors| {
         let list = if names.is_empty() {
             "it has none".to_owned()
@@ -269,9 +273,45 @@ fn idents_used(tokens: TokenStream, out: &mut Vec<Ident>, errors: &mut Errors) {
                 };
                 after_dot_or_colons = punct.as_char() == '.' || colons >= 2;
             }
-            TokenTree::Literal(_) => after_dot_or_colons = false,
+            TokenTree::Literal(literal) => {
+                // `format!("{org}:{page}")` reads `org` and `page`.
+                if let Ok(syn::Lit::Str(text)) =
+                    syn::parse2::<syn::Lit>(literal.into_token_stream())
+                {
+                    for name in format_captures(&text.value()) {
+                        out.push(Ident::new(&name, text.span()));
+                    }
+                }
+                after_dot_or_colons = false;
+            }
         }
     }
+}
+
+/// The names a format string captures inline: `{org}`, `{page:>4}`; not
+/// `{{`, `{0}` or `{}`.
+fn format_captures(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '{' {
+            continue;
+        }
+        if chars.peek() == Some(&'{') {
+            chars.next();
+            continue;
+        }
+        let name: String =
+            std::iter::from_fn(|| chars.next_if(|c| c.is_alphanumeric() || *c == '_')).collect();
+        let starts_like_a_name = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_');
+        if starts_like_a_name && matches!(chars.peek(), Some('}' | ':')) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 /// `Result`/`Option` by the last path segment's name, so aliases such as
@@ -293,4 +333,19 @@ fn mentions_self_type(tokens: TokenStream) -> bool {
         TokenTree::Group(group) => mentions_self_type(group.stream()),
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_captures;
+
+    #[test]
+    fn format_captures_are_the_inline_names() {
+        assert_eq!(format_captures("{org}:{page:>4}"), ["org", "page"]);
+        assert_eq!(
+            format_captures("{{org}} {} {0} {1:?}"),
+            Vec::<String>::new()
+        );
+        assert_eq!(format_captures("{_x}/{user_id}"), ["_x", "user_id"]);
+    }
 }

@@ -260,11 +260,13 @@ where
     /// critical section, so that no caller or invalidation of the key can
     /// see the flight gone and the value not yet stored.
     fn store(&self, key: &K, flight: &Arc<Flight<V>>, value: &V) {
+        // The value's `Clone` is user code: run it outside the lock.
+        let value = value.clone();
+        let lifetime = self.expiry.draw_ttl();
         let mut shard = self.flights.lock(key);
         if shard.detach_if(key, flight) {
-            let lifetime = self.expiry.draw_ttl();
             let entry = Entry {
-                value: value.clone(),
+                value,
                 fresh_until: self.clock.now() + lifetime,
                 lifetime,
             };
@@ -285,16 +287,24 @@ where
         shard.detach(key);
         // Inside the shard lock, so that a landing load cannot store between
         // the detach and the removal.
-        self.memory.invalidate(key);
+        let removed = self.memory.invalidate(key);
         drop(shard);
+        // The value's `Drop` is user code: run it outside the lock.
+        drop(removed);
         self.counters.incr(Counter::Invalidations);
     }
 
     /// Drops every value, with the same guarantee as [`invalidate`](Self::invalidate).
     pub fn invalidate_all(&self) {
         // Loads that land before their shard is detached store, and the
-        // memory tier's invalidate_all below removes what they stored.
+        // memory tier's invalidate_all below removes what they stored: moka
+        // hides entries written strictly before its invalidation time, so
+        // wait for the clock to move past the last possible store.
         self.flights.detach_all();
+        let detached_at = Instant::now();
+        while Instant::now() <= detached_at {
+            std::hint::spin_loop();
+        }
         self.memory.invalidate_all();
         self.counters.incr(Counter::Invalidations);
     }

@@ -22,8 +22,9 @@ pub use clock::{Clock, ManualClock};
 pub use expiry::ExpiryPolicy;
 pub use fn_cache::{CacheConfig, FnCache, DEFAULT_MAX_CAPACITY};
 pub use outcome::{
-    plain, FailureShare, Outcome, Plain, ShareByClone, ShareBySharedError, ShareNotPossible,
-    ShareProbe, ShareableError, SharedError, SharedFailure,
+    plain, FailureShare, NamedResultOrOption, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,
+    PlainProbe, ShareByClone, ShareBySharedError, ShareNotPossible, ShareProbe, ShareableError,
+    SharedError, SharedFailure,
 };
 pub use registry::{stats, CacheHandle, Slot};
 pub use stats::Stats;

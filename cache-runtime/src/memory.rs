@@ -95,10 +95,14 @@ where
         }
     }
 
-    pub(crate) fn invalidate(&self, key: &K) {
-        if self.cache.remove(key).is_some() {
+    /// Removes the entry of `key`, returned so the caller can drop it
+    /// outside its lock.
+    pub(crate) fn invalidate(&self, key: &K) -> Option<Entry<V>> {
+        let removed = self.cache.remove(key);
+        if removed.is_some() {
             self.removed.fetch_add(1, Ordering::Relaxed);
         }
+        removed
     }
 
     pub(crate) fn invalidate_all(&self) {

@@ -349,6 +349,63 @@ impl<E> ShareNotPossible<E> for ShareProbe<E> {
 )]
 pub trait ShareableError {}
 
+/// Checks, by autoref specialisation, that a return type the macro treats
+/// as a plain value is not a `Result` or `Option` behind an alias.
+pub struct PlainProbe<T>(PhantomData<fn() -> T>);
+
+impl<T> PlainProbe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        PlainProbe(PhantomData)
+    }
+}
+
+impl<T> Default for PlainProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Chosen for `Result` and `Option`: a compile error.
+pub trait PlainIsResultOrOption<R> {
+    /// Never callable: `R` does not implement [`NamedResultOrOption`].
+    fn check_plain(&self)
+    where
+        R: NamedResultOrOption;
+}
+
+impl<T, E> PlainIsResultOrOption<Result<T, E>> for &&PlainProbe<Result<T, E>> {
+    fn check_plain(&self)
+    where
+        Result<T, E>: NamedResultOrOption,
+    {
+    }
+}
+
+impl<T> PlainIsResultOrOption<Option<T>> for &&PlainProbe<Option<T>> {
+    fn check_plain(&self)
+    where
+        Option<T>: NamedResultOrOption,
+    {
+    }
+}
+
+/// Chosen for every other type: fine.
+pub trait PlainIsPlain {
+    /// Does nothing.
+    fn check_plain(&self) {}
+}
+
+impl<T> PlainIsPlain for &PlainProbe<T> {}
+
+/// Implemented by no type: its only use is the error message below.
+#[diagnostic::on_unimplemented(
+    message = "the return type of this #[cached] function is `{Self}` behind an alias whose name is not `Result` or `Option`",
+    label = "#[cached] would cache this as a plain value, failures included",
+    note = "#[cached] recognises `Result` and `Option` by name: write the return type as `Result<T, E>` or `Option<T>` (aliases named `…::Result<T>` work too)"
+)]
+pub trait NamedResultOrOption {}
+
 #[cfg(test)]
 // The probes' borrows are the point: removing one changes which impl the
 // autoref specialisation picks.

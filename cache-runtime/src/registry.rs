@@ -95,10 +95,17 @@ where
     cache
 }
 
+/// How many instantiations (of a method of a generic impl) a slot resolves
+/// lock-free; more resolve through the registry's lock on every call.
+const FAST_SCOPES: usize = 4;
+
+/// A resolved cache: its scope, and the cache behind `Any`.
+type Resolved = (&'static str, &'static (dyn Any + Send + Sync));
+
 /// A function's way to its cache: one `static` per generated item.
 pub struct Slot {
     site: &'static str,
-    cache: OnceLock<(&'static str, &'static (dyn Any + Send + Sync))>,
+    caches: [OnceLock<Resolved>; FAST_SCOPES],
 }
 
 impl Slot {
@@ -106,7 +113,7 @@ impl Slot {
     pub const fn new(site: &'static str) -> Self {
         Slot {
             site,
-            cache: OnceLock::new(),
+            caches: [const { OnceLock::new() }; FAST_SCOPES],
         }
     }
 
@@ -122,7 +129,10 @@ impl Slot {
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
-        if let Some((slot_scope, any)) = self.cache.get() {
+        for resolved in &self.caches {
+            let Some((slot_scope, any)) = resolved.get() else {
+                break;
+            };
             // `type_name` of one type is one constant: the pointers match.
             if std::ptr::eq(*slot_scope, scope) || *slot_scope == scope {
                 if let Some(cache) = any.downcast_ref() {
@@ -144,10 +154,14 @@ impl Slot {
         V: Clone + Send + Sync + 'static,
     {
         let cache = get_or_register::<K, V>((self.site, scope), config);
-        // The first instantiation seen keeps the fast path; others (methods
-        // of generic impls) resolve through the registry, under its lock, on
-        // every call.
-        let _ = self.cache.set((scope, cache));
+        // The first instantiations seen (methods of generic impls have one
+        // per `Self` type) take a free fast-path place; a place another
+        // thread filled meanwhile is skipped.
+        for resolved in &self.caches {
+            if resolved.set((scope, cache)).is_ok() {
+                break;
+            }
+        }
         cache
     }
 }
