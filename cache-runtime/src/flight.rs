@@ -12,7 +12,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use event_listener::Event;
 
@@ -40,7 +40,9 @@ impl<V: Clone> Clone for Landing<V> {
 
 /// One load in progress.
 pub(crate) struct Flight<V> {
-    landing: Mutex<Option<Landing<V>>>,
+    /// Written once; waiters read it without a lock, so thousands of them
+    /// clone the value side by side.
+    landing: OnceLock<Landing<V>>,
     landed: Event,
     waiters: AtomicUsize,
 }
@@ -48,7 +50,7 @@ pub(crate) struct Flight<V> {
 impl<V: Clone> Flight<V> {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Flight {
-            landing: Mutex::new(None),
+            landing: OnceLock::new(),
             landed: Event::new(),
             waiters: AtomicUsize::new(0),
         })
@@ -64,14 +66,16 @@ impl<V: Clone> Flight<V> {
         self.waiters.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Publishes the outcome and wakes every waiter.
+    /// Publishes the outcome and wakes every waiter. The first outcome
+    /// stands: a leader lands once, and its guard lands `Abandoned` only if
+    /// it never did.
     pub(crate) fn land(&self, landing: Landing<V>) {
-        *lock(&self.landing) = Some(landing);
+        let _ = self.landing.set(landing);
         self.landed.notify(usize::MAX);
     }
 
     fn landing(&self) -> Option<Landing<V>> {
-        lock(&self.landing).clone()
+        self.landing.get().cloned()
     }
 
     /// Waits for the outcome.
