@@ -56,8 +56,8 @@ pub use herdcache_runtime::{stats, CacheHandle, SharedError, Stats};
 pub mod __private {
     pub use core::time::Duration;
     pub use herdcache_runtime::{
-        plain, CacheConfig, CacheHandle, FailureShare, FnCache, Outcome, PlainIsPlain,
-        PlainIsResultOrOption, PlainProbe, ShareByClone, ShareBySharedError, ShareNotPossible,
-        ShareProbe, Slot,
+        plain, CacheConfig, CacheHandle, FailureShare, FnCache, InvalidKeyPart, KeyProbe, Outcome,
+        PlainIsPlain, PlainIsResultOrOption, PlainProbe, ShareByClone, ShareBySharedError,
+        ShareNotPossible, ShareProbe, Slot, ValidKeyPart,
     };
 }

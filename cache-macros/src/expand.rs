@@ -269,16 +269,36 @@ impl Context<'_> {
         }
     }
 
-    /// The owned key, from the arguments it names.
+    /// The owned key, from the arguments it names, each part checked.
     fn key(&self) -> TokenStream {
         match &self.plan.key {
-            KeySpec::Expr(expr) => quote!(#expr),
+            KeySpec::Expr(expr) => {
+                let span = syn::spanned::Spanned::span(expr);
+                self.checked_key_part(quote!(#expr), span)
+            }
             KeySpec::Args(idents) => {
-                let owned: Vec<TokenStream> = idents.iter().map(|i| self.owned_arg(i)).collect();
+                let owned: Vec<TokenStream> = idents
+                    .iter()
+                    .map(|ident| self.checked_key_part(self.owned_arg(ident), ident.span()))
+                    .collect();
                 match owned.as_slice() {
                     [single] => single.clone(),
                     many => quote!((#(#many,)*)),
                 }
+            }
+        }
+    }
+
+    /// `part`, checked to be a valid key part: otherwise one error at
+    /// `span` that names `key = ...` (see the runtime's `key.rs`).
+    fn checked_key_part(&self, part: TokenStream, span: proc_macro2::Span) -> TokenStream {
+        let private = &self.private;
+        quote_spanned! {span=>
+            {
+                #[allow(unused_imports)]
+                use #private::{InvalidKeyPart as _, ValidKeyPart as _};
+                let __herdcache_part = #part;
+                (&&&#private::KeyProbe::of(&__herdcache_part)).key_part(__herdcache_part)
             }
         }
     }

@@ -13,6 +13,7 @@ mod clock;
 mod expiry;
 mod flight;
 mod fn_cache;
+mod key;
 mod memory;
 mod outcome;
 mod registry;
@@ -21,6 +22,7 @@ mod stats;
 pub use clock::{Clock, ManualClock};
 pub use expiry::ExpiryPolicy;
 pub use fn_cache::{CacheConfig, FnCache, DEFAULT_MAX_CAPACITY};
+pub use key::{CacheKeyPart, InvalidKeyPart, KeyProbe, NotAKey, ValidKeyPart};
 pub use outcome::{
     plain, FailureShare, NamedResultOrOption, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,
     PlainProbe, ShareByClone, ShareBySharedError, ShareNotPossible, ShareProbe, ShareableError,
