@@ -14,7 +14,26 @@ mod validate;
 use proc_macro::TokenStream;
 use syn::parse::Parser;
 
-/// Caches an async function or method. See the `herdcache` crate's docs.
+/// Caches an async function or method.
+///
+/// ```ignore
+/// #[cached(ttl = "60s", jitter = 0.1, key = user_id)]
+/// async fn get_user(user_id: u64, db: &PgPool) -> anyhow::Result<User> { … }
+/// ```
+///
+/// | attribute | meaning | default |
+/// |---|---|---|
+/// | `ttl = "60s"` | how long a value is fresh (required); units `ns us ms s m h d`, combinable: `"1h30m"` | — |
+/// | `jitter = 0.1` | each entry's ttl is drawn from `ttl·(1 ± jitter)`, `0.0..=1.0` | `0` |
+/// | `key = expr` | an argument, a tuple of arguments, or an owned expression over them | every argument but `self` |
+/// | `max_capacity = 10_000` | bound of the in-memory tier, in entries | `10_000` |
+/// | `name = "users.get"` | name in `herdcache::stats()` | the function's path |
+/// | `crate = path` | where the `herdcache` crate is, if re-exported | `::herdcache` |
+///
+/// `Ok`, `Some` and plain values are cached; `Err` and `None` are not.
+/// Beside the function it writes `<fn>_invalidate` (the key's arguments),
+/// `<fn>_refresh` and `<fn>_uncached` (all arguments) and `<fn>_cache()`.
+/// See the `herdcache` crate for the guarantees.
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
 use syn::spanned::Spanned as _;
-use syn::{Expr, FnArg, GenericParam, Ident, ItemFn, LitStr, Pat, ReturnType, Type};
+use syn::{Expr, FnArg, GenericParam, Ident, ItemFn, LitStr, Pat, ReturnType, Signature, Type};
 
 use crate::attr::{CachedArgs, Errors};
 
@@ -54,6 +54,39 @@ pub(crate) struct Plan {
 
 pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> Option<Plan> {
     let sig = &item.sig;
+    check_signature(sig, errors);
+    if !args.ttl_written {
+        errors.at(
+            Span::call_site(),
+            "missing `ttl`: every cached function needs a freshness budget, e.g. #[cached(ttl = \"60s\")]",
+        );
+    }
+    let (has_receiver, named) = named_arguments(sig, errors);
+    let (key, key_args) = key_spec(args.key, &named, &sig.ident, errors);
+    check_key_types(&key_args, &named, errors);
+    let ret = return_type(sig, errors);
+    let kind = return_kind(&ret);
+    let in_impl = has_receiver || mentions_self_type(sig.to_token_stream());
+    let krate = args
+        .krate
+        .map_or_else(|| quote!(::herdcache), |path| path.to_token_stream());
+    Some(Plan {
+        ttl: args.ttl?,
+        jitter: args.jitter.unwrap_or(0.0),
+        max_capacity: args.max_capacity,
+        name: args.name,
+        krate,
+        args: named,
+        key,
+        key_args,
+        in_impl,
+        ret,
+        kind,
+    })
+}
+
+/// What the function must be: async, not generic over types, not variadic.
+fn check_signature(sig: &Signature, errors: &mut Errors) {
     if sig.asyncness.is_none() {
         errors.at(
             sig.fn_token.span,
@@ -61,12 +94,6 @@ pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> 
                 "#[cached] works on `async fn`: make `{}` async (the cache waits on loads in flight)",
                 sig.ident
             ),
-        );
-    }
-    if !args.ttl_written {
-        errors.at(
-            Span::call_site(),
-            "missing `ttl`: every cached function needs a freshness budget, e.g. #[cached(ttl = \"60s\")]",
         );
     }
     for param in &sig.generics.params {
@@ -94,7 +121,10 @@ pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> 
             "#[cached] cannot cache a variadic function",
         );
     }
+}
 
+/// Whether the function takes `self`, and its other arguments by name.
+fn named_arguments(sig: &Signature, errors: &mut Errors) -> (bool, Vec<Arg>) {
     let mut has_receiver = false;
     let mut named = Vec::new();
     for input in &sig.inputs {
@@ -112,9 +142,12 @@ pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> 
             },
         }
     }
+    (has_receiver, named)
+}
 
-    let (key, key_args) = key_spec(args.key, &named, &sig.ident, errors);
-    for ident in &key_args {
+/// An `impl Trait` argument has no type the key could name.
+fn check_key_types(key_args: &[Ident], named: &[Arg], errors: &mut Errors) {
+    for ident in key_args {
         let arg = named.iter().find(|arg| &arg.ident == ident);
         if let Some(Type::ImplTrait(impl_trait)) = arg.map(|arg| &arg.ty) {
             errors.at(
@@ -125,7 +158,10 @@ pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> 
             );
         }
     }
+}
 
+/// The declared return type (`()` when there is none); not `impl Trait`.
+fn return_type(sig: &Signature, errors: &mut Errors) -> Type {
     let ret = match &sig.output {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
@@ -136,25 +172,7 @@ pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> 
             "#[cached] needs a concrete return type: the value is stored and cloned (return `Arc<T>` for big values)",
         );
     }
-    let kind = return_kind(&ret);
-    let in_impl = has_receiver || mentions_self_type(sig.to_token_stream());
-
-    let krate = args
-        .krate
-        .map_or_else(|| quote!(::herdcache), |path| path.to_token_stream());
-    Some(Plan {
-        ttl: args.ttl?,
-        jitter: args.jitter.unwrap_or(0.0),
-        max_capacity: args.max_capacity,
-        name: args.name,
-        krate,
-        args: named,
-        key,
-        key_args,
-        in_impl,
-        ret,
-        kind,
-    })
+    ret
 }
 
 /// Works out the key and the arguments it uses.
