@@ -216,3 +216,29 @@ async fn question_mark_and_boxed_errors_work_in_the_body() {
     assert!(boxed(4).await.is_err());
     assert_eq!(boxed(4).await.unwrap(), 4);
 }
+
+static MACRO_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// A return type passed through `macro_rules!` arrives as a token group:
+/// still a `Result`, so errors are still not cached.
+macro_rules! cached_lookup {
+    ($name:ident -> $ret:ty) => {
+        #[cached(ttl = "60s")]
+        async fn $name(id: u64) -> $ret {
+            if MACRO_LOADS.fetch_add(1, SeqCst) == 0 {
+                return Err(Lookup::RateLimited);
+            }
+            Ok(id)
+        }
+    };
+}
+
+cached_lookup!(through_a_macro -> Result<u64, Lookup>);
+
+#[tokio::test]
+async fn a_result_through_a_macro_is_still_a_result() {
+    assert_eq!(through_a_macro(1).await, Err(Lookup::RateLimited));
+    assert_eq!(through_a_macro(1).await, Ok(1), "the error was not cached");
+    assert_eq!(through_a_macro(1).await, Ok(1));
+    assert_eq!(MACRO_LOADS.load(SeqCst), 2);
+}

@@ -229,3 +229,16 @@ async fn a_parenthesised_key_is_a_plain_argument() {
     org_name_invalidate("acme".into()).await;
     assert_eq!(org_name("acme".into(), "?").await, "acme?");
 }
+
+/// A width taken from a variable is a capture too: `_invalidate` takes it.
+#[cached(ttl = "60s", key = format!("{org:>width$}"))]
+async fn padded(org: &str, width: usize) -> String {
+    format!("[{org:>width$}]")
+}
+
+#[tokio::test]
+async fn a_format_width_argument_is_part_of_the_key() {
+    assert_eq!(padded("ab", 4).await, "[  ab]");
+    padded_invalidate("ab", 4).await;
+    assert_eq!(padded_cache().stats().invalidations, 1);
+}

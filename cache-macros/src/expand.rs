@@ -271,15 +271,39 @@ impl Context<'_> {
 
     /// The owned key, from the arguments it names, each part checked.
     fn key(&self) -> TokenStream {
+        let private = &self.private;
+        let probe = |span: proc_macro2::Span, call: TokenStream| {
+            quote_spanned! {span=>
+                {
+                    #[allow(unused_imports)]
+                    use #private::{InvalidKeyPart as _, ValidKeyPart as _};
+                    #call
+                }
+            }
+        };
         match &self.plan.key {
             KeySpec::Expr(expr) => {
                 let span = syn::spanned::Spanned::span(expr);
-                self.checked_key_part(quote!(#expr), span)
+                probe(
+                    span,
+                    quote_spanned! {span=>
+                        let __herdcache_part = #expr;
+                        (&&&#private::KeyProbe::of(&__herdcache_part)).key_value(__herdcache_part)
+                    },
+                )
             }
             KeySpec::Args(idents) => {
                 let owned: Vec<TokenStream> = idents
                     .iter()
-                    .map(|ident| self.checked_key_part(self.owned_arg(ident), ident.span()))
+                    .map(|ident| {
+                        let borrowed = self.borrowed_arg(ident);
+                        probe(
+                            ident.span(),
+                            quote_spanned! {ident.span()=>
+                                (&&&#private::KeyProbe::of(#borrowed)).key_part(#borrowed)
+                            },
+                        )
+                    })
                     .collect();
                 match owned.as_slice() {
                     [single] => single.clone(),
@@ -289,24 +313,10 @@ impl Context<'_> {
         }
     }
 
-    /// `part`, checked to be a valid key part: otherwise one error at
-    /// `span` that names `key = ...` (see the runtime's `key.rs`).
-    fn checked_key_part(&self, part: TokenStream, span: proc_macro2::Span) -> TokenStream {
-        let private = &self.private;
-        quote_spanned! {span=>
-            {
-                #[allow(unused_imports)]
-                use #private::{InvalidKeyPart as _, ValidKeyPart as _};
-                let __herdcache_part = #part;
-                (&&&#private::KeyProbe::of(&__herdcache_part)).key_part(__herdcache_part)
-            }
-        }
-    }
-
-    /// An owned copy of one argument: `ToOwned` behind a reference (`&str`
-    /// keys as `String`), `Clone` otherwise. Spanned at the argument, so a
-    /// type that cannot be a key is reported there.
-    fn owned_arg(&self, ident: &Ident) -> TokenStream {
+    /// One argument as a reference to the value the key copies: the
+    /// argument itself behind a reference (`&str` keys as `String`), a
+    /// borrow of it otherwise.
+    fn borrowed_arg(&self, ident: &Ident) -> TokenStream {
         let ty = self
             .plan
             .args
@@ -315,10 +325,8 @@ impl Context<'_> {
             .map(|arg| &arg.ty);
         let span = ident.span();
         match ty {
-            Some(Type::Reference(_)) => {
-                quote_spanned!(span=> ::std::borrow::ToOwned::to_owned(#ident))
-            }
-            _ => quote_spanned!(span=> ::core::clone::Clone::clone(&#ident)),
+            Some(Type::Reference(_)) => quote_spanned!(span=> &*#ident),
+            _ => quote_spanned!(span=> &#ident),
         }
     }
 
@@ -397,7 +405,7 @@ impl Context<'_> {
 /// The span of `E` in `Result<T, E>`, or of the whole type for an alias
 /// such as `anyhow::Result<T>`.
 fn error_type_span(ret: &Type) -> proc_macro2::Span {
-    let error_type = match ret {
+    let error_type = match crate::validate::strip_type_groups(ret) {
         Type::Path(path) => {
             path.path
                 .segments

@@ -264,69 +264,90 @@ fn self_in_key(span: Span, errors: &mut Errors) {
 }
 
 /// Collects the identifiers a key expression reads as variables: not field
-/// or method names after `.`, not path segments after `::`.
+/// or method names after `.`, not path segments after `::`; inside a macro
+/// call (`format!(..)`), also the names its string literals capture.
 fn idents_used(tokens: TokenStream, out: &mut Vec<Ident>, errors: &mut Errors) {
+    scan_idents(tokens, false, out, errors);
+}
+
+fn scan_idents(tokens: TokenStream, in_macro: bool, out: &mut Vec<Ident>, errors: &mut Errors) {
     let mut after_dot_or_colons = false;
+    let mut after_bang = false;
     let mut colons = 0;
     for tree in tokens {
-        match tree {
+        match &tree {
             TokenTree::Group(group) => {
-                idents_used(group.stream(), out, errors);
-                after_dot_or_colons = false;
+                scan_idents(group.stream(), in_macro || after_bang, out, errors);
             }
             TokenTree::Ident(ident) => {
                 if !after_dot_or_colons {
                     if ident == "self" {
                         self_in_key(ident.span(), errors);
                     }
-                    out.push(ident);
+                    out.push(ident.clone());
                 }
-                after_dot_or_colons = false;
             }
-            TokenTree::Punct(punct) => {
-                colons = if punct.as_char() == ':' {
-                    colons + 1
-                } else {
-                    0
-                };
-                after_dot_or_colons = punct.as_char() == '.' || colons >= 2;
-            }
-            TokenTree::Literal(literal) => {
-                // `format!("{org}:{page}")` reads `org` and `page`.
+            TokenTree::Punct(_) => {}
+            TokenTree::Literal(literal) if in_macro => {
+                // `format!("{org}:{page:>width$}")` reads `org`, `page`, `width`.
                 if let Ok(syn::Lit::Str(text)) =
-                    syn::parse2::<syn::Lit>(literal.into_token_stream())
+                    syn::parse2::<syn::Lit>(literal.clone().into_token_stream())
                 {
                     for name in format_captures(&text.value()) {
-                        out.push(Ident::new(&name, text.span()));
+                        match syn::parse_str::<Ident>(&name) {
+                            Ok(_) if name == "self" => self_in_key(text.span(), errors),
+                            Ok(_) => out.push(Ident::new(&name, text.span())),
+                            Err(_) => {}
+                        }
                     }
                 }
-                after_dot_or_colons = false;
             }
+            TokenTree::Literal(_) => {}
         }
+        let punct = match &tree {
+            TokenTree::Punct(punct) => Some(punct.as_char()),
+            _ => None,
+        };
+        colons = if punct == Some(':') { colons + 1 } else { 0 };
+        after_dot_or_colons = punct == Some('.') || colons >= 2;
+        after_bang = punct == Some('!');
     }
 }
 
-/// The names a format string captures inline: `{org}`, `{page:>4}`; not
-/// `{{`, `{0}` or `{}`.
+/// The names a format string captures: inline arguments (`{org}`,
+/// `{page:>4}`) and width or precision arguments (`{:>width$}`,
+/// `{:.prec$}`); not `{{`, `{0}` or `{}`.
 fn format_captures(text: &str) -> Vec<String> {
     let mut names = Vec::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '{' {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(escaped) = rest.strip_prefix('{') {
+            rest = escaped;
             continue;
         }
-        if chars.peek() == Some(&'{') {
-            chars.next();
-            continue;
+        let Some(close) = rest.find('}') else { break };
+        let (argument, spec) = rest[..close]
+            .split_once(':')
+            .unwrap_or((&rest[..close], ""));
+        rest = &rest[close + 1..];
+        let argument = argument.trim();
+        if argument.starts_with(|c: char| c.is_alphabetic() || c == '_') {
+            names.push(argument.to_owned());
         }
-        let name: String =
-            std::iter::from_fn(|| chars.next_if(|c| c.is_alphanumeric() || *c == '_')).collect();
-        let starts_like_a_name = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_alphabetic() || c == '_');
-        if starts_like_a_name && matches!(chars.peek(), Some('}' | ':')) {
-            names.push(name);
+        // `name$` in the spec: a width or precision taken from a variable.
+        for (index, _) in spec.match_indices('$') {
+            let name: String = spec[..index]
+                .chars()
+                .rev()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if name.starts_with(|c: char| c.is_alphabetic() || c == '_') {
+                names.push(name);
+            }
         }
     }
     names
@@ -335,13 +356,24 @@ fn format_captures(text: &str) -> Vec<String> {
 /// `Result`/`Option` by the last path segment's name, so aliases such as
 /// `anyhow::Result<T>` and `io::Result<T>` count.
 fn return_kind(ret: &Type) -> ReturnKind {
-    let Type::Path(path) = ret else {
+    let Type::Path(path) = strip_type_groups(ret) else {
         return ReturnKind::Plain;
     };
     match path.path.segments.last() {
         Some(segment) if segment.ident == "Result" => ReturnKind::Result,
         Some(segment) if segment.ident == "Option" => ReturnKind::Option,
         _ => ReturnKind::Plain,
+    }
+}
+
+/// `(T)` and a `$ret:ty` passed through `macro_rules!` are `T`.
+pub(crate) fn strip_type_groups(mut ty: &Type) -> &Type {
+    loop {
+        match ty {
+            Type::Paren(paren) => ty = &paren.elem,
+            Type::Group(group) => ty = &group.elem,
+            _ => return ty,
+        }
     }
 }
 
@@ -365,5 +397,12 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(format_captures("{_x}/{user_id}"), ["_x", "user_id"]);
+    }
+
+    #[test]
+    fn width_and_precision_arguments_are_captures_too() {
+        assert_eq!(format_captures("{org:>width$}"), ["org", "width"]);
+        assert_eq!(format_captures("{:.prec$} {0:1$}"), ["prec"]);
+        assert_eq!(format_captures("{self}"), ["self"]);
     }
 }

@@ -260,7 +260,8 @@ where
     /// critical section, so that no caller or invalidation of the key can
     /// see the flight gone and the value not yet stored.
     fn store(&self, key: &K, flight: &Arc<Flight<V>>, value: &V) {
-        // The value's `Clone` is user code: run it outside the lock.
+        // The value's `Clone` is user code: keep it out of the lock (the
+        // key's `Hash`, `Eq` and `Clone` still run inside).
         let value = value.clone();
         let lifetime = self.expiry.draw_ttl();
         let mut shard = self.flights.lock(key);
@@ -287,10 +288,8 @@ where
         shard.detach(key);
         // Inside the shard lock, so that a landing load cannot store between
         // the detach and the removal.
-        let removed = self.memory.invalidate(key);
+        self.memory.invalidate(key);
         drop(shard);
-        // The value's `Drop` is user code: run it outside the lock.
-        drop(removed);
         self.counters.incr(Counter::Invalidations);
     }
 
@@ -299,7 +298,9 @@ where
         // Loads that land before their shard is detached store, and the
         // memory tier's invalidate_all below removes what they stored: moka
         // hides entries written strictly before its invalidation time, so
-        // wait for the clock to move past the last possible store.
+        // wait for the clock to move past the last possible store. (This
+        // relies on moka stamping with std's `Instant`, as it does without
+        // its `quanta` feature, and comparing `entry < valid_after`.)
         self.flights.detach_all();
         let detached_at = Instant::now();
         while Instant::now() <= detached_at {

@@ -1,20 +1,24 @@
 //! Checking, at compile time, that each part of a key can be one, with an
 //! error that names the argument and the way out.
 //!
-//! `(&&&KeyProbe::of(&part)).key_part(part)` resolves by autoref
-//! specialisation: to [`ValidKeyPart`] (the part itself) when the part is
+//! `(&&&KeyProbe::of(part)).key_part(part)` resolves by autoref
+//! specialisation: to [`ValidKeyPart`] when the part's owned form
+//! (`ToOwned::Owned`: `String` for `str`, `T` for a `Clone` type) is
 //! `Hash + Eq + Clone + Send + Sync + 'static`, else to [`InvalidKeyPart`],
-//! whose bound fails with a message naming `key = …`. The invalid branch
-//! yields a placeholder that satisfies every bound, so this is the only
-//! error the user sees, not one per missing trait.
+//! whose bound fails with a message naming `key = ...`. The probe looks at
+//! the borrowed argument, before any copy is made, so an argument that cannot
+//! even be cloned (`&AppState`, `&dyn Repo`) gets the same message. The
+//! invalid branch yields a placeholder that satisfies every bound, so no
+//! error about missing traits follows. (A part that borrows, and so is not
+//! `'static`, still reaches the valid branch and gets rustc's lifetime error.)
 
 use std::hash::Hash;
 use std::marker::PhantomData;
 
 /// Probes the type of one key part.
-pub struct KeyProbe<T>(PhantomData<fn() -> T>);
+pub struct KeyProbe<T: ?Sized>(PhantomData<fn(&T)>);
 
-impl<T> KeyProbe<T> {
+impl<T: ?Sized> KeyProbe<T> {
     /// A probe for the type of `part`.
     pub fn of(_part: &T) -> Self {
         KeyProbe(PhantomData)
@@ -22,30 +26,61 @@ impl<T> KeyProbe<T> {
 }
 
 /// Chosen first: the part can be a key.
-pub trait ValidKeyPart<T> {
-    /// The part itself.
-    fn key_part(&self, part: T) -> T;
+pub trait ValidKeyPart<T: ?Sized> {
+    /// The owned key part.
+    type Part;
+    /// An owned copy of an argument, for the key.
+    fn key_part(&self, part: &T) -> Self::Part;
+    /// A value the key expression produced, kept as it is.
+    fn key_value(&self, part: T) -> T
+    where
+        T: Sized;
 }
 
-impl<T: Hash + Eq + Clone + Send + Sync + 'static> ValidKeyPart<T> for &&KeyProbe<T> {
+impl<T> ValidKeyPart<T> for &&KeyProbe<T>
+where
+    T: ?Sized + ToOwned,
+    T::Owned: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Part = T::Owned;
+
     #[inline]
-    fn key_part(&self, part: T) -> T {
+    fn key_part(&self, part: &T) -> T::Owned {
+        part.to_owned()
+    }
+
+    #[inline]
+    fn key_value(&self, part: T) -> T
+    where
+        T: Sized,
+    {
         part
     }
 }
 
 /// Chosen otherwise: a compile error.
-pub trait InvalidKeyPart<T> {
+pub trait InvalidKeyPart<T: ?Sized> {
     /// Never callable: `T` does not implement [`CacheKeyPart`].
-    fn key_part(&self, part: T) -> NotAKey
+    fn key_part(&self, part: &T) -> NotAKey
     where
         T: CacheKeyPart;
+    /// Never callable: `T` does not implement [`CacheKeyPart`].
+    fn key_value(&self, part: T) -> NotAKey
+    where
+        T: CacheKeyPart + Sized;
 }
 
-impl<T> InvalidKeyPart<T> for &KeyProbe<T> {
-    fn key_part(&self, _part: T) -> NotAKey
+impl<T: ?Sized> InvalidKeyPart<T> for &KeyProbe<T> {
+    fn key_part(&self, _part: &T) -> NotAKey
     where
         T: CacheKeyPart,
+    {
+        NotAKey
+    }
+
+    fn key_value(&self, _part: T) -> NotAKey
+    where
+        T: CacheKeyPart + Sized,
     {
         NotAKey
     }
@@ -59,6 +94,6 @@ pub struct NotAKey;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a cache key",
     label = "this is part of the key of this #[cached] function",
-    note = "a key part must be `Hash + Eq + Clone + Send + Sync + 'static`; without `key = ...` every argument but `self` is part of the key, so name the ones that identify the value, e.g. `key = user_id` or `key = (org, page)`"
+    note = "a key part must have an owned form (`Clone`, or `ToOwned` like `str`) that is `Hash + Eq + Clone + Send + Sync + 'static`; without `key = ...` every argument but `self` is part of the key, so name the ones that identify the value, e.g. `key = user_id` or `key = (org, page)`"
 )]
 pub trait CacheKeyPart {}

@@ -95,14 +95,13 @@ where
         }
     }
 
-    /// Removes the entry of `key`, returned so the caller can drop it
-    /// outside its lock.
-    pub(crate) fn invalidate(&self, key: &K) -> Option<Entry<V>> {
-        let removed = self.cache.remove(key);
-        if removed.is_some() {
+    /// Removes the entry of `key`. (Not moka's `remove`, which clones the
+    /// value it returns: user code the caller's lock need not run.)
+    pub(crate) fn invalidate(&self, key: &K) {
+        if self.cache.contains_key(key) {
+            self.cache.invalidate(key);
             self.removed.fetch_add(1, Ordering::Relaxed);
         }
-        removed
     }
 
     pub(crate) fn invalidate_all(&self) {

@@ -155,10 +155,13 @@ impl Slot {
     {
         let cache = get_or_register::<K, V>((self.site, scope), config);
         // The first instantiations seen (methods of generic impls have one
-        // per `Self` type) take a free fast-path place; a place another
-        // thread filled meanwhile is skipped.
-        for resolved in &self.caches {
-            if resolved.set((scope, cache)).is_ok() {
+        // per `Self` type) each take one fast-path place. Threads racing to
+        // resolve the same scope agree on one place instead of filling all.
+        for place in &self.caches {
+            let (place_scope, any) = place.get_or_init(|| (scope, cache));
+            if (std::ptr::eq(*place_scope, scope) || *place_scope == scope)
+                && any.is::<FnCache<K, V>>()
+            {
                 break;
             }
         }
