@@ -38,11 +38,6 @@ impl ExpiryPolicy {
         self.jitter
     }
 
-    /// The longest ttl a draw can give: `ttl * (1 + jitter)`.
-    pub fn max_ttl(&self) -> Duration {
-        self.ttl.mul_f64(1.0 + self.jitter)
-    }
-
     /// The ttl for a draw `unit` in `[0, 1)`: `unit = 0` gives the shortest,
     /// `ttl * (1 - jitter)`, and the spread is uniform up to `ttl * (1 + jitter)`.
     pub fn ttl_for_draw(&self, unit: f64) -> Duration {
@@ -98,7 +93,6 @@ mod tests {
         assert_eq!(policy.ttl_for_draw(0.0), Duration::from_secs(80));
         assert_eq!(policy.ttl_for_draw(0.5), Duration::from_secs(100));
         assert_eq!(policy.ttl_for_draw(1.0), Duration::from_secs(120));
-        assert_eq!(policy.max_ttl(), Duration::from_secs(120));
     }
 
     #[test]

@@ -177,8 +177,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<'_, K, V> {
     }
 }
 
-/// Locks a mutex whose critical sections never run user code, so poisoning
-/// (a panic while held) cannot leave its data half-written.
+/// Locks a shard, ignoring poison. The only user code its critical sections
+/// run is a key's `Hash`, `Eq` and `Clone`; if one panics, the `HashMap` is
+/// still consistent (at worst a flight stays attached until invalidated), so
+/// the panic must not wedge every later caller of the shard.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -7,7 +7,6 @@
 //! its own (`Instant::now` costs as much as a sixth of a moka hit on some
 //! VMs). A manual clock does not move moka's, so the engine then checks
 //! `fresh_until` itself.
-
 //!
 //! Evictions (entries moka drops on its own, for capacity or expiry) are
 //! counted by accounting, not with an eviction listener: registering any

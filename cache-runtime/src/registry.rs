@@ -129,15 +129,12 @@ impl Slot {
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
-        for resolved in &self.caches {
-            let Some((slot_scope, any)) = resolved.get() else {
+        for place in &self.caches {
+            let Some(resolved) = place.get() else {
                 break;
             };
-            // `type_name` of one type is one constant: the pointers match.
-            if std::ptr::eq(*slot_scope, scope) || *slot_scope == scope {
-                if let Some(cache) = any.downcast_ref() {
-                    return cache;
-                }
+            if let Some(cache) = cache_in(resolved, scope) {
+                return cache;
             }
         }
         self.resolve(scope, config)
@@ -158,14 +155,26 @@ impl Slot {
         // per `Self` type) each take one fast-path place. Threads racing to
         // resolve the same scope agree on one place instead of filling all.
         for place in &self.caches {
-            let (place_scope, any) = place.get_or_init(|| (scope, cache));
-            if (std::ptr::eq(*place_scope, scope) || *place_scope == scope)
-                && any.is::<FnCache<K, V>>()
-            {
+            if cache_in::<K, V>(place.get_or_init(|| (scope, cache)), scope).is_some() {
                 break;
             }
         }
         cache
+    }
+}
+
+/// The cache a fast-path place holds, if it is the one for `scope` and types.
+#[inline]
+fn cache_in<K: 'static, V: 'static>(
+    (place_scope, any): &Resolved,
+    scope: &'static str,
+) -> Option<&'static FnCache<K, V>> {
+    // `type_name` of one type is one constant: the pointers match.
+    let same_scope = std::ptr::eq(*place_scope, scope) || *place_scope == scope;
+    if same_scope {
+        any.downcast_ref()
+    } else {
+        None
     }
 }
 

@@ -97,13 +97,8 @@ impl Counters {
     }
 
     #[inline]
-    pub(crate) fn add(&self, counter: Counter, n: u64) {
-        self.stripes[stripe_index()].0[counter as usize].fetch_add(n, Ordering::Relaxed);
-    }
-
-    #[inline]
     pub(crate) fn incr(&self, counter: Counter) {
-        self.add(counter, 1);
+        self.stripes[stripe_index()].0[counter as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn sum(&self, counter: Counter) -> u64 {
