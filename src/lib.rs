@@ -49,15 +49,16 @@
 #![forbid(unsafe_code)]
 
 pub use herdcache_macros::cached;
-pub use herdcache_runtime::{stats, CacheHandle, SharedError, Stats};
+pub use herdcache_runtime::{invalidate_all, stats, testing, CacheHandle, SharedError, Stats};
 
 /// What generated code calls. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
     pub use core::time::Duration;
     pub use herdcache_runtime::{
-        plain, CacheConfig, CacheHandle, FailureShare, FnCache, InvalidKeyPart, KeyProbe, Outcome,
-        PlainIsPlain, PlainIsResultOrOption, PlainProbe, ShareByClone, ShareBySharedError,
-        ShareNotPossible, ShareProbe, Slot, ValidKeyPart,
+        plain, CacheConfig, CacheHandle, CacheableValue, FailureShare, FnCache, InvalidKeyPart,
+        KeyProbe, NotCacheableValue, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,
+        PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible,
+        ShareProbe, Slot, Through, ValidKeyPart, ValueProbe,
     };
 }

@@ -6,11 +6,20 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
-use syn::{Attribute, Ident, ItemFn, Type};
+use syn::{Attribute, Expr, Ident, ItemFn, Type};
+
+use crate::validate::Arg;
 
 use crate::validate::{KeySpec, Plan, ReturnKind};
 
-pub(crate) fn expand(plan: &Plan, item: &ItemFn) -> TokenStream {
+/// The cached function, and its helpers: beside it for a free function or
+/// an inherent method, in an inherent impl of their own under `cached_impl`.
+pub(crate) struct Expansion {
+    pub(crate) function: TokenStream,
+    pub(crate) helpers: TokenStream,
+}
+
+pub(crate) fn expand(plan: &Plan, item: &ItemFn) -> Expansion {
     let private = {
         let krate = &plan.krate;
         quote!(#krate::__private)
@@ -29,17 +38,18 @@ pub(crate) fn expand(plan: &Plan, item: &ItemFn) -> TokenStream {
         private,
         site,
     };
-    let cached = cx.cached_fn();
     let refresh = cx.refresh_fn();
     let uncached = cx.uncached_fn();
     let invalidate = cx.invalidate_fn();
     let handle = cx.cache_fn();
-    quote! {
-        #cached
-        #refresh
-        #uncached
-        #invalidate
-        #handle
+    Expansion {
+        function: cx.cached_fn(),
+        helpers: quote! {
+            #refresh
+            #uncached
+            #invalidate
+            #handle
+        },
     }
 }
 
@@ -58,7 +68,9 @@ impl Context<'_> {
         } = self.item;
         let private = &self.private;
         let prelude = self.prelude();
-        let from_value = self.wrap_value(quote!(__herdcache_value));
+        let from_value = self.from_engine(
+            quote!(#private::Through::from_value(__herdcache_through, __herdcache_value)),
+        );
         let load = self.load_call(quote!(load));
         let alias_check = self.alias_check();
         quote! {
@@ -125,6 +137,7 @@ impl Context<'_> {
             let (name, ty) = (&arg.ident, &arg.ty);
             Some(quote!(#name: #ty))
         });
+        let receiver = self.plan.key_uses_self.then(|| quote!(&self,));
         let head = self.helper_head(&doc);
         let generics = &sig.generics;
         let where_clause = &sig.generics.where_clause;
@@ -132,7 +145,7 @@ impl Context<'_> {
         let prelude = self.prelude();
         let private = &self.private;
         quote! {
-            #head async #unsafety fn #ident #generics (#(#params),*) #where_clause {
+            #head async #unsafety fn #ident #generics (#receiver #(#params),*) #where_clause {
                 #prelude
                 #private::FnCache::invalidate(__herdcache_cache, &__herdcache_key);
             }
@@ -150,9 +163,10 @@ impl Context<'_> {
         let private = &self.private;
         let site = &self.site;
         let scope = self.scope();
+        let name = self.name();
         quote! {
             #head fn #ident() -> &'static #private::CacheHandle {
-                #private::CacheHandle::of(#site, #scope)
+                #private::CacheHandle::of(#site, #scope, || ::std::string::String::from(#name))
             }
         }
     }
@@ -179,18 +193,31 @@ impl Context<'_> {
         quote!(#sig)
     }
 
-    /// Resolves the cache and computes the key: `__herdcache_cache`, `__herdcache_key`.
+    /// Checks the value type, computes the key and resolves the cache:
+    /// `__herdcache_through`, `__herdcache_key`, `__herdcache_cache`.
     fn prelude(&self) -> TokenStream {
         let private = &self.private;
         let site = &self.site;
-        let value = self.value_type();
+        let outcome = self.outcome_type();
         let config = self.config();
         let key = self.key();
         let scope = self.scope();
+        // At the return type: a value that cannot be cached is one error there.
+        let span = syn::spanned::Spanned::span(&self.plan.ret);
+        let through = quote_spanned! {span=>
+            let __herdcache_through = {
+                #[allow(unused_imports)]
+                use #private::{CacheableValue as _, NotCacheableValue as _};
+                (&&&#private::ValueProbe::<#outcome>::new()).through()
+            };
+        };
         quote! {
+            #through
             static __HERDCACHE_SLOT: #private::Slot = #private::Slot::new(#site);
             let __herdcache_key = #key;
-            let __herdcache_cache = __HERDCACHE_SLOT.cache::<_, #value>(#scope, #config);
+            let __herdcache_cache = #private::Through::cache(
+                __herdcache_through, &__HERDCACHE_SLOT, #scope, #config,
+            );
         }
     }
 
@@ -223,40 +250,42 @@ impl Context<'_> {
         })
     }
 
-    fn value_type(&self) -> TokenStream {
+    /// What the engine sees: the return type, or `Plain<T>` for a plain value.
+    fn outcome_type(&self) -> TokenStream {
         let (private, ret) = (&self.private, &self.plan.ret);
         match self.plan.kind {
-            ReturnKind::Plain => quote!(#ret),
-            ReturnKind::Result | ReturnKind::Option => {
-                quote!(<#ret as #private::Outcome>::Value)
-            }
+            ReturnKind::Plain => quote!(#private::Plain<#ret>),
+            ReturnKind::Result | ReturnKind::Option => quote!(#ret),
         }
     }
 
-    fn wrap_value(&self, value: TokenStream) -> TokenStream {
-        let (private, ret) = (&self.private, &self.plan.ret);
+    /// The caller's value from the engine's outcome.
+    fn from_engine(&self, outcome: TokenStream) -> TokenStream {
         match self.plan.kind {
-            ReturnKind::Plain => value,
-            ReturnKind::Result | ReturnKind::Option => {
-                quote!(<#ret as #private::Outcome>::from_value(#value))
-            }
+            ReturnKind::Plain => quote!(#outcome.0),
+            ReturnKind::Result | ReturnKind::Option => outcome,
+        }
+    }
+
+    /// The name in stats: the attribute's, or the function's path.
+    fn name(&self) -> TokenStream {
+        let fn_name = &self.item.sig.ident;
+        match &self.plan.name {
+            Some(name) => quote!(#name),
+            // A method's default name carries its type; a free function's, its module.
+            None if self.plan.in_impl => quote! {
+                ::std::format!("{}::{}", ::core::any::type_name::<Self>(), ::core::stringify!(#fn_name))
+            },
+            None => quote! {
+                ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#fn_name))
+            },
         }
     }
 
     fn config(&self) -> TokenStream {
         let private = &self.private;
         let plan = self.plan;
-        let fn_name = &self.item.sig.ident;
-        let name = match &plan.name {
-            Some(name) => quote!(#name),
-            // A method's default name carries its type; a free function's, its module.
-            None if plan.in_impl => quote! {
-                ::std::format!("{}::{}", ::core::any::type_name::<Self>(), ::core::stringify!(#fn_name))
-            },
-            None => quote! {
-                ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#fn_name))
-            },
-        };
+        let name = self.name();
         let ttl_nanos = u64::try_from(plan.ttl.as_nanos()).unwrap_or(u64::MAX);
         let jitter = plan.jitter;
         let capacity = plan
@@ -271,44 +300,67 @@ impl Context<'_> {
 
     /// The owned key, from the arguments it names, each part checked.
     fn key(&self) -> TokenStream {
-        let private = &self.private;
-        let probe = |span: proc_macro2::Span, call: TokenStream| {
-            quote_spanned! {span=>
-                {
-                    #[allow(unused_imports)]
-                    use #private::{InvalidKeyPart as _, ValidKeyPart as _};
-                    #call
-                }
-            }
-        };
         match &self.plan.key {
-            KeySpec::Expr(expr) => {
-                let span = syn::spanned::Spanned::span(expr);
-                probe(
-                    span,
-                    quote_spanned! {span=>
-                        let __herdcache_part = #expr;
-                        (&&&#private::KeyProbe::of(&__herdcache_part)).key_value(__herdcache_part)
-                    },
-                )
+            KeySpec::Expr(Expr::Tuple(tuple)) if !tuple.elems.is_empty() => {
+                let parts = tuple.elems.iter().map(|part| self.key_part(part));
+                quote!((#(#parts,)*))
             }
+            KeySpec::Expr(expr) => self.key_part(expr),
             KeySpec::Args(idents) => {
                 let owned: Vec<TokenStream> = idents
                     .iter()
-                    .map(|ident| {
-                        let borrowed = self.borrowed_arg(ident);
-                        probe(
-                            ident.span(),
-                            quote_spanned! {ident.span()=>
-                                (&&&#private::KeyProbe::of(#borrowed)).key_part(#borrowed)
-                            },
-                        )
-                    })
+                    .map(|ident| self.probe_borrowed(ident.span(), self.borrowed_arg(ident)))
                     .collect();
                 match owned.as_slice() {
                     [single] => single.clone(),
                     many => quote!((#(#many,)*)),
                 }
+            }
+        }
+    }
+
+    /// One part of a key expression. A place (`req.id`, `self.tenant`, an
+    /// argument) is copied through a borrow, as arguments are, so that the
+    /// key never moves what the body still uses; any other expression
+    /// (`format!(..)`, `q.table.clone()`) is a value and kept as it is.
+    fn key_part(&self, part: &Expr) -> TokenStream {
+        let span = syn::spanned::Spanned::span(part);
+        if let Some(ident) = argument_ident(part, &self.plan.args) {
+            return self.probe_borrowed(span, self.borrowed_arg(ident));
+        }
+        if is_place(part) {
+            return self.probe_borrowed(span, quote_spanned!(span=> &(#part)));
+        }
+        let private = &self.private;
+        self.probe(
+            span,
+            quote_spanned! {span=>
+                let __herdcache_part = #part;
+                (&&&#private::KeyProbe::of(&__herdcache_part)).key_value(__herdcache_part)
+            },
+        )
+    }
+
+    /// An owned copy of the borrowed key part `borrowed`, checked.
+    fn probe_borrowed(&self, span: proc_macro2::Span, borrowed: TokenStream) -> TokenStream {
+        let private = &self.private;
+        self.probe(
+            span,
+            quote_spanned! {span=>
+                (&&&#private::KeyProbe::of(#borrowed)).key_part(#borrowed)
+            },
+        )
+    }
+
+    /// `call` with the key probes in scope, at the part's span: a part that
+    /// cannot be a key is one error there.
+    fn probe(&self, span: proc_macro2::Span, call: TokenStream) -> TokenStream {
+        let private = &self.private;
+        quote_spanned! {span=>
+            {
+                #[allow(unused_imports)]
+                use #private::{InvalidKeyPart as _, ValidKeyPart as _};
+                #call
             }
         }
     }
@@ -338,36 +390,43 @@ impl Context<'_> {
     fn load_call(&self, method: TokenStream) -> TokenStream {
         let private = &self.private;
         let ret = &self.plan.ret;
-        let loader = self.loader();
-        let call = |share: TokenStream, loader: TokenStream| {
-            quote! {
-                ::std::boxed::Box::pin(
-                    #private::FnCache::#method(__herdcache_cache, __herdcache_key, #share, #loader)
-                ).await
+        let loader = match self.plan.kind {
+            ReturnKind::Plain => {
+                let loader = self.loader();
+                quote!(#private::plain(#loader))
             }
+            ReturnKind::Result | ReturnKind::Option => self.loader(),
         };
-        match self.plan.kind {
+        let share = match self.plan.kind {
             ReturnKind::Result => {
                 // Spanned at the error type: one that cannot be shared is
                 // reported there.
                 let span = error_type_span(ret);
-                let share = quote_spanned! {span=> {
+                quote_spanned! {span=> {
                     #[allow(unused_imports)]
-                    use #private::{ShareByClone as _, ShareBySharedError as _, ShareNotPossible as _};
-                    (&&&#private::ShareProbe::<<#ret as #private::Outcome>::Failure>::new())
+                    use #private::{
+                        ShareByClone as _, ShareByMessage as _, ShareBySharedError as _,
+                        ShareNotPossible as _,
+                    };
+                    (&&&&#private::ShareProbe::<<#ret as #private::Outcome>::Failure>::new())
                         .failure_share()
-                }};
-                call(share, loader)
+                }}
             }
-            ReturnKind::Option => call(quote!(#private::FailureShare::unit()), loader),
-            ReturnKind::Plain => {
-                let call = call(
-                    quote!(#private::FailureShare::never()),
-                    quote!(#private::plain(#loader)),
-                );
-                quote!(#call.0)
-            }
-        }
+            ReturnKind::Option => quote!(#private::FailureShare::unit()),
+            ReturnKind::Plain => quote!(#private::FailureShare::never()),
+        };
+        self.from_engine(quote! {
+            #private::Through::from_engine(
+                __herdcache_through,
+                ::std::boxed::Box::pin(#private::FnCache::#method(
+                    __herdcache_cache,
+                    __herdcache_key,
+                    #private::Through::share(__herdcache_through, #share),
+                    #private::Through::loader(__herdcache_through, #loader),
+                ))
+                .await,
+            )
+        })
     }
 
     /// The body as a future that owns the arguments. The unreachable
@@ -376,7 +435,6 @@ impl Context<'_> {
     /// (as tracing's `#[instrument]` does).
     fn loader(&self) -> TokenStream {
         let ret = &self.plan.ret;
-        let block = &self.item.block;
         let ret_span = syn::spanned::Spanned::span(ret);
         let fake_return = quote_spanned! {ret_span=>
             #[allow(
@@ -393,10 +451,13 @@ impl Context<'_> {
                 return __herdcache_fake_return;
             }
         };
+        // The body's statements, not its block: a block as the last
+        // expression would lint (`unused_braces`) at the user's braces.
+        let statements = &self.item.block.stmts;
         quote! {
             async move {
                 #fake_return
-                #block
+                #(#statements)*
             }
         }
     }
@@ -446,4 +507,21 @@ fn lint_attrs(attrs: &[Attribute]) -> impl Iterator<Item = Attribute> + '_ {
         }
         Some(allow)
     })
+}
+
+/// The argument `part` names, if it is one alone.
+fn argument_ident<'a>(part: &Expr, args: &'a [Arg]) -> Option<&'a Ident> {
+    let Expr::Path(path) = part else { return None };
+    let ident = path.path.get_ident()?;
+    args.iter().map(|arg| &arg.ident).find(|arg| *arg == ident)
+}
+
+/// A place expression: a variable, `self`, or a field of one, in parentheses or not.
+fn is_place(expr: &Expr) -> bool {
+    match expr {
+        Expr::Path(path) => path.qself.is_none() && path.path.get_ident().is_some(),
+        Expr::Field(field) => is_place(&field.base),
+        Expr::Paren(paren) => is_place(&paren.expr),
+        _ => false,
+    }
 }

@@ -64,5 +64,6 @@ fn cached_impl(
     let plan = validate::validate(args, &item, &mut errors);
     errors.finish()?;
     let plan = plan.expect("a plan is made whenever there are no errors");
-    Ok(expand::expand(&plan, &item))
+    let expand::Expansion { function, helpers } = expand::expand(&plan, &item);
+    Ok(quote::quote!(#function #helpers))
 }

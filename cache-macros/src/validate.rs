@@ -46,6 +46,8 @@ pub(crate) struct Plan {
     pub(crate) key: KeySpec,
     /// The arguments the key uses, in declaration order: `<fn>_invalidate`'s parameters.
     pub(crate) key_args: Vec<Ident>,
+    /// The key reads `self`: `<fn>_invalidate` then takes `&self` too.
+    pub(crate) key_uses_self: bool,
     /// The function sits in an impl: it has `self`, or `Self` in its signature.
     pub(crate) in_impl: bool,
     pub(crate) ret: Type,
@@ -62,7 +64,8 @@ pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> 
         );
     }
     let (has_receiver, named) = named_arguments(sig, errors);
-    let (key, key_args) = key_spec(args.key, &named, &sig.ident, errors);
+    let (key, key_args, key_uses_self) =
+        key_spec(args.key, &named, &sig.ident, has_receiver, errors);
     check_key_types(&key_args, &named, errors);
     let ret = return_type(sig, errors);
     let kind = return_kind(&ret);
@@ -79,6 +82,7 @@ pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> 
         args: named,
         key,
         key_args,
+        key_uses_self,
         in_impl,
         ret,
         kind,
@@ -87,7 +91,15 @@ pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> 
 
 /// What the function must be: async, not generic over types, not variadic.
 fn check_signature(sig: &Signature, errors: &mut Errors) {
-    if sig.asyncness.is_none() {
+    if sig.asyncness.is_none() && made_by_async_trait(sig) {
+        errors.at(
+            sig.ident.span(),
+            format_args!(
+                "#[cached] on `{}` ran after #[async_trait] rewrote it: put #[herdcache::cached_impl] on the impl, above #[async_trait]",
+                sig.ident
+            ),
+        );
+    } else if sig.asyncness.is_none() {
         errors.at(
             sig.fn_token.span,
             format_args!(
@@ -121,6 +133,14 @@ fn check_signature(sig: &Signature, errors: &mut Errors) {
             "#[cached] cannot cache a variadic function",
         );
     }
+}
+
+/// `#[async_trait]` turns `async fn f(..) -> T` into `fn f<'life0, 'async_trait>(..)
+/// -> Pin<Box<dyn Future<Output = T> + Send + 'async_trait>>`.
+fn made_by_async_trait(sig: &Signature) -> bool {
+    sig.generics
+        .lifetimes()
+        .any(|lifetime| lifetime.lifetime.ident == "async_trait")
 }
 
 /// Whether the function takes `self`, and its other arguments by name.
@@ -175,17 +195,18 @@ fn return_type(sig: &Signature, errors: &mut Errors) -> Type {
     ret
 }
 
-/// Works out the key and the arguments it uses.
+/// Works out the key, the arguments it uses, and whether it reads `self`.
 fn key_spec(
     key: Option<Expr>,
     args: &[Arg],
     fn_name: &Ident,
+    has_receiver: bool,
     errors: &mut Errors,
-) -> (KeySpec, Vec<Ident>) {
+) -> (KeySpec, Vec<Ident>, bool) {
     let names: Vec<&Ident> = args.iter().map(|arg| &arg.ident).collect();
     let Some(mut expr) = key else {
         let all: Vec<Ident> = names.into_iter().cloned().collect();
-        return (KeySpec::Args(all.clone()), all);
+        return (KeySpec::Args(all.clone()), all, false);
     };
     // `key = (org)` is `key = org`.
     while let Expr::Paren(paren) = expr {
@@ -219,13 +240,10 @@ fn key_spec(
             .collect(),
         _ => None,
     };
-    if let Some(plain) = plain_names {
+    if let Some(plain) = plain_names.filter(|plain| !plain.iter().any(|i| *i == "self")) {
         let mut ok = true;
         for ident in &plain {
-            if *ident == "self" {
-                self_in_key(ident.span(), errors);
-                ok = false;
-            } else if !names.contains(ident) {
+            if !names.contains(ident) {
                 not_an_argument(ident, errors);
                 ok = false;
             }
@@ -239,14 +257,22 @@ fn key_spec(
                 KeySpec::Args(Vec::new())
             },
             used,
+            false,
         );
     }
     // Any other expression: rustc checks the names; we find which arguments
-    // it uses and refuse `self`.
+    // it uses, and whether it reads `self`.
     let mut mentioned = Vec::new();
-    idents_used(expr.to_token_stream(), &mut mentioned, errors);
+    scan_idents(expr.to_token_stream(), false, &mut mentioned);
     let used = in_declaration_order(args, |arg| mentioned.contains(&arg.ident));
-    (KeySpec::Expr(expr), used)
+    let self_token = mentioned.iter().find(|ident| *ident == "self");
+    if let (Some(self_token), false) = (self_token, has_receiver) {
+        errors.at(
+            self_token.span(),
+            format_args!("the key reads `self`, but `{fn_name}` takes no `self`"),
+        );
+    }
+    (KeySpec::Expr(expr), used, self_token.is_some())
 }
 
 fn in_declaration_order(args: &[Arg], used: impl Fn(&Arg) -> bool) -> Vec<Ident> {
@@ -256,34 +282,21 @@ fn in_declaration_order(args: &[Arg], used: impl Fn(&Arg) -> bool) -> Vec<Ident>
         .collect()
 }
 
-fn self_in_key(span: Span, errors: &mut Errors) {
-    errors.at(
-        span,
-        "the key cannot use `self`: one cache serves every instance, so key on arguments (pass what identifies the value as an argument)",
-    );
-}
-
-/// Collects the identifiers a key expression reads as variables: not field
-/// or method names after `.`, not path segments after `::`; inside a macro
-/// call (`format!(..)`), also the names its string literals capture.
-fn idents_used(tokens: TokenStream, out: &mut Vec<Ident>, errors: &mut Errors) {
-    scan_idents(tokens, false, out, errors);
-}
-
-fn scan_idents(tokens: TokenStream, in_macro: bool, out: &mut Vec<Ident>, errors: &mut Errors) {
+/// Collects the identifiers a key expression reads as variables (`self`
+/// included): not field or method names after `.`, not path segments after
+/// `::`; inside a macro call (`format!(..)`), also the names its string
+/// literals capture.
+fn scan_idents(tokens: TokenStream, in_macro: bool, out: &mut Vec<Ident>) {
     let mut after_dot_or_colons = false;
     let mut after_bang = false;
     let mut colons = 0;
     for tree in tokens {
         match &tree {
             TokenTree::Group(group) => {
-                scan_idents(group.stream(), in_macro || after_bang, out, errors);
+                scan_idents(group.stream(), in_macro || after_bang, out);
             }
             TokenTree::Ident(ident) => {
                 if !after_dot_or_colons {
-                    if ident == "self" {
-                        self_in_key(ident.span(), errors);
-                    }
                     out.push(ident.clone());
                 }
             }
@@ -294,10 +307,8 @@ fn scan_idents(tokens: TokenStream, in_macro: bool, out: &mut Vec<Ident>, errors
                     syn::parse2::<syn::Lit>(literal.clone().into_token_stream())
                 {
                     for name in format_captures(&text.value()) {
-                        match syn::parse_str::<Ident>(&name) {
-                            Ok(_) if name == "self" => self_in_key(text.span(), errors),
-                            Ok(_) => out.push(Ident::new(&name, text.span())),
-                            Err(_) => {}
+                        if syn::parse_str::<Ident>(&name).is_ok() || name == "self" {
+                            out.push(Ident::new(&name, text.span()));
                         }
                     }
                 }

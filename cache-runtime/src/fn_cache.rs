@@ -244,9 +244,14 @@ where
                     self.counters.incr(Counter::LoadErrors);
                 }
                 self.detach(&guard.key, &guard.flight);
-                if guard.flight.waiters() > 0 {
-                    guard.flight.land(Landing::Failure(share.share(&failure)));
-                }
+                // Once detached, no caller joins: the count is final.
+                let failure = if guard.flight.waiters() > 0 {
+                    let (shared, own) = share.share(failure);
+                    guard.flight.land(Landing::Failure(shared));
+                    own
+                } else {
+                    failure
+                };
                 R::from_failure(failure)
             }
         };

@@ -18,6 +18,8 @@ mod memory;
 mod outcome;
 mod registry;
 mod stats;
+pub mod testing;
+mod value;
 
 pub use clock::{Clock, ManualClock};
 pub use expiry::ExpiryPolicy;
@@ -25,8 +27,11 @@ pub use fn_cache::{CacheConfig, FnCache, DEFAULT_MAX_CAPACITY};
 pub use key::{CacheKeyPart, InvalidKeyPart, KeyProbe, NotAKey, ValidKeyPart};
 pub use outcome::{
     plain, FailureShare, NamedResultOrOption, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,
-    PlainProbe, ShareByClone, ShareBySharedError, ShareNotPossible, ShareProbe, ShareableError,
-    SharedError, SharedFailure,
+    PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe,
+    ShareableError, SharedError, SharedFailure,
 };
-pub use registry::{stats, CacheHandle, Slot};
+pub use value::{
+    CacheableValue, CachedValue, Direct, NotAValue, NotCacheableValue, Refused, Through, ValueProbe,
+};
+pub use registry::{invalidate_all, stats, CacheHandle, Slot};
 pub use stats::Stats;

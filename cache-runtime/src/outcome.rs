@@ -17,8 +17,10 @@ use std::sync::Arc;
 
 /// A loader's result, split into the value to cache or the failure to pass on.
 pub trait Outcome: Sized {
-    /// What is cached and cloned out on a hit.
-    type Value: Clone + Send + Sync + 'static;
+    /// What is cached and cloned out on a hit. (The engine requires
+    /// `Clone + Send + Sync + 'static` where it stores it; the trait does
+    /// not, so that a bad value type is reported once, by the value check.)
+    type Value;
     /// What an uncached outcome carries: the error of a `Result`, `()` for `None`.
     type Failure;
     /// Whether a failure counts as a load error (`Err` does, `None` does not).
@@ -32,7 +34,7 @@ pub trait Outcome: Sized {
     fn from_failure(failure: Self::Failure) -> Self;
 }
 
-impl<T: Clone + Send + Sync + 'static, E> Outcome for Result<T, E> {
+impl<T, E> Outcome for Result<T, E> {
     type Value = T;
     type Failure = E;
     const FAILURE_IS_ERROR: bool = true;
@@ -51,7 +53,7 @@ impl<T: Clone + Send + Sync + 'static, E> Outcome for Result<T, E> {
     }
 }
 
-impl<T: Clone + Send + Sync + 'static> Outcome for Option<T> {
+impl<T> Outcome for Option<T> {
     type Value = T;
     type Failure = ();
     const FAILURE_IS_ERROR: bool = false;
@@ -74,7 +76,7 @@ impl<T: Clone + Send + Sync + 'static> Outcome for Option<T> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plain<T>(pub T);
 
-impl<T: Clone + Send + Sync + 'static> Outcome for Plain<T> {
+impl<T> Outcome for Plain<T> {
     type Value = T;
     type Failure = Infallible;
     const FAILURE_IS_ERROR: bool = false;
@@ -103,7 +105,8 @@ pub type SharedFailure = Arc<dyn Any + Send + Sync>;
 
 /// How a failure of type `F` is handed to callers that joined the load.
 pub struct FailureShare<F> {
-    share: fn(&F) -> SharedFailure,
+    /// Makes the shared form and gives back what the leading caller returns.
+    share: fn(F) -> (SharedFailure, F),
     unshare: fn(&SharedFailure) -> F,
 }
 
@@ -115,7 +118,9 @@ impl<F> Clone for FailureShare<F> {
 impl<F> Copy for FailureShare<F> {}
 
 impl<F> FailureShare<F> {
-    pub(crate) fn share(&self, failure: &F) -> SharedFailure {
+    /// The shared form of `failure` for the waiters, and the failure the
+    /// leading caller returns.
+    pub(crate) fn share(&self, failure: F) -> (SharedFailure, F) {
         (self.share)(failure)
     }
     pub(crate) fn unshare(&self, shared: &SharedFailure) -> F {
@@ -127,7 +132,7 @@ impl FailureShare<()> {
     /// `None` needs nothing to be shared.
     pub fn unit() -> Self {
         FailureShare {
-            share: |()| Arc::new(()),
+            share: |()| (Arc::new(()), ()),
             unshare: |_| (),
         }
     }
@@ -137,17 +142,17 @@ impl FailureShare<Infallible> {
     /// A plain value never fails.
     pub fn never() -> Self {
         FailureShare {
-            share: |never| match *never {},
+            share: |never| match never {},
             unshare: |_| unreachable!("a plain loader has no failure to share"),
         }
     }
 }
 
 impl<E: Clone + Send + Sync + 'static> FailureShare<E> {
-    /// Every waiting caller gets a clone of the error.
+    /// Every waiting caller gets a clone of the error; the leader keeps it.
     pub fn by_clone() -> Self {
         FailureShare {
-            share: |error| Arc::new(error.clone()),
+            share: |error| (Arc::new(error.clone()), error),
             unshare: |shared| {
                 shared
                     .downcast_ref::<E>()
@@ -158,32 +163,92 @@ impl<E: Clone + Send + Sync + 'static> FailureShare<E> {
     }
 }
 
-impl<E: From<SharedError> + fmt::Display + fmt::Debug + Any> FailureShare<E> {
-    /// Every waiting caller gets `E::from(SharedError)`.
+/// `E::from` the [`SharedError`] a waiter received.
+fn from_shared<E: From<SharedError>>(shared: &SharedFailure) -> E {
+    E::from(
+        shared
+            .downcast_ref::<SharedError>()
+            .expect("a shared failure keeps its type")
+            .clone(),
+    )
+}
+
+impl<E: From<SharedError> + fmt::Display + fmt::Debug + Send + Sync + 'static> FailureShare<E> {
+    /// The error moves into a [`SharedError`] that every caller of the load
+    /// gets as `E::from(shared)`, the leader included, so that all of them
+    /// can reach the original with [`SharedError::downcast_ref`].
     pub fn by_shared_error() -> Self {
         FailureShare {
-            share: |error| Arc::new(SharedError::capture(error)),
-            unshare: |shared| {
-                E::from(
-                    shared
-                        .downcast_ref::<SharedError>()
-                        .expect("a shared failure keeps its type")
-                        .clone(),
-                )
+            share: |error| {
+                let shared = SharedError::new(error);
+                (Arc::new(shared.clone()), E::from(shared))
             },
+            unshare: from_shared,
         }
     }
 }
 
-/// The error a caller receives when it joined a load that failed in another
-/// caller, and its error type is not `Clone`.
+impl<E: From<SharedError> + fmt::Display + fmt::Debug + Any> FailureShare<E> {
+    /// For an error that is not `Send + Sync`: waiters get
+    /// `E::from(SharedError)` carrying its message; the leader keeps it.
+    pub fn by_shared_message() -> Self {
+        FailureShare {
+            share: |error| (Arc::new(SharedError::capture(&error)), error),
+            unshare: from_shared,
+        }
+    }
+}
+
+/// The error callers receive when they joined a load that failed and the
+/// error type is not `Clone`.
 ///
-/// It carries the original error's message (`{}`), its chain (`{:#}`, as
-/// `anyhow` prints it, also reachable through `source()`) and its `Debug`
-/// form, behind an `Arc`: cloning is cheap. It does not carry the original
-/// value: callers that must match on the error's type want a `Clone` error. `anyhow::Error` and `Box<dyn Error + Send + Sync>` accept it through
-/// `From`; your own error enum takes it with a variant such as
-/// `#[error(transparent)] Shared(#[from] herdcache::SharedError)`.
+/// It prints like the original error: its message (`{}`), its chain (`{:#}`,
+/// as `anyhow` prints it, also reachable through `source()`) and its `Debug`
+/// form. It holds the original behind an `Arc` (cloning is cheap), and
+/// [`downcast_ref`](Self::downcast_ref) gives it back typed, so code that
+/// matches on the error behaves the same under load:
+///
+/// ```
+/// use herdcache_runtime::SharedError;
+///
+/// #[derive(Debug)]
+/// enum RepoError {
+///     NotFound,
+///     Unavailable(std::io::Error),
+///     Shared(SharedError),
+/// }
+/// # impl std::fmt::Display for RepoError {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{self:?}") }
+/// # }
+/// impl From<SharedError> for RepoError {
+///     fn from(shared: SharedError) -> Self {
+///         RepoError::Shared(shared)
+///     }
+/// }
+///
+/// /// The error as the load returned it, whether or not this caller shared it.
+/// fn original(error: &RepoError) -> &RepoError {
+///     match error {
+///         RepoError::Shared(shared) => shared.downcast_ref::<RepoError>().unwrap_or(error),
+///         other => other,
+///     }
+/// }
+///
+/// fn status(error: &RepoError) -> u16 {
+///     match original(error) {
+///         RepoError::NotFound => 404,
+///         _ => 503,
+///     }
+/// }
+/// # let shared = SharedError::new(RepoError::NotFound);
+/// # assert_eq!(status(&RepoError::from(shared)), 404);
+/// ```
+///
+/// The simplest path is still a `Clone` error (wrap a foreign source in
+/// `Arc`): then every caller gets the error itself. `anyhow::Error`,
+/// `std::io::Error` and `Box<dyn Error + Send + Sync>` accept a
+/// `SharedError` through `From`; your own enum takes it with a variant such
+/// as `#[error(transparent)] Shared(#[from] herdcache::SharedError)`.
 #[derive(Clone)]
 pub struct SharedError(Arc<SharedErrorInner>);
 
@@ -195,10 +260,23 @@ struct SharedErrorInner {
     /// The rest of the chain, so that reporters that walk `source()` (as
     /// `anyhow` does for `{:#}`) print what the original printed.
     source: Option<SharedError>,
+    /// The error itself, when it could be moved in (`Send + Sync`).
+    original: Option<Box<dyn Any + Send + Sync>>,
 }
 
 impl SharedError {
-    /// Captures how `error` prints (and its kind, if it is a `std::io::Error`).
+    /// Takes `error` in: it prints like it, and [`downcast_ref`](Self::downcast_ref)
+    /// gives it back.
+    pub fn new<E: fmt::Display + fmt::Debug + Send + Sync + 'static>(error: E) -> Self {
+        let mut shared = Self::capture(&error);
+        Arc::get_mut(&mut shared.0)
+            .expect("a new SharedError is not shared yet")
+            .original = Some(Box::new(error));
+        shared
+    }
+
+    /// Captures how `error` prints (and its kind, if it is a `std::io::Error`),
+    /// without the error itself.
     pub fn capture<E: fmt::Display + fmt::Debug + Any>(error: &E) -> Self {
         let io_kind = (error as &dyn Any)
             .downcast_ref::<std::io::Error>()
@@ -229,7 +307,14 @@ impl SharedError {
             debug,
             io_kind,
             source,
+            original: None,
         }))
+    }
+
+    /// The original error, if it is a `T`. `None` for another type, and for
+    /// an error type that is not `Send + Sync` (only its message is shared).
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        self.0.original.as_deref()?.downcast_ref()
     }
 
     /// The original error's message.
@@ -279,8 +364,9 @@ impl std::error::Error for SharedError {
 }
 
 /// Picks how an error type is shared, at compile time, by autoref
-/// specialisation: `(&&&ShareProbe::<E>::new()).failure_share()` resolves to
+/// specialisation: `(&&&&ShareProbe::<E>::new()).failure_share()` resolves to
 /// [`ShareByClone`] when `E: Clone`, else to [`ShareBySharedError`] when
+/// `E: From<SharedError> + Send + Sync`, else to [`ShareByMessage`] when
 /// `E: From<SharedError>`, else to [`ShareNotPossible`], whose bound fails
 /// with a message naming both ways out.
 pub struct ShareProbe<E>(PhantomData<fn() -> E>);
@@ -304,23 +390,35 @@ pub trait ShareByClone<E> {
     fn failure_share(&self) -> FailureShare<E>;
 }
 
-impl<E: Clone + Send + Sync + 'static> ShareByClone<E> for &&ShareProbe<E> {
+impl<E: Clone + Send + Sync + 'static> ShareByClone<E> for &&&ShareProbe<E> {
     fn failure_share(&self) -> FailureShare<E> {
         FailureShare::by_clone()
     }
 }
 
-/// Chosen second: the error converts from [`SharedError`].
+/// Chosen second: the error converts from [`SharedError`] and can move into it.
 pub trait ShareBySharedError<E> {
     /// How the error is shared.
     fn failure_share(&self) -> FailureShare<E>;
 }
 
-impl<E: From<SharedError> + fmt::Display + fmt::Debug + Any> ShareBySharedError<E>
-    for &ShareProbe<E>
+impl<E: From<SharedError> + fmt::Display + fmt::Debug + Send + Sync + 'static>
+    ShareBySharedError<E> for &&ShareProbe<E>
 {
     fn failure_share(&self) -> FailureShare<E> {
         FailureShare::by_shared_error()
+    }
+}
+
+/// Chosen third: the error converts from [`SharedError`] but is not `Send + Sync`.
+pub trait ShareByMessage<E> {
+    /// How the error is shared.
+    fn failure_share(&self) -> FailureShare<E>;
+}
+
+impl<E: From<SharedError> + fmt::Display + fmt::Debug + Any> ShareByMessage<E> for &ShareProbe<E> {
+    fn failure_share(&self) -> FailureShare<E> {
+        FailureShare::by_shared_message()
     }
 }
 
@@ -437,27 +535,38 @@ mod tests {
 
     #[test]
     fn a_clone_error_is_shared_by_cloning() {
-        let share = (&&&ShareProbe::<Cloneable>::new()).failure_share();
-        let shared = share.share(&Cloneable(7));
+        let share = (&&&&ShareProbe::<Cloneable>::new()).failure_share();
+        let (shared, own) = share.share(Cloneable(7));
+        assert_eq!(own, Cloneable(7));
         assert_eq!(share.unshare(&shared), Cloneable(7));
     }
 
     #[test]
-    fn a_non_clone_error_is_shared_as_its_message() {
-        let share = (&&&ShareProbe::<NotClone>::new()).failure_share();
+    fn a_non_clone_error_moves_into_a_shared_error_every_caller_gets() {
+        let share = (&&&&ShareProbe::<NotClone>::new()).failure_share();
         let original = NotClone::Io(std::io::Error::other("disk on fire"));
-        let shared = share.share(&original);
-        match share.unshare(&shared) {
-            NotClone::Shared(e) => assert_eq!(e.to_string(), "io: disk on fire"),
-            other => panic!("expected the shared error, got {other:?}"),
+        let (shared, own) = share.share(original);
+        for copy in [own, share.unshare(&shared)] {
+            match copy {
+                NotClone::Shared(e) => {
+                    assert_eq!(e.to_string(), "io: disk on fire");
+                    // The original is reachable, typed.
+                    match e.downcast_ref::<NotClone>() {
+                        Some(NotClone::Io(io)) => assert_eq!(io.to_string(), "disk on fire"),
+                        other => panic!("expected the original error, got {other:?}"),
+                    }
+                    assert!(e.downcast_ref::<std::io::Error>().is_none());
+                }
+                other => panic!("expected the shared error, got {other:?}"),
+            }
         }
     }
 
     #[test]
     fn an_io_error_is_shared_with_its_kind() {
-        let share = (&&&ShareProbe::<std::io::Error>::new()).failure_share();
+        let share = (&&&&ShareProbe::<std::io::Error>::new()).failure_share();
         let original = std::io::Error::new(std::io::ErrorKind::NotFound, "no such user");
-        let shared = share.share(&original);
+        let (shared, _) = share.share(original);
         let copy = share.unshare(&shared);
         assert_eq!(copy.kind(), std::io::ErrorKind::NotFound);
         assert_eq!(copy.to_string(), "no such user");

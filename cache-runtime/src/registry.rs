@@ -7,6 +7,11 @@
 //! value types do not mention the impl's parameters. The function and each
 //! generated helper keep a [`Slot`] that resolves to the `&'static FnCache`
 //! once and then reads it lock-free.
+//!
+//! Inside [`testing::isolate`](crate::testing::isolate) each function gets
+//! other caches, registered under the isolation's number; those resolve
+//! through the registry's lock on every call (tests only), and every listing
+//! shows the caller's own isolation (0 outside `isolate`).
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -15,6 +20,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::fn_cache::{CacheConfig, FnCache};
 use crate::stats::Stats;
+use crate::testing::current_isolation;
 
 /// What the registry needs of a cache without knowing its types.
 trait ErasedCache: Send + Sync {
@@ -52,11 +58,24 @@ struct Registered {
 /// Where a cache is written, and for a method, the type it belongs to.
 type Place = (&'static str, &'static str);
 
+/// Which caches a call sees: 0 outside `testing::isolate`.
+type Isolation = u64;
+
 #[derive(Default)]
 struct Registry {
-    by_place: HashMap<(Place, TypeId), Registered>,
-    in_order: Vec<(Place, Registered)>,
+    by_place: HashMap<(Place, Isolation, TypeId), Registered>,
+    in_order: Vec<(Place, Isolation, Registered)>,
     handles: HashMap<Place, &'static CacheHandle>,
+}
+
+impl Registry {
+    /// The caches of `isolation`, in registration order.
+    fn caches_of(&self, isolation: Isolation) -> impl Iterator<Item = (Place, Registered)> + '_ {
+        self.in_order
+            .iter()
+            .filter(move |(_, of, _)| *of == isolation)
+            .map(|(place, _, registered)| (*place, *registered))
+    }
 }
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
@@ -71,6 +90,7 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 /// first time. Caches live for the whole program, like the functions.
 fn get_or_register<K, V>(
     place: Place,
+    isolation: Isolation,
     config: impl FnOnce() -> CacheConfig,
 ) -> &'static FnCache<K, V>
 where
@@ -78,7 +98,7 @@ where
     V: Clone + Send + Sync + 'static,
 {
     let mut registry = registry();
-    let id = (place, TypeId::of::<FnCache<K, V>>());
+    let id = (place, isolation, TypeId::of::<FnCache<K, V>>());
     if let Some(registered) = registry.by_place.get(&id) {
         return registered
             .typed
@@ -91,7 +111,7 @@ where
         erased: cache,
     };
     registry.by_place.insert(id, registered);
-    registry.in_order.push((place, registered));
+    registry.in_order.push((place, isolation, registered));
     cache
 }
 
@@ -129,28 +149,35 @@ impl Slot {
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
-        for place in &self.caches {
-            let Some(resolved) = place.get() else {
-                break;
-            };
-            if let Some(cache) = cache_in(resolved, scope) {
-                return cache;
+        let isolation = current_isolation();
+        if isolation == 0 {
+            for place in &self.caches {
+                let Some(resolved) = place.get() else {
+                    break;
+                };
+                if let Some(cache) = cache_in(resolved, scope) {
+                    return cache;
+                }
             }
         }
-        self.resolve(scope, config)
+        self.resolve(scope, isolation, config)
     }
 
     #[cold]
     fn resolve<K, V>(
         &'static self,
         scope: &'static str,
+        isolation: Isolation,
         config: impl FnOnce() -> CacheConfig,
     ) -> &'static FnCache<K, V>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
-        let cache = get_or_register::<K, V>((self.site, scope), config);
+        let cache = get_or_register::<K, V>((self.site, scope), isolation, config);
+        if isolation != 0 {
+            return cache;
+        }
         // The first instantiations seen (methods of generic impls have one
         // per `Self` type) each take one fast-path place. Threads racing to
         // resolve the same scope agree on one place instead of filling all.
@@ -183,27 +210,43 @@ fn cache_in<K: 'static, V: 'static>(
 ///
 /// Before the function's first call there is no cache yet: stats are zero
 /// and there is nothing to invalidate.
-#[derive(Debug)]
 pub struct CacheHandle {
     place: Place,
+    name: String,
+}
+
+impl std::fmt::Debug for CacheHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheHandle")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 impl CacheHandle {
     #[doc(hidden)]
-    pub fn of(site: &'static str, scope: &'static str) -> &'static CacheHandle {
+    pub fn of(
+        site: &'static str,
+        scope: &'static str,
+        name: impl FnOnce() -> String,
+    ) -> &'static CacheHandle {
         let place = (site, scope);
         let mut registry = registry();
         let handle: &mut &'static CacheHandle = registry
             .handles
             .entry(place)
-            .or_insert_with(|| Box::leak(Box::new(CacheHandle { place })));
+            .or_insert_with(|| Box::leak(Box::new(CacheHandle { place, name: name() })));
         handle
+    }
+
+    /// The function's name, as [`stats()`] lists it.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     fn caches(&self) -> Vec<&'static dyn ErasedCache> {
         registry()
-            .in_order
-            .iter()
+            .caches_of(current_isolation())
             .filter(|(place, _)| *place == self.place)
             .map(|(_, registered)| registered.erased)
             .collect()
@@ -237,11 +280,17 @@ impl CacheHandle {
     }
 }
 
-/// Every cached function's stats, by name.
+/// Every cached function's stats, by name, sorted by name.
+///
+/// A function appears once it has been called. Its name is the `name = ".."`
+/// attribute if it has one, else its path: `crate::module::function`, or
+/// `crate::module::Type::method` for a method (`Type<Args>` for each
+/// instantiation of a generic impl, which is listed apart). Inside
+/// [`testing::isolate`](crate::testing::isolate) it lists the isolated
+/// caches only.
 pub fn stats() -> Vec<(String, Stats)> {
     let caches: Vec<&'static dyn ErasedCache> = registry()
-        .in_order
-        .iter()
+        .caches_of(current_isolation())
         .map(|(_, registered)| registered.erased)
         .collect();
     let mut all: Vec<(String, Stats)> = caches
@@ -250,4 +299,38 @@ pub fn stats() -> Vec<(String, Stats)> {
         .collect();
     all.sort_by(|a, b| a.0.cmp(&b.0));
     all
+}
+
+/// Drops every entry of every cached function (inside
+/// [`testing::isolate`](crate::testing::isolate): of the isolated caches).
+/// When this returns, no later call sees a value whose load began before it.
+pub async fn invalidate_all() {
+    let caches: Vec<&'static dyn ErasedCache> = registry()
+        .caches_of(current_isolation())
+        .map(|(_, registered)| registered.erased)
+        .collect();
+    for cache in caches {
+        cache.invalidate_all();
+    }
+}
+
+/// Forgets the caches of an isolation that ended, emptying them. (The
+/// caches themselves stay allocated: a few hundred bytes each, tests only.)
+pub(crate) fn drop_isolation(isolation: Isolation) {
+    let dropped: Vec<&'static dyn ErasedCache> = {
+        let mut registry = registry();
+        registry.by_place.retain(|(_, of, _), _| *of != isolation);
+        let mut dropped = Vec::new();
+        registry.in_order.retain(|(_, of, registered)| {
+            let keep = *of != isolation;
+            if !keep {
+                dropped.push(registered.erased);
+            }
+            keep
+        });
+        dropped
+    };
+    for cache in dropped {
+        cache.invalidate_all();
+    }
 }

@@ -10,13 +10,9 @@ async fn list(org: &str, page: u32) -> Vec<String> {
     vec![format!("{org}/{page}")]
 }
 
-struct Repo;
-
-impl Repo {
-    #[cached(ttl = "1m", key = (self, id))]
-    async fn find(&self, id: u64) -> u64 {
-        id
-    }
+#[cached(ttl = "1m", key = (self.tenant, id))]
+async fn find(id: u64) -> u64 {
+    id
 }
 
 fn main() {}

@@ -1,0 +1,199 @@
+//! Checking a `#[cached]` function's value type once, at its return type.
+//!
+//! The cached value is cloned out on every hit and shared between threads,
+//! so it must be `Clone + Send + Sync + 'static`. Were each engine call to
+//! require that, a value type missing one bound would be reported at every
+//! call the generated code makes (three to sixteen errors, in terms of
+//! herdcache's internals). Instead the macro probes the return type once,
+//! `(&&&ValueProbe::<R>::new()).through()`, by autoref specialisation:
+//!
+//! - a cacheable value resolves to [`Direct`], which passes the outcome to
+//!   the engine as it is (every method an identity, inlined away);
+//! - any other resolves to [`Refused`], whose bound fails with one message at
+//!   the return type, and which hands the engine a placeholder value that
+//!   satisfies every bound, so that no second error follows.
+//!
+//! The generated code reaches the engine only through the [`Through`] the
+//! probe chose.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::marker::PhantomData;
+
+use crate::fn_cache::{CacheConfig, FnCache};
+use crate::outcome::{FailureShare, Outcome, Plain};
+use crate::registry::Slot;
+
+/// How a function's outcome `R` passes through the engine.
+pub trait Through<R: Outcome>: Copy {
+    /// The outcome the engine stores and returns.
+    type Engine: Outcome<Value: Clone + Send + Sync + 'static>;
+
+    /// The function's outcome, for the engine.
+    fn into_engine(self, outcome: R) -> Self::Engine;
+    /// The engine's outcome, for the caller.
+    fn from_engine(self, outcome: Self::Engine) -> R;
+    /// A cached value, for the caller.
+    fn from_value(self, value: <Self::Engine as Outcome>::Value) -> R;
+    /// How the engine shares a failure between the callers of one load.
+    fn share(
+        self,
+        share: FailureShare<R::Failure>,
+    ) -> FailureShare<<Self::Engine as Outcome>::Failure>;
+
+    /// The function's cache in `scope`, made from `config` on first use.
+    #[inline]
+    fn cache<K>(
+        self,
+        slot: &'static Slot,
+        scope: &'static str,
+        config: impl FnOnce() -> CacheConfig,
+    ) -> &'static FnCache<K, <Self::Engine as Outcome>::Value>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+    {
+        slot.cache(scope, config)
+    }
+
+    /// The function's body as the engine's loader.
+    fn loader<F: Future<Output = R>>(self, body: F) -> impl Future<Output = Self::Engine> {
+        async move { self.into_engine(body.await) }
+    }
+}
+
+/// Probes the value type of an outcome `R`.
+pub struct ValueProbe<R>(PhantomData<fn() -> R>);
+
+impl<R> ValueProbe<R> {
+    /// A probe for `R`.
+    pub const fn new() -> Self {
+        ValueProbe(PhantomData)
+    }
+}
+
+impl<R> Default for ValueProbe<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Chosen first: the value can be cached.
+pub trait CacheableValue<R> {
+    /// The way through the engine.
+    fn through(&self) -> Direct<R>;
+}
+
+impl<R> CacheableValue<R> for &&ValueProbe<R>
+where
+    R: Outcome<Value: Clone + Send + Sync + 'static>,
+{
+    #[inline]
+    fn through(&self) -> Direct<R> {
+        Direct(PhantomData)
+    }
+}
+
+/// Chosen otherwise: a compile error at the return type.
+pub trait NotCacheableValue<R: Outcome> {
+    /// Never callable: the value does not implement [`CachedValue`].
+    fn through(&self) -> Refused<R>
+    where
+        R::Value: CachedValue;
+}
+
+impl<R: Outcome> NotCacheableValue<R> for &ValueProbe<R> {
+    fn through(&self) -> Refused<R>
+    where
+        R::Value: CachedValue,
+    {
+        Refused(PhantomData)
+    }
+}
+
+/// Implemented by no type: its only use is the error message below.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the value of a #[cached] function: it must be `Clone + Send + Sync + 'static`",
+    label = "the value returned here is stored and cloned out to every caller, from any thread",
+    note = "derive `Clone` if the type is cheap to copy; otherwise return `std::sync::Arc<{Self}>`, so a hit clones a pointer (and use `Arc`/`Mutex` instead of `Rc`/`RefCell` inside)"
+)]
+pub trait CachedValue {}
+
+/// The way through for a cacheable value: the outcome as it is.
+pub struct Direct<R>(PhantomData<fn() -> R>);
+
+impl<R> Clone for Direct<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<R> Copy for Direct<R> {}
+
+impl<R> Through<R> for Direct<R>
+where
+    R: Outcome<Value: Clone + Send + Sync + 'static>,
+{
+    type Engine = R;
+
+    #[inline]
+    fn into_engine(self, outcome: R) -> R {
+        outcome
+    }
+    #[inline]
+    fn from_engine(self, outcome: R) -> R {
+        outcome
+    }
+    #[inline]
+    fn from_value(self, value: R::Value) -> R {
+        R::from_value(value)
+    }
+    #[inline]
+    fn share(self, share: FailureShare<R::Failure>) -> FailureShare<R::Failure> {
+        share
+    }
+}
+
+/// The way through for a value that cannot be cached: only ever compiled
+/// beside the error that says so, never run.
+pub struct Refused<R>(PhantomData<fn() -> R>);
+
+impl<R> Clone for Refused<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<R> Copy for Refused<R> {}
+
+/// What a refused value becomes, so that no further error follows.
+#[derive(Clone, Debug)]
+pub struct NotAValue;
+
+impl<R: Outcome> Through<R> for Refused<R> {
+    type Engine = Plain<NotAValue>;
+
+    fn into_engine(self, _: R) -> Plain<NotAValue> {
+        unreachable!("a refused value type does not compile")
+    }
+    fn from_engine(self, _: Plain<NotAValue>) -> R {
+        unreachable!("a refused value type does not compile")
+    }
+    fn from_value(self, _: NotAValue) -> R {
+        unreachable!("a refused value type does not compile")
+    }
+    fn share(self, _: FailureShare<R::Failure>) -> FailureShare<std::convert::Infallible> {
+        FailureShare::never()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::needless_borrow)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cacheable_value_goes_through_as_it_is() {
+        let through = (&&&ValueProbe::<Result<u32, String>>::new()).through();
+        assert_eq!(through.into_engine(Ok(7)), Ok(7));
+        assert_eq!(through.from_engine(Err("no".into())), Err("no".to_owned()));
+        assert_eq!(through.from_value(3), Ok(3));
+    }
+}
