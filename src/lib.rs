@@ -48,7 +48,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub use herdcache_macros::cached;
+pub use herdcache_macros::{cached, cached_impl};
 pub use herdcache_runtime::{invalidate_all, stats, testing, CacheHandle, SharedError, Stats};
 
 /// What generated code calls. Not a public API: it may change in any release.
@@ -58,7 +58,7 @@ pub mod __private {
     pub use herdcache_runtime::{
         plain, CacheConfig, CacheHandle, CacheableValue, FailureShare, FnCache, InvalidKeyPart,
         KeyProbe, NotCacheableValue, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,
-        PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible,
-        ShareProbe, Slot, Through, ValidKeyPart, ValueProbe,
+        PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe,
+        Slot, Through, ValidKeyPart, ValueProbe,
     };
 }

@@ -178,7 +178,10 @@ async fn every_coalesced_caller_can_match_the_original_error() {
         _ => 503,
     };
     let callers: Vec<_> = (0..100).map(|_| tokio::spawn(missing(4))).collect();
-    wait_until("99 callers joined", || missing_cache().stats().coalesced == 99).await;
+    wait_until("99 callers joined", || {
+        missing_cache().stats().coalesced == 99
+    })
+    .await;
     MISSING_GATE.open();
     for caller in callers {
         let error = finishes("a caller", caller).await.unwrap().unwrap_err();

@@ -52,10 +52,7 @@ async fn a_key_that_reads_self_keeps_instances_apart() {
     assert_eq!(acme.user(7).await, "user 7 of tenant 1");
     assert_eq!(globex.user(7).await, "user 7 of tenant 2");
     assert_eq!(acme.user(7).await, "user 7 of tenant 1");
-    assert_eq!(
-        (acme.loads.load(SeqCst), globex.loads.load(SeqCst)),
-        (1, 1)
-    );
+    assert_eq!((acme.loads.load(SeqCst), globex.loads.load(SeqCst)), (1, 1));
 
     // Another instance of the same tenant shares the tenant's values.
     let acme_too = TenantRepo::new(1, "acme-db");
@@ -66,10 +63,7 @@ async fn a_key_that_reads_self_keeps_instances_apart() {
     acme.user_invalidate(7).await;
     assert_eq!(acme.user(7).await, "user 7 of tenant 1");
     assert_eq!(globex.user(7).await, "user 7 of tenant 2");
-    assert_eq!(
-        (acme.loads.load(SeqCst), globex.loads.load(SeqCst)),
-        (2, 1)
-    );
+    assert_eq!((acme.loads.load(SeqCst), globex.loads.load(SeqCst)), (2, 1));
     // The handle is still the function's, an associated function.
     assert_eq!(TenantRepo::user_cache().len(), 2);
 }

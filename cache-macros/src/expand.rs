@@ -6,7 +6,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
-use syn::{Attribute, Expr, Ident, ItemFn, Type};
+use syn::{Attribute, Expr, Ident, ItemFn, Type, Visibility};
 
 use crate::validate::Arg;
 
@@ -19,7 +19,9 @@ pub(crate) struct Expansion {
     pub(crate) helpers: TokenStream,
 }
 
-pub(crate) fn expand(plan: &Plan, item: &ItemFn) -> Expansion {
+/// `helper_vis` overrides the helpers' visibility (a trait impl's methods
+/// have none to copy).
+pub(crate) fn expand(plan: &Plan, item: &ItemFn, helper_vis: Option<&Visibility>) -> Expansion {
     let private = {
         let krate = &plan.krate;
         quote!(#krate::__private)
@@ -37,6 +39,7 @@ pub(crate) fn expand(plan: &Plan, item: &ItemFn) -> Expansion {
         item,
         private,
         site,
+        helper_vis: helper_vis.unwrap_or(&item.vis),
     };
     let refresh = cx.refresh_fn();
     let uncached = cx.uncached_fn();
@@ -58,6 +61,7 @@ struct Context<'a> {
     item: &'a ItemFn,
     private: TokenStream,
     site: TokenStream,
+    helper_vis: &'a Visibility,
 }
 
 impl Context<'_> {
@@ -68,23 +72,31 @@ impl Context<'_> {
         } = self.item;
         let private = &self.private;
         let prelude = self.prelude();
-        let from_value = self.from_engine(
-            quote!(#private::Through::from_value(__herdcache_through, __herdcache_value)),
+        let from_value = self.to_caller(
+            quote!(#private::Through::value_to_caller(__herdcache_through, __herdcache_value)),
         );
         let load = self.load_call(quote!(load));
         let alias_check = self.alias_check();
+        let body = quote! {
+            #alias_check
+            #prelude
+            if let ::core::option::Option::Some(__herdcache_value) =
+                #private::FnCache::get_fresh(__herdcache_cache, &__herdcache_key)
+            {
+                return #from_value;
+            }
+            #load
+        };
+        // The user's braces around the new body: an item whose span ends in
+        // the macro's tokens counts as macro-made, and rustc would then not
+        // say when the function is never used.
+        let mut body = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, body);
+        body.set_span(self.item.block.brace_token.span.join());
+        // `#[cached]` needs an `async fn`, even over a body that never awaits.
         quote! {
             #(#attrs)*
-            #vis #sig {
-                #alias_check
-                #prelude
-                if let ::core::option::Option::Some(__herdcache_value) =
-                    #private::FnCache::get_fresh(__herdcache_cache, &__herdcache_key)
-                {
-                    return #from_value;
-                }
-                #load
-            }
+            #[allow(clippy::unused_async)]
+            #vis #sig #body
         }
     }
 
@@ -175,13 +187,13 @@ impl Context<'_> {
     /// kept from the function, and the function's visibility. Helpers a
     /// caller does not use must not warn.
     fn helper_head(&self, doc: &str) -> TokenStream {
-        let vis = &self.item.vis;
+        let vis = self.helper_vis;
         let lints = lint_attrs(&self.item.attrs);
         // After the copied lints, so a `#[deny(unused)]` does not undo it.
         quote! {
             #[doc = #doc]
             #(#lints)*
-            #[allow(dead_code)]
+            #[allow(dead_code, clippy::unused_async)]
             #vis
         }
     }
@@ -202,18 +214,20 @@ impl Context<'_> {
         let config = self.config();
         let key = self.key();
         let scope = self.scope();
-        // At the return type: a value that cannot be cached is one error there.
-        let span = syn::spanned::Spanned::span(&self.plan.ret);
+        // At the value's type: a value that cannot be cached is one error there.
+        let span = type_argument_span(&self.plan.ret, 0);
         let through = quote_spanned! {span=>
-            let __herdcache_through = {
+            {
                 #[allow(unused_imports)]
                 use #private::{CacheableValue as _, NotCacheableValue as _};
                 (&&&#private::ValueProbe::<#outcome>::new()).through()
-            };
+            }
         };
         quote! {
-            #through
+            let __herdcache_through = #through;
             static __HERDCACHE_SLOT: #private::Slot = #private::Slot::new(#site);
+            // The key may read an argument named `_unused` on purpose.
+            #[allow(clippy::used_underscore_binding)]
             let __herdcache_key = #key;
             let __herdcache_cache = #private::Through::cache(
                 __herdcache_through, &__HERDCACHE_SLOT, #scope, #config,
@@ -260,7 +274,7 @@ impl Context<'_> {
     }
 
     /// The caller's value from the engine's outcome.
-    fn from_engine(&self, outcome: TokenStream) -> TokenStream {
+    fn to_caller(&self, outcome: TokenStream) -> TokenStream {
         match self.plan.kind {
             ReturnKind::Plain => quote!(#outcome.0),
             ReturnKind::Result | ReturnKind::Option => outcome,
@@ -415,8 +429,8 @@ impl Context<'_> {
             ReturnKind::Option => quote!(#private::FailureShare::unit()),
             ReturnKind::Plain => quote!(#private::FailureShare::never()),
         };
-        self.from_engine(quote! {
-            #private::Through::from_engine(
+        self.to_caller(quote! {
+            #private::Through::to_caller(
                 __herdcache_through,
                 ::std::boxed::Box::pin(#private::FnCache::#method(
                     __herdcache_cache,
@@ -454,8 +468,12 @@ impl Context<'_> {
         // The body's statements, not its block: a block as the last
         // expression would lint (`unused_braces`) at the user's braces.
         let statements = &self.item.block.stmts;
+        // At the body's braces: a key expression that moves an argument the
+        // body uses is reported between the two, not over the attribute.
+        let body = self.item.block.brace_token.span.join();
+        let async_move = quote_spanned!(body=> async move);
         quote! {
-            async move {
+            #async_move {
                 #fake_return
                 #(#statements)*
             }
@@ -466,22 +484,28 @@ impl Context<'_> {
 /// The span of `E` in `Result<T, E>`, or of the whole type for an alias
 /// such as `anyhow::Result<T>`.
 fn error_type_span(ret: &Type) -> proc_macro2::Span {
-    let error_type = match crate::validate::strip_type_groups(ret) {
-        Type::Path(path) => {
-            path.path
-                .segments
-                .last()
-                .and_then(|segment| match &segment.arguments {
-                    syn::PathArguments::AngleBracketed(args) if args.args.len() == 2 => {
-                        args.args.last()
-                    }
-                    _ => None,
-                })
-        }
+    type_argument_span(ret, 1)
+}
+
+/// The span of the `index`th type argument of a `Result` or `Option` (`T`
+/// in `Result<T, E>`), or of the whole type when it has no such argument.
+fn type_argument_span(ret: &Type, index: usize) -> proc_macro2::Span {
+    let argument = match crate::validate::strip_type_groups(ret) {
+        Type::Path(path) => path.path.segments.last().and_then(|segment| {
+            let is_outcome = segment.ident == "Result" || segment.ident == "Option";
+            match &segment.arguments {
+                syn::PathArguments::AngleBracketed(args)
+                    if is_outcome && (index == 0 || args.args.len() == 2) =>
+                {
+                    args.args.iter().nth(index)
+                }
+                _ => None,
+            }
+        }),
         _ => None,
     };
-    match error_type {
-        Some(error_type) => syn::spanned::Spanned::span(error_type),
+    match argument {
+        Some(argument) => syn::spanned::Spanned::span(argument),
         None => syn::spanned::Spanned::span(ret),
     }
 }

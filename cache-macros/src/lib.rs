@@ -9,6 +9,7 @@
 
 mod attr;
 mod expand;
+mod impl_block;
 mod validate;
 
 use proc_macro::TokenStream;
@@ -37,7 +38,7 @@ use syn::parse::Parser;
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
-    match cached_impl(args.into(), item.clone()) {
+    match cached_fn(args.into(), item.clone()) {
         Ok(expanded) => expanded.into(),
         // The function is still emitted unchanged, so one mistake in the
         // attribute gives one error, not one per use of the function.
@@ -49,21 +50,61 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-fn cached_impl(
+/// Lets `#[cached]` work on the methods of a trait impl.
+///
+/// The helpers `#[cached]` writes beside a method (`<fn>_invalidate`, …)
+/// cannot be members of a trait impl; on an impl marked `cached_impl` they go
+/// into a separate inherent `impl` of the type instead, as `pub` associated
+/// functions. With `#[async_trait]`, put `cached_impl` above it, so it sees
+/// the `async fn`s first.
+///
+/// ```ignore
+/// #[herdcache::cached_impl]
+/// #[async_trait::async_trait]
+/// impl UserStore for PgRepo {
+///     #[cached(ttl = "60s", key = id)]
+///     async fn get(&self, id: u64) -> Option<User> { … }
+/// }
+///
+/// PgRepo::get_invalidate(7).await;
+/// ```
+#[proc_macro_attribute]
+pub fn cached_impl(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    match impl_block::expand(args.into(), item.clone()) {
+        Ok(expanded) => expanded.into(),
+        Err(error) => {
+            let mut out = error.to_compile_error();
+            out.extend(item);
+            out.into()
+        }
+    }
+}
+
+fn cached_fn(
     args: proc_macro2::TokenStream,
     item: proc_macro2::TokenStream,
 ) -> syn::Result<proc_macro2::TokenStream> {
-    let mut errors = attr::Errors::default();
-    let args = (|input: syn::parse::ParseStream| attr::parse(input, &mut errors)).parse2(args)?;
     let item: syn::ItemFn = syn::parse2(item).map_err(|error| {
         syn::Error::new(
             error.span(),
             "#[cached] goes on an `async fn` (a free function or a method)",
         )
     })?;
-    let plan = validate::validate(args, &item, &mut errors);
+    let expand::Expansion { function, helpers } = pipeline(args, &item, None)?;
+    Ok(quote::quote!(#function #helpers))
+}
+
+/// parse -> validate -> expand, for one function.
+fn pipeline(
+    args: proc_macro2::TokenStream,
+    item: &syn::ItemFn,
+    helper_vis: Option<&syn::Visibility>,
+) -> syn::Result<expand::Expansion> {
+    let mut errors = attr::Errors::default();
+    let args = (|input: syn::parse::ParseStream| attr::parse(input, &mut errors)).parse2(args)?;
+    let plan = validate::validate(args, item, &mut errors);
     errors.finish()?;
     let plan = plan.expect("a plan is made whenever there are no errors");
-    let expand::Expansion { function, helpers } = expand::expand(&plan, &item);
-    Ok(quote::quote!(#function #helpers))
+    Ok(expand::expand(&plan, item, helper_vis))
 }

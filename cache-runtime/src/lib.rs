@@ -30,8 +30,8 @@ pub use outcome::{
     PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe,
     ShareableError, SharedError, SharedFailure,
 };
+pub use registry::{invalidate_all, stats, CacheHandle, Slot};
+pub use stats::Stats;
 pub use value::{
     CacheableValue, CachedValue, Direct, NotAValue, NotCacheableValue, Refused, Through, ValueProbe,
 };
-pub use registry::{invalidate_all, stats, CacheHandle, Slot};
-pub use stats::Stats;

@@ -402,8 +402,8 @@ pub trait ShareBySharedError<E> {
     fn failure_share(&self) -> FailureShare<E>;
 }
 
-impl<E: From<SharedError> + fmt::Display + fmt::Debug + Send + Sync + 'static>
-    ShareBySharedError<E> for &&ShareProbe<E>
+impl<E: From<SharedError> + fmt::Display + fmt::Debug + Send + Sync + 'static> ShareBySharedError<E>
+    for &&ShareProbe<E>
 {
     fn failure_share(&self) -> FailureShare<E> {
         FailureShare::by_shared_error()

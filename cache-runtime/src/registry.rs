@@ -232,10 +232,13 @@ impl CacheHandle {
     ) -> &'static CacheHandle {
         let place = (site, scope);
         let mut registry = registry();
-        let handle: &mut &'static CacheHandle = registry
-            .handles
-            .entry(place)
-            .or_insert_with(|| Box::leak(Box::new(CacheHandle { place, name: name() })));
+        let handle: &mut &'static CacheHandle =
+            registry.handles.entry(place).or_insert_with(|| {
+                Box::leak(Box::new(CacheHandle {
+                    place,
+                    name: name(),
+                }))
+            });
         handle
     }
 

@@ -32,9 +32,9 @@ pub trait Through<R: Outcome>: Copy {
     /// The function's outcome, for the engine.
     fn into_engine(self, outcome: R) -> Self::Engine;
     /// The engine's outcome, for the caller.
-    fn from_engine(self, outcome: Self::Engine) -> R;
+    fn to_caller(self, outcome: Self::Engine) -> R;
     /// A cached value, for the caller.
-    fn from_value(self, value: <Self::Engine as Outcome>::Value) -> R;
+    fn value_to_caller(self, value: <Self::Engine as Outcome>::Value) -> R;
     /// How the engine shares a failure between the callers of one load.
     fn share(
         self,
@@ -139,11 +139,11 @@ where
         outcome
     }
     #[inline]
-    fn from_engine(self, outcome: R) -> R {
+    fn to_caller(self, outcome: R) -> R {
         outcome
     }
     #[inline]
-    fn from_value(self, value: R::Value) -> R {
+    fn value_to_caller(self, value: R::Value) -> R {
         R::from_value(value)
     }
     #[inline]
@@ -173,10 +173,10 @@ impl<R: Outcome> Through<R> for Refused<R> {
     fn into_engine(self, _: R) -> Plain<NotAValue> {
         unreachable!("a refused value type does not compile")
     }
-    fn from_engine(self, _: Plain<NotAValue>) -> R {
+    fn to_caller(self, _: Plain<NotAValue>) -> R {
         unreachable!("a refused value type does not compile")
     }
-    fn from_value(self, _: NotAValue) -> R {
+    fn value_to_caller(self, _: NotAValue) -> R {
         unreachable!("a refused value type does not compile")
     }
     fn share(self, _: FailureShare<R::Failure>) -> FailureShare<std::convert::Infallible> {
@@ -193,7 +193,7 @@ mod tests {
     fn a_cacheable_value_goes_through_as_it_is() {
         let through = (&&&ValueProbe::<Result<u32, String>>::new()).through();
         assert_eq!(through.into_engine(Ok(7)), Ok(7));
-        assert_eq!(through.from_engine(Err("no".into())), Err("no".to_owned()));
-        assert_eq!(through.from_value(3), Ok(3));
+        assert_eq!(through.to_caller(Err("no".into())), Err("no".to_owned()));
+        assert_eq!(through.value_to_caller(3), Ok(3));
     }
 }

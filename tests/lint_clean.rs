@@ -1,0 +1,59 @@
+//! Generated code raises no lint in the user's crate: this file denies every
+//! rustc warning and clippy's default and pedantic groups (CI runs clippy
+//! over the tests), with the shapes that used to lint.
+#![deny(warnings, clippy::all, clippy::pedantic)]
+
+use herdcache::{cached, cached_impl};
+
+/// A one-line body (it used to raise `unused_braces`).
+#[cached(ttl = "60s")]
+async fn plus_one(id: u64) -> u64 {
+    id + 1
+}
+
+#[cached(ttl = "60s")]
+async fn nothing(id: u64) -> Option<u64> {
+    (id > 1).then_some(id)
+}
+
+#[cached(ttl = "60s", key = id)]
+async fn fallible(id: u64, _db: &str) -> Result<u64, std::io::Error> {
+    Ok(id)
+}
+
+#[cached(ttl = "60s")]
+async fn unit(_id: u64) {}
+
+struct Repo {
+    tenant: u64,
+}
+
+impl Repo {
+    #[cached(ttl = "60s", key = (self.tenant, id))]
+    async fn get(&self, id: u64) -> u64 {
+        self.tenant + id
+    }
+}
+
+trait Store {
+    async fn find(&self, id: u64) -> u64;
+}
+
+#[cached_impl]
+impl Store for Repo {
+    #[cached(ttl = "60s")]
+    async fn find(&self, id: u64) -> u64 {
+        self.tenant * id
+    }
+}
+
+#[tokio::test]
+async fn every_shape_compiles_without_a_warning() {
+    assert_eq!(plus_one(1).await, 2);
+    assert_eq!(nothing(2).await, Some(2));
+    assert_eq!(fallible(3, "db").await.unwrap(), 3);
+    unit(4).await;
+    let repo = Repo { tenant: 10 };
+    assert_eq!(repo.get(1).await, 11);
+    assert_eq!(repo.find(2).await, 20);
+}
