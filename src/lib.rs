@@ -24,7 +24,12 @@
 //! # }).unwrap();
 //! ```
 //!
-//! What the runtime guarantees:
+//! Cached functions are called from async code on a
+//! [tokio](https://docs.rs/tokio) runtime (or any executor: the memory tier
+//! spawns nothing). The value must be `Clone + Send + Sync + 'static`: return
+//! `Arc<T>` for big values, so a hit clones a pointer.
+//!
+//! ## What the runtime guarantees
 //!
 //! - **Single flight.** However many callers ask for a cold key at once, the
 //!   body runs once; the others wait for its outcome. Different keys never
@@ -34,16 +39,183 @@
 //!   `ttl·(1 ± jitter)`, so keys written together do not expire together.
 //! - **Failures are not cached.** `Err` and `None` go back to the callers
 //!   of that load and are not stored. Callers that joined a failing load each
-//!   get the error, without the body running again: a clone when the error
-//!   type is `Clone`, otherwise `E::from(`[`SharedError`]`)`, which
-//!   `anyhow::Error` and `Box<dyn Error + Send + Sync>` accept.
+//!   get the error without the body running again (see [Errors](#errors)).
 //! - **Invalidation is linearizable.** Once `<fn>_invalidate(..).await`
 //!   returns, no call sees a value whose load began before it.
 //!
-//! Beside each cached function the macro writes `<fn>_invalidate` (taking
-//! the arguments the key uses), `<fn>_refresh` and `<fn>_uncached` (taking
-//! all arguments), and `<fn>_cache()`, a [`CacheHandle`]. [`stats()`] lists
-//! every cached function's [`Stats`].
+//! ## The helpers
+//!
+//! Beside each cached function `f` the macro writes:
+//!
+//! | helper | takes | does |
+//! |---|---|---|
+//! | `f_invalidate(..)` | the arguments the key uses (and `&self` if the key reads `self`) | drops the value: the next call loads |
+//! | `f_refresh(..)` | every argument, like `f` | loads now and stores, even over a fresh value |
+//! | `f_uncached(..)` | every argument, like `f` | runs the original body, no cache |
+//! | `f_cache()` | nothing | the [`CacheHandle`]: `stats()`, `len()`, `invalidate_all()` |
+//!
+//! On a method they are associated functions of the same type
+//! (`UserRepo::list_invalidate(org, page)`), except that a helper whose
+//! arguments include `self` is called on an instance.
+//!
+//! ## Methods, keys and `self`
+//!
+//! **`self` is not part of the key unless the key reads it.** Without `key`,
+//! the key is every argument but `self`, and one cache serves every instance
+//! of the type: what a service with one repository per process wants, since
+//! a second instance's first call is then a hit. When instances hold
+//! different data (a tenant, a database), say so in the key:
+//!
+//! ```
+//! use herdcache::cached;
+//!
+//! struct TenantRepo { tenant: u64 }
+//!
+//! impl TenantRepo {
+//!     #[cached(ttl = "5m", key = (self.tenant, id))]
+//!     async fn user(&self, id: u64) -> Option<String> {
+//!         Some(format!("user {id} of tenant {}", self.tenant))
+//!     }
+//! }
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! let acme = TenantRepo { tenant: 1 };
+//! let globex = TenantRepo { tenant: 2 };
+//! assert_eq!(acme.user(7).await.unwrap(), "user 7 of tenant 1");
+//! assert_eq!(globex.user(7).await.unwrap(), "user 7 of tenant 2");
+//! acme.user_invalidate(7).await; // the key reads `self`: called on the instance
+//! # });
+//! ```
+//!
+//! A key is an argument, a tuple, or an expression over the arguments and
+//! `self`. A field in it (`key = req.id`) is copied, like an argument, so the
+//! body still owns `req`; an expression that builds a value
+//! (`key = format!("{org}:{page}")`) is used as it is. The key's owned form
+//! must be `Hash + Eq + Clone + Send + Sync + 'static`.
+//!
+//! ## Tests
+//!
+//! `cargo test` runs a crate's tests as threads of one process, so tests that
+//! call the same cached function share its values and stats. Wrap a test's
+//! body in [`testing::isolate`] to give it caches of its own:
+//!
+//! ```
+//! # use herdcache::cached;
+//! # struct UserRepo { rows: Vec<u64> }
+//! # impl UserRepo {
+//! #     #[cached(ttl = "5m", key = id)]
+//! #     async fn find(&self, id: u64) -> Option<u64> { self.rows.iter().copied().find(|r| *r == id) }
+//! # }
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! // #[tokio::test]
+//! // async fn an_empty_database_has_no_users() {
+//! herdcache::testing::isolate(async {
+//!     let repo = UserRepo { rows: vec![] };
+//!     assert_eq!(repo.find(1).await, None); // not another test's user 1
+//!     assert_eq!(UserRepo::find_cache().stats().misses, 1);
+//! })
+//! .await;
+//! // }
+//! # });
+//! ```
+//!
+//! [`invalidate_all()`] drops every function's entries at once.
+//!
+//! ## Trait impls
+//!
+//! The helpers cannot be members of a trait, so a trait impl with cached
+//! methods takes [`cached_impl`] (above `#[async_trait]`, when there is one),
+//! which puts the helpers in an inherent impl of the type:
+//!
+//! ```
+//! use herdcache::{cached, cached_impl};
+//!
+//! trait UserStore {
+//!     async fn get(&self, id: u64) -> Option<String>;
+//! }
+//!
+//! struct PgRepo;
+//!
+//! #[cached_impl]
+//! impl UserStore for PgRepo {
+//!     #[cached(ttl = "60s", key = id)]
+//!     async fn get(&self, id: u64) -> Option<String> {
+//!         Some(format!("user {id}"))
+//!     }
+//! }
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! assert_eq!(PgRepo.get(1).await.as_deref(), Some("user 1"));
+//! PgRepo::get_invalidate(1).await;
+//! # });
+//! ```
+//!
+//! ## Errors
+//!
+//! Callers that joined a failing load each get an error without the body
+//! running again:
+//!
+//! - when `E: Clone`, a clone: **the simplest path** (wrap a foreign source
+//!   such as `sqlx::Error` in `Arc` to make your error `Clone`);
+//! - otherwise `E::from(`[`SharedError`]`)`: the original error moves into
+//!   the `SharedError`, and every caller of that load gets it, the first one
+//!   included. It prints like the original, and
+//!   [`SharedError::downcast_ref`] gives the original back, so `match` on it:
+//!
+//! ```
+//! use herdcache::SharedError;
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! enum RepoError {
+//!     #[error("not found")]
+//!     NotFound,
+//!     #[error("database: {0}")]
+//!     Db(std::io::Error),
+//!     #[error(transparent)]
+//!     Shared(#[from] SharedError),
+//! }
+//!
+//! impl RepoError {
+//!     /// The error as the body returned it, shared or not.
+//!     fn original(&self) -> &RepoError {
+//!         match self {
+//!             RepoError::Shared(shared) => shared.downcast_ref().unwrap_or(self),
+//!             other => other,
+//!         }
+//!     }
+//! }
+//!
+//! fn status(error: &RepoError) -> u16 {
+//!     match error.original() {
+//!         RepoError::NotFound => 404,
+//!         _ => 503,
+//!     }
+//! }
+//! # assert_eq!(status(&RepoError::from(SharedError::new(RepoError::NotFound))), 404);
+//! ```
+//!
+//! `anyhow::Error`, `std::io::Error` and `Box<dyn Error + Send + Sync>`
+//! accept a `SharedError` already. Any other error type is a compile error
+//! at `E` that names both ways out.
+//!
+//! ## Stats and names
+//!
+//! `f_cache().stats()` is a [`Stats`] snapshot; [`stats()`] lists every
+//! function called so far, sorted by name. A function's name is its `name =
+//! ".."` attribute, else its path: `my_crate::users::get_user`, or
+//! `my_crate::users::UserRepo::list` for a method (one entry per
+//! instantiation of a generic impl, `Repo<u8>` and `Repo<u16>` apart).
+//!
+//! ## Limits
+//!
+//! - Functions generic over types are a compile error: cache a concrete
+//!   wrapper. Methods of generic impls get one cache per `Self` type when
+//!   they take `self` or mention `Self`; an associated function with
+//!   neither cannot see its impl and shares one cache across instantiations.
+//! - Only `async fn`s are cached.
+//! - Each process has its own caches: one instance's invalidation does not
+//!   reach another's.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

@@ -185,6 +185,11 @@ async fn isolated_tests_do_not_see_each_others_values_or_stats() {
 
     // Outside any isolation, the process-wide cache saw none of it.
     assert_eq!(UserRepo::find_cache().stats().misses, 0);
+    // The handle shows which function it belongs to.
+    assert_eq!(
+        format!("{:?}", UserRepo::find_cache()),
+        "CacheHandle { name: \"instances::UserRepo::find\" }"
+    );
 }
 
 static EVERYTHING_LOADS: AtomicUsize = AtomicUsize::new(0);

@@ -26,15 +26,26 @@ use syn::parse::Parser;
 /// |---|---|---|
 /// | `ttl = "60s"` | how long a value is fresh (required); units `ns us ms s m h d`, combinable: `"1h30m"` | — |
 /// | `jitter = 0.1` | each entry's ttl is drawn from `ttl·(1 ± jitter)`, `0.0..=1.0` | `0` |
-/// | `key = expr` | an argument, a tuple of arguments, or an owned expression over them | every argument but `self` |
+/// | `key = expr` | an argument, a tuple, or an expression over the arguments and `self` | every argument but `self` |
 /// | `max_capacity = 10_000` | bound of the in-memory tier, in entries | `10_000` |
-/// | `name = "users.get"` | name in `herdcache::stats()` | the function's path |
+/// | `name = "users.get"` | name in `herdcache::stats()` | the function's path (`module::Type::method` for a method) |
 /// | `crate = path` | where the `herdcache` crate is, if re-exported | `::herdcache` |
 ///
-/// `Ok`, `Some` and plain values are cached; `Err` and `None` are not.
+/// `Ok`, `Some` and plain values are cached; `Err` and `None` are not. The
+/// value must be `Clone + Send + Sync + 'static` (return `Arc<T>` for big
+/// values).
+///
+/// **On a method, `self` is not part of the key unless the key reads it**:
+/// one cache serves every instance. Write `key = (self.tenant, id)` when
+/// instances hold different data; `<fn>_invalidate` then takes `&self`.
+/// Fields in the key (`key = req.id`, `self.name`) are copied, not moved.
+///
 /// Beside the function it writes `<fn>_invalidate` (the key's arguments),
-/// `<fn>_refresh` and `<fn>_uncached` (all arguments) and `<fn>_cache()`.
-/// See the `herdcache` crate for the guarantees.
+/// `<fn>_refresh` and `<fn>_uncached` (all arguments) and `<fn>_cache()`;
+/// on a method, as associated functions of the type. In a trait impl, put
+/// `#[herdcache::cached_impl]` on the impl (above `#[async_trait]`), which
+/// moves the helpers to an inherent impl. See the `herdcache` crate for the
+/// guarantees.
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
