@@ -41,7 +41,8 @@
 //!   of that load and are not stored. Callers that joined a failing load each
 //!   get the error without the body running again (see [Errors](#errors)).
 //! - **Invalidation is linearizable.** Once `<fn>_invalidate(..).await`
-//!   returns, no call sees a value whose load began before it.
+//!   returns, no call that starts afterwards sees a value whose load began
+//!   before it.
 //!
 //! ## The helpers
 //!
@@ -52,11 +53,13 @@
 //! | `f_invalidate(..)` | the arguments the key uses (and `&self` if the key reads `self`) | drops the value: the next call loads |
 //! | `f_refresh(..)` | every argument, like `f` | loads now and stores, even over a fresh value |
 //! | `f_uncached(..)` | every argument, like `f` | runs the original body, no cache |
-//! | `f_cache()` | nothing | the [`CacheHandle`]: `stats()`, `len()`, `invalidate_all()` |
+//! | `f_cache()` | nothing | the [`CacheHandle`]: `stats()`, `len()`, `invalidate_all().await` |
 //!
 //! On a method they are associated functions of the same type
-//! (`UserRepo::list_invalidate(org, page)`), except that a helper whose
-//! arguments include `self` is called on an instance.
+//! (`UserRepo::list_invalidate(org, page)`), except those that take `self`
+//! (`_refresh` and `_uncached` always do, like the method; `_invalidate`
+//! when the key reads `self`), which are called on an instance. Helpers have
+//! the function's visibility; under [`cached_impl`] they are `pub`.
 //!
 //! ## Methods, keys and `self`
 //!
@@ -196,16 +199,20 @@
 //! ```
 //!
 //! `anyhow::Error`, `std::io::Error` and `Box<dyn Error + Send + Sync>`
-//! accept a `SharedError` already. Any other error type is a compile error
-//! at `E` that names both ways out.
+//! accept a `SharedError` already. An error that converts from it but is not
+//! `Send + Sync` cannot move into it: the first caller keeps its error and
+//! the others get its message only (`downcast_ref` is `None`). Any other
+//! error type is a compile error at `E` that names both ways out.
 //!
 //! ## Stats and names
 //!
 //! `f_cache().stats()` is a [`Stats`] snapshot; [`stats()`] lists every
 //! function called so far, sorted by name. A function's name is its `name =
 //! ".."` attribute, else its path: `my_crate::users::get_user`, or
-//! `my_crate::users::UserRepo::list` for a method (one entry per
-//! instantiation of a generic impl, `Repo<u8>` and `Repo<u16>` apart).
+//! `my_crate::users::UserRepo::list` for a method that takes `self` or
+//! mentions `Self` (one entry per instantiation of a generic impl,
+//! `Repo<u8>` and `Repo<u16>` apart; an associated function with neither is
+//! named like a free function).
 //!
 //! ## Limits
 //!

@@ -28,7 +28,7 @@ use syn::parse::Parser;
 /// | `jitter = 0.1` | each entry's ttl is drawn from `ttl·(1 ± jitter)`, `0.0..=1.0` | `0` |
 /// | `key = expr` | an argument, a tuple, or an expression over the arguments and `self` | every argument but `self` |
 /// | `max_capacity = 10_000` | bound of the in-memory tier, in entries | `10_000` |
-/// | `name = "users.get"` | name in `herdcache::stats()` | the function's path (`module::Type::method` for a method) |
+/// | `name = "users.get"` | name in `herdcache::stats()` | the function's path (`module::Type::method` for a method taking `self` or mentioning `Self`) |
 /// | `crate = path` | where the `herdcache` crate is, if re-exported | `::herdcache` |
 ///
 /// `Ok`, `Some` and plain values are cached; `Err` and `None` are not. The
@@ -41,8 +41,8 @@ use syn::parse::Parser;
 /// Fields in the key (`key = req.id`, `self.name`) are copied, not moved.
 ///
 /// Beside the function it writes `<fn>_invalidate` (the key's arguments),
-/// `<fn>_refresh` and `<fn>_uncached` (all arguments) and `<fn>_cache()`;
-/// on a method, as associated functions of the type. In a trait impl, put
+/// `<fn>_refresh` and `<fn>_uncached` (all arguments, `self` included) and
+/// `<fn>_cache()`, with the function's visibility. In a trait impl, put
 /// `#[herdcache::cached_impl]` on the impl (above `#[async_trait]`), which
 /// moves the helpers to an inherent impl. See the `herdcache` crate for the
 /// guarantees.

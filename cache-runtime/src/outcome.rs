@@ -3,10 +3,12 @@
 //!
 //! `Ok`/`Some`/a plain value is cached. `Err`/`None` is not, and callers that
 //! joined the failing load each need their own copy of the failure without
-//! running the loader again. An error is shared by cloning it when it is
-//! `Clone`; otherwise each waiting caller gets `E::from(SharedError)`, a
-//! cheap `Arc`-backed error carrying the first caller's message. The first
-//! caller always gets its own error, untouched.
+//! running the loader again. A caller alone keeps its error. With waiters,
+//! an error is shared by cloning it when it is `Clone`; otherwise it moves
+//! into a [`SharedError`] and every caller of the load, the first included,
+//! gets `E::from(shared)`, from which `downcast_ref` recovers the original.
+//! (An error that is not `Send + Sync` cannot move: the first caller keeps
+//! it and the others get its message.)
 
 use std::any::Any;
 use std::convert::Infallible;

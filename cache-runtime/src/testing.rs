@@ -36,7 +36,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 /// Whether any future was ever isolated: until then no call looks further.
-static USED: AtomicBool = AtomicBool::new(false);
+/// Read on every call: alone on its cache line, so no write nearby makes
+/// the cores that read it miss.
+static USED: Aligned = Aligned(AtomicBool::new(false));
+
+#[repr(align(128))]
+struct Aligned(AtomicBool);
 static NEXT_ISOLATION: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
@@ -47,7 +52,7 @@ thread_local! {
 /// The isolation of the calling code: 0 outside [`isolate`].
 #[inline]
 pub(crate) fn current_isolation() -> u64 {
-    if USED.load(Ordering::Relaxed) {
+    if USED.0.load(Ordering::Relaxed) {
         CURRENT.with(Cell::get)
     } else {
         0
@@ -56,7 +61,7 @@ pub(crate) fn current_isolation() -> u64 {
 
 /// Runs `future` with caches of its own: see the [module docs](self).
 pub fn isolate<F: Future>(future: F) -> Isolated<F> {
-    USED.store(true, Ordering::Relaxed);
+    USED.0.store(true, Ordering::Relaxed);
     Isolated {
         isolation: NEXT_ISOLATION.fetch_add(1, Ordering::Relaxed),
         future: Box::pin(future),
