@@ -6,7 +6,7 @@
 //! trait.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, ToTokens as _};
 use syn::{ImplItem, ItemFn, ItemImpl, Meta};
 
 use crate::attr::Errors;
@@ -35,8 +35,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             continue;
         };
         let attr = method.attrs.remove(position);
-        if !attr_paths.contains(attr.path()) {
-            attr_paths.push(attr.path().clone());
+        // By text: `syn::Path: PartialEq` needs syn's `extra-traits`.
+        let path = attr.path().to_token_stream().to_string();
+        if !attr_paths.iter().any(|(seen, _)| *seen == path) {
+            attr_paths.push((path, attr.path().clone()));
         }
         let args = match attr.meta {
             Meta::List(list) => list.tokens,
@@ -72,7 +74,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     });
     // The `#[cached]` attributes are gone before rustc resolves them: name
     // their paths, so that the user's `use herdcache::cached` is not unused.
-    let uses = attr_paths.iter().map(|path| {
+    let uses = attr_paths.iter().map(|(_, path)| {
         quote! {
             const _: () = {
                 #[allow(unused_imports)]

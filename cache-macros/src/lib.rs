@@ -2,8 +2,8 @@
 //! Use it through the `herdcache` crate, which holds the runtime the
 //! generated code calls.
 //!
-//! One pipeline, one file per phase: [`attr`] parses the arguments,
-//! [`validate`] checks them against the function, [`expand`] writes code.
+//! One pipeline, one file per phase: `attr` parses the arguments,
+//! `validate` checks them against the function, `expand` writes code.
 
 #![forbid(unsafe_code)]
 
@@ -17,7 +17,7 @@ use syn::parse::Parser;
 
 /// Caches an async function or method.
 ///
-/// ```ignore
+/// ```text
 /// #[cached(ttl = "60s", jitter = 0.1, key = user_id)]
 /// async fn get_user(user_id: u64, db: &PgPool) -> anyhow::Result<User> { … }
 /// ```
@@ -69,7 +69,7 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 /// functions. With `#[async_trait]`, put `cached_impl` above it, so it sees
 /// the `async fn`s first.
 ///
-/// ```ignore
+/// ```text
 /// #[herdcache::cached_impl]
 /// #[async_trait::async_trait]
 /// impl UserStore for PgRepo {
