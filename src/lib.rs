@@ -235,9 +235,10 @@ pub use herdcache_runtime::{invalidate_all, stats, testing, CacheHandle, SharedE
 pub mod __private {
     pub use core::time::Duration;
     pub use herdcache_runtime::{
-        plain, CacheConfig, CacheHandle, CacheableValue, FailureShare, FnCache, InvalidKeyPart,
-        KeyProbe, NotCacheableValue, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,
-        PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe,
-        Slot, Through, ValidKeyPart, ValueProbe,
+        plain, BackgroundLoad, CacheConfig, CacheHandle, CacheableValue, CanCopy, CannotCopy,
+        CopyProbe, FailureShare, FnCache, InvalidKeyPart, KeyProbe, LoadHooks, Negative,
+        NotCacheableValue, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption, PlainProbe,
+        ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe, Slot,
+        Through, ValidKeyPart, ValueProbe,
     };
 }

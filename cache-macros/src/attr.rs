@@ -20,23 +20,44 @@ pub(crate) struct CachedArgs {
     pub(crate) max_capacity: Option<u64>,
     pub(crate) name: Option<LitStr>,
     pub(crate) krate: Option<Path>,
+    /// Each policy with the span of its name, for errors that involve it.
+    pub(crate) swr: Option<(Swr, Span)>,
+    pub(crate) early_refresh: Option<(f64, Span)>,
+    pub(crate) fail_safe: Option<(Duration, Span)>,
+    pub(crate) fail_safe_throttle: Option<(Duration, Span)>,
+    pub(crate) negative_ttl: Option<(Duration, Span)>,
+    pub(crate) negative: Option<(Path, Span)>,
+    pub(crate) ttl_for: Option<(Path, Span)>,
 }
 
-const VALID: &str = "`ttl`, `jitter`, `key`, `max_capacity`, `name`, `crate`";
+/// `swr = "30s"`, or `swr = true` for a window as long as the ttl.
+#[derive(Clone, Copy)]
+pub(crate) enum Swr {
+    Window(Duration),
+    SameAsTtl,
+    Off,
+}
 
-/// In DESIGN.md's attribute table but not built yet: say so instead of
-/// calling them unknown.
-const PLANNED: &[&str] = &[
+const NAMES: &[&str] = &[
+    "ttl",
+    "jitter",
+    "key",
+    "max_capacity",
+    "name",
+    "crate",
     "swr",
     "early_refresh",
     "fail_safe",
+    "fail_safe_throttle",
     "negative_ttl",
-    "timeout",
-    "hard_timeout",
-    "tags",
-    "version",
-    "distributed",
+    "negative",
+    "ttl_for",
 ];
+
+const VALID: &str = "`ttl`, `jitter`, `key`, `max_capacity`, `name`, `crate`, `swr`, `early_refresh`, `fail_safe`, `fail_safe_throttle`, `negative_ttl`, `negative`, `ttl_for`";
+
+/// Designed but not built yet: say so instead of calling them unknown.
+const PLANNED: &[&str] = &["timeout", "hard_timeout", "tags", "version", "distributed"];
 
 /// Errors gathered along the pipeline, reported together.
 #[derive(Default)]
@@ -69,6 +90,13 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
         max_capacity: None,
         name: None,
         krate: None,
+        swr: None,
+        early_refresh: None,
+        fail_safe: None,
+        fail_safe_throttle: None,
+        negative_ttl: None,
+        negative: None,
+        ttl_for: None,
     };
     while !input.is_empty() {
         let name = input.call(Ident::parse_any)?;
@@ -113,6 +141,44 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
                     "`crate` must be a path to the herdcache crate, e.g. `crate = ::my_reexport::herdcache`",
                 ),
             },
+            "swr" => {
+                if let Some(swr) = swr(&name, &value, errors) {
+                    set_once(&mut args.swr, (swr, name.span()), &name, errors);
+                }
+            }
+            "early_refresh" => {
+                if let Some(beta) = early_refresh(&value, errors) {
+                    set_once(&mut args.early_refresh, (beta, name.span()), &name, errors);
+                }
+            }
+            "fail_safe" | "fail_safe_throttle" | "negative_ttl" => {
+                if let Some(duration) = duration(&name, &value, errors) {
+                    let slot = match name.to_string().as_str() {
+                        "fail_safe" => &mut args.fail_safe,
+                        "fail_safe_throttle" => &mut args.fail_safe_throttle,
+                        _ => &mut args.negative_ttl,
+                    };
+                    set_once(slot, (duration, name.span()), &name, errors);
+                }
+            }
+            "negative" | "ttl_for" => match value {
+                Expr::Path(path) if path.qself.is_none() => {
+                    let slot = if name == "negative" {
+                        &mut args.negative
+                    } else {
+                        &mut args.ttl_for
+                    };
+                    set_once(slot, (path.path, name.span()), &name, errors);
+                }
+                other => errors.at(
+                    other.span(),
+                    if name == "negative" {
+                        "`negative` must be the path of a `fn(&E) -> Option<Duration>`, e.g. `negative = rules::not_found_for_5m`"
+                    } else {
+                        "`ttl_for` must be the path of a `fn(&T) -> Duration`, e.g. `ttl_for = Token::lifetime`"
+                    },
+                ),
+            },
             planned if PLANNED.contains(&planned) => errors.at(
                 name.span(),
                 format_args!(
@@ -146,8 +212,9 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
 
 /// The valid attribute name within two edits of `name`, if any.
 fn closest_valid(name: &str) -> Option<&'static str> {
-    ["ttl", "jitter", "key", "max_capacity", "name", "crate"]
-        .into_iter()
+    NAMES
+        .iter()
+        .copied()
         .map(|valid| (edit_distance(name, valid), valid))
         .filter(|(distance, _)| *distance <= 2)
         .min()
@@ -245,6 +312,42 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         total += Duration::try_from_secs_f64(number * seconds_per_unit).map_err(|_| malformed())?;
     }
     Ok(total)
+}
+
+fn swr(name: &Ident, value: &Expr, errors: &mut Errors) -> Option<Swr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(flag),
+            ..
+        }) => Some(if flag.value { Swr::SameAsTtl } else { Swr::Off }),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(_), ..
+        }) => duration(name, value, errors).map(Swr::Window),
+        other => {
+            errors.at(
+                other.span(),
+                "`swr` must be a duration string or a bool, e.g. `swr = \"30s\"`, or `swr = true` for a window as long as the ttl",
+            );
+            None
+        }
+    }
+}
+
+fn early_refresh(value: &Expr, errors: &mut Errors) -> Option<f64> {
+    let number = match value {
+        Expr::Lit(ExprLit { lit, .. }) => literal_number(lit),
+        _ => None,
+    };
+    match number {
+        Some(beta) if beta > 0.0 && beta.is_finite() => Some(beta),
+        _ => {
+            errors.at(
+                value.span(),
+                "`early_refresh` must be a positive number (XFetch's β; 1.0 is the usual choice), e.g. `early_refresh = 1.0`",
+            );
+            None
+        }
+    }
 }
 
 fn jitter(value: &Expr, errors: &mut Errors) -> Option<f64> {

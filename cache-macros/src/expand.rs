@@ -10,7 +10,7 @@ use syn::{Attribute, Expr, Ident, ItemFn, Type, Visibility};
 
 use crate::validate::Arg;
 
-use crate::validate::{KeySpec, Plan, ReturnKind};
+use crate::validate::{KeySpec, Plan, Receiver, ReturnKind};
 
 /// The cached function, and its helpers: beside it for a free function or
 /// an inherent method, in an inherent impl of their own under `cached_impl`.
@@ -72,18 +72,23 @@ impl Context<'_> {
         } = self.item;
         let private = &self.private;
         let prelude = self.prelude();
-        let from_value = self.to_caller(
-            quote!(#private::Through::value_to_caller(__herdcache_through, __herdcache_value)),
-        );
         let load = self.load_call(quote!(load));
         let alias_check = self.alias_check();
+        let hooks = self.hooks();
+        let background = self.background();
+        let from_hit = self
+            .to_caller(quote!(#private::Through::to_caller(__herdcache_through, __herdcache_hit)));
         let body = quote! {
             #alias_check
             #prelude
-            if let ::core::option::Option::Some(__herdcache_value) =
-                #private::FnCache::get_fresh(__herdcache_cache, &__herdcache_key)
-            {
-                return #from_value;
+            #hooks
+            if let ::core::option::Option::Some(__herdcache_hit) = #private::FnCache::hit(
+                __herdcache_cache,
+                &__herdcache_key,
+                __herdcache_hooks,
+                #background,
+            ) {
+                return #from_hit;
             }
             #load
         };
@@ -110,10 +115,12 @@ impl Context<'_> {
         let head = self.helper_head(&doc);
         let signature = self.helper_signature(&ident);
         let prelude = self.prelude();
+        let hooks = self.hooks();
         let load = self.load_call(quote!(refresh));
         quote! {
             #head #signature {
                 #prelude
+                #hooks
                 #load
             }
         }
@@ -300,15 +307,33 @@ impl Context<'_> {
         let private = &self.private;
         let plan = self.plan;
         let name = self.name();
-        let ttl_nanos = u64::try_from(plan.ttl.as_nanos()).unwrap_or(u64::MAX);
+        let ttl_nanos = nanos(plan.ttl);
         let jitter = plan.jitter;
         let capacity = plan
             .max_capacity
             .map(|capacity| quote!(.max_capacity(#capacity)));
+        let policy = &plan.policy;
+        let duration = |setter: &str, duration: Option<std::time::Duration>| {
+            duration.map(|duration| {
+                let setter = format_ident!("{}", setter);
+                let nanos = nanos(duration);
+                quote!(.#setter(#private::Duration::from_nanos(#nanos)))
+            })
+        };
+        let swr = duration("swr", policy.swr);
+        let fail_safe = duration("fail_safe", policy.fail_safe);
+        let throttle = duration("fail_safe_throttle", policy.fail_safe_throttle);
+        let early_refresh = policy
+            .early_refresh
+            .map(|beta| quote!(.early_refresh(#beta)));
+        let varied = (policy.negative.is_some()
+            || policy.negative_ttl.is_some()
+            || policy.ttl_for.is_some())
+        .then(|| quote!(.varied_lifetimes()));
         quote! {
             || #private::CacheConfig::new(#name, #private::Duration::from_nanos(#ttl_nanos))
                 .jitter(#jitter)
-                #capacity
+                #capacity #swr #fail_safe #throttle #early_refresh #varied
         }
     }
 
@@ -403,7 +428,6 @@ impl Context<'_> {
     /// The box is allocated on a miss only.
     fn load_call(&self, method: TokenStream) -> TokenStream {
         let private = &self.private;
-        let ret = &self.plan.ret;
         let loader = match self.plan.kind {
             ReturnKind::Plain => {
                 let loader = self.loader();
@@ -411,6 +435,25 @@ impl Context<'_> {
             }
             ReturnKind::Result | ReturnKind::Option => self.loader(),
         };
+        self.to_caller(quote! {
+            #private::Through::to_caller(
+                __herdcache_through,
+                ::std::boxed::Box::pin(#private::FnCache::#method(
+                    __herdcache_cache,
+                    __herdcache_key,
+                    __herdcache_hooks,
+                    #private::Through::loader(__herdcache_through, #loader),
+                ))
+                .await,
+            )
+        })
+    }
+
+    /// `__herdcache_hooks`: how a failure is shared and cached, a value's own ttl.
+    fn hooks(&self) -> TokenStream {
+        let private = &self.private;
+        let ret = &self.plan.ret;
+        let policy = &self.plan.policy;
         let share = match self.plan.kind {
             ReturnKind::Result => {
                 // Spanned at the error type: one that cannot be shared is
@@ -429,18 +472,86 @@ impl Context<'_> {
             ReturnKind::Option => quote!(#private::FailureShare::unit()),
             ReturnKind::Plain => quote!(#private::FailureShare::never()),
         };
-        self.to_caller(quote! {
-            #private::Through::to_caller(
+        let negative = match (&policy.negative, policy.negative_ttl) {
+            (Some(rule), _) if self.plan.kind == ReturnKind::Result => {
+                Some(quote!(#private::Negative::Rule(#rule)))
+            }
+            (_, Some(ttl)) => {
+                let nanos = nanos(ttl);
+                Some(quote!(#private::Negative::Always(#private::Duration::from_nanos(#nanos))))
+            }
+            _ => None,
+        }
+        .map(|negative| quote!(.negative(#negative)));
+        let ttl_for = policy.ttl_for.as_ref().map(|path| quote!(.ttl_for(#path)));
+        quote! {
+            let __herdcache_hooks = #private::Through::hooks(
                 __herdcache_through,
-                ::std::boxed::Box::pin(#private::FnCache::#method(
-                    __herdcache_cache,
-                    __herdcache_key,
-                    #private::Through::share(__herdcache_through, #share),
-                    #private::Through::loader(__herdcache_through, #loader),
-                ))
-                .await,
-            )
-        })
+                #private::LoadHooks::new(#share) #negative #ttl_for,
+            );
+        }
+    }
+
+    /// What makes a background load (`swr`, `early_refresh`): a closure,
+    /// called only when a refresh starts, that copies the arguments (and
+    /// `self`) and calls `<fn>_uncached` with them, so the body is not
+    /// compiled a fourth time.
+    fn background(&self) -> TokenStream {
+        let private = &self.private;
+        if !self.plan.policy.runs_in_background() {
+            return quote!(|| ::core::option::Option::None);
+        }
+        let probes = quote!(
+            #[allow(unused_imports)]
+            use #private::{CanCopy as _, CannotCopy as _};
+        );
+        let copy = |span: proc_macro2::Span, name: &Ident, borrowed: TokenStream| {
+            quote_spanned! {span=>
+                let #name = {
+                    #probes
+                    (&&&#private::CopyProbe::of(#borrowed)).copy(#borrowed)
+                };
+            }
+        };
+        let mut copies = Vec::new();
+        let mut passed = Vec::new();
+        for (index, arg) in self.plan.args.iter().enumerate() {
+            let name = format_ident!("__herdcache_copy_{}", index);
+            copies.push(copy(arg.ident.span(), &name, self.borrowed_arg(&arg.ident)));
+            passed.push(match arg.ty {
+                Type::Reference(_) => quote!(&#name),
+                _ => quote!(#name),
+            });
+        }
+        let uncached = format_ident!("{}_uncached", self.item.sig.ident);
+        let call = match (self.plan.receiver, self.item.sig.receiver()) {
+            (Some(kind), Some(receiver)) => {
+                let name = format_ident!("__herdcache_copy_self");
+                let span = receiver.self_token.span;
+                let borrowed = match kind {
+                    Receiver::Owned => quote_spanned!(span=> &self),
+                    Receiver::Shared | Receiver::Exclusive => quote_spanned!(span=> self),
+                };
+                copies.push(copy(span, &name, borrowed));
+                let this = match kind {
+                    Receiver::Owned => quote!(#name),
+                    Receiver::Shared | Receiver::Exclusive => quote!(&#name),
+                };
+                quote!(Self::#uncached(#this, #(#passed),*))
+            }
+            _ if self.plan.in_impl => quote!(Self::#uncached(#(#passed),*)),
+            _ => quote!(#uncached(#(#passed),*)),
+        };
+        let call = match self.plan.kind {
+            ReturnKind::Plain => quote!(#private::plain(#call)),
+            ReturnKind::Result | ReturnKind::Option => quote!(#call),
+        };
+        quote! {
+            || {
+                #(#copies)*
+                #private::Through::background(__herdcache_through, async move { #call.await })
+            }
+        }
     }
 
     /// The body as a future that owns the arguments. The unreachable
@@ -548,4 +659,8 @@ fn is_place(expr: &Expr) -> bool {
         Expr::Paren(paren) => is_place(&paren.expr),
         _ => false,
     }
+}
+
+fn nanos(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }

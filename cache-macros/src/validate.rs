@@ -8,7 +8,7 @@ use quote::{quote, ToTokens};
 use syn::spanned::Spanned as _;
 use syn::{Expr, FnArg, GenericParam, Ident, ItemFn, LitStr, Pat, ReturnType, Signature, Type};
 
-use crate::attr::{CachedArgs, Errors};
+use crate::attr::{CachedArgs, Errors, Swr};
 
 /// A named argument other than `self`.
 pub(crate) struct Arg {
@@ -35,6 +35,35 @@ pub(crate) enum ReturnKind {
     Plain,
 }
 
+/// How a method takes `self`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Receiver {
+    /// `&self`.
+    Shared,
+    /// `&mut self`.
+    Exclusive,
+    /// `self`, `mut self`, `self: Arc<Self>`, …
+    Owned,
+}
+
+/// The freshness policies, checked.
+pub(crate) struct Policy {
+    pub(crate) swr: Option<Duration>,
+    pub(crate) early_refresh: Option<f64>,
+    pub(crate) fail_safe: Option<Duration>,
+    pub(crate) fail_safe_throttle: Option<Duration>,
+    pub(crate) negative_ttl: Option<Duration>,
+    pub(crate) negative: Option<syn::Path>,
+    pub(crate) ttl_for: Option<syn::Path>,
+}
+
+impl Policy {
+    /// Whether the body may run later, from copies of the arguments.
+    pub(crate) fn runs_in_background(&self) -> bool {
+        self.swr.is_some() || self.early_refresh.is_some()
+    }
+}
+
 /// Everything expansion needs, checked.
 pub(crate) struct Plan {
     pub(crate) ttl: Duration,
@@ -52,6 +81,8 @@ pub(crate) struct Plan {
     pub(crate) in_impl: bool,
     pub(crate) ret: Type,
     pub(crate) kind: ReturnKind,
+    pub(crate) receiver: Option<Receiver>,
+    pub(crate) policy: Policy,
 }
 
 pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> Option<Plan> {
@@ -65,10 +96,15 @@ pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> 
     }
     let (has_receiver, named) = named_arguments(sig, errors);
     let (key, key_args, key_uses_self) =
-        key_spec(args.key, &named, &sig.ident, has_receiver, errors);
+        key_spec(args.key.clone(), &named, &sig.ident, has_receiver, errors);
     check_key_types(&key_args, &named, errors);
     let ret = return_type(sig, errors);
     let kind = return_kind(&ret);
+    let receiver = receiver(sig);
+    let policy = policy(&args, kind, errors);
+    if policy.runs_in_background() {
+        check_copyable(sig, errors);
+    }
     let in_impl = has_receiver || mentions_self_type(sig.to_token_stream());
     let krate = args
         .krate
@@ -86,7 +122,89 @@ pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> 
         in_impl,
         ret,
         kind,
+        receiver,
+        policy,
     })
+}
+
+fn receiver(sig: &Signature) -> Option<Receiver> {
+    sig.receiver().map(|receiver| match &receiver.reference {
+        Some(_) if receiver.mutability.is_some() => Receiver::Exclusive,
+        Some(_) => Receiver::Shared,
+        None => Receiver::Owned,
+    })
+}
+
+/// The policies, and the rules between them and the return type.
+fn policy(args: &CachedArgs, kind: ReturnKind, errors: &mut Errors) -> Policy {
+    let swr = match args.swr {
+        Some((Swr::Window(window), _)) => Some(window),
+        Some((Swr::SameAsTtl, _)) => args.ttl,
+        Some((Swr::Off, _)) | None => None,
+    };
+    if kind == ReturnKind::Plain {
+        for (name, span) in [
+            (
+                "negative_ttl",
+                args.negative_ttl.as_ref().map(|(_, span)| *span),
+            ),
+            ("negative", args.negative.as_ref().map(|(_, span)| *span)),
+            ("fail_safe", args.fail_safe.as_ref().map(|(_, span)| *span)),
+        ] {
+            if let Some(span) = span {
+                errors.at(
+                    span,
+                    format_args!(
+                        "`{name}` needs a return type that can fail: this function returns a plain value, always cached; return `Result<T, E>` or `Option<T>`"
+                    ),
+                );
+            }
+        }
+    }
+    if let (ReturnKind::Option, Some((_, span))) = (kind, &args.negative) {
+        errors.at(
+            *span,
+            "`negative` is a rule over the error of a `Result`; for `None`, use `negative_ttl = \"..\"`",
+        );
+    }
+    if let (Some((_, span)), None) = (&args.fail_safe_throttle, &args.fail_safe) {
+        errors.at(
+            *span,
+            "`fail_safe_throttle` has nothing to throttle without `fail_safe = \"..\"`",
+        );
+    }
+    Policy {
+        swr,
+        early_refresh: args.early_refresh.map(|(beta, _)| beta),
+        fail_safe: args.fail_safe.map(|(window, _)| window),
+        fail_safe_throttle: args.fail_safe_throttle.map(|(throttle, _)| throttle),
+        negative_ttl: args.negative_ttl.map(|(ttl, _)| ttl),
+        negative: args.negative.as_ref().map(|(path, _)| path.clone()),
+        ttl_for: args.ttl_for.as_ref().map(|(path, _)| path.clone()),
+    }
+}
+
+/// A background refresh runs from copies of the arguments: `&mut` ones
+/// cannot be copied. (Other arguments are checked by type, at the argument.)
+fn check_copyable(sig: &Signature, errors: &mut Errors) {
+    for input in &sig.inputs {
+        let span = match input {
+            FnArg::Receiver(receiver)
+                if receiver.reference.is_some() && receiver.mutability.is_some() =>
+            {
+                receiver.self_token.span
+            }
+            FnArg::Typed(typed) => match &*typed.ty {
+                Type::Reference(reference) if reference.mutability.is_some() => typed.ty.span(),
+                _ => continue,
+            },
+            FnArg::Receiver(_) => continue,
+        };
+        errors.at(
+            span,
+            "swr and early_refresh run the body again later, from copies of the arguments: an exclusive borrow (`&mut`) cannot be copied",
+        );
+    }
 }
 
 /// What the function must be: async, not generic over types, not variadic.

@@ -2,8 +2,28 @@
 //! sleeping, so ttl and jitter behaviour is checked without timing races.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+/// Nanoseconds since the process's clock epoch: the engine's compact
+/// timestamps (an entry carries several; `Instant` is 16 bytes, this is 8).
+pub(crate) type Nanos = u64;
+
+/// The epoch of [`Nanos`]: the first time anything asks.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// `instant` as [`Nanos`].
+fn nanos_since_epoch(instant: Instant) -> Nanos {
+    u64::try_from(instant.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A duration as [`Nanos`], saturating.
+pub(crate) fn nanos(duration: Duration) -> Nanos {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// Where the engine gets "now" from.
 ///
@@ -27,6 +47,12 @@ impl Clock {
             Clock::Manual(clock) => clock.now(),
         }
     }
+
+    /// The current instant as [`Nanos`].
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> Nanos {
+        nanos_since_epoch(self.now())
+    }
 }
 
 /// A clock that starts at the moment it is made and moves only when told.
@@ -39,6 +65,8 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock standing at the current instant.
     pub fn new() -> Arc<Self> {
+        // The epoch first, so that the clock's instants are never before it.
+        epoch();
         Arc::new(ManualClock {
             origin: Instant::now(),
             elapsed_nanos: AtomicU64::new(0),

@@ -1,20 +1,48 @@
-//! How long a freshly loaded value stays fresh: the ttl, spread by jitter so
-//! that keys written together do not all expire together.
+//! Entry life: how long a freshly loaded value stays fresh (the ttl, spread
+//! by jitter so that keys written together do not all expire together), how
+//! long it may then be served stale (`swr`) and kept as a fallback
+//! (`fail_safe`), and the early-refresh draw.
+//!
+//! ```text
+//!  written        fresh_until          stale_until         fail_safe_until
+//!    |---- fresh ----|---- stale (swr) ----|---- fallback only ----|  gone
+//! ```
+//!
+//! `stale_until = fresh_until + swr`; `fail_safe_until = stale_until +
+//! fail_safe`. A fallback served for a failed load is fresh again for
+//! `fail_safe_throttle`, never past `fail_safe_until`.
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::time::Duration;
 
+use crate::clock::{nanos, Nanos};
+
 /// The freshness budget of one cached function.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ExpiryPolicy {
     ttl: Duration,
     jitter: f64,
+    swr: Duration,
+    fail_safe: Duration,
+    fail_safe_throttle: Duration,
+    early_refresh: f64,
+}
+
+/// The horizons of an entry written now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Horizons {
+    pub(crate) fresh_until: Nanos,
+    pub(crate) stale_until: Nanos,
+    pub(crate) fail_safe_until: Nanos,
+    /// From now to the last horizon: how long the memory tier keeps it.
+    pub(crate) lifetime: Duration,
 }
 
 impl ExpiryPolicy {
-    /// A policy of `ttl` spread by `jitter` (a fraction in `0.0..=1.0`).
+    /// A policy of `ttl` spread by `jitter` (a fraction in `0.0..=1.0`), with
+    /// no swr, fail-safe or early refresh.
     ///
     /// # Panics
     /// If `ttl` is zero or `jitter` is outside `0.0..=1.0`; the `#[cached]`
@@ -25,7 +53,41 @@ impl ExpiryPolicy {
             (0.0..=1.0).contains(&jitter),
             "jitter must be within 0.0..=1.0, got {jitter}"
         );
-        ExpiryPolicy { ttl, jitter }
+        ExpiryPolicy {
+            ttl,
+            jitter,
+            swr: Duration::ZERO,
+            fail_safe: Duration::ZERO,
+            fail_safe_throttle: Duration::from_secs(5),
+            early_refresh: 0.0,
+        }
+    }
+
+    /// Serve a value stale for `swr` after its ttl while one refresh runs.
+    pub fn swr(mut self, swr: Duration) -> Self {
+        self.swr = swr;
+        self
+    }
+
+    /// Keep a value `fail_safe` past its stale window as a fallback, and
+    /// serve a fallback as fresh for `throttle` once it answered.
+    pub fn fail_safe(mut self, fail_safe: Duration, throttle: Duration) -> Self {
+        self.fail_safe = fail_safe;
+        self.fail_safe_throttle = throttle;
+        self
+    }
+
+    /// Probabilistic early refresh with XFetch's `beta` (0: off).
+    ///
+    /// # Panics
+    /// If `beta` is negative or not finite.
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        assert!(
+            beta.is_finite() && beta >= 0.0,
+            "early_refresh must be >= 0"
+        );
+        self.early_refresh = beta;
+        self
     }
 
     /// The configured ttl, before jitter.
@@ -36,6 +98,29 @@ impl ExpiryPolicy {
     /// The configured jitter fraction.
     pub fn jitter(&self) -> f64 {
         self.jitter
+    }
+
+    /// The stale window.
+    pub fn swr_window(&self) -> Duration {
+        self.swr
+    }
+
+    /// The fail-safe window.
+    pub fn fail_safe_window(&self) -> Duration {
+        self.fail_safe
+    }
+
+    /// Whether a hit must read the clock: with swr, fail-safe or early
+    /// refresh an entry outlives its freshness, or may be refreshed before.
+    pub(crate) fn has_policies(&self) -> bool {
+        !self.swr.is_zero() || !self.fail_safe.is_zero() || self.early_refresh > 0.0
+    }
+
+    /// The one lifetime every entry has, when they all live equally long.
+    pub(crate) fn same_lifetime(&self, varied: bool) -> Option<Duration> {
+        // Fail-safe fallbacks are re-stored with the rest of their window.
+        (self.jitter == 0.0 && !varied && self.fail_safe.is_zero())
+            .then(|| self.ttl.saturating_add(self.swr))
     }
 
     /// The ttl for a draw `unit` in `[0, 1)`: `unit = 0` gives the shortest,
@@ -53,6 +138,58 @@ impl ExpiryPolicy {
         } else {
             self.ttl_for_draw(random_unit())
         }
+    }
+
+    /// The horizons of a value written at `now`, fresh for `ttl` (the draw,
+    /// or the value's own ttl capped by it).
+    pub(crate) fn horizons(&self, now: Nanos, ttl: Duration) -> Horizons {
+        let fresh_until = now.saturating_add(nanos(ttl));
+        let stale_until = fresh_until.saturating_add(nanos(self.swr));
+        let fail_safe_until = stale_until.saturating_add(nanos(self.fail_safe));
+        Horizons {
+            fresh_until,
+            stale_until,
+            fail_safe_until,
+            lifetime: Duration::from_nanos(fail_safe_until - now),
+        }
+    }
+
+    /// The horizons of a failure cached for `ttl`: no stale window, no
+    /// fallback.
+    pub(crate) fn negative_horizons(&self, now: Nanos, ttl: Duration) -> Horizons {
+        let fresh_until = now.saturating_add(nanos(ttl).max(1));
+        Horizons {
+            fresh_until,
+            stale_until: fresh_until,
+            fail_safe_until: fresh_until,
+            lifetime: Duration::from_nanos(fresh_until - now),
+        }
+    }
+
+    /// The horizons of a fallback served at `now`: fresh for the throttle,
+    /// never past its own fail-safe window, which does not move.
+    pub(crate) fn throttled_horizons(&self, now: Nanos, fail_safe_until: Nanos) -> Horizons {
+        let fresh_until = now
+            .saturating_add(nanos(self.fail_safe_throttle))
+            .min(fail_safe_until);
+        Horizons {
+            fresh_until,
+            stale_until: fresh_until,
+            fail_safe_until,
+            lifetime: Duration::from_nanos(fail_safe_until.saturating_sub(now).max(1)),
+        }
+    }
+
+    /// XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): refresh a fresh
+    /// value early when `now - load·β·ln(u) ≥ fresh_until`, `u` uniform in
+    /// `(0, 1]`: likelier as expiry nears and the slower the load.
+    #[inline]
+    pub(crate) fn early_refresh_due(&self, now: Nanos, fresh_until: Nanos, load: Nanos) -> bool {
+        if self.early_refresh <= 0.0 {
+            return false;
+        }
+        let head_start = load as f64 * self.early_refresh * -(1.0 - random_unit()).ln();
+        now as f64 + head_start >= fresh_until as f64
     }
 }
 

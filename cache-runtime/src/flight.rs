@@ -171,6 +171,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<'_, K, V> {
         }
     }
 
+    /// Whether a flight is attached for `key`.
+    pub(crate) fn is_attached(&self, key: &K) -> bool {
+        self.0.contains_key(key)
+    }
+
     /// Detaches whatever flight is attached for `key`.
     pub(crate) fn detach(&mut self, key: &K) {
         self.0.remove(key);

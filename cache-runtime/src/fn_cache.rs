@@ -5,15 +5,19 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::Clock;
-use crate::expiry::ExpiryPolicy;
+use crate::background::BackgroundLoad;
+use crate::clock::{nanos, Clock, Nanos};
+use crate::expiry::{ExpiryPolicy, Horizons};
 use crate::flight::{Flight, FlightMap, Landing, Role};
-use crate::memory::{Entry, MemoryTier};
-use crate::outcome::{FailureShare, Outcome};
+use crate::memory::{Entry, MemoryTier, Payload};
+use crate::outcome::{FailureShare, Outcome, SharedFailure};
 use crate::stats::{Counter, Counters, LatencyHistogram, Stats};
 
 /// The default bound of the in-memory tier, in entries.
 pub const DEFAULT_MAX_CAPACITY: u64 = 10_000;
+
+/// The default time a fail-safe fallback is served as fresh once it answered.
+pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(5);
 
 /// How one cache is set up.
 #[derive(Clone, Debug)]
@@ -28,11 +32,22 @@ pub struct CacheConfig {
     pub max_capacity: u64,
     /// Where "now" comes from.
     pub clock: Clock,
+    /// Stale-while-revalidate window (zero: off).
+    pub swr: Duration,
+    /// Fail-safe window (zero: off).
+    pub fail_safe: Duration,
+    /// How long a fail-safe fallback is served as fresh once it answered.
+    pub fail_safe_throttle: Duration,
+    /// XFetch's β for early refresh (zero: off).
+    pub early_refresh: f64,
+    /// Entries may live for different spans (negative caching, a per-value
+    /// ttl), so the memory tier needs per-entry expiry.
+    pub varied_lifetimes: bool,
 }
 
 impl CacheConfig {
-    /// A config with the given name and ttl, no jitter, the default capacity
-    /// and the system clock.
+    /// A config with the given name and ttl, no jitter or policies, the
+    /// default capacity and the system clock.
     pub fn new(name: impl Into<String>, ttl: Duration) -> Self {
         CacheConfig {
             name: name.into(),
@@ -40,6 +55,11 @@ impl CacheConfig {
             jitter: 0.0,
             max_capacity: DEFAULT_MAX_CAPACITY,
             clock: Clock::System,
+            swr: Duration::ZERO,
+            fail_safe: Duration::ZERO,
+            fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
+            early_refresh: 0.0,
+            varied_lifetimes: false,
         }
     }
 
@@ -60,6 +80,127 @@ impl CacheConfig {
         self.clock = clock;
         self
     }
+
+    /// Serves a value stale for `swr` after its ttl while one refresh runs.
+    pub fn swr(mut self, swr: Duration) -> Self {
+        self.swr = swr;
+        self
+    }
+
+    /// Keeps a value `fail_safe` past its stale window as a fallback.
+    pub fn fail_safe(mut self, fail_safe: Duration) -> Self {
+        self.fail_safe = fail_safe;
+        self
+    }
+
+    /// Sets how long a fallback is served as fresh once it answered.
+    pub fn fail_safe_throttle(mut self, throttle: Duration) -> Self {
+        self.fail_safe_throttle = throttle;
+        self
+    }
+
+    /// Turns on early refresh with XFetch's `beta`.
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.early_refresh = beta;
+        self
+    }
+
+    /// Says entries may live for different spans (negative caching, `ttl_for`).
+    pub fn varied_lifetimes(mut self) -> Self {
+        self.varied_lifetimes = true;
+        self
+    }
+}
+
+/// Whether a failure is cached, and for how long.
+#[derive(Debug)]
+pub enum Negative<F> {
+    /// Failures are never cached.
+    Never,
+    /// Every failure is cached this long (`negative_ttl`).
+    Always(Duration),
+    /// A rule decides per failure (`negative = path`).
+    Rule(fn(&F) -> Option<Duration>),
+}
+
+impl<F> Clone for Negative<F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<F> Copy for Negative<F> {}
+
+impl<F> Negative<F> {
+    fn ttl(&self, failure: &F) -> Option<Duration> {
+        match self {
+            Negative::Never => None,
+            Negative::Always(ttl) => Some(*ttl),
+            Negative::Rule(rule) => rule(failure),
+        }
+    }
+}
+
+/// What a load does with its outcome, beside storing a value: how a failure
+/// reaches joined callers and whether it is cached, and a value's own ttl.
+pub struct LoadHooks<V, F> {
+    share: FailureShare<F>,
+    negative: Negative<F>,
+    ttl_for: Option<fn(&V) -> Duration>,
+}
+
+impl<V, F> Clone for LoadHooks<V, F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<V, F> Copy for LoadHooks<V, F> {}
+
+impl<V, F> LoadHooks<V, F> {
+    /// Failures shared by `share`, never cached; values live their ttl.
+    pub fn new(share: FailureShare<F>) -> Self {
+        LoadHooks {
+            share,
+            negative: Negative::Never,
+            ttl_for: None,
+        }
+    }
+
+    /// Caches failures as `negative` says.
+    pub fn negative(mut self, negative: Negative<F>) -> Self {
+        self.negative = negative;
+        self
+    }
+
+    /// Gives each value its own freshness, capped by the ttl.
+    pub fn ttl_for(mut self, ttl_for: fn(&V) -> Duration) -> Self {
+        self.ttl_for = Some(ttl_for);
+        self
+    }
+}
+
+/// What kind of load is running: it decides what a failure does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoadKind {
+    /// A caller is waiting for it.
+    Foreground,
+    /// A refresh nobody waits for (`swr`, early refresh), unless callers
+    /// joined it once the value went past its stale window.
+    Background,
+    /// `<fn>_refresh`: its failure goes to its caller, and the cached value
+    /// stays as it was.
+    Explicit,
+}
+
+/// What a read found.
+enum Found<V> {
+    /// A fresh value; `refresh` when early refresh drew this call.
+    Fresh { value: V, refresh: bool },
+    /// A value past its freshness but within its stale window.
+    Stale(V),
+    /// A cached failure.
+    Negative(SharedFailure),
+    /// Nothing that can be served: load.
+    Miss,
 }
 
 /// The cache of one function: values by key, the loads in flight, counters.
@@ -86,8 +227,9 @@ pub struct FnCache<K, V> {
     name: String,
     expiry: ExpiryPolicy,
     clock: Clock,
-    /// On the system clock moka drops an entry at its `fresh_until`, so an
-    /// entry it returns is fresh; see the memory tier.
+    /// On the system clock, without swr, fail-safe or early refresh, moka
+    /// drops an entry at its `fresh_until`, so an entry it returns is fresh
+    /// and a hit reads no clock; see the memory tier.
     memory_expiry_is_freshness: bool,
     memory: MemoryTier<K, V>,
     flights: FlightMap<K, V>,
@@ -103,15 +245,23 @@ where
     /// A cache set up by `config`.
     ///
     /// # Panics
-    /// If the ttl is zero or the jitter outside `0.0..=1.0`.
+    /// If the ttl is zero, the jitter outside `0.0..=1.0` or `early_refresh`
+    /// negative.
     pub fn new(config: CacheConfig) -> Self {
-        let expiry = ExpiryPolicy::new(config.ttl, config.jitter);
+        let expiry = ExpiryPolicy::new(config.ttl, config.jitter)
+            .swr(config.swr)
+            .fail_safe(config.fail_safe, config.fail_safe_throttle)
+            .early_refresh(config.early_refresh);
         FnCache {
             name: config.name,
             expiry,
-            memory_expiry_is_freshness: matches!(config.clock, Clock::System),
+            memory_expiry_is_freshness: matches!(config.clock, Clock::System)
+                && !expiry.has_policies(),
             clock: config.clock,
-            memory: MemoryTier::new(config.max_capacity, expiry),
+            memory: MemoryTier::new(
+                config.max_capacity,
+                expiry.same_lifetime(config.varied_lifetimes),
+            ),
             flights: FlightMap::new(),
             counters: Counters::new(),
             latency: LatencyHistogram::new(),
@@ -124,19 +274,127 @@ where
     }
 
     /// The fresh value of `key`, counted as a hit; `None` (not counted) when
-    /// there is none. This is the hit path: no lock, no allocation.
+    /// there is none. No lock, no allocation.
     #[inline]
     pub fn get_fresh(&self, key: &K) -> Option<V> {
-        let value = self.fresh(key)?;
-        self.counters.incr(Counter::Hits);
-        Some(value)
+        match self.find(key) {
+            Found::Fresh { value, .. } => {
+                self.counters.incr(Counter::Hits);
+                Some(value)
+            }
+            _ => None,
+        }
     }
 
+    /// What the memory tier holds for `key`, judged by the entry's horizons.
     #[inline]
-    fn fresh(&self, key: &K) -> Option<V> {
-        let entry = self.memory.get(key)?;
-        (self.memory_expiry_is_freshness || entry.fresh_until > self.clock.now())
-            .then_some(entry.value)
+    fn find(&self, key: &K) -> Found<V> {
+        let Some(entry) = self.memory.get(key) else {
+            return Found::Miss;
+        };
+        if self.memory_expiry_is_freshness {
+            return match entry.payload {
+                Payload::Value(value) => Found::Fresh {
+                    value,
+                    refresh: false,
+                },
+                Payload::Failure(failure) => Found::Negative(failure),
+            };
+        }
+        let now = self.clock.now_nanos();
+        match entry.payload {
+            Payload::Failure(failure) if now < entry.fresh_until => Found::Negative(failure),
+            Payload::Failure(_) => Found::Miss,
+            Payload::Value(value) if now < entry.fresh_until => Found::Fresh {
+                refresh: self
+                    .expiry
+                    .early_refresh_due(now, entry.fresh_until, entry.load_nanos),
+                value,
+            },
+            Payload::Value(value) if now < entry.stale_until => Found::Stale(value),
+            Payload::Value(_) => Found::Miss,
+        }
+    }
+
+    /// The hit path of a `#[cached]` call: the outcome for `key` if the
+    /// cache can answer now (a fresh or stale value, a cached failure),
+    /// starting a background refresh (`background` makes its load) when the
+    /// value is stale or early refresh drew this call. No lock, no
+    /// allocation on a fresh hit.
+    #[inline]
+    pub fn hit<R, B>(
+        &'static self,
+        key: &K,
+        hooks: LoadHooks<V, R::Failure>,
+        background: B,
+    ) -> Option<R>
+    where
+        R: Outcome<Value = V> + Send + 'static,
+        B: FnOnce() -> Option<BackgroundLoad<R>>,
+    {
+        match self.find(key) {
+            Found::Fresh { value, refresh } => {
+                self.counters.incr(Counter::Hits);
+                if refresh {
+                    self.refresh_in_background(key, hooks, background);
+                }
+                Some(R::from_value(value))
+            }
+            Found::Stale(value) => {
+                self.counters.incr(Counter::Hits);
+                self.counters.incr(Counter::StaleHits);
+                self.refresh_in_background(key, hooks, background);
+                Some(R::from_value(value))
+            }
+            Found::Negative(failure) => {
+                self.counters.incr(Counter::Hits);
+                self.counters.incr(Counter::NegativeHits);
+                Some(R::from_failure(hooks.share.unshare(&failure)))
+            }
+            Found::Miss => None,
+        }
+    }
+
+    /// Starts one background refresh of `key`, unless a load of it is
+    /// already in flight. It leads an attached flight, so callers that find
+    /// nothing servable meanwhile join it, and an invalidation detaches it
+    /// as it would any load.
+    #[cold]
+    fn refresh_in_background<R, B>(
+        &'static self,
+        key: &K,
+        hooks: LoadHooks<V, R::Failure>,
+        background: B,
+    ) where
+        R: Outcome<Value = V> + Send + 'static,
+        B: FnOnce() -> Option<BackgroundLoad<R>>,
+    {
+        // Copying the arguments is user code: not under the lock, and not
+        // while a refresh already runs.
+        if self.flights.lock(key).is_attached(key) {
+            return;
+        }
+        let Some(load) = background() else { return };
+        let flight = {
+            let mut shard = self.flights.lock(key);
+            if shard.is_attached(key) {
+                return;
+            }
+            shard.lead_anew(key)
+        };
+        self.counters.incr(Counter::Refreshes);
+        let key = key.clone();
+        let (work_key, work_flight) = (key.clone(), flight.clone());
+        let work = async move {
+            // The outcome went to the waiters, if any; nobody else wants it.
+            let _ = self
+                .lead(work_key, work_flight, hooks, load, LoadKind::Background)
+                .await;
+        };
+        if !crate::background::spawn(work) {
+            self.detach(&key, &flight);
+            flight.land(Landing::Abandoned);
+        }
     }
 
     /// The fresh value of `key`, or the outcome of `loader`, run at most once
@@ -148,17 +406,25 @@ where
     {
         match self.get_fresh(&key) {
             Some(value) => R::from_value(value),
-            None => self.load(key, share, loader).await,
+            None => self.load_with(key, LoadHooks::new(share), loader).await,
         }
     }
 
-    /// The slow path of [`get_or_load`](Self::get_or_load), for a caller
-    /// whose [`get_fresh`](Self::get_fresh) missed: join the load in flight
-    /// for `key`, or lead a new one with `loader`.
+    /// The slow path of a `#[cached]` call, for a caller whose
+    /// [`hit`](Self::hit) found nothing: join the load in flight for `key`,
+    /// or lead a new one with `loader`.
     ///
     /// If the leading caller is dropped or its loader panics, the callers
     /// waiting on it wake and one of them leads a new load with its own loader.
-    pub async fn load<R, F>(&self, key: K, share: FailureShare<R::Failure>, loader: F) -> R
+    pub async fn load<R, F>(&self, key: K, hooks: LoadHooks<V, R::Failure>, loader: F) -> R
+    where
+        R: Outcome<Value = V>,
+        F: Future<Output = R>,
+    {
+        self.load_with(key, hooks, loader).await
+    }
+
+    async fn load_with<R, F>(&self, key: K, hooks: LoadHooks<V, R::Failure>, loader: F) -> R
     where
         R: Outcome<Value = V>,
         F: Future<Output = R>,
@@ -168,11 +434,30 @@ where
             let role = {
                 let mut shard = self.flights.lock(&key);
                 // A load may have landed since the caller's fast path missed.
-                if let Some(value) = self.fresh(&key) {
-                    if first_try {
-                        self.counters.incr(Counter::Hits);
+                match self.find(&key) {
+                    Found::Fresh { value, .. } => {
+                        if first_try {
+                            self.counters.incr(Counter::Hits);
+                        }
+                        return R::from_value(value);
                     }
-                    return R::from_value(value);
+                    // Stale since the fast path looked: served as stale;
+                    // the next call starts the refresh.
+                    Found::Stale(value) => {
+                        if first_try {
+                            self.counters.incr(Counter::Hits);
+                            self.counters.incr(Counter::StaleHits);
+                        }
+                        return R::from_value(value);
+                    }
+                    Found::Negative(failure) => {
+                        if first_try {
+                            self.counters.incr(Counter::Hits);
+                            self.counters.incr(Counter::NegativeHits);
+                        }
+                        return R::from_failure(hooks.share.unshare(&failure));
+                    }
+                    Found::Miss => {}
                 }
                 shard.join_or_lead(&key)
             };
@@ -180,7 +465,11 @@ where
                 self.counters.incr(Counter::Misses);
             }
             match role {
-                Role::Lead(flight) => return self.lead(key, flight, share, loader).await,
+                Role::Lead(flight) => {
+                    return self
+                        .lead(key, flight, hooks, loader, LoadKind::Foreground)
+                        .await
+                }
                 Role::Join(flight) => {
                     if first_try {
                         self.counters.incr(Counter::Coalesced);
@@ -189,7 +478,7 @@ where
                     match flight.wait().await {
                         Landing::Value(value) => return R::from_value(value),
                         Landing::Failure(failure) => {
-                            return R::from_failure(share.unshare(&failure))
+                            return R::from_failure(hooks.share.unshare(&failure))
                         }
                         Landing::Abandoned => continue,
                     }
@@ -200,22 +489,25 @@ where
 
     /// Runs `loader` now and stores its value, even if the key is fresh or a
     /// load is in flight (that load may still answer its own callers, but no
-    /// longer stores). Callers arriving meanwhile join this load.
-    pub async fn refresh<R, F>(&self, key: K, share: FailureShare<R::Failure>, loader: F) -> R
+    /// longer stores). Callers arriving meanwhile join this load. A failure
+    /// goes to the caller and leaves the cached value as it was.
+    pub async fn refresh<R, F>(&self, key: K, hooks: LoadHooks<V, R::Failure>, loader: F) -> R
     where
         R: Outcome<Value = V>,
         F: Future<Output = R>,
     {
         let flight = self.flights.lock(&key).lead_anew(&key);
-        self.lead(key, flight, share, loader).await
+        self.lead(key, flight, hooks, loader, LoadKind::Explicit)
+            .await
     }
 
     async fn lead<R, F>(
         &self,
         key: K,
         flight: Arc<Flight<V>>,
-        share: FailureShare<R::Failure>,
+        hooks: LoadHooks<V, R::Failure>,
         loader: F,
+        kind: LoadKind,
     ) -> R
     where
         R: Outcome<Value = V>,
@@ -225,58 +517,149 @@ where
             cache: self,
             key,
             flight,
+            background: kind == LoadKind::Background,
             finished: false,
         };
         self.counters.incr(Counter::Loads);
         let started = Instant::now();
         let outcome = loader.await;
-        self.latency.record(started.elapsed());
+        let took = started.elapsed();
+        self.latency.record(took);
         let outcome = match outcome.into_parts() {
             Ok(value) => {
-                self.store(&guard.key, &guard.flight, &value);
+                self.store_value(&guard.key, &guard.flight, &value, hooks, took);
                 if guard.flight.waiters() > 0 {
                     guard.flight.land(Landing::Value(value.clone()));
                 }
                 R::from_value(value)
             }
-            Err(failure) => {
-                if R::FAILURE_IS_ERROR {
-                    self.counters.incr(Counter::LoadErrors);
-                }
-                self.detach(&guard.key, &guard.flight);
-                // Once detached, no caller joins: the count is final.
-                let failure = if guard.flight.waiters() > 0 {
-                    let (shared, own) = share.share(failure);
-                    guard.flight.land(Landing::Failure(shared));
-                    own
-                } else {
-                    failure
-                };
-                R::from_failure(failure)
-            }
+            Err(failure) => self.failed::<R>(&guard.key, &guard.flight, hooks, failure, kind),
         };
         // Only now: a panic above (in a `Clone`, say) still wakes the waiters.
         guard.finished = true;
         outcome
     }
 
+    /// What a failed load answers, to its leader and to the callers that
+    /// joined it, and what it leaves in the cache.
+    fn failed<R: Outcome<Value = V>>(
+        &self,
+        key: &K,
+        flight: &Arc<Flight<V>>,
+        hooks: LoadHooks<V, R::Failure>,
+        failure: R::Failure,
+        kind: LoadKind,
+    ) -> R {
+        let counter = match kind {
+            LoadKind::Background => Some(Counter::RefreshErrors),
+            _ if R::FAILURE_IS_ERROR => Some(Counter::LoadErrors),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            self.counters.incr(counter);
+        }
+        let waiters = flight.waiters();
+        // A refresh nobody joined: the stale value stays until its window ends.
+        if kind == LoadKind::Background && waiters == 0 && R::FAILURE_IS_ERROR {
+            self.detach(key, flight);
+            return R::from_failure(failure);
+        }
+        if R::FAILURE_IS_ERROR && kind != LoadKind::Explicit {
+            if let Some(fallback) = self.serve_fallback(key, flight) {
+                let answered = waiters as u64 + u64::from(kind == LoadKind::Foreground);
+                self.counters.add(Counter::FailSafeHits, answered);
+                if waiters > 0 {
+                    flight.land(Landing::Value(fallback.clone()));
+                }
+                return R::from_value(fallback);
+            }
+        }
+        let negative = match kind {
+            LoadKind::Explicit if R::FAILURE_IS_ERROR => None,
+            _ => hooks.negative.ttl(&failure),
+        };
+        let (shared, own) = if waiters > 0 || negative.is_some() {
+            let (shared, own) = hooks.share.share(failure);
+            (Some(shared), own)
+        } else {
+            (None, failure)
+        };
+        {
+            let mut shard = self.flights.lock(key);
+            if shard.detach_if(key, flight) {
+                match (&negative, &shared) {
+                    (Some(ttl), Some(shared)) => {
+                        let now = self.clock.now_nanos();
+                        let horizons = self.expiry.negative_horizons(now, *ttl);
+                        self.memory.insert(
+                            key.clone(),
+                            entry(Payload::Failure(shared.clone()), horizons, 0),
+                        );
+                    }
+                    // `None` is an answer: the old value, stale or
+                    // fallback, is gone with it.
+                    _ if !R::FAILURE_IS_ERROR => self.memory.invalidate(key),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(shared) = shared.filter(|_| waiters > 0) {
+            flight.land(Landing::Failure(shared));
+        }
+        R::from_failure(own)
+    }
+
+    /// For a failed load still attached: the fail-safe fallback of `key`, if
+    /// its window is open, stored again as fresh for the throttle (never past
+    /// the window); the flight is detached either way.
+    fn serve_fallback(&self, key: &K, flight: &Arc<Flight<V>>) -> Option<V> {
+        if self.expiry.fail_safe_window().is_zero() {
+            return None;
+        }
+        let entry = self.memory.get(key)?;
+        let Payload::Value(value) = entry.payload else {
+            return None;
+        };
+        let now = self.clock.now_nanos();
+        if now >= entry.fail_safe_until {
+            return None;
+        }
+        let horizons = self.expiry.throttled_horizons(now, entry.fail_safe_until);
+        let stored = value.clone();
+        let mut shard = self.flights.lock(key);
+        // Invalidated meanwhile: gone, not even a fallback.
+        if self.memory.get(key).is_none() || !shard.detach_if(key, flight) {
+            return None;
+        }
+        self.memory
+            .insert(key.clone(), entry_of(stored, horizons, entry.load_nanos));
+        Some(value)
+    }
+
     /// Detaches the finished `flight` and, if it was still attached (no
     /// invalidation or refresh superseded it), stores `value`: both in one
     /// critical section, so that no caller or invalidation of the key can
     /// see the flight gone and the value not yet stored.
-    fn store(&self, key: &K, flight: &Arc<Flight<V>>, value: &V) {
-        // The value's `Clone` is user code: keep it out of the lock (the
-        // key's `Hash`, `Eq` and `Clone` still run inside).
-        let value = value.clone();
-        let lifetime = self.expiry.draw_ttl();
+    fn store_value<F>(
+        &self,
+        key: &K,
+        flight: &Arc<Flight<V>>,
+        value: &V,
+        hooks: LoadHooks<V, F>,
+        took: Duration,
+    ) {
+        // The value's `Clone` and `ttl_for` are user code: keep them out of
+        // the lock (the key's `Hash`, `Eq` and `Clone` still run inside).
+        let stored = value.clone();
+        let mut ttl = self.expiry.draw_ttl();
+        if let Some(ttl_for) = hooks.ttl_for {
+            ttl = ttl.min(ttl_for(value));
+        }
         let mut shard = self.flights.lock(key);
         if shard.detach_if(key, flight) {
-            let entry = Entry {
-                value,
-                fresh_until: self.clock.now() + lifetime,
-                lifetime,
-            };
-            self.memory.insert(key.clone(), entry);
+            let horizons = self.expiry.horizons(self.clock.now_nanos(), ttl);
+            self.memory
+                .insert(key.clone(), entry_of(stored, horizons, nanos(took)));
         }
     }
 
@@ -336,10 +719,32 @@ where
             load_errors: c(Counter::LoadErrors),
             evictions: self.memory.evictions(),
             invalidations: c(Counter::Invalidations),
+            stale_hits: c(Counter::StaleHits),
+            refreshes: c(Counter::Refreshes),
+            refresh_errors: c(Counter::RefreshErrors),
+            fail_safe_hits: c(Counter::FailSafeHits),
+            negative_hits: c(Counter::NegativeHits),
+            timeouts: c(Counter::Timeouts),
             load_p50: self.latency.quantile(0.50),
             load_p95: self.latency.quantile(0.95),
             load_p99: self.latency.quantile(0.99),
         }
+    }
+}
+
+/// An entry holding `value`.
+fn entry_of<V>(value: V, horizons: Horizons, load_nanos: Nanos) -> Entry<V> {
+    entry(Payload::Value(value), horizons, load_nanos)
+}
+
+fn entry<V>(payload: Payload<V>, horizons: Horizons, load_nanos: Nanos) -> Entry<V> {
+    Entry {
+        payload,
+        fresh_until: horizons.fresh_until,
+        stale_until: horizons.stale_until,
+        fail_safe_until: horizons.fail_safe_until,
+        load_nanos,
+        lifetime: horizons.lifetime,
     }
 }
 
@@ -354,6 +759,7 @@ where
     cache: &'a FnCache<K, V>,
     key: K,
     flight: Arc<Flight<V>>,
+    background: bool,
     finished: bool,
 }
 
@@ -368,7 +774,11 @@ where
         }
         self.cache.detach(&self.key, &self.flight);
         if std::thread::panicking() {
-            self.cache.counters.incr(Counter::LoadErrors);
+            self.cache.counters.incr(if self.background {
+                Counter::RefreshErrors
+            } else {
+                Counter::LoadErrors
+            });
         }
         self.flight.land(Landing::Abandoned);
     }

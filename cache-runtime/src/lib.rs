@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod background;
 mod clock;
 mod expiry;
 mod flight;
@@ -21,9 +22,12 @@ mod stats;
 pub mod testing;
 mod value;
 
+pub use background::{BackgroundCopy, BackgroundLoad, CanCopy, CannotCopy, CopyProbe, NotCopied};
 pub use clock::{Clock, ManualClock};
 pub use expiry::ExpiryPolicy;
-pub use fn_cache::{CacheConfig, FnCache, DEFAULT_MAX_CAPACITY};
+pub use fn_cache::{
+    CacheConfig, FnCache, LoadHooks, Negative, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_CAPACITY,
+};
 pub use key::{CacheKeyPart, InvalidKeyPart, KeyProbe, NotAKey, ValidKeyPart};
 pub use outcome::{
     plain, FailureShare, NamedResultOrOption, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,

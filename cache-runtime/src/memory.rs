@@ -1,12 +1,14 @@
 //! The in-memory tier: moka, holding each value with its freshness horizon.
 //!
-//! Each entry carries its own `fresh_until`, and moka is told to drop it at
-//! that same horizon: a global `time_to_live` when every entry gets the same
-//! ttl (no jitter), per-entry expiry otherwise. So on the system clock an
-//! entry moka still returns is fresh, and the hit path needs no clock read of
-//! its own (`Instant::now` costs as much as a sixth of a moka hit on some
-//! VMs). A manual clock does not move moka's, so the engine then checks
-//! `fresh_until` itself.
+//! Each entry carries its horizons, and moka is told to drop it at its last
+//! one: a global `time_to_live` when every entry lives equally long (no
+//! jitter, no per-value ttl, no negative entries, no fail-safe throttling),
+//! per-entry expiry otherwise. For a function with no swr, fail-safe or
+//! early refresh the last horizon is freshness itself, so on the system
+//! clock an entry moka still returns is fresh, and the hit path needs no
+//! clock read of its own (`Instant::now` costs as much as a sixth of a moka
+//! hit on some VMs). A manual clock does not move moka's, so the engine then
+//! checks `fresh_until` itself.
 //!
 //! Evictions (entries moka drops on its own, for capacity or expiry) are
 //! counted by accounting, not with an eviction listener: registering any
@@ -20,13 +22,28 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 use moka::Expiry;
 
-use crate::expiry::ExpiryPolicy;
+use crate::clock::Nanos;
+use crate::outcome::SharedFailure;
 
-/// A cached value and its horizon.
+/// What an entry holds: a value, or a failure cached by a negative rule.
+#[derive(Clone, Debug)]
+pub(crate) enum Payload<V> {
+    Value(V),
+    Failure(SharedFailure),
+}
+
+/// A cached value and its horizons (see `expiry.rs`).
 #[derive(Clone, Debug)]
 pub(crate) struct Entry<V> {
-    pub(crate) value: V,
-    pub(crate) fresh_until: Instant,
+    pub(crate) payload: Payload<V>,
+    pub(crate) fresh_until: Nanos,
+    /// Served stale, while one refresh runs, until here (`swr`).
+    pub(crate) stale_until: Nanos,
+    /// Kept as a fallback for a failing load until here (`fail_safe`).
+    pub(crate) fail_safe_until: Nanos,
+    /// How long the load took that wrote it: early refresh starts sooner
+    /// for a slower loader.
+    pub(crate) load_nanos: Nanos,
     /// How long moka keeps the entry: the span up to its last horizon.
     pub(crate) lifetime: Duration,
 }
@@ -63,14 +80,15 @@ where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    pub(crate) fn new(max_capacity: u64, expiry: ExpiryPolicy) -> Self {
+    /// A tier of `max_capacity` entries. With `same_lifetime`, every entry
+    /// lives exactly that long (a global ttl); otherwise each its own.
+    pub(crate) fn new(max_capacity: u64, same_lifetime: Option<Duration>) -> Self {
         let builder = Cache::builder().max_capacity(max_capacity);
         // Per-entry expiry costs moka about a quarter more per read; only
-        // jitter needs it.
-        let cache = if expiry.jitter() == 0.0 {
-            builder.time_to_live(expiry.ttl()).build()
-        } else {
-            builder.expire_after(EntryLifetime).build()
+        // varying lifetimes need it.
+        let cache = match same_lifetime {
+            Some(lifetime) => builder.time_to_live(lifetime).build(),
+            None => builder.expire_after(EntryLifetime).build(),
         };
         MemoryTier {
             cache,

@@ -11,7 +11,8 @@ use std::time::Duration;
 /// A snapshot of one cached function's counters.
 ///
 /// Every call counts once, as a hit or a miss; a miss either led a load or
-/// joined one already running (`coalesced`).
+/// joined one already running (`coalesced`). Stale and negative hits count
+/// as hits too; a fail-safe answer counts as the miss it was.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -31,6 +32,18 @@ pub struct Stats {
     pub evictions: u64,
     /// Calls of `…_invalidate` and `invalidate_all`.
     pub invalidations: u64,
+    /// Calls answered with a stale value (`swr`) while a refresh ran.
+    pub stale_hits: u64,
+    /// Background refreshes started (`swr`, `early_refresh`).
+    pub refreshes: u64,
+    /// Background refreshes whose load failed (the stale value stayed).
+    pub refresh_errors: u64,
+    /// Calls answered with a fail-safe fallback instead of a failure.
+    pub fail_safe_hits: u64,
+    /// Calls answered with a cached failure (`negative_ttl`, `negative`).
+    pub negative_hits: u64,
+    /// Calls that stopped waiting for a load (`timeout`, `hard_timeout`).
+    pub timeouts: u64,
     /// Median loader latency.
     pub load_p50: Duration,
     /// 95th percentile loader latency.
@@ -60,6 +73,12 @@ impl Stats {
         self.load_errors += other.load_errors;
         self.evictions += other.evictions;
         self.invalidations += other.invalidations;
+        self.stale_hits += other.stale_hits;
+        self.refreshes += other.refreshes;
+        self.refresh_errors += other.refresh_errors;
+        self.fail_safe_hits += other.fail_safe_hits;
+        self.negative_hits += other.negative_hits;
+        self.timeouts += other.timeouts;
         self.load_p50 = self.load_p50.max(other.load_p50);
         self.load_p95 = self.load_p95.max(other.load_p95);
         self.load_p99 = self.load_p99.max(other.load_p99);
@@ -75,9 +94,15 @@ pub(crate) enum Counter {
     Loads,
     LoadErrors,
     Invalidations,
+    StaleHits,
+    Refreshes,
+    RefreshErrors,
+    FailSafeHits,
+    NegativeHits,
+    Timeouts,
 }
 
-const COUNTERS: usize = 6;
+const COUNTERS: usize = 12;
 const STRIPES: usize = 16;
 
 /// One thread's share of the counters, alone on its cache lines.
@@ -99,6 +124,11 @@ impl Counters {
     #[inline]
     pub(crate) fn incr(&self, counter: Counter) {
         self.stripes[stripe_index()].0[counter as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.stripes[stripe_index()].0[counter as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn sum(&self, counter: Counter) -> u64 {

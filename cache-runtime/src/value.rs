@@ -20,7 +20,8 @@ use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
 
-use crate::fn_cache::{CacheConfig, FnCache};
+use crate::background::BackgroundLoad;
+use crate::fn_cache::{CacheConfig, FnCache, LoadHooks};
 use crate::outcome::{FailureShare, Outcome, Plain};
 use crate::registry::Slot;
 
@@ -35,11 +36,12 @@ pub trait Through<R: Outcome>: Copy {
     fn to_caller(self, outcome: Self::Engine) -> R;
     /// A cached value, for the caller.
     fn value_to_caller(self, value: <Self::Engine as Outcome>::Value) -> R;
-    /// How the engine shares a failure between the callers of one load.
-    fn share(
+    /// What the engine does with an outcome: share a failure, cache it, a
+    /// value's own ttl.
+    fn hooks(
         self,
-        share: FailureShare<R::Failure>,
-    ) -> FailureShare<<Self::Engine as Outcome>::Failure>;
+        hooks: LoadHooks<R::Value, R::Failure>,
+    ) -> LoadHooks<<Self::Engine as Outcome>::Value, <Self::Engine as Outcome>::Failure>;
 
     /// The function's cache in `scope`, made from `config` on first use.
     #[inline]
@@ -58,6 +60,17 @@ pub trait Through<R: Outcome>: Copy {
     /// The function's body as the engine's loader.
     fn loader<F: Future<Output = R>>(self, body: F) -> impl Future<Output = Self::Engine> {
         async move { self.into_engine(body.await) }
+    }
+
+    /// The function's body, from owned copies of its arguments, as a load
+    /// the engine can run in the background.
+    fn background<F>(self, body: F) -> Option<BackgroundLoad<Self::Engine>>
+    where
+        F: Future<Output = R> + Send + 'static,
+        Self: Send + 'static,
+        Self::Engine: Send + 'static,
+    {
+        Some(Box::pin(async move { self.into_engine(body.await) }))
     }
 }
 
@@ -147,8 +160,8 @@ where
         R::from_value(value)
     }
     #[inline]
-    fn share(self, share: FailureShare<R::Failure>) -> FailureShare<R::Failure> {
-        share
+    fn hooks(self, hooks: LoadHooks<R::Value, R::Failure>) -> LoadHooks<R::Value, R::Failure> {
+        hooks
     }
 }
 
@@ -179,8 +192,11 @@ impl<R: Outcome> Through<R> for Refused<R> {
     fn value_to_caller(self, _: NotAValue) -> R {
         unreachable!("a refused value type does not compile")
     }
-    fn share(self, _: FailureShare<R::Failure>) -> FailureShare<std::convert::Infallible> {
-        FailureShare::never()
+    fn hooks(
+        self,
+        _: LoadHooks<R::Value, R::Failure>,
+    ) -> LoadHooks<NotAValue, std::convert::Infallible> {
+        LoadHooks::new(FailureShare::never())
     }
 }
 
