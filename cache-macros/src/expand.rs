@@ -505,11 +505,18 @@ impl Context<'_> {
             #[allow(unused_imports)]
             use #private::{CanCopy as _, CannotCopy as _};
         );
-        let copy = |span: proc_macro2::Span, name: &Ident, borrowed: TokenStream| {
+        // An argument behind a reference is lent on as `&copy`; any other
+        // is passed as its copy.
+        let copy = |span: proc_macro2::Span, name: &Ident, borrowed: TokenStream, lent: bool| {
+            let method = if lent {
+                quote_spanned!(span=> copy_borrowed)
+            } else {
+                quote_spanned!(span=> copy_owned)
+            };
             quote_spanned! {span=>
                 let #name = {
                     #probes
-                    (&&&#private::CopyProbe::of(#borrowed)).copy(#borrowed)
+                    (&&&#private::CopyProbe::of(#borrowed)).#method(#borrowed)
                 };
             }
         };
@@ -517,11 +524,14 @@ impl Context<'_> {
         let mut passed = Vec::new();
         for (index, arg) in self.plan.args.iter().enumerate() {
             let name = format_ident!("__herdcache_copy_{}", index);
-            copies.push(copy(arg.ident.span(), &name, self.borrowed_arg(&arg.ident)));
-            passed.push(match arg.ty {
-                Type::Reference(_) => quote!(&#name),
-                _ => quote!(#name),
-            });
+            let lent = matches!(arg.ty, Type::Reference(_));
+            copies.push(copy(
+                arg.ident.span(),
+                &name,
+                self.borrowed_arg(&arg.ident),
+                lent,
+            ));
+            passed.push(if lent { quote!(&#name) } else { quote!(#name) });
         }
         let uncached = format_ident!("{}_uncached", self.item.sig.ident);
         let call = match (self.plan.receiver, self.item.sig.receiver()) {
@@ -532,7 +542,7 @@ impl Context<'_> {
                     Receiver::Owned => quote_spanned!(span=> &self),
                     Receiver::Shared | Receiver::Exclusive => quote_spanned!(span=> self),
                 };
-                copies.push(copy(span, &name, borrowed));
+                copies.push(copy(span, &name, borrowed, kind != Receiver::Owned));
                 let this = match kind {
                     Receiver::Owned => quote!(#name),
                     Receiver::Shared | Receiver::Exclusive => quote!(&#name),

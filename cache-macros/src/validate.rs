@@ -195,7 +195,7 @@ fn check_copyable(sig: &Signature, errors: &mut Errors) {
                 receiver.self_token.span
             }
             FnArg::Typed(typed) => match &*typed.ty {
-                Type::Reference(reference) if reference.mutability.is_some() => typed.ty.span(),
+                Type::Reference(reference) if reference.mutability.is_some() => typed.pat.span(),
                 _ => continue,
             },
             FnArg::Receiver(_) => continue,

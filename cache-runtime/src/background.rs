@@ -40,8 +40,10 @@ impl<T: ?Sized> CopyProbe<T> {
 pub trait CanCopy<T: ?Sized> {
     /// The owned copy.
     type Copy;
-    /// An owned copy of `argument`.
-    fn copy(&self, argument: &T) -> Self::Copy;
+    /// An owned copy of an argument passed by value.
+    fn copy_owned(&self, argument: &T) -> Self::Copy;
+    /// An owned copy of an argument passed by reference, lent on as `&copy`.
+    fn copy_borrowed(&self, argument: &T) -> Self::Copy;
 }
 
 impl<T> CanCopy<T> for &&CopyProbe<T>
@@ -52,31 +54,44 @@ where
     type Copy = T::Owned;
 
     #[inline]
-    fn copy(&self, argument: &T) -> T::Owned {
+    fn copy_owned(&self, argument: &T) -> T::Owned {
+        argument.to_owned()
+    }
+
+    #[inline]
+    fn copy_borrowed(&self, argument: &T) -> T::Owned {
         argument.to_owned()
     }
 }
 
-/// Chosen otherwise: a compile error.
+/// Chosen otherwise: a compile error. Its results have the types the call
+/// of `<fn>_uncached` expects, so that no second error follows the first.
 pub trait CannotCopy<T: ?Sized> {
     /// Never callable: `T` does not implement [`BackgroundCopy`].
-    fn copy(&self, argument: &T) -> NotCopied
+    fn copy_owned(&self, argument: &T) -> T
+    where
+        T: BackgroundCopy + Sized;
+    /// Never callable: `T` does not implement [`BackgroundCopy`].
+    fn copy_borrowed(&self, argument: &T) -> &'static T
     where
         T: BackgroundCopy;
 }
 
 impl<T: ?Sized> CannotCopy<T> for &CopyProbe<T> {
-    fn copy(&self, _argument: &T) -> NotCopied
+    fn copy_owned(&self, _argument: &T) -> T
+    where
+        T: BackgroundCopy + Sized,
+    {
+        unreachable!("no type implements BackgroundCopy")
+    }
+
+    fn copy_borrowed(&self, _argument: &T) -> &'static T
     where
         T: BackgroundCopy,
     {
-        NotCopied
+        unreachable!("no type implements BackgroundCopy")
     }
 }
-
-/// What an argument that cannot be copied becomes, so no further error follows.
-#[derive(Clone, Copy, Debug)]
-pub struct NotCopied;
 
 /// Implemented by no type: its only use is the error message below.
 #[diagnostic::on_unimplemented(

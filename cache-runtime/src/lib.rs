@@ -22,7 +22,7 @@ mod stats;
 pub mod testing;
 mod value;
 
-pub use background::{BackgroundCopy, BackgroundLoad, CanCopy, CannotCopy, CopyProbe, NotCopied};
+pub use background::{BackgroundCopy, BackgroundLoad, CanCopy, CannotCopy, CopyProbe};
 pub use clock::{Clock, ManualClock};
 pub use expiry::ExpiryPolicy;
 pub use fn_cache::{

@@ -5,7 +5,7 @@ use std::future::ready;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use herdcache_runtime::{CacheConfig, Clock, FailureShare, FnCache, ManualClock};
+use herdcache_runtime::{CacheConfig, Clock, FailureShare, FnCache, LoadHooks, ManualClock};
 
 fn cache(ttl: Duration, jitter: f64, clock: &std::sync::Arc<ManualClock>) -> FnCache<u64, u64> {
     FnCache::new(
@@ -88,7 +88,9 @@ async fn a_refresh_supersedes_a_load_in_flight() {
     });
     let refreshed = async {
         // ...when a refresh of a newer value runs and lands first.
-        let fresh: Option<u64> = cache.refresh(1, FailureShare::unit(), ready(Some(2))).await;
+        let fresh: Option<u64> = cache
+            .refresh(1, LoadHooks::new(FailureShare::unit()), ready(Some(2)))
+            .await;
         release.send(()).unwrap();
         fresh
     };

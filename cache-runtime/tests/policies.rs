@@ -1,0 +1,458 @@
+//! Freshness policies driven by a manual clock: swr, early refresh,
+//! fail-safe, negative caching, ttl_for, and invalidation across them.
+//! Background refreshes are held at a gate the test opens, so "in flight"
+//! is a state the test controls, never a race it hopes to win.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herdcache_runtime::{
+    BackgroundLoad, CacheConfig, Clock, FailureShare, FnCache, LoadHooks, ManualClock, Negative,
+};
+use tokio::sync::Semaphore;
+
+const TTL: Duration = Duration::from_secs(60);
+
+/// A cache that lives as long as the test binary, as generated ones do.
+fn leak(config: CacheConfig, clock: &Arc<ManualClock>) -> &'static FnCache<u64, String> {
+    Box::leak(Box::new(FnCache::new(
+        config.clock(Clock::Manual(clock.clone())),
+    )))
+}
+
+/// A gate background loads wait at until the test opens it.
+#[derive(Clone)]
+struct Gate(Arc<Semaphore>);
+
+impl Gate {
+    fn closed() -> Self {
+        Gate(Arc::new(Semaphore::new(0)))
+    }
+    fn open() -> Self {
+        let gate = Gate::closed();
+        gate.release();
+        gate
+    }
+    fn release(&self) {
+        self.0.add_permits(Semaphore::MAX_PERMITS / 2);
+    }
+    async fn pass(&self) {
+        self.0.acquire().await.unwrap().forget();
+    }
+}
+
+/// The origin: counts its loads, answers what `answer` says for each.
+#[derive(Clone)]
+struct Origin {
+    loads: Arc<AtomicUsize>,
+    gate: Gate,
+    answer: Arc<dyn Fn(usize) -> Result<String, String> + Send + Sync>,
+}
+
+impl Origin {
+    fn new(answer: impl Fn(usize) -> Result<String, String> + Send + Sync + 'static) -> Self {
+        Origin {
+            loads: Arc::default(),
+            gate: Gate::open(),
+            answer: Arc::new(answer),
+        }
+    }
+
+    fn loads(&self) -> usize {
+        self.loads.load(SeqCst)
+    }
+
+    fn load(&self) -> impl Future<Output = Result<String, String>> + Send + 'static {
+        let origin = self.clone();
+        async move {
+            let n = origin.loads.fetch_add(1, SeqCst);
+            origin.gate.pass().await;
+            (origin.answer)(n)
+        }
+    }
+}
+
+fn hooks() -> LoadHooks<String, String> {
+    LoadHooks::new(FailureShare::by_clone())
+}
+
+/// What a generated call does: the hit path, then the load.
+async fn call(
+    cache: &'static FnCache<u64, String>,
+    key: u64,
+    origin: &Origin,
+    hooks: LoadHooks<String, String>,
+) -> Result<String, String> {
+    let background =
+        || -> Option<BackgroundLoad<Result<String, String>>> { Some(Box::pin(origin.load())) };
+    if let Some(hit) = cache.hit(&key, hooks, background) {
+        return hit;
+    }
+    cache.load(key, hooks, origin.load()).await
+}
+
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swr_serves_1000_stale_callers_at_once_while_one_refresh_runs() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("swr", TTL).swr(Duration::from_secs(30)),
+        &clock,
+    );
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+
+    clock.advance(TTL + Duration::from_secs(1));
+    origin.gate = Gate::closed();
+    let callers: Vec<_> = (0..1000)
+        .map(|_| {
+            let origin = origin.clone();
+            tokio::spawn(async move { call(cache, 1, &origin, hooks()).await })
+        })
+        .collect();
+    // Every caller returns while the refresh is still held at the gate.
+    for caller in callers {
+        assert_eq!(caller.await.unwrap().unwrap(), "v0");
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.stale_hits, stats.refreshes), (1000, 1));
+    assert_eq!(origin.loads(), 2, "one initial load, one refresh");
+
+    origin.gate.release();
+    wait_until("the refresh landed", || cache.get_fresh(&1).is_some()).await;
+    assert_eq!(cache.get_fresh(&1).as_deref(), Some("v1"));
+}
+
+#[tokio::test]
+async fn a_failing_refresh_keeps_the_stale_value_until_its_window_ends() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("swr-fail", TTL).swr(Duration::from_secs(30)),
+        &clock,
+    );
+    let origin = Origin::new(|n| {
+        if n == 0 {
+            Ok("v0".into())
+        } else {
+            Err(format!("down {n}"))
+        }
+    });
+    call(cache, 1, &origin, hooks()).await.unwrap();
+
+    clock.advance(TTL + Duration::from_secs(1));
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    wait_until("the refresh failed", || cache.stats().refresh_errors == 1).await;
+    // Still stale, still served; the next stale hit tries once more.
+    clock.advance(Duration::from_secs(28));
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    wait_until("the second refresh failed", || {
+        cache.stats().refresh_errors == 2
+    })
+    .await;
+    assert_eq!(cache.stats().load_errors, 0, "no caller saw a failure");
+
+    // Past the stale window, callers wait for a load and get its error.
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        call(cache, 1, &origin, hooks()).await.unwrap_err(),
+        "down 3"
+    );
+}
+
+#[tokio::test]
+async fn early_refresh_fires_before_expiry_for_a_hot_key_and_never_twice_at_once() {
+    let clock = ManualClock::new();
+    let cache = leak(CacheConfig::new("xfetch", TTL).early_refresh(1.0), &clock);
+    // A load that takes 50 ms of real time: XFetch's delta.
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    let slow = origin.clone();
+    let first = cache
+        .load(1, hooks(), async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            slow.load().await
+        })
+        .await;
+    assert_eq!(first.unwrap(), "v0");
+
+    // Far from expiry (a minute ahead of a 50 ms load), no draw fires.
+    for _ in 0..1000 {
+        call(cache, 1, &origin, hooks()).await.unwrap();
+    }
+    assert_eq!(cache.stats().refreshes, 0);
+
+    // 10 ms before expiry each hit fires with probability e^-0.2 or more:
+    // a hot key refreshes before it expires, and only once at a time.
+    clock.advance(TTL - Duration::from_millis(10));
+    origin.gate = Gate::closed();
+    for _ in 0..200 {
+        assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    }
+    assert_eq!(cache.stats().refreshes, 1);
+    assert_eq!(cache.stats().misses, 1, "no caller waited but the first");
+    origin.gate.release();
+    wait_until("the early refresh landed", || {
+        cache.get_fresh(&1).as_deref() == Some("v1")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fail_safe_answers_throttles_and_stops_at_its_window() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("fail-safe", TTL)
+            .fail_safe(Duration::from_secs(600))
+            .fail_safe_throttle(Duration::from_secs(5)),
+        &clock,
+    );
+    let origin = Origin::new(|n| {
+        if n == 0 {
+            Ok("v0".into())
+        } else {
+            Err(format!("down {n}"))
+        }
+    });
+    call(cache, 1, &origin, hooks()).await.unwrap();
+
+    // Expired, the origin fails: the old value answers instead.
+    clock.advance(TTL + Duration::from_secs(1));
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    assert_eq!((origin.loads(), cache.stats().fail_safe_hits), (2, 1));
+    // Throttled: the origin is not asked again for 5 s.
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    assert_eq!(origin.loads(), 2);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    assert_eq!((origin.loads(), cache.stats().fail_safe_hits), (3, 2));
+
+    // Throttling never extends the window: past it, the error.
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(
+        call(cache, 1, &origin, hooks()).await.unwrap_err(),
+        "down 3"
+    );
+}
+
+#[tokio::test]
+async fn none_is_an_answer_fail_safe_never_covers_it() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("fail-safe-none", TTL).fail_safe(Duration::from_secs(600)),
+        &clock,
+    );
+    let loads = AtomicUsize::new(0);
+    let load = |answer: Option<&'static str>| {
+        loads.fetch_add(1, SeqCst);
+        std::future::ready(answer.map(String::from))
+    };
+    let hooks = LoadHooks::new(FailureShare::unit());
+    let first = cache.load(1, hooks, load(Some("ada"))).await;
+    assert_eq!(first.as_deref(), Some("ada"));
+    clock.advance(TTL + Duration::from_secs(1));
+    // The user was deleted: `None`, not the old value.
+    assert_eq!(cache.load(1, hooks, load(None)).await, None);
+    assert_eq!(cache.stats().fail_safe_hits, 0);
+    // And the old value is gone, not kept as a fallback.
+    assert_eq!(cache.load(1, hooks, load(None)).await, None);
+    assert_eq!(loads.load(SeqCst), 3);
+}
+
+#[tokio::test]
+async fn negative_caching_holds_a_failure_for_its_ttl_only() {
+    let clock = ManualClock::new();
+    let cache = leak(CacheConfig::new("negative", TTL).varied_lifetimes(), &clock);
+    let origin = Origin::new(|n| Err(format!("not found {n}")));
+    let negative = hooks().negative(Negative::Always(Duration::from_secs(5)));
+    assert_eq!(
+        call(cache, 1, &origin, negative).await.unwrap_err(),
+        "not found 0"
+    );
+    assert_eq!(
+        call(cache, 1, &origin, negative).await.unwrap_err(),
+        "not found 0"
+    );
+    assert_eq!((origin.loads(), cache.stats().negative_hits), (1, 1));
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(
+        call(cache, 1, &origin, negative).await.unwrap_err(),
+        "not found 1"
+    );
+    // Without a rule, failures are never cached.
+    assert_eq!(
+        call(cache, 2, &origin, hooks()).await.unwrap_err(),
+        "not found 2"
+    );
+    assert_eq!(
+        call(cache, 2, &origin, hooks()).await.unwrap_err(),
+        "not found 3"
+    );
+}
+
+/// Cache a "not found" for a minute, never a timeout. (The signature is
+/// the rule's: a `fn(&E)` for the error type `E = String`.)
+#[allow(clippy::ptr_arg)]
+fn rule(error: &String) -> Option<Duration> {
+    error
+        .starts_with("not found")
+        .then_some(Duration::from_secs(60))
+}
+
+#[tokio::test]
+async fn a_negative_rule_caches_only_what_it_says() {
+    let clock = ManualClock::new();
+    let cache = leak(CacheConfig::new("rule", TTL).varied_lifetimes(), &clock);
+    let origin = Origin::new(|n| {
+        Err(if n % 2 == 0 {
+            format!("timeout {n}")
+        } else {
+            format!("not found {n}")
+        })
+    });
+    let ruled = hooks().negative(Negative::Rule(rule));
+    assert_eq!(
+        call(cache, 1, &origin, ruled).await.unwrap_err(),
+        "timeout 0"
+    );
+    assert_eq!(
+        call(cache, 1, &origin, ruled).await.unwrap_err(),
+        "not found 1"
+    );
+    assert_eq!(
+        call(cache, 1, &origin, ruled).await.unwrap_err(),
+        "not found 1"
+    );
+    assert_eq!(origin.loads(), 2);
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        call(cache, 1, &origin, ruled).await.unwrap_err(),
+        "timeout 2"
+    );
+}
+
+#[tokio::test]
+async fn ttl_for_gives_a_value_its_own_shorter_life() {
+    let clock = ManualClock::new();
+    let cache = leak(CacheConfig::new("ttl-for", TTL).varied_lifetimes(), &clock);
+    let origin = Origin::new(|n| Ok(format!("token-{n}")));
+    // A token that says it lives 10 s; another that claims a day (capped).
+    let own_ttl = hooks().ttl_for(|token: &String| {
+        if token == "token-0" {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(86_400)
+        }
+    });
+    assert_eq!(call(cache, 1, &origin, own_ttl).await.unwrap(), "token-0");
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(call(cache, 1, &origin, own_ttl).await.unwrap(), "token-0");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(call(cache, 1, &origin, own_ttl).await.unwrap(), "token-1");
+    clock.advance(TTL - Duration::from_secs(1));
+    assert_eq!(call(cache, 1, &origin, own_ttl).await.unwrap(), "token-1");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(call(cache, 1, &origin, own_ttl).await.unwrap(), "token-2");
+}
+
+#[tokio::test]
+async fn an_invalidation_during_a_background_refresh_is_never_undone() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("swr-invalidate", TTL)
+            .swr(Duration::from_secs(30))
+            .fail_safe(Duration::from_secs(600)),
+        &clock,
+    );
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+    origin.gate = Gate::closed();
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    wait_until("the refresh started", || origin.loads() == 2).await;
+
+    cache.invalidate(&1);
+    // Gone: not stale, not a fallback.
+    origin.gate.release();
+    let after = call(cache, 1, &origin, hooks()).await.unwrap();
+    assert_eq!(after, "v2", "a load that began after the invalidation");
+    // The refresh that began before it lands, and is not stored.
+    wait_until("the old refresh finished", || origin.loads() == 3).await;
+    tokio::task::yield_now().await;
+    assert_eq!(cache.get_fresh(&1).as_deref(), Some("v2"));
+}
+
+#[tokio::test]
+async fn an_invalidation_leaves_no_fail_safe_fallback() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("fail-safe-invalidate", TTL).fail_safe(Duration::from_secs(600)),
+        &clock,
+    );
+    let origin = Origin::new(|n| {
+        if n == 0 {
+            Ok("v0".into())
+        } else {
+            Err("down".into())
+        }
+    });
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    cache.invalidate(&1);
+    clock.advance(TTL + Duration::from_secs(1));
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap_err(), "down");
+}
+
+#[tokio::test]
+async fn a_refresh_outlives_the_caller_that_started_it() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("swr-detached", TTL).swr(Duration::from_secs(30)),
+        &clock,
+    );
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+    origin.gate = Gate::closed();
+    {
+        // The caller's task ends (here: its future is dropped once done).
+        let caller = call(cache, 1, &origin, hooks());
+        assert_eq!(caller.await.unwrap(), "v0");
+    }
+    wait_until("the refresh started", || origin.loads() == 2).await;
+    origin.gate.release();
+    wait_until("the refresh landed on its own", || {
+        cache.get_fresh(&1).as_deref() == Some("v1")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_explicit_refresh_that_fails_leaves_the_value_alone() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("explicit", TTL).fail_safe(Duration::from_secs(600)),
+        &clock,
+    );
+    let origin = Origin::new(|n| {
+        if n == 0 {
+            Ok("v0".into())
+        } else {
+            Err("down".into())
+        }
+    });
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    assert_eq!(
+        cache.refresh(1, hooks(), origin.load()).await.unwrap_err(),
+        "down",
+        "the error, not a fallback"
+    );
+    assert_eq!(cache.get_fresh(&1).as_deref(), Some("v0"));
+}

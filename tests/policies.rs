@@ -1,0 +1,199 @@
+//! The freshness policies through `#[cached]`, as users write them. Exact
+//! timing is tested on the engine with a manual clock
+//! (`cache-runtime/tests/policies.rs`); here real time is used with wide
+//! margins: a ttl of 100 ms, waits of 300 ms, windows of a minute.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::wait_until;
+use herdcache::{cached, testing};
+
+const PAST_TTL: Duration = Duration::from_millis(300);
+
+static PROFILE_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// A display name may be a minute stale: served at once while one refresh runs.
+#[cached(ttl = "100ms", swr = "60s", key = user_id)]
+async fn display_name(user_id: u64, region: &str) -> String {
+    let n = PROFILE_LOADS.fetch_add(1, SeqCst);
+    format!("user {user_id} in {region} (load {n})")
+}
+
+#[tokio::test]
+async fn swr_serves_the_stale_value_and_refreshes_from_copies_of_the_arguments() {
+    testing::isolate(async {
+        assert_eq!(display_name(1, "eu").await, "user 1 in eu (load 0)");
+        tokio::time::sleep(PAST_TTL).await;
+        // Stale: served at once; the refresh runs with its own `String` copy
+        // of the borrowed `region`.
+        let region = String::from("eu");
+        assert_eq!(display_name(1, &region).await, "user 1 in eu (load 0)");
+        drop(region);
+        wait_until("the refresh landed", || {
+            display_name_cache().stats().refreshes == 1 && PROFILE_LOADS.load(SeqCst) == 2
+        })
+        .await;
+        wait_until("the refreshed value is served", || {
+            futures_now(display_name(1, "eu")) == "user 1 in eu (load 1)"
+        })
+        .await;
+        assert_eq!(display_name_cache().stats().stale_hits, 1);
+    })
+    .await;
+}
+
+/// Polls a future that must finish on its first poll (a hit).
+fn futures_now<F: std::future::Future>(future: F) -> F::Output {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut future = std::pin::pin!(future);
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("expected a hit"),
+    }
+}
+
+/// A repository that is `Clone` (it holds a pool): `&self` methods can
+/// refresh in the background.
+#[derive(Clone)]
+struct Repo {
+    pool: Arc<AtomicUsize>,
+}
+
+impl Repo {
+    #[cached(ttl = "100ms", early_refresh = 1.0, swr = "60s", key = id)]
+    async fn balance(&self, id: u64) -> Result<u64, std::io::Error> {
+        Ok(id * 100 + self.pool.fetch_add(1, SeqCst) as u64)
+    }
+}
+
+#[tokio::test]
+async fn a_method_refreshes_from_a_clone_of_self() {
+    testing::isolate(async {
+        let repo = Repo {
+            pool: Arc::default(),
+        };
+        assert_eq!(repo.balance(1).await.unwrap(), 100);
+        tokio::time::sleep(PAST_TTL).await;
+        assert_eq!(repo.balance(1).await.unwrap(), 100, "stale");
+        wait_until("the clone of self loaded", || repo.pool.load(SeqCst) == 2).await;
+        wait_until("served fresh", || {
+            futures_now(repo.balance(1)).unwrap() == 101
+        })
+        .await;
+    })
+    .await;
+}
+
+static QUOTE_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// A paid API that goes down: the last good quote answers for 10 minutes.
+#[cached(ttl = "100ms", fail_safe = "10m", fail_safe_throttle = "60s")]
+async fn quote(symbol: &str) -> Result<f64, std::io::Error> {
+    match QUOTE_LOADS.fetch_add(1, SeqCst) {
+        0 => Ok(symbol.len() as f64),
+        _ => Err(std::io::Error::other("upstream down")),
+    }
+}
+
+#[tokio::test]
+async fn fail_safe_answers_an_outage_with_the_last_good_value() {
+    testing::isolate(async {
+        assert_eq!(quote("ACME").await.unwrap(), 4.0);
+        tokio::time::sleep(PAST_TTL).await;
+        assert_eq!(quote("ACME").await.unwrap(), 4.0, "fallback, not the error");
+        assert_eq!(quote("ACME").await.unwrap(), 4.0, "throttled: no new call");
+        assert_eq!(QUOTE_LOADS.load(SeqCst), 2);
+        assert_eq!(quote_cache().stats().fail_safe_hits, 1);
+        // A key never loaded has no fallback.
+        assert!(quote("NONE").await.is_err());
+    })
+    .await;
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum LookupError {
+    NotFound,
+    Timeout,
+}
+
+/// "Not found" is worth remembering for a while; a timeout never is.
+fn not_found_only(error: &LookupError) -> Option<Duration> {
+    (*error == LookupError::NotFound).then_some(Duration::from_secs(60))
+}
+
+static LOOKUP_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "60s", negative = not_found_only)]
+async fn lookup(id: u64) -> Result<String, LookupError> {
+    LOOKUP_LOADS.fetch_add(1, SeqCst);
+    match id {
+        0 => Err(LookupError::Timeout),
+        _ => Err(LookupError::NotFound),
+    }
+}
+
+static FIND_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "60s", negative_ttl = "60s")]
+async fn find(id: u64) -> Option<u64> {
+    FIND_LOADS.fetch_add(1, SeqCst);
+    (id > 100).then_some(id)
+}
+
+#[tokio::test]
+async fn negative_rules_cache_what_they_say() {
+    testing::isolate(async {
+        assert_eq!(lookup(1).await, Err(LookupError::NotFound));
+        assert_eq!(lookup(1).await, Err(LookupError::NotFound));
+        assert_eq!(lookup(0).await, Err(LookupError::Timeout));
+        assert_eq!(lookup(0).await, Err(LookupError::Timeout));
+        assert_eq!(LOOKUP_LOADS.load(SeqCst), 3, "the timeout ran twice");
+        assert_eq!(lookup_cache().stats().negative_hits, 1);
+
+        assert_eq!(find(1).await, None);
+        assert_eq!(find(1).await, None);
+        assert_eq!(FIND_LOADS.load(SeqCst), 1, "None cached by negative_ttl");
+    })
+    .await;
+}
+
+#[derive(Clone, Debug)]
+struct Token {
+    expires_in: Duration,
+}
+
+impl Token {
+    /// An access token is good until shortly before it expires.
+    fn lifetime(&self) -> Duration {
+        self.expires_in.saturating_sub(Duration::from_millis(50))
+    }
+}
+
+static TOKEN_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "1h", ttl_for = Token::lifetime)]
+async fn token(scope: &str) -> Result<Token, std::io::Error> {
+    TOKEN_LOADS.fetch_add(1, SeqCst);
+    let _ = scope;
+    Ok(Token {
+        expires_in: Duration::from_millis(150),
+    })
+}
+
+#[tokio::test]
+async fn ttl_for_gives_a_token_its_own_life() {
+    testing::isolate(async {
+        token("read").await.unwrap();
+        token("read").await.unwrap();
+        assert_eq!(TOKEN_LOADS.load(SeqCst), 1);
+        tokio::time::sleep(PAST_TTL).await;
+        token("read").await.unwrap();
+        assert_eq!(TOKEN_LOADS.load(SeqCst), 2, "expired after its own 100 ms");
+    })
+    .await;
+}
