@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{cached_crate_timed_lookup, herdcache_lookup, ready, KEYS};
+use common::{cached_crate_timed_lookup, herdcache_lookup, herdcache_policies_lookup, ready, KEYS};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -24,6 +24,15 @@ fn main() {
             }
             for i in 0..hits {
                 sum = sum.wrapping_add(ready(herdcache_lookup(std::hint::black_box(i % KEYS))));
+            }
+        }
+        "herdcache_policies" => {
+            for key in 0..KEYS {
+                ready(herdcache_policies_lookup(key)).unwrap();
+            }
+            for i in 0..hits {
+                let hit = ready(herdcache_policies_lookup(std::hint::black_box(i % KEYS)));
+                sum = sum.wrapping_add(hit.unwrap_or(0));
             }
         }
         "moka" => {
@@ -64,7 +73,9 @@ fn main() {
                 sum = sum.wrapping_add(cached_crate_timed_lookup(std::hint::black_box(i % KEYS)));
             }
         }
-        other => panic!("unknown variant {other:?}: herdcache, moka, moka_ttl or cached"),
+        other => panic!(
+            "unknown variant {other:?}: herdcache, herdcache_policies, moka, moka_ttl or cached"
+        ),
     }
     std::hint::black_box(sum);
 }

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 mod common;
 
-use common::{cached_crate_timed_lookup, herdcache_lookup, ready, KEYS};
+use common::{cached_crate_timed_lookup, herdcache_lookup, herdcache_policies_lookup, ready, KEYS};
 use divan::{black_box, Bencher};
 
 fn main() {
@@ -51,6 +51,15 @@ fn herdcache(bencher: Bencher) {
         ready(herdcache_lookup(key));
     }
     bencher.bench(|| ready(herdcache_lookup(black_box(next_key()))));
+}
+
+/// A function with swr, fail-safe and early refresh: the hit reads the clock.
+#[divan::bench(threads = [1, 2])]
+fn herdcache_policies(bencher: Bencher) {
+    for key in 0..KEYS {
+        ready(herdcache_policies_lookup(key)).unwrap();
+    }
+    bencher.bench(|| ready(herdcache_policies_lookup(black_box(next_key()))));
 }
 
 #[divan::bench(threads = [1, 2])]

@@ -1,4 +1,5 @@
-//! A hit allocates nothing: counted by a global allocator that tallies the
+//! A hit allocates nothing, with or without policies, fresh or negative:
+//! counted by a global allocator that tallies the
 //! allocations of the calling thread (moka's upkeep runs on the caller's
 //! thread, so it is counted too).
 
@@ -70,6 +71,25 @@ async fn maybe_value(key: u64) -> Option<u64> {
     Some(key)
 }
 
+/// Every freshness policy: the hit reads the clock and the horizons.
+#[cached(ttl = "1h", swr = "30s", fail_safe = "10m", early_refresh = 1.0)]
+async fn policy_value(key: u64) -> Result<u64, std::io::Error> {
+    Ok(key + 1)
+}
+
+/// A cached failure: a negative hit hands out a clone of the error.
+#[derive(Clone, Debug, PartialEq)]
+struct Missing;
+
+#[cached(ttl = "1h", negative_ttl = "1h")]
+async fn negative_value(key: u64) -> Result<u64, Missing> {
+    if key < u64::MAX {
+        Err(Missing)
+    } else {
+        Ok(key)
+    }
+}
+
 #[test]
 fn a_hit_allocates_nothing() {
     const KEYS: u64 = 1_000;
@@ -78,6 +98,8 @@ fn a_hit_allocates_nothing() {
         ready(plain_value(key));
         ready(shared_value(key)).unwrap();
         ready(maybe_value(key));
+        ready(policy_value(key)).unwrap();
+        ready(negative_value(key)).unwrap_err();
     }
     // moka defers the bookkeeping of inserts (its LRU and timer nodes) to
     // whichever call comes next; settle it so the insert's cost is not
@@ -85,16 +107,21 @@ fn a_hit_allocates_nothing() {
     plain_value_cache().len();
     shared_value_cache().len();
     maybe_value_cache().len();
+    policy_value_cache().len();
+    negative_value_cache().len();
     let before = allocations();
     for _ in 0..100 {
         for key in 0..KEYS {
             assert_eq!(ready(plain_value(key)), key * 3);
             assert!(ready(shared_value(key)).is_ok());
             assert_eq!(ready(maybe_value(key)), Some(key));
+            assert_eq!(ready(policy_value(key)).unwrap(), key + 1);
+            assert_eq!(ready(negative_value(key)), Err(Missing));
         }
     }
     let during = allocations() - before;
-    assert_eq!(during, 0, "300 000 hits made {during} allocations");
+    assert_eq!(during, 0, "500 000 hits made {during} allocations");
+    assert_eq!(negative_value_cache().stats().negative_hits, 100 * KEYS);
     assert_eq!(plain_value_cache().stats().hits, 100 * KEYS);
     assert_eq!(shared_value_cache().stats().hits, 100 * KEYS);
 }

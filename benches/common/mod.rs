@@ -20,6 +20,12 @@ pub async fn herdcache_lookup(key: u64) -> u64 {
     key
 }
 
+/// Every freshness policy on: a hit reads the clock and the entry's horizons.
+#[herdcache::cached(ttl = "1h", swr = "30s", fail_safe = "10m", early_refresh = 1.0)]
+pub async fn herdcache_policies_lookup(key: u64) -> Result<u64, std::io::Error> {
+    Ok(key)
+}
+
 #[cached::proc_macro::cached(ttl_secs = 3600)]
 pub fn cached_crate_timed_lookup(key: u64) -> u64 {
     key

@@ -441,7 +441,7 @@ impl Context<'_> {
                 ::std::boxed::Box::pin(#private::FnCache::#method(
                     __herdcache_cache,
                     __herdcache_key,
-                    __herdcache_hooks,
+                    __herdcache_hooks(),
                     #private::Through::loader(__herdcache_through, #loader),
                 ))
                 .await,
@@ -484,8 +484,9 @@ impl Context<'_> {
         }
         .map(|negative| quote!(.negative(#negative)));
         let ttl_for = policy.ttl_for.as_ref().map(|path| quote!(.ttl_for(#path)));
+        // A closure: a fresh hit never builds them.
         quote! {
-            let __herdcache_hooks = #private::Through::hooks(
+            let __herdcache_hooks = || #private::Through::hooks(
                 __herdcache_through,
                 #private::LoadHooks::new(#share) #negative #ttl_for,
             );

@@ -25,10 +25,36 @@ pub(crate) fn nanos(duration: Duration) -> Nanos {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// How often the coarse clock ticks.
+const TICK: Duration = Duration::from_millis(1);
+
+/// The coarse clock: [`Nanos`] stored by a ticker thread every [`TICK`].
+/// Reading it is one relaxed load (a few instructions) where `Instant::now`
+/// costs ~30 ns on these VMs, and a hit with swr, fail-safe or early refresh
+/// must know "now" on every call. Horizons are seconds to minutes long; a
+/// millisecond (more when the ticker is descheduled) of lag does not matter.
+fn coarse_now() -> Nanos {
+    static NOW: AtomicU64 = AtomicU64::new(0);
+    static TICKER: OnceLock<()> = OnceLock::new();
+    TICKER.get_or_init(|| {
+        NOW.store(nanos_since_epoch(Instant::now()), Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name("herdcache-clock".into())
+            .spawn(|| loop {
+                std::thread::sleep(TICK);
+                NOW.store(nanos_since_epoch(Instant::now()), Ordering::Relaxed);
+            });
+        // Without a thread of its own the clock would stop: fail loudly.
+        spawned.expect("herdcache: spawning the coarse clock's thread");
+    });
+    NOW.load(Ordering::Relaxed)
+}
+
 /// Where the engine gets "now" from.
 ///
-/// `System` reads [`Instant::now`]. `Manual` reads a clock that only moves
-/// when a test calls [`ManualClock::advance`].
+/// `System` reads [`Instant::now`] (the engine's horizons use a coarse,
+/// millisecond copy of it). `Manual` reads a clock that only moves when a
+/// test calls [`ManualClock::advance`].
 #[derive(Clone, Debug, Default)]
 pub enum Clock {
     /// The monotonic system clock.
@@ -48,10 +74,14 @@ impl Clock {
         }
     }
 
-    /// The current instant as [`Nanos`].
+    /// The current instant as [`Nanos`], to the coarse clock's tick on the
+    /// system clock.
     #[inline]
     pub(crate) fn now_nanos(&self) -> Nanos {
-        nanos_since_epoch(self.now())
+        match self {
+            Clock::System => coarse_now(),
+            Clock::Manual(clock) => nanos_since_epoch(clock.now()),
+        }
     }
 }
 

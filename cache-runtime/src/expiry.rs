@@ -116,11 +116,25 @@ impl ExpiryPolicy {
         !self.swr.is_zero() || !self.fail_safe.is_zero() || self.early_refresh > 0.0
     }
 
-    /// The one lifetime every entry has, when they all live equally long.
+    /// The one lifetime the memory tier may give every entry (a global
+    /// ttl, cheaper per read than per-entry expiry), if any.
+    ///
+    /// With policies the engine reads each entry's horizons on every hit, so
+    /// the tier need only keep entries long enough: the longest life any
+    /// entry can have. (Shorter lives, such as a throttled fallback's or a
+    /// cached failure's, then linger unserved until that bound.) Without
+    /// policies the tier's expiry *is* freshness, so every entry must live
+    /// exactly its own ttl.
     pub(crate) fn same_lifetime(&self, varied: bool) -> Option<Duration> {
-        // Fail-safe fallbacks are re-stored with the rest of their window.
-        (self.jitter == 0.0 && !varied && self.fail_safe.is_zero())
-            .then(|| self.ttl.saturating_add(self.swr))
+        if self.has_policies() {
+            let longest_ttl = self.ttl.mul_f64(1.0 + self.jitter);
+            return Some(
+                longest_ttl
+                    .saturating_add(self.swr)
+                    .saturating_add(self.fail_safe),
+            );
+        }
+        (self.jitter == 0.0 && !varied).then_some(self.ttl)
     }
 
     /// The ttl for a draw `unit` in `[0, 1)`: `unit = 0` gives the shortest,
@@ -188,8 +202,14 @@ impl ExpiryPolicy {
         if self.early_refresh <= 0.0 {
             return false;
         }
-        let head_start = load as f64 * self.early_refresh * -(1.0 - random_unit()).ln();
-        now as f64 + head_start >= fresh_until as f64
+        let scale = load as f64 * self.early_refresh;
+        let gap = fresh_until.saturating_sub(now) as f64;
+        // -ln(u) exceeds 40 with probability e^-40: skip the draw far from
+        // expiry, which is almost every hit.
+        if gap > 40.0 * scale {
+            return false;
+        }
+        scale * -(1.0 - random_unit()).ln() >= gap
     }
 }
 

@@ -198,7 +198,7 @@ enum Found<V> {
     /// A value past its freshness but within its stale window.
     Stale(V),
     /// A cached failure.
-    Negative(SharedFailure),
+    Negative(Arc<SharedFailure>),
     /// Nothing that can be served: load.
     Miss,
 }
@@ -319,37 +319,33 @@ where
     /// The hit path of a `#[cached]` call: the outcome for `key` if the
     /// cache can answer now (a fresh or stale value, a cached failure),
     /// starting a background refresh (`background` makes its load) when the
-    /// value is stale or early refresh drew this call. No lock, no
-    /// allocation on a fresh hit.
+    /// value is stale or early refresh drew this call. `hooks` is called
+    /// only when needed. No lock, no allocation on a fresh hit.
     #[inline]
-    pub fn hit<R, B>(
-        &'static self,
-        key: &K,
-        hooks: LoadHooks<V, R::Failure>,
-        background: B,
-    ) -> Option<R>
+    pub fn hit<R, H, B>(&'static self, key: &K, hooks: H, background: B) -> Option<R>
     where
         R: Outcome<Value = V> + Send + 'static,
+        H: FnOnce() -> LoadHooks<V, R::Failure>,
         B: FnOnce() -> Option<BackgroundLoad<R>>,
     {
         match self.find(key) {
             Found::Fresh { value, refresh } => {
                 self.counters.incr(Counter::Hits);
                 if refresh {
-                    self.refresh_in_background(key, hooks, background);
+                    self.refresh_in_background(key, hooks(), background);
                 }
                 Some(R::from_value(value))
             }
             Found::Stale(value) => {
                 self.counters.incr(Counter::Hits);
                 self.counters.incr(Counter::StaleHits);
-                self.refresh_in_background(key, hooks, background);
+                self.refresh_in_background(key, hooks(), background);
                 Some(R::from_value(value))
             }
             Found::Negative(failure) => {
                 self.counters.incr(Counter::Hits);
                 self.counters.incr(Counter::NegativeHits);
-                Some(R::from_failure(hooks.share.unshare(&failure)))
+                Some(R::from_failure(hooks().share.unshare(&failure)))
             }
             Found::Miss => None,
         }
@@ -593,7 +589,7 @@ where
                         let horizons = self.expiry.negative_horizons(now, *ttl);
                         self.memory.insert(
                             key.clone(),
-                            entry(Payload::Failure(shared.clone()), horizons, 0),
+                            entry(Payload::Failure(Arc::new(shared.clone())), horizons, 0),
                         );
                     }
                     // `None` is an answer: the old value, stale or
@@ -744,7 +740,7 @@ fn entry<V>(payload: Payload<V>, horizons: Horizons, load_nanos: Nanos) -> Entry
         stale_until: horizons.stale_until,
         fail_safe_until: horizons.fail_safe_until,
         load_nanos,
-        lifetime: horizons.lifetime,
+        lifetime: nanos(horizons.lifetime),
     }
 }
 

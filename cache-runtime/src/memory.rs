@@ -17,6 +17,7 @@
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
@@ -29,7 +30,8 @@ use crate::outcome::SharedFailure;
 #[derive(Clone, Debug)]
 pub(crate) enum Payload<V> {
     Value(V),
-    Failure(SharedFailure),
+    /// Behind a thin pointer, so that a value's entry stays small.
+    Failure(Arc<SharedFailure>),
 }
 
 /// A cached value and its horizons (see `expiry.rs`).
@@ -44,8 +46,9 @@ pub(crate) struct Entry<V> {
     /// How long the load took that wrote it: early refresh starts sooner
     /// for a slower loader.
     pub(crate) load_nanos: Nanos,
-    /// How long moka keeps the entry: the span up to its last horizon.
-    pub(crate) lifetime: Duration,
+    /// How long moka keeps the entry (with per-entry expiry): the span up
+    /// to its last horizon.
+    pub(crate) lifetime: Nanos,
 }
 
 /// Tells moka to drop each entry when its own lifetime is over.
@@ -53,7 +56,7 @@ struct EntryLifetime;
 
 impl<K, V> Expiry<K, Entry<V>> for EntryLifetime {
     fn expire_after_create(&self, _: &K, entry: &Entry<V>, _: Instant) -> Option<Duration> {
-        Some(entry.lifetime)
+        Some(Duration::from_nanos(entry.lifetime))
     }
 
     fn expire_after_update(
@@ -63,7 +66,7 @@ impl<K, V> Expiry<K, Entry<V>> for EntryLifetime {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(entry.lifetime)
+        Some(Duration::from_nanos(entry.lifetime))
     }
 }
 

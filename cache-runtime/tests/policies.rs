@@ -87,7 +87,7 @@ async fn call(
 ) -> Result<String, String> {
     let background =
         || -> Option<BackgroundLoad<Result<String, String>>> { Some(Box::pin(origin.load())) };
-    if let Some(hit) = cache.hit(&key, hooks, background) {
+    if let Some(hit) = cache.hit(&key, || hooks, background) {
         return hit;
     }
     cache.load(key, hooks, origin.load()).await
