@@ -74,10 +74,18 @@ impl Clock {
         }
     }
 
-    /// The current instant as [`Nanos`], to the coarse clock's tick on the
-    /// system clock.
+    /// The current instant as [`Nanos`].
     #[inline]
     pub(crate) fn now_nanos(&self) -> Nanos {
+        nanos_since_epoch(self.now())
+    }
+
+    /// The current instant as [`Nanos`], to the coarse clock's tick on the
+    /// system clock (it lags by about a tick: a value looks fresh that much
+    /// longer). For the hit path of functions with policies; the first call
+    /// starts the ticker thread, so functions without them never do.
+    #[inline]
+    pub(crate) fn coarse_now_nanos(&self) -> Nanos {
         match self {
             Clock::System => coarse_now(),
             Clock::Manual(clock) => nanos_since_epoch(clock.now()),

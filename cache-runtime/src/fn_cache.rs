@@ -301,7 +301,7 @@ where
                 Payload::Failure(failure) => Found::Negative(failure),
             };
         }
-        let now = self.clock.now_nanos();
+        let now = self.clock.coarse_now_nanos();
         match entry.payload {
             Payload::Failure(failure) if now < entry.fresh_until => Found::Negative(failure),
             Payload::Failure(_) => Found::Miss,
