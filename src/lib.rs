@@ -40,6 +40,14 @@
 //! - **Failures are not cached.** `Err` and `None` go back to the callers
 //!   of that load and are not stored. Callers that joined a failing load each
 //!   get the error without the body running again (see [Errors](#errors)).
+//! - **A staleness budget per function** (attributes of [`cached`]):
+//!   `swr` serves a stale value at once while one background refresh runs;
+//!   `early_refresh` refreshes a hot key before it expires (XFetch);
+//!   `fail_safe` answers a failing load with the last good value for a
+//!   window, asking the origin again at most every `fail_safe_throttle`;
+//!   `negative_ttl`/`negative` cache failures by rule; `ttl_for` gives a
+//!   value its own freshness. Background refreshes run on the caller's tokio
+//!   runtime from copies of the arguments (`Self: Clone` for `&self`).
 //! - **Invalidation is linearizable.** Once `<fn>_invalidate(..).await`
 //!   returns, no call that starts afterwards sees a value whose load began
 //!   before it.

@@ -30,6 +30,13 @@ use syn::parse::Parser;
 /// | `max_capacity = 10_000` | bound of the in-memory tier, in entries | `10_000` |
 /// | `name = "users.get"` | name in `herdcache::stats()` | the function's path (`module::Type::method` for a method taking `self` or mentioning `Self`) |
 /// | `crate = path` | where the `herdcache` crate is, if re-exported | `::herdcache` |
+/// | `swr = "30s"` / `true` | serve stale this long after the ttl while one background refresh runs | off |
+/// | `early_refresh = 1.0` | XFetch's β: a fresh hit may refresh in the background before expiry | off |
+/// | `fail_safe = "10m"` | keep a value this long past its stale window; a load returning `Err` answers with it | off |
+/// | `fail_safe_throttle = "5s"` | serve a fallback as fresh this long once it answered | `5s` |
+/// | `negative_ttl = "5s"` | cache `Err` and `None` this long | off |
+/// | `negative = path` | `fn(&E) -> Option<Duration>`: which errors to cache, how long | off |
+/// | `ttl_for = path` | `fn(&T) -> Duration`: the value's own freshness, capped by `ttl` | off |
 ///
 /// `Ok`, `Some` and plain values are cached; `Err` and `None` are not. The
 /// value must be `Clone + Send + Sync + 'static` (return `Arc<T>` for big
