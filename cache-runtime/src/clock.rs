@@ -33,21 +33,29 @@ const TICK: Duration = Duration::from_millis(1);
 /// costs ~30 ns on these VMs, and a hit with swr, fail-safe or early refresh
 /// must know "now" on every call. Horizons are seconds to minutes long; a
 /// millisecond (more when the ticker is descheduled) of lag does not matter.
+static COARSE_NOW: AtomicU64 = AtomicU64::new(0);
+
+#[inline]
 fn coarse_now() -> Nanos {
-    static NOW: AtomicU64 = AtomicU64::new(0);
+    COARSE_NOW.load(Ordering::Relaxed)
+}
+
+/// Starts the coarse clock's ticker, once. Called when a cache that reads
+/// the coarse clock is made, so that no hit ever pays for (or allocates in)
+/// starting a thread.
+pub(crate) fn start_coarse_clock() {
     static TICKER: OnceLock<()> = OnceLock::new();
     TICKER.get_or_init(|| {
-        NOW.store(nanos_since_epoch(Instant::now()), Ordering::Relaxed);
+        COARSE_NOW.store(nanos_since_epoch(Instant::now()), Ordering::Relaxed);
         let spawned = std::thread::Builder::new()
             .name("herdcache-clock".into())
             .spawn(|| loop {
                 std::thread::sleep(TICK);
-                NOW.store(nanos_since_epoch(Instant::now()), Ordering::Relaxed);
+                COARSE_NOW.store(nanos_since_epoch(Instant::now()), Ordering::Relaxed);
             });
         // Without a thread of its own the clock would stop: fail loudly.
         spawned.expect("herdcache: spawning the coarse clock's thread");
     });
-    NOW.load(Ordering::Relaxed)
 }
 
 /// Where the engine gets "now" from.
@@ -82,8 +90,8 @@ impl Clock {
 
     /// The current instant as [`Nanos`], to the coarse clock's tick on the
     /// system clock (it lags by about a tick: a value looks fresh that much
-    /// longer). For the hit path of functions with policies; the first call
-    /// starts the ticker thread, so functions without them never do.
+    /// longer). For the hit path of functions with policies, whose caches
+    /// start the ticker thread when they are made.
     #[inline]
     pub(crate) fn coarse_now_nanos(&self) -> Nanos {
         match self {

@@ -252,6 +252,9 @@ where
             .swr(config.swr)
             .fail_safe(config.fail_safe, config.fail_safe_throttle)
             .early_refresh(config.early_refresh);
+        if expiry.has_policies() && matches!(config.clock, Clock::System) {
+            crate::clock::start_coarse_clock();
+        }
         FnCache {
             name: config.name,
             expiry,
