@@ -236,7 +236,9 @@
 #![forbid(unsafe_code)]
 
 pub use herdcache_macros::{cached, cached_impl};
-pub use herdcache_runtime::{invalidate_all, stats, testing, CacheHandle, SharedError, Stats};
+pub use herdcache_runtime::{
+    invalidate_all, stats, testing, CacheHandle, Error, SharedError, Stats,
+};
 
 /// What generated code calls. Not a public API: it may change in any release.
 #[doc(hidden)]
@@ -247,6 +249,6 @@ pub mod __private {
         CopyProbe, FailureShare, FnCache, InvalidKeyPart, KeyProbe, LoadHooks, Negative,
         NotCacheableValue, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption, PlainProbe,
         ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe, Slot,
-        Through, ValidKeyPart, ValueProbe,
+        Through, TimeoutConverts, TimeoutDoesNotConvert, TimeoutProbe, ValidKeyPart, ValueProbe,
     };
 }

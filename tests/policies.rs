@@ -197,3 +197,35 @@ async fn ttl_for_gives_a_token_its_own_life() {
     })
     .await;
 }
+
+static SLOW_GATE: common::Gate = common::Gate::new();
+static SLOW_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// A caller waits at most 100 ms; the load goes on and fills the cache.
+#[cached(ttl = "60s", hard_timeout = "100ms")]
+async fn slow_report(id: u64) -> Result<u64, std::io::Error> {
+    SLOW_LOADS.fetch_add(1, SeqCst);
+    SLOW_GATE.pass().await;
+    Ok(id * 2)
+}
+
+#[tokio::test]
+async fn a_hard_timeout_converts_into_the_error_type_and_the_load_goes_on() {
+    testing::isolate(async {
+        let error = slow_report(21).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(slow_report_cache().stats().timeouts, 1);
+        SLOW_GATE.open();
+        wait_until("the late value is stored", || {
+            slow_report_cache().len() == 1
+        })
+        .await;
+        assert_eq!(slow_report(21).await.unwrap(), 42);
+        assert_eq!(
+            SLOW_LOADS.load(SeqCst),
+            1,
+            "one load, finished in the background"
+        );
+    })
+    .await;
+}

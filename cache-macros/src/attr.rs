@@ -28,6 +28,8 @@ pub(crate) struct CachedArgs {
     pub(crate) negative_ttl: Option<(Duration, Span)>,
     pub(crate) negative: Option<(Path, Span)>,
     pub(crate) ttl_for: Option<(Path, Span)>,
+    pub(crate) timeout: Option<(Duration, Span)>,
+    pub(crate) hard_timeout: Option<(Duration, Span)>,
 }
 
 /// `swr = "30s"`, or `swr = true` for a window as long as the ttl.
@@ -52,9 +54,11 @@ const NAMES: &[&str] = &[
     "negative_ttl",
     "negative",
     "ttl_for",
+    "timeout",
+    "hard_timeout",
 ];
 
-const VALID: &str = "`ttl`, `jitter`, `key`, `max_capacity`, `name`, `crate`, `swr`, `early_refresh`, `fail_safe`, `fail_safe_throttle`, `negative_ttl`, `negative`, `ttl_for`";
+const VALID: &str = "`ttl`, `jitter`, `key`, `max_capacity`, `name`, `crate`, `swr`, `early_refresh`, `fail_safe`, `fail_safe_throttle`, `negative_ttl`, `negative`, `ttl_for`, `timeout`, `hard_timeout`";
 
 /// Designed but not built yet: say so instead of calling them unknown.
 const PLANNED: &[&str] = &["timeout", "hard_timeout", "tags", "version", "distributed"];
@@ -97,6 +101,8 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
         negative_ttl: None,
         negative: None,
         ttl_for: None,
+        timeout: None,
+        hard_timeout: None,
     };
     while !input.is_empty() {
         let name = input.call(Ident::parse_any)?;
@@ -151,11 +157,13 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
                     set_once(&mut args.early_refresh, (beta, name.span()), &name, errors);
                 }
             }
-            "fail_safe" | "fail_safe_throttle" | "negative_ttl" => {
+            "fail_safe" | "fail_safe_throttle" | "negative_ttl" | "timeout" | "hard_timeout" => {
                 if let Some(duration) = duration(&name, &value, errors) {
                     let slot = match name.to_string().as_str() {
                         "fail_safe" => &mut args.fail_safe,
                         "fail_safe_throttle" => &mut args.fail_safe_throttle,
+                        "timeout" => &mut args.timeout,
+                        "hard_timeout" => &mut args.hard_timeout,
                         _ => &mut args.negative_ttl,
                     };
                     set_once(slot, (duration, name.span()), &name, errors);

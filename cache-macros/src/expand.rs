@@ -323,6 +323,8 @@ impl Context<'_> {
         let swr = duration("swr", policy.swr);
         let fail_safe = duration("fail_safe", policy.fail_safe);
         let throttle = duration("fail_safe_throttle", policy.fail_safe_throttle);
+        let timeout = duration("timeout", policy.timeout);
+        let hard_timeout = duration("hard_timeout", policy.hard_timeout);
         let early_refresh = policy
             .early_refresh
             .map(|beta| quote!(.early_refresh(#beta)));
@@ -333,7 +335,7 @@ impl Context<'_> {
         quote! {
             || #private::CacheConfig::new(#name, #private::Duration::from_nanos(#ttl_nanos))
                 .jitter(#jitter)
-                #capacity #swr #fail_safe #throttle #early_refresh #varied
+                #capacity #swr #fail_safe #throttle #early_refresh #varied #timeout #hard_timeout
         }
     }
 
@@ -435,6 +437,12 @@ impl Context<'_> {
             }
             ReturnKind::Result | ReturnKind::Option => self.loader(),
         };
+        // A load callers may stop waiting for runs on its own task, from
+        // copies of the arguments made before the loader takes them.
+        let detached = (method.to_string() == "load").then(|| {
+            let background = self.background();
+            quote!(#private::FnCache::detachable(__herdcache_cache, #background),)
+        });
         self.to_caller(quote! {
             #private::Through::to_caller(
                 __herdcache_through,
@@ -443,6 +451,7 @@ impl Context<'_> {
                     __herdcache_key,
                     __herdcache_hooks(),
                     #private::Through::loader(__herdcache_through, #loader),
+                    #detached
                 ))
                 .await,
             )
@@ -484,11 +493,23 @@ impl Context<'_> {
         }
         .map(|negative| quote!(.negative(#negative)));
         let ttl_for = policy.ttl_for.as_ref().map(|path| quote!(.ttl_for(#path)));
+        let timeout_error = policy.hard_timeout.map(|_| {
+            // At the error type: one that cannot hold a timeout is one error there.
+            let span = error_type_span(ret);
+            quote_spanned! {span=>
+                .timeout_error({
+                    #[allow(unused_imports)]
+                    use #private::{TimeoutConverts as _, TimeoutDoesNotConvert as _};
+                    (&&&#private::TimeoutProbe::<<#ret as #private::Outcome>::Failure>::new())
+                        .timeout_error()
+                })
+            }
+        });
         // A closure: a fresh hit never builds them.
         quote! {
             let __herdcache_hooks = || #private::Through::hooks(
                 __herdcache_through,
-                #private::LoadHooks::new(#share) #negative #ttl_for,
+                #private::LoadHooks::new(#share) #negative #ttl_for #timeout_error,
             );
         }
     }

@@ -55,12 +55,17 @@ pub(crate) struct Policy {
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) negative: Option<syn::Path>,
     pub(crate) ttl_for: Option<syn::Path>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) hard_timeout: Option<Duration>,
 }
 
 impl Policy {
     /// Whether the body may run later, from copies of the arguments.
     pub(crate) fn runs_in_background(&self) -> bool {
-        self.swr.is_some() || self.early_refresh.is_some()
+        self.swr.is_some()
+            || self.early_refresh.is_some()
+            || self.timeout.is_some()
+            || self.hard_timeout.is_some()
     }
 }
 
@@ -167,6 +172,26 @@ fn policy(args: &CachedArgs, kind: ReturnKind, errors: &mut Errors) -> Policy {
             "`negative` is a rule over the error of a `Result`; for `None`, use `negative_ttl = \"..\"`",
         );
     }
+    if let (Some((_, span)), None, None) = (&args.timeout, &args.swr, &args.fail_safe) {
+        errors.at(
+            *span,
+            "a soft `timeout` serves a fallback once it elapses, and there is none: add `swr` or `fail_safe`, or use `hard_timeout`",
+        );
+    }
+    if let (Some((soft, span)), Some((hard, _))) = (&args.timeout, &args.hard_timeout) {
+        if soft >= hard {
+            errors.at(
+                *span,
+                "`timeout` must be shorter than `hard_timeout`: callers give up at `hard_timeout`, so a soft timeout after it never fires",
+            );
+        }
+    }
+    if let (Some((_, span)), ReturnKind::Option | ReturnKind::Plain) = (&args.hard_timeout, kind) {
+        errors.at(
+            *span,
+            "`hard_timeout` answers a caller that stops waiting with `herdcache::Error::Timeout` as the error of a `Result`: this function returns no `Result`",
+        );
+    }
     if let (Some((_, span)), None) = (&args.fail_safe_throttle, &args.fail_safe) {
         errors.at(
             *span,
@@ -181,6 +206,8 @@ fn policy(args: &CachedArgs, kind: ReturnKind, errors: &mut Errors) -> Policy {
         negative_ttl: args.negative_ttl.map(|(ttl, _)| ttl),
         negative: args.negative.as_ref().map(|(path, _)| path.clone()),
         ttl_for: args.ttl_for.as_ref().map(|(path, _)| path.clone()),
+        timeout: args.timeout.map(|(timeout, _)| timeout),
+        hard_timeout: args.hard_timeout.map(|(timeout, _)| timeout),
     }
 }
 
@@ -202,7 +229,7 @@ fn check_copyable(sig: &Signature, errors: &mut Errors) {
         };
         errors.at(
             span,
-            "swr and early_refresh run the body again later, from copies of the arguments: an exclusive borrow (`&mut`) cannot be copied",
+            "swr, early_refresh and the timeouts run the body on a task of its own, from copies of the arguments: an exclusive borrow (`&mut`) cannot be copied",
         );
     }
 }

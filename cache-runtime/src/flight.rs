@@ -62,7 +62,7 @@ impl<V: Clone> Flight<V> {
         self.waiters.load(Ordering::Acquire)
     }
 
-    fn add_waiter(&self) {
+    pub(crate) fn add_waiter(&self) {
         self.waiters.fetch_add(1, Ordering::AcqRel);
     }
 

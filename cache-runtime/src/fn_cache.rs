@@ -1,4 +1,5 @@
-//! [`FnCache`]: the cache behind one `#[cached]` function.
+//! [`FnCache`]: the cache behind one `#[cached]` function: the read path,
+//! leading a load, and what a finished load leaves behind.
 
 use std::future::Future;
 use std::hash::Hash;
@@ -7,176 +8,14 @@ use std::time::{Duration, Instant};
 
 use crate::background::BackgroundLoad;
 use crate::clock::{nanos, Clock, Nanos};
+use crate::config::{CacheConfig, LoadHooks};
 use crate::expiry::{ExpiryPolicy, Horizons};
 use crate::flight::{Flight, FlightMap, Landing, Role};
 use crate::memory::{Entry, MemoryTier, Payload};
 use crate::outcome::{FailureShare, Outcome, SharedFailure};
 use crate::stats::{Counter, Counters, LatencyHistogram, Stats};
 
-/// The default bound of the in-memory tier, in entries.
-pub const DEFAULT_MAX_CAPACITY: u64 = 10_000;
-
-/// The default time a fail-safe fallback is served as fresh once it answered.
-pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(5);
-
-/// How one cache is set up.
-#[derive(Clone, Debug)]
-pub struct CacheConfig {
-    /// Stable name, shown in stats.
-    pub name: String,
-    /// How long a value is fresh, before jitter.
-    pub ttl: Duration,
-    /// Spread of the ttl, a fraction in `0.0..=1.0`.
-    pub jitter: f64,
-    /// Bound of the in-memory tier, in entries.
-    pub max_capacity: u64,
-    /// Where "now" comes from.
-    pub clock: Clock,
-    /// Stale-while-revalidate window (zero: off).
-    pub swr: Duration,
-    /// Fail-safe window (zero: off).
-    pub fail_safe: Duration,
-    /// How long a fail-safe fallback is served as fresh once it answered.
-    pub fail_safe_throttle: Duration,
-    /// XFetch's β for early refresh (zero: off).
-    pub early_refresh: f64,
-    /// Entries may live for different spans (negative caching, a per-value
-    /// ttl), so the memory tier needs per-entry expiry.
-    pub varied_lifetimes: bool,
-}
-
-impl CacheConfig {
-    /// A config with the given name and ttl, no jitter or policies, the
-    /// default capacity and the system clock.
-    pub fn new(name: impl Into<String>, ttl: Duration) -> Self {
-        CacheConfig {
-            name: name.into(),
-            ttl,
-            jitter: 0.0,
-            max_capacity: DEFAULT_MAX_CAPACITY,
-            clock: Clock::System,
-            swr: Duration::ZERO,
-            fail_safe: Duration::ZERO,
-            fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
-            early_refresh: 0.0,
-            varied_lifetimes: false,
-        }
-    }
-
-    /// Sets the jitter.
-    pub fn jitter(mut self, jitter: f64) -> Self {
-        self.jitter = jitter;
-        self
-    }
-
-    /// Sets the capacity.
-    pub fn max_capacity(mut self, max_capacity: u64) -> Self {
-        self.max_capacity = max_capacity;
-        self
-    }
-
-    /// Sets the clock.
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Serves a value stale for `swr` after its ttl while one refresh runs.
-    pub fn swr(mut self, swr: Duration) -> Self {
-        self.swr = swr;
-        self
-    }
-
-    /// Keeps a value `fail_safe` past its stale window as a fallback.
-    pub fn fail_safe(mut self, fail_safe: Duration) -> Self {
-        self.fail_safe = fail_safe;
-        self
-    }
-
-    /// Sets how long a fallback is served as fresh once it answered.
-    pub fn fail_safe_throttle(mut self, throttle: Duration) -> Self {
-        self.fail_safe_throttle = throttle;
-        self
-    }
-
-    /// Turns on early refresh with XFetch's `beta`.
-    pub fn early_refresh(mut self, beta: f64) -> Self {
-        self.early_refresh = beta;
-        self
-    }
-
-    /// Says entries may live for different spans (negative caching, `ttl_for`).
-    pub fn varied_lifetimes(mut self) -> Self {
-        self.varied_lifetimes = true;
-        self
-    }
-}
-
-/// Whether a failure is cached, and for how long.
-#[derive(Debug)]
-pub enum Negative<F> {
-    /// Failures are never cached.
-    Never,
-    /// Every failure is cached this long (`negative_ttl`).
-    Always(Duration),
-    /// A rule decides per failure (`negative = path`).
-    Rule(fn(&F) -> Option<Duration>),
-}
-
-impl<F> Clone for Negative<F> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<F> Copy for Negative<F> {}
-
-impl<F> Negative<F> {
-    fn ttl(&self, failure: &F) -> Option<Duration> {
-        match self {
-            Negative::Never => None,
-            Negative::Always(ttl) => Some(*ttl),
-            Negative::Rule(rule) => rule(failure),
-        }
-    }
-}
-
-/// What a load does with its outcome, beside storing a value: how a failure
-/// reaches joined callers and whether it is cached, and a value's own ttl.
-pub struct LoadHooks<V, F> {
-    share: FailureShare<F>,
-    negative: Negative<F>,
-    ttl_for: Option<fn(&V) -> Duration>,
-}
-
-impl<V, F> Clone for LoadHooks<V, F> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<V, F> Copy for LoadHooks<V, F> {}
-
-impl<V, F> LoadHooks<V, F> {
-    /// Failures shared by `share`, never cached; values live their ttl.
-    pub fn new(share: FailureShare<F>) -> Self {
-        LoadHooks {
-            share,
-            negative: Negative::Never,
-            ttl_for: None,
-        }
-    }
-
-    /// Caches failures as `negative` says.
-    pub fn negative(mut self, negative: Negative<F>) -> Self {
-        self.negative = negative;
-        self
-    }
-
-    /// Gives each value its own freshness, capped by the ttl.
-    pub fn ttl_for(mut self, ttl_for: fn(&V) -> Duration) -> Self {
-        self.ttl_for = Some(ttl_for);
-        self
-    }
-}
+mod deadline;
 
 /// What kind of load is running: it decides what a failure does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,6 +28,10 @@ enum LoadKind {
     /// `<fn>_refresh`: its failure goes to its caller, and the cached value
     /// stays as it was.
     Explicit,
+    /// A foreground load run on its own task, so that callers can stop
+    /// waiting for it (`timeout`, `hard_timeout`): as `Foreground`, but its
+    /// own outcome goes to nobody.
+    Detached,
 }
 
 /// What a read found.
@@ -235,6 +78,23 @@ pub struct FnCache<K, V> {
     flights: FlightMap<K, V>,
     counters: Counters,
     latency: LatencyHistogram,
+    /// `timeout` and `hard_timeout`: loads then run detached, see `deadline`.
+    deadlines: Deadlines,
+}
+
+/// How long callers wait for a load.
+#[derive(Clone, Copy, Debug, Default)]
+struct Deadlines {
+    /// With a fallback at hand.
+    soft: Option<Duration>,
+    /// In any case.
+    hard: Option<Duration>,
+}
+
+impl Deadlines {
+    fn any(&self) -> bool {
+        self.soft.is_some() || self.hard.is_some()
+    }
 }
 
 impl<K, V> FnCache<K, V>
@@ -268,6 +128,10 @@ where
             flights: FlightMap::new(),
             counters: Counters::new(),
             latency: LatencyHistogram::new(),
+            deadlines: Deadlines {
+                soft: config.timeout,
+                hard: config.hard_timeout,
+            },
         }
     }
 
@@ -415,12 +279,42 @@ where
     ///
     /// If the leading caller is dropped or its loader panics, the callers
     /// waiting on it wake and one of them leads a new load with its own loader.
-    pub async fn load<R, F>(&self, key: K, hooks: LoadHooks<V, R::Failure>, loader: F) -> R
+    ///
+    /// With `timeout` or `hard_timeout`, `detached` (the same load, from
+    /// owned copies of the arguments; see [`detachable`](Self::detachable))
+    /// runs on its own task and callers wait for it at most that long.
+    pub async fn load<R, F>(
+        &'static self,
+        key: K,
+        hooks: LoadHooks<V, R::Failure>,
+        loader: F,
+        detached: Option<BackgroundLoad<R>>,
+    ) -> R
     where
-        R: Outcome<Value = V>,
+        R: Outcome<Value = V> + Send + 'static,
         F: Future<Output = R>,
     {
-        self.load_with(key, hooks, loader).await
+        match detached {
+            Some(detached) if self.deadlines.any() => {
+                self.load_within_deadlines(key, hooks, loader, detached)
+                    .await
+            }
+            _ => self.load_with(key, hooks, loader).await,
+        }
+    }
+
+    /// The load [`load`](Self::load) can detach: made only when the
+    /// function has a deadline (it copies the arguments).
+    #[inline]
+    pub fn detachable<R, B>(&self, background: B) -> Option<BackgroundLoad<R>>
+    where
+        B: FnOnce() -> Option<BackgroundLoad<R>>,
+    {
+        if self.deadlines.any() {
+            background()
+        } else {
+            None
+        }
     }
 
     async fn load_with<R, F>(&self, key: K, hooks: LoadHooks<V, R::Failure>, loader: F) -> R

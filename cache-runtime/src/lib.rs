@@ -11,6 +11,8 @@
 
 mod background;
 mod clock;
+mod config;
+mod error;
 mod expiry;
 mod flight;
 mod fn_cache;
@@ -24,10 +26,12 @@ mod value;
 
 pub use background::{BackgroundCopy, BackgroundLoad, CanCopy, CannotCopy, CopyProbe};
 pub use clock::{Clock, ManualClock};
-pub use expiry::ExpiryPolicy;
-pub use fn_cache::{
-    CacheConfig, FnCache, LoadHooks, Negative, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_CAPACITY,
+pub use config::{
+    CacheConfig, LoadHooks, Negative, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_CAPACITY,
 };
+pub use error::{Error, TimeoutConverts, TimeoutDoesNotConvert, TimeoutError, TimeoutProbe};
+pub use expiry::ExpiryPolicy;
+pub use fn_cache::FnCache;
 pub use key::{CacheKeyPart, InvalidKeyPart, KeyProbe, NotAKey, ValidKeyPart};
 pub use outcome::{
     plain, FailureShare, NamedResultOrOption, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,

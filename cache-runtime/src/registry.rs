@@ -18,7 +18,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use crate::fn_cache::{CacheConfig, FnCache};
+use crate::config::CacheConfig;
+use crate::fn_cache::FnCache;
 use crate::stats::Stats;
 use crate::testing::current_isolation;
 

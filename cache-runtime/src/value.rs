@@ -21,7 +21,8 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 
 use crate::background::BackgroundLoad;
-use crate::fn_cache::{CacheConfig, FnCache, LoadHooks};
+use crate::config::{CacheConfig, LoadHooks};
+use crate::fn_cache::FnCache;
 use crate::outcome::{FailureShare, Outcome, Plain};
 use crate::registry::Slot;
 

@@ -47,6 +47,8 @@ impl Gate {
 #[derive(Clone)]
 struct Origin {
     loads: Arc<AtomicUsize>,
+    /// Loads that got past the gate and answered.
+    answered: Arc<AtomicUsize>,
     gate: Gate,
     answer: Arc<dyn Fn(usize) -> Result<String, String> + Send + Sync>,
 }
@@ -55,6 +57,7 @@ impl Origin {
     fn new(answer: impl Fn(usize) -> Result<String, String> + Send + Sync + 'static) -> Self {
         Origin {
             loads: Arc::default(),
+            answered: Arc::default(),
             gate: Gate::open(),
             answer: Arc::new(answer),
         }
@@ -69,7 +72,9 @@ impl Origin {
         async move {
             let n = origin.loads.fetch_add(1, SeqCst);
             origin.gate.pass().await;
-            (origin.answer)(n)
+            let answer = (origin.answer)(n);
+            origin.answered.fetch_add(1, SeqCst);
+            answer
         }
     }
 }
@@ -90,7 +95,8 @@ async fn call(
     if let Some(hit) = cache.hit(&key, || hooks, background) {
         return hit;
     }
-    cache.load(key, hooks, origin.load()).await
+    let detached = cache.detachable(background);
+    cache.load(key, hooks, origin.load(), detached).await
 }
 
 async fn wait_until(what: &str, condition: impl Fn() -> bool) {
@@ -176,10 +182,15 @@ async fn early_refresh_fires_before_expiry_for_a_hot_key_and_never_twice_at_once
     let mut origin = Origin::new(|n| Ok(format!("v{n}")));
     let slow = origin.clone();
     let first = cache
-        .load(1, hooks(), async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            slow.load().await
-        })
+        .load(
+            1,
+            hooks(),
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                slow.load().await
+            },
+            None,
+        )
         .await;
     assert_eq!(first.unwrap(), "v0");
 
@@ -256,14 +267,14 @@ async fn none_is_an_answer_fail_safe_never_covers_it() {
         std::future::ready(answer.map(String::from))
     };
     let hooks = LoadHooks::new(FailureShare::unit());
-    let first = cache.load(1, hooks, load(Some("ada"))).await;
+    let first = cache.load(1, hooks, load(Some("ada")), None).await;
     assert_eq!(first.as_deref(), Some("ada"));
     clock.advance(TTL + Duration::from_secs(1));
     // The user was deleted: `None`, not the old value.
-    assert_eq!(cache.load(1, hooks, load(None)).await, None);
+    assert_eq!(cache.load(1, hooks, load(None), None).await, None);
     assert_eq!(cache.stats().fail_safe_hits, 0);
     // And the old value is gone, not kept as a fallback.
-    assert_eq!(cache.load(1, hooks, load(None)).await, None);
+    assert_eq!(cache.load(1, hooks, load(None), None).await, None);
     assert_eq!(loads.load(SeqCst), 3);
 }
 
@@ -455,4 +466,123 @@ async fn an_explicit_refresh_that_fails_leaves_the_value_alone() {
         "the error, not a fallback"
     );
     assert_eq!(cache.get_fresh(&1).as_deref(), Some("v0"));
+}
+
+fn timeout_hooks() -> LoadHooks<String, String> {
+    hooks().timeout_error(|| "timed out".to_owned())
+}
+
+// Deadlines are tokio timers: paused time advances on its own once every
+// task waits, so "the load is slower than the timeout" is exact.
+
+#[tokio::test(start_paused = true)]
+async fn a_soft_timeout_serves_the_fallback_and_the_load_fills_the_cache_later() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("soft-timeout", TTL)
+            .fail_safe(Duration::from_secs(600))
+            .timeout(Duration::from_millis(300)),
+        &clock,
+    );
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+
+    origin.gate = Gate::closed();
+    let started = tokio::time::Instant::now();
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.timeouts, stats.fail_safe_hits),
+        (1, 0),
+        "not a failure"
+    );
+
+    // The load goes on without any caller and stores its value.
+    origin.gate.release();
+    wait_until("the late load landed", || cache.get_fresh(&1).is_some()).await;
+    assert_eq!(cache.get_fresh(&1).as_deref(), Some("v1"));
+    assert_eq!(origin.loads(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hard_timeout_answers_in_time_and_the_late_value_is_stored_once() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("hard-timeout", TTL).hard_timeout(Duration::from_secs(5)),
+        &clock,
+    );
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    origin.gate = Gate::closed();
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        call(cache, 1, &origin, timeout_hooks()).await.unwrap_err(),
+        "timed out"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    // A caller arriving meanwhile joins the same load and waits its own 5 s.
+    assert_eq!(
+        call(cache, 1, &origin, timeout_hooks()).await.unwrap_err(),
+        "timed out"
+    );
+    assert_eq!(origin.loads(), 1, "no second load beside the first");
+    assert_eq!(cache.stats().timeouts, 2);
+
+    origin.gate.release();
+    wait_until("the late value landed", || cache.get_fresh(&1).is_some()).await;
+    assert_eq!(
+        call(cache, 1, &origin, timeout_hooks()).await.unwrap(),
+        "v0"
+    );
+    assert_eq!(origin.loads(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hard_timeout_answers_with_the_fail_safe_fallback_when_there_is_one() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("hard-timeout-fallback", TTL)
+            .fail_safe(Duration::from_secs(600))
+            .hard_timeout(Duration::from_secs(5)),
+        &clock,
+    );
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, timeout_hooks()).await.unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+    origin.gate = Gate::closed();
+    assert_eq!(
+        call(cache, 1, &origin, timeout_hooks()).await.unwrap(),
+        "v0"
+    );
+    assert_eq!(cache.stats().fail_safe_hits, 1);
+    origin.gate.release();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalidation_during_a_timed_out_load_is_never_undone() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("timeout-invalidate", TTL).hard_timeout(Duration::from_secs(5)),
+        &clock,
+    );
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    origin.gate = Gate::closed();
+    assert!(call(cache, 1, &origin, timeout_hooks()).await.is_err());
+    cache.invalidate(&1);
+    origin.gate.release();
+    wait_until("the old load answered", || {
+        origin.answered.load(SeqCst) == 1
+    })
+    .await;
+    // It stores (or not) in the same poll as it answers; let that poll end.
+    tokio::task::yield_now().await;
+    assert!(
+        cache.get_fresh(&1).is_none(),
+        "the load began before the invalidation"
+    );
+    assert_eq!(
+        call(cache, 1, &origin, timeout_hooks()).await.unwrap(),
+        "v1"
+    );
 }

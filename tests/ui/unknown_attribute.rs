@@ -5,7 +5,7 @@ async fn typo(id: u64) -> u64 {
     id
 }
 
-#[cached(ttl = "1m", hard_timeout = "5s")]
+#[cached(ttl = "1m", tags = ["users"])]
 async fn not_yet(id: u64) -> u64 {
     id
 }

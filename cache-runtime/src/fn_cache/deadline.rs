@@ -1,0 +1,184 @@
+//! Loads that callers stop waiting for: `timeout` (soft: with a fallback at
+//! hand, serve it once the timeout elapses) and `hard_timeout` (callers stop
+//! waiting: the fail-safe fallback if there is one, else
+//! `herdcache::Error::Timeout` as the function's error).
+//!
+//! Either way the load goes on: it runs on its own task, from owned copies
+//! of the arguments, and stores its value when it lands. Abandoning it
+//! would send the next caller into the same slow load again and again.
+//! Callers arriving meanwhile join it and wait at most their own deadline.
+
+use std::future::Future;
+use std::hash::Hash;
+
+use super::{FnCache, Found, LoadKind};
+use crate::background::BackgroundLoad;
+use crate::config::LoadHooks;
+use crate::flight::{Landing, Role};
+use crate::memory::Payload;
+use crate::outcome::Outcome;
+use crate::stats::Counter;
+
+impl<K, V> FnCache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    pub(super) async fn load_within_deadlines<R, F>(
+        &'static self,
+        key: K,
+        hooks: LoadHooks<V, R::Failure>,
+        loader: F,
+        detached: BackgroundLoad<R>,
+    ) -> R
+    where
+        R: Outcome<Value = V> + Send + 'static,
+        F: Future<Output = R>,
+    {
+        let mut detached = Some(detached);
+        let mut first_try = true;
+        loop {
+            let role = {
+                let mut shard = self.flights.lock(&key);
+                match self.find(&key) {
+                    Found::Fresh { value, .. } | Found::Stale(value) => {
+                        if first_try {
+                            self.counters.incr(Counter::Hits);
+                        }
+                        return R::from_value(value);
+                    }
+                    Found::Negative(failure) => {
+                        if first_try {
+                            self.counters.incr(Counter::Hits);
+                            self.counters.incr(Counter::NegativeHits);
+                        }
+                        return R::from_failure(hooks.share.unshare(&failure));
+                    }
+                    Found::Miss => {}
+                }
+                shard.join_or_lead(&key)
+            };
+            if first_try {
+                self.counters.incr(Counter::Misses);
+            }
+            let flight = match role {
+                Role::Join(flight) => {
+                    if first_try {
+                        self.counters.incr(Counter::Coalesced);
+                    }
+                    flight
+                }
+                Role::Lead(flight) => {
+                    // Wait as a joined caller would, for the load on its task.
+                    flight.add_waiter();
+                    let load = detached.take().expect("a caller leads at most once");
+                    let (task_key, task_flight) = (key.clone(), flight.clone());
+                    let task = async move {
+                        let _ = self
+                            .lead(task_key, task_flight, hooks, load, LoadKind::Detached)
+                            .await;
+                    };
+                    if !crate::background::spawn(task) {
+                        // No runtime to run it on: load here, with no deadline.
+                        return self
+                            .lead(key, flight, hooks, loader, LoadKind::Foreground)
+                            .await;
+                    }
+                    flight
+                }
+            };
+            first_try = false;
+            match self.wait_within_deadlines(&key, flight.wait()).await {
+                Waited::Landed(Landing::Value(value)) => return R::from_value(value),
+                Waited::Landed(Landing::Failure(failure)) => {
+                    return R::from_failure(hooks.share.unshare(&failure))
+                }
+                Waited::Landed(Landing::Abandoned) => {
+                    // The leader died: lead again, detached if the copy is
+                    // still ours, else here.
+                    if detached.is_none() {
+                        return self.load_with(key, hooks, loader).await;
+                    }
+                }
+                Waited::Fallback(value) => return R::from_value(value),
+                Waited::TimedOut => {
+                    if let Some(timeout_error) = hooks.timeout_error {
+                        return R::from_failure(timeout_error());
+                    }
+                    // No error to give (the macro only sets `hard_timeout`
+                    // on a `Result`): wait it out.
+                    match flight.wait().await {
+                        Landing::Value(value) => return R::from_value(value),
+                        Landing::Failure(failure) => {
+                            return R::from_failure(hooks.share.unshare(&failure))
+                        }
+                        Landing::Abandoned => return self.load_with(key, hooks, loader).await,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for `landing` until the deadlines say stop.
+    async fn wait_within_deadlines(
+        &self,
+        key: &K,
+        landing: impl Future<Output = Landing<V>>,
+    ) -> Waited<V> {
+        let soft = self.deadlines.soft.filter(|_| self.fallback(key).is_some());
+        let first = match (soft, self.deadlines.hard) {
+            (Some(soft), Some(hard)) => Some(soft.min(hard)),
+            (soft, hard) => soft.or(hard),
+        };
+        let Some(first) = first else {
+            return Waited::Landed(landing.await);
+        };
+        let mut landing = std::pin::pin!(landing);
+        if let Ok(landed) = tokio::time::timeout(first, landing.as_mut()).await {
+            return Waited::Landed(landed);
+        }
+        self.counters.incr(Counter::Timeouts);
+        // A fallback still there (not invalidated meanwhile) answers. After
+        // a soft timeout that is all; after a hard one it is fail-safe's.
+        if let Some(value) = self.fallback(key) {
+            if Some(first) == self.deadlines.hard {
+                self.counters.incr(Counter::FailSafeHits);
+            }
+            return Waited::Fallback(value);
+        }
+        let Some(hard) = self.deadlines.hard else {
+            return Waited::Landed(landing.await);
+        };
+        match hard.checked_sub(first).filter(|rest| !rest.is_zero()) {
+            None => Waited::TimedOut,
+            Some(rest) => match tokio::time::timeout(rest, landing).await {
+                Ok(landed) => Waited::Landed(landed),
+                Err(_) => match self.fallback(key) {
+                    Some(value) => {
+                        self.counters.incr(Counter::FailSafeHits);
+                        Waited::Fallback(value)
+                    }
+                    None => Waited::TimedOut,
+                },
+            },
+        }
+    }
+
+    /// The value a caller may be given instead of waiting: an entry's value
+    /// within its fail-safe window.
+    fn fallback(&self, key: &K) -> Option<V> {
+        let entry = self.memory.get(key)?;
+        let now = self.clock.now_nanos();
+        match entry.payload {
+            Payload::Value(value) if now < entry.fail_safe_until => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// How a wait within deadlines ended.
+enum Waited<V> {
+    Landed(Landing<V>),
+    Fallback(V),
+    TimedOut,
+}
