@@ -46,8 +46,10 @@
 //!   `fail_safe` answers a failing load with the last good value for a
 //!   window, asking the origin again at most every `fail_safe_throttle`;
 //!   `negative_ttl`/`negative` cache failures by rule; `ttl_for` gives a
-//!   value its own freshness. Background refreshes run on the caller's tokio
-//!   runtime from copies of the arguments (`Self: Clone` for `&self`).
+//!   value its own freshness; `timeout`/`hard_timeout` bound how long a
+//!   caller waits (a fallback, or [`Error::Timeout`] as the function's
+//!   error) while the load goes on. Background work runs on the caller's
+//!   tokio runtime from copies of the arguments (`Self: Clone` for `&self`).
 //! - **Invalidation is linearizable.** Once `<fn>_invalidate(..).await`
 //!   returns, no call that starts afterwards sees a value whose load began
 //!   before it.

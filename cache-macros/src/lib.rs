@@ -37,6 +37,8 @@ use syn::parse::Parser;
 /// | `negative_ttl = "5s"` | cache `Err` and `None` this long | off |
 /// | `negative = path` | `fn(&E) -> Option<Duration>`: which errors to cache, how long | off |
 /// | `ttl_for = path` | `fn(&T) -> Duration`: the value's own freshness, capped by `ttl` | off |
+/// | `timeout = "300ms"` | with a stale or fail-safe fallback, wait this long for a load, then serve it | off |
+/// | `hard_timeout = "5s"` | wait at most this long: the fallback, else `herdcache::Error::Timeout` as `E` | off |
 ///
 /// `Ok`, `Some` and plain values are cached; `Err` and `None` are not. The
 /// value must be `Clone + Send + Sync + 'static` (return `Arc<T>` for big
