@@ -75,19 +75,25 @@ impl Context<'_> {
         let load = self.load_call(quote!(load));
         let alias_check = self.alias_check();
         let hooks = self.hooks();
-        let background = self.background();
+        // Only functions that refresh in the background compile the
+        // machinery that spawns (one instantiation per function).
+        let hit = if self.plan.policy.refreshes() {
+            let background = self.background();
+            quote! {
+                #private::FnCache::hit_or_refresh(
+                    __herdcache_cache, &__herdcache_key, __herdcache_hooks, #background,
+                )
+            }
+        } else {
+            quote!(#private::FnCache::hit(__herdcache_cache, &__herdcache_key, __herdcache_hooks))
+        };
         let from_hit = self
             .to_caller(quote!(#private::Through::to_caller(__herdcache_through, __herdcache_hit)));
         let body = quote! {
             #alias_check
             #prelude
             #hooks
-            if let ::core::option::Option::Some(__herdcache_hit) = #private::FnCache::hit(
-                __herdcache_cache,
-                &__herdcache_key,
-                __herdcache_hooks,
-                #background,
-            ) {
+            if let ::core::option::Option::Some(__herdcache_hit) = #hit {
                 return #from_hit;
             }
             #load
@@ -439,10 +445,16 @@ impl Context<'_> {
         };
         // A load callers may stop waiting for runs on its own task, from
         // copies of the arguments made before the loader takes them.
-        let detached = (method.to_string() == "load").then(|| {
+        let (method, detached) = if method.to_string() == "load" && self.plan.policy.has_deadlines()
+        {
             let background = self.background();
-            quote!(#private::FnCache::detachable(__herdcache_cache, #background),)
-        });
+            (
+                quote!(load_or_detach),
+                Some(quote!(#private::FnCache::detachable(__herdcache_cache, #background),)),
+            )
+        } else {
+            (method, None)
+        };
         self.to_caller(quote! {
             #private::Through::to_caller(
                 __herdcache_through,

@@ -60,12 +60,19 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
+    /// Whether a hit may start a background refresh.
+    pub(crate) fn refreshes(&self) -> bool {
+        self.swr.is_some() || self.early_refresh.is_some()
+    }
+
+    /// Whether callers may stop waiting for a load.
+    pub(crate) fn has_deadlines(&self) -> bool {
+        self.timeout.is_some() || self.hard_timeout.is_some()
+    }
+
     /// Whether the body may run later, from copies of the arguments.
     pub(crate) fn runs_in_background(&self) -> bool {
-        self.swr.is_some()
-            || self.early_refresh.is_some()
-            || self.timeout.is_some()
-            || self.hard_timeout.is_some()
+        self.refreshes() || self.has_deadlines()
     }
 }
 

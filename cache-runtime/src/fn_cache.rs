@@ -184,12 +184,43 @@ where
     }
 
     /// The hit path of a `#[cached]` call: the outcome for `key` if the
-    /// cache can answer now (a fresh or stale value, a cached failure),
-    /// starting a background refresh (`background` makes its load) when the
-    /// value is stale or early refresh drew this call. `hooks` is called
-    /// only when needed. No lock, no allocation on a fresh hit.
+    /// cache can answer now (a fresh value, a cached failure). `hooks` is
+    /// called only for a cached failure. No lock, no allocation.
+    ///
+    /// For a function without background policies: a stale value (which it
+    /// does not have) would be served without a refresh.
     #[inline]
-    pub fn hit<R, H, B>(&'static self, key: &K, hooks: H, background: B) -> Option<R>
+    pub fn hit<R, H>(&self, key: &K, hooks: H) -> Option<R>
+    where
+        R: Outcome<Value = V>,
+        H: FnOnce() -> LoadHooks<V, R::Failure>,
+    {
+        match self.find(key) {
+            Found::Fresh { value, .. } => {
+                self.counters.incr(Counter::Hits);
+                Some(R::from_value(value))
+            }
+            Found::Stale(value) => {
+                self.counters.incr(Counter::Hits);
+                self.counters.incr(Counter::StaleHits);
+                Some(R::from_value(value))
+            }
+            Found::Negative(failure) => {
+                self.counters.incr(Counter::Hits);
+                self.counters.incr(Counter::NegativeHits);
+                Some(R::from_failure(hooks().share.unshare(&failure)))
+            }
+            Found::Miss => None,
+        }
+    }
+
+    /// [`hit`](Self::hit) for a function with `swr` or early refresh: a
+    /// stale value, or a fresh one early refresh drew, also starts a
+    /// background refresh (`background` makes its load). Separate from `hit`
+    /// so that functions without these policies do not compile the
+    /// spawning machinery.
+    #[inline]
+    pub fn hit_or_refresh<R, H, B>(&'static self, key: &K, hooks: H, background: B) -> Option<R>
     where
         R: Outcome<Value = V> + Send + 'static,
         H: FnOnce() -> LoadHooks<V, R::Failure>,
@@ -279,11 +310,19 @@ where
     ///
     /// If the leading caller is dropped or its loader panics, the callers
     /// waiting on it wake and one of them leads a new load with its own loader.
-    ///
-    /// With `timeout` or `hard_timeout`, `detached` (the same load, from
-    /// owned copies of the arguments; see [`detachable`](Self::detachable))
-    /// runs on its own task and callers wait for it at most that long.
-    pub async fn load<R, F>(
+    pub async fn load<R, F>(&self, key: K, hooks: LoadHooks<V, R::Failure>, loader: F) -> R
+    where
+        R: Outcome<Value = V>,
+        F: Future<Output = R>,
+    {
+        self.load_with(key, hooks, loader).await
+    }
+
+    /// [`load`](Self::load) for a function with `timeout` or `hard_timeout`:
+    /// `detached` (the same load from owned copies of the arguments, see
+    /// [`detachable`](Self::detachable)) runs on its own task and callers
+    /// wait for it at most that long.
+    pub async fn load_or_detach<R, F>(
         &'static self,
         key: K,
         hooks: LoadHooks<V, R::Failure>,
@@ -303,8 +342,8 @@ where
         }
     }
 
-    /// The load [`load`](Self::load) can detach: made only when the
-    /// function has a deadline (it copies the arguments).
+    /// The load [`load_or_detach`](Self::load_or_detach) can detach: made
+    /// only when the function has a deadline (it copies the arguments).
     #[inline]
     pub fn detachable<R, B>(&self, background: B) -> Option<BackgroundLoad<R>>
     where

@@ -92,11 +92,13 @@ async fn call(
 ) -> Result<String, String> {
     let background =
         || -> Option<BackgroundLoad<Result<String, String>>> { Some(Box::pin(origin.load())) };
-    if let Some(hit) = cache.hit(&key, || hooks, background) {
+    if let Some(hit) = cache.hit_or_refresh(&key, || hooks, background) {
         return hit;
     }
     let detached = cache.detachable(background);
-    cache.load(key, hooks, origin.load(), detached).await
+    cache
+        .load_or_detach(key, hooks, origin.load(), detached)
+        .await
 }
 
 async fn wait_until(what: &str, condition: impl Fn() -> bool) {
@@ -182,15 +184,10 @@ async fn early_refresh_fires_before_expiry_for_a_hot_key_and_never_twice_at_once
     let mut origin = Origin::new(|n| Ok(format!("v{n}")));
     let slow = origin.clone();
     let first = cache
-        .load(
-            1,
-            hooks(),
-            async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                slow.load().await
-            },
-            None,
-        )
+        .load(1, hooks(), async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            slow.load().await
+        })
         .await;
     assert_eq!(first.unwrap(), "v0");
 
@@ -267,14 +264,14 @@ async fn none_is_an_answer_fail_safe_never_covers_it() {
         std::future::ready(answer.map(String::from))
     };
     let hooks = LoadHooks::new(FailureShare::unit());
-    let first = cache.load(1, hooks, load(Some("ada")), None).await;
+    let first = cache.load(1, hooks, load(Some("ada"))).await;
     assert_eq!(first.as_deref(), Some("ada"));
     clock.advance(TTL + Duration::from_secs(1));
     // The user was deleted: `None`, not the old value.
-    assert_eq!(cache.load(1, hooks, load(None), None).await, None);
+    assert_eq!(cache.load(1, hooks, load(None)).await, None);
     assert_eq!(cache.stats().fail_safe_hits, 0);
     // And the old value is gone, not kept as a fallback.
-    assert_eq!(cache.load(1, hooks, load(None), None).await, None);
+    assert_eq!(cache.load(1, hooks, load(None)).await, None);
     assert_eq!(loads.load(SeqCst), 3);
 }
 
