@@ -38,8 +38,9 @@ enum LoadKind {
 enum Found<V> {
     /// A fresh value; `refresh` when early refresh drew this call.
     Fresh { value: V, refresh: bool },
-    /// A value past its freshness but within its stale window.
-    Stale(V),
+    /// A value past its freshness but within its stale window; `refresh`
+    /// unless a refresh of it already runs.
+    Stale { value: V, refresh: bool },
     /// A cached failure.
     Negative(Arc<SharedFailure>),
     /// Nothing that can be served: load.
@@ -173,12 +174,16 @@ where
             Payload::Failure(failure) if now < entry.fresh_until => Found::Negative(failure),
             Payload::Failure(_) => Found::Miss,
             Payload::Value(value) if now < entry.fresh_until => Found::Fresh {
-                refresh: self
-                    .expiry
-                    .early_refresh_due(now, entry.fresh_until, entry.load_nanos),
+                refresh: !entry.refreshing
+                    && self
+                        .expiry
+                        .early_refresh_due(now, entry.fresh_until, entry.load_nanos),
                 value,
             },
-            Payload::Value(value) if now < entry.stale_until => Found::Stale(value),
+            Payload::Value(value) if now < entry.stale_until => Found::Stale {
+                value,
+                refresh: !entry.refreshing,
+            },
             Payload::Value(_) => Found::Miss,
         }
     }
@@ -200,7 +205,7 @@ where
                 self.counters.incr(Counter::Hits);
                 Some(R::from_value(value))
             }
-            Found::Stale(value) => {
+            Found::Stale { value, .. } => {
                 self.counters.incr(Counter::Hits);
                 self.counters.incr(Counter::StaleHits);
                 Some(R::from_value(value))
@@ -234,10 +239,12 @@ where
                 }
                 Some(R::from_value(value))
             }
-            Found::Stale(value) => {
+            Found::Stale { value, refresh } => {
                 self.counters.incr(Counter::Hits);
                 self.counters.incr(Counter::StaleHits);
-                self.refresh_in_background(key, hooks(), background);
+                if refresh {
+                    self.refresh_in_background(key, hooks(), background);
+                }
                 Some(R::from_value(value))
             }
             Found::Negative(failure) => {
@@ -274,6 +281,9 @@ where
             if shard.is_attached(key) {
                 return;
             }
+            // Mark the entry, so that stale hits stop looking for a refresh.
+            // Under the lock: an invalidation must not be undone by it.
+            self.mark_refreshing(key, true);
             shard.lead_anew(key)
         };
         self.counters.incr(Counter::Refreshes);
@@ -375,7 +385,7 @@ where
                     }
                     // Stale since the fast path looked: served as stale;
                     // the next call starts the refresh.
-                    Found::Stale(value) => {
+                    Found::Stale { value, .. } => {
                         if first_try {
                             self.counters.incr(Counter::Hits);
                             self.counters.incr(Counter::StaleHits);
@@ -454,7 +464,31 @@ where
         };
         self.counters.incr(Counter::Loads);
         let started = Instant::now();
-        let outcome = loader.await;
+        let outcome = match catch_unwind(loader).await {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                // A panic is a failure fail-safe covers; without a fallback
+                // it goes on up, and the guard wakes the waiters.
+                let answered =
+                    guard.flight.waiters() as u64 + u64::from(kind == LoadKind::Foreground);
+                match kind {
+                    LoadKind::Explicit => None,
+                    _ => self.serve_fallback(&guard.key, &guard.flight),
+                }
+                .map_or_else(
+                    || std::panic::resume_unwind(panic),
+                    |fallback| {
+                        self.counters.incr(if kind == LoadKind::Background {
+                            Counter::RefreshErrors
+                        } else {
+                            Counter::LoadErrors
+                        });
+                        self.counters.add(Counter::FailSafeHits, answered);
+                        R::from_value(fallback)
+                    },
+                )
+            }
+        };
         let took = started.elapsed();
         self.latency.record(took);
         let outcome = match outcome.into_parts() {
@@ -491,9 +525,13 @@ where
             self.counters.incr(counter);
         }
         let waiters = flight.waiters();
-        // A refresh nobody joined: the stale value stays until its window ends.
+        // A refresh nobody joined: the stale value stays until its window
+        // ends, and the next stale hit may try again.
         if kind == LoadKind::Background && waiters == 0 && R::FAILURE_IS_ERROR {
-            self.detach(key, flight);
+            let mut shard = self.flights.lock(key);
+            if shard.detach_if(key, flight) {
+                self.mark_refreshing(key, false);
+            }
             return R::from_failure(failure);
         }
         if R::FAILURE_IS_ERROR && kind != LoadKind::Explicit {
@@ -595,6 +633,17 @@ where
         }
     }
 
+    /// Marks the entry of `key` as being refreshed, or not. The caller holds
+    /// the key's shard lock. (This clones the value: user code, under it.)
+    fn mark_refreshing(&self, key: &K, refreshing: bool) {
+        if let Some(mut entry) = self.memory.get(key) {
+            if entry.refreshing != refreshing {
+                entry.refreshing = refreshing;
+                self.memory.insert(key.clone(), entry);
+            }
+        }
+    }
+
     /// Detaches `flight` if it is still attached.
     fn detach(&self, key: &K, flight: &Arc<Flight<V>>) {
         self.flights.lock(key).detach_if(key, flight);
@@ -664,6 +713,19 @@ where
     }
 }
 
+/// Runs `loader`, catching a panic in it (zero cost unless it panics).
+async fn catch_unwind<F: Future>(loader: F) -> std::thread::Result<F::Output> {
+    let mut loader = std::pin::pin!(loader);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loader.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    })
+    .await
+}
+
 /// An entry holding `value`.
 fn entry_of<V>(value: V, horizons: Horizons, load_nanos: Nanos) -> Entry<V> {
     entry(Payload::Value(value), horizons, load_nanos)
@@ -677,6 +739,7 @@ fn entry<V>(payload: Payload<V>, horizons: Horizons, load_nanos: Nanos) -> Entry
         fail_safe_until: horizons.fail_safe_until,
         load_nanos,
         lifetime: nanos(horizons.lifetime),
+        refreshing: false,
     }
 }
 

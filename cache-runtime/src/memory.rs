@@ -49,6 +49,9 @@ pub(crate) struct Entry<V> {
     /// How long moka keeps the entry (with per-entry expiry): the span up
     /// to its last horizon.
     pub(crate) lifetime: Nanos,
+    /// A background refresh of it is running: a stale hit need not look
+    /// for one (which takes a lock).
+    pub(crate) refreshing: bool,
 }
 
 /// Tells moka to drop each entry when its own lifetime is over.

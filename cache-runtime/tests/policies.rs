@@ -583,3 +583,25 @@ async fn an_invalidation_during_a_timed_out_load_is_never_undone() {
         "v1"
     );
 }
+
+#[tokio::test]
+async fn a_panicking_load_is_answered_by_fail_safe() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("fail-safe-panic", TTL).fail_safe(Duration::from_secs(600)),
+        &clock,
+    );
+    let origin = Origin::new(|n| match n {
+        0 => Ok("v0".into()),
+        _ => panic!("the origin's client panicked"),
+    });
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    let stats = cache.stats();
+    assert_eq!((stats.fail_safe_hits, stats.load_errors), (1, 1));
+
+    // Without a fallback the panic goes on up to the caller, as before.
+    let cold = tokio::spawn(async move { call(cache, 2, &origin, hooks()).await });
+    assert!(cold.await.unwrap_err().is_panic());
+}

@@ -41,7 +41,7 @@ where
             let role = {
                 let mut shard = self.flights.lock(&key);
                 match self.find(&key) {
-                    Found::Fresh { value, .. } | Found::Stale(value) => {
+                    Found::Fresh { value, .. } | Found::Stale { value, .. } => {
                         if first_try {
                             self.counters.incr(Counter::Hits);
                         }
