@@ -605,3 +605,58 @@ async fn a_panicking_load_is_answered_by_fail_safe() {
     let cold = tokio::spawn(async move { call(cache, 2, &origin, hooks()).await });
     assert!(cold.await.unwrap_err().is_panic());
 }
+
+#[tokio::test]
+async fn a_caller_past_the_stale_window_joins_the_refresh_in_flight() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("swr-join", TTL).swr(Duration::from_secs(30)),
+        &clock,
+    );
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+    origin.gate = Gate::closed();
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    wait_until("the refresh started", || origin.loads() == 2).await;
+
+    // Past the stale window: no value to serve, so wait, on the refresh.
+    clock.advance(Duration::from_secs(30));
+    let late = {
+        let origin = origin.clone();
+        tokio::spawn(async move { call(cache, 1, &origin, hooks()).await })
+    };
+    wait_until("the late caller joined", || cache.stats().coalesced == 1).await;
+    origin.gate.release();
+    assert_eq!(late.await.unwrap().unwrap(), "v1");
+    assert_eq!(origin.loads(), 2, "no load beside the refresh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalidation_during_a_soft_timed_out_load_is_never_undone() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("soft-timeout-invalidate", TTL)
+            .fail_safe(Duration::from_secs(600))
+            .timeout(Duration::from_millis(300)),
+        &clock,
+    );
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+    origin.gate = Gate::closed();
+    assert_eq!(
+        call(cache, 1, &origin, hooks()).await.unwrap(),
+        "v0",
+        "the fallback"
+    );
+    cache.invalidate(&1);
+    origin.gate.release();
+    wait_until("the timed-out load answered", || {
+        origin.answered.load(SeqCst) == 2
+    })
+    .await;
+    tokio::task::yield_now().await;
+    assert!(cache.get_fresh(&1).is_none());
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v2");
+}
