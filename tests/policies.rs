@@ -229,3 +229,25 @@ async fn a_hard_timeout_converts_into_the_error_type_and_the_load_goes_on() {
     })
     .await;
 }
+
+static SAME_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// `swr = true`: the stale window is as long as the ttl.
+#[cached(ttl = "200ms", swr = true)]
+async fn same_window(id: u64) -> u64 {
+    SAME_LOADS.fetch_add(1, SeqCst);
+    id
+}
+
+#[tokio::test]
+async fn swr_true_makes_the_stale_window_as_long_as_the_ttl() {
+    testing::isolate(async {
+        same_window(1).await;
+        // Past the 200 ms ttl, inside the 200 ms stale window after it
+        // (an oversleep of up to 150 ms still lands inside).
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        same_window(1).await;
+        assert_eq!(same_window_cache().stats().stale_hits, 1);
+    })
+    .await;
+}
