@@ -19,6 +19,10 @@ use std::time::Duration;
 
 use crate::clock::{nanos, Nanos};
 
+/// The longest the memory tier keeps an entry: moka refuses more than 1 000
+/// years, and "forever" settings (`fail_safe = "100000d"`) must not panic.
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// The freshness budget of one cached function.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ExpiryPolicy {
@@ -127,14 +131,15 @@ impl ExpiryPolicy {
     /// exactly its own ttl.
     pub(crate) fn same_lifetime(&self, varied: bool) -> Option<Duration> {
         if self.has_policies() {
-            let longest_ttl = self.ttl.mul_f64(1.0 + self.jitter);
-            return Some(
-                longest_ttl
-                    .saturating_add(self.swr)
-                    .saturating_add(self.fail_safe),
-            );
+            let longest_ttl = self
+                .ttl
+                .saturating_add(self.ttl.mul_f64(self.jitter.min(1.0)));
+            let longest = longest_ttl
+                .saturating_add(self.swr)
+                .saturating_add(self.fail_safe);
+            return Some(longest.min(MAX_LIFETIME));
         }
-        (self.jitter == 0.0 && !varied).then_some(self.ttl)
+        (self.jitter == 0.0 && !varied).then_some(self.ttl.min(MAX_LIFETIME))
     }
 
     /// The ttl for a draw `unit` in `[0, 1)`: `unit = 0` gives the shortest,
@@ -142,7 +147,9 @@ impl ExpiryPolicy {
     pub fn ttl_for_draw(&self, unit: f64) -> Duration {
         let factor = 1.0 - self.jitter + 2.0 * self.jitter * unit.clamp(0.0, 1.0);
         // A jitter of 1.0 may draw zero; an entry must live at least a moment.
-        self.ttl.mul_f64(factor).max(Duration::from_nanos(1))
+        Duration::try_from_secs_f64(self.ttl.as_secs_f64() * factor)
+            .unwrap_or(Duration::MAX)
+            .max(Duration::from_nanos(1))
     }
 
     /// Draws the ttl of one entry.

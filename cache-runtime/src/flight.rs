@@ -66,6 +66,11 @@ impl<V: Clone> Flight<V> {
         self.waiters.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// A caller that stopped waiting (a deadline passed).
+    pub(crate) fn remove_waiter(&self) {
+        self.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Publishes the outcome and wakes every waiter. The first outcome
     /// stands: a leader lands once, and its guard lands `Abandoned` only if
     /// it never did.
@@ -133,11 +138,18 @@ impl<K: Hash + Eq + Clone, V: Clone> FlightMap<K, V> {
         Shard(lock(&self.shards[index]))
     }
 
-    /// Detaches every flight: none of them will store its value.
-    pub(crate) fn detach_all(&self) {
-        for shard in self.shards.iter() {
-            lock(shard).clear();
-        }
+    /// Detaches every flight (none of them will store its value) and keeps
+    /// every shard locked until the guards are dropped. Shards are always
+    /// locked in index order, and nothing else holds two at once.
+    pub(crate) fn detach_all_locked(&self) -> Vec<MutexGuard<'_, Attached<K, V>>> {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let mut shard = lock(shard);
+                shard.clear();
+                shard
+            })
+            .collect()
     }
 }
 

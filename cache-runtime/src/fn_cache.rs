@@ -278,7 +278,12 @@ where
         let Some(load) = background() else { return };
         let flight = {
             let mut shard = self.flights.lock(key);
-            if shard.is_attached(key) {
+            // Another refresh may have started, or landed, since the hit.
+            let due = match self.find(key) {
+                Found::Fresh { refresh, .. } | Found::Stale { refresh, .. } => refresh,
+                Found::Negative(_) | Found::Miss => false,
+            };
+            if !due || shard.is_attached(key) {
                 return;
             }
             // Mark the entry, so that stale hits stop looking for a refresh.
@@ -471,8 +476,12 @@ where
                 // it goes on up, and the guard wakes the waiters.
                 let answered =
                     guard.flight.waiters() as u64 + u64::from(kind == LoadKind::Foreground);
+                // As for an `Err`: `_refresh` answers with its failure, and
+                // a refresh nobody joined leaves the stale value alone.
+                let unjoined_refresh = kind == LoadKind::Background && answered == 0;
                 match kind {
                     LoadKind::Explicit => None,
+                    _ if unjoined_refresh => None,
                     _ => self.serve_fallback(&guard.key, &guard.flight),
                 }
                 .map_or_else(
@@ -517,21 +526,21 @@ where
         kind: LoadKind,
     ) -> R {
         let counter = match kind {
+            _ if !R::FAILURE_IS_ERROR => None,
             LoadKind::Background => Some(Counter::RefreshErrors),
-            _ if R::FAILURE_IS_ERROR => Some(Counter::LoadErrors),
-            _ => None,
+            _ => Some(Counter::LoadErrors),
         };
         if let Some(counter) = counter {
             self.counters.incr(counter);
         }
+        // Callers may still join until the flight is detached below; one
+        // that joins after this count wakes to the guard's `Abandoned` and
+        // tries again, finding what this load left.
         let waiters = flight.waiters();
         // A refresh nobody joined: the stale value stays until its window
         // ends, and the next stale hit may try again.
         if kind == LoadKind::Background && waiters == 0 && R::FAILURE_IS_ERROR {
-            let mut shard = self.flights.lock(key);
-            if shard.detach_if(key, flight) {
-                self.mark_refreshing(key, false);
-            }
+            self.detach(key, flight);
             return R::from_failure(failure);
         }
         if R::FAILURE_IS_ERROR && kind != LoadKind::Explicit {
@@ -569,7 +578,7 @@ where
                     // `None` is an answer: the old value, stale or
                     // fallback, is gone with it.
                     _ if !R::FAILURE_IS_ERROR => self.memory.invalidate(key),
-                    _ => {}
+                    _ => self.mark_refreshing(key, false),
                 }
             }
         }
@@ -644,9 +653,13 @@ where
         }
     }
 
-    /// Detaches `flight` if it is still attached.
+    /// Detaches `flight` if it is still attached, storing nothing: the
+    /// entry it may have been refreshing is no longer being refreshed.
     fn detach(&self, key: &K, flight: &Arc<Flight<V>>) {
-        self.flights.lock(key).detach_if(key, flight);
+        let mut shard = self.flights.lock(key);
+        if shard.detach_if(key, flight) {
+            self.mark_refreshing(key, false);
+        }
     }
 
     /// Drops the value of `key`. When this returns, no later call sees a
@@ -664,18 +677,21 @@ where
 
     /// Drops every value, with the same guarantee as [`invalidate`](Self::invalidate).
     pub fn invalidate_all(&self) {
-        // Loads that land before their shard is detached store, and the
-        // memory tier's invalidate_all below removes what they stored: moka
-        // hides entries written strictly before its invalidation time, so
-        // wait for the clock to move past the last possible store. (This
-        // relies on moka stamping with std's `Instant`, as it does without
-        // its `quanta` feature, and comparing `entry < valid_after`.)
-        self.flights.detach_all();
+        // Stores made before the shards were locked are removed by the
+        // memory tier's invalidate_all below: moka hides entries written
+        // strictly before its invalidation time, so wait for the clock to
+        // move past the last possible store. (This relies on moka stamping
+        // with std's `Instant`, as it does without its `quanta` feature, and
+        // comparing `entry < valid_after`.)
+        // Every shard locked at once: every store into the memory tier
+        // happens under its key's shard lock, so none can slip in between.
+        let shards = self.flights.detach_all_locked();
         let detached_at = Instant::now();
         while Instant::now() <= detached_at {
             std::hint::spin_loop();
         }
         self.memory.invalidate_all();
+        drop(shards);
         self.counters.incr(Counter::Invalidations);
     }
 
@@ -764,17 +780,19 @@ where
     V: Clone + Send + Sync + 'static,
 {
     fn drop(&mut self) {
-        if self.finished {
-            return;
+        if !self.finished {
+            self.cache.detach(&self.key, &self.flight);
+            if std::thread::panicking() {
+                self.cache.counters.incr(if self.background {
+                    Counter::RefreshErrors
+                } else {
+                    Counter::LoadErrors
+                });
+            }
         }
-        self.cache.detach(&self.key, &self.flight);
-        if std::thread::panicking() {
-            self.cache.counters.incr(if self.background {
-                Counter::RefreshErrors
-            } else {
-                Counter::LoadErrors
-            });
-        }
+        // Always: a caller that joined after the outcome counted its
+        // waiters (and so got nothing landed) wakes and tries again. The
+        // first landing stands, so this changes nothing for the others.
         self.flight.land(Landing::Abandoned);
     }
 }

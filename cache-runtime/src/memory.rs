@@ -24,6 +24,7 @@ use moka::sync::Cache;
 use moka::Expiry;
 
 use crate::clock::Nanos;
+use crate::expiry::MAX_LIFETIME;
 use crate::outcome::SharedFailure;
 
 /// What an entry holds: a value, or a failure cached by a negative rule.
@@ -59,7 +60,7 @@ struct EntryLifetime;
 
 impl<K, V> Expiry<K, Entry<V>> for EntryLifetime {
     fn expire_after_create(&self, _: &K, entry: &Entry<V>, _: Instant) -> Option<Duration> {
-        Some(Duration::from_nanos(entry.lifetime))
+        Some(Duration::from_nanos(entry.lifetime).min(MAX_LIFETIME))
     }
 
     fn expire_after_update(
@@ -69,7 +70,7 @@ impl<K, V> Expiry<K, Entry<V>> for EntryLifetime {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(Duration::from_nanos(entry.lifetime))
+        Some(Duration::from_nanos(entry.lifetime).min(MAX_LIFETIME))
     }
 }
 

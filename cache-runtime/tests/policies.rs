@@ -660,3 +660,110 @@ async fn an_invalidation_during_a_soft_timed_out_load_is_never_undone() {
     assert!(cache.get_fresh(&1).is_none());
     assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_panicked_does_not_stop_the_next_one() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("swr-panic", TTL).swr(Duration::from_secs(30)),
+        &clock,
+    );
+    let origin = Origin::new(|n| match n {
+        1 => panic!("the refresh's client panicked"),
+        n => Ok(format!("v{n}")),
+    });
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    wait_until("the refresh panicked", || cache.stats().refresh_errors == 1).await;
+    // The entry is not left marked as being refreshed: the next stale hit
+    // starts another refresh, which succeeds.
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    wait_until("the second refresh landed", || {
+        cache.get_fresh(&1).as_deref() == Some("v2")
+    })
+    .await;
+    assert_eq!(cache.stats().refreshes, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_refresh_nobody_joined_leaves_the_stale_window_alone() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("swr-panic-fail-safe", TTL)
+            .swr(Duration::from_secs(60))
+            .fail_safe(Duration::from_secs(600)),
+        &clock,
+    );
+    let origin = Origin::new(|n| match n {
+        0 => Ok("v0".into()),
+        _ => panic!("the refresh's client panicked"),
+    });
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    wait_until("the refresh panicked", || cache.stats().refresh_errors == 1).await;
+    assert_eq!(
+        cache.stats().fail_safe_hits,
+        0,
+        "nobody asked for a fallback"
+    );
+    // Past the 5 s throttle, still inside the 60 s stale window: stale, not a miss.
+    clock.advance(Duration::from_secs(10));
+    let misses = cache.stats().misses;
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    assert_eq!(cache.stats().misses, misses);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hard_timeout_fallback_is_throttled_so_the_next_callers_do_not_wait() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("hard-timeout-throttle", TTL)
+            .fail_safe(Duration::from_secs(600))
+            .hard_timeout(Duration::from_secs(5)),
+        &clock,
+    );
+    let mut origin = Origin::new(|n| {
+        if n == 0 {
+            Ok("v0".into())
+        } else {
+            Err("down".into())
+        }
+    });
+    call(cache, 1, &origin, timeout_hooks()).await.unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+    origin.gate = Gate::closed();
+    assert_eq!(
+        call(cache, 1, &origin, timeout_hooks()).await.unwrap(),
+        "v0"
+    );
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        call(cache, 1, &origin, timeout_hooks()).await.unwrap(),
+        "v0"
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "served fresh for the throttle"
+    );
+    assert_eq!(cache.stats().fail_safe_hits, 1);
+
+    // The load then fails: its own fail-safe answer counts nobody twice.
+    origin.gate.release();
+    wait_until("the load failed", || cache.stats().load_errors == 1).await;
+    assert_eq!(cache.stats().fail_safe_hits, 1);
+    assert_eq!(origin.loads(), 2);
+}
+
+#[test]
+fn forever_windows_do_not_panic() {
+    let cache: FnCache<u64, u64> = FnCache::new(
+        CacheConfig::new("forever", Duration::MAX)
+            .jitter(0.5)
+            .swr(Duration::MAX)
+            .fail_safe(Duration::MAX),
+    );
+    assert!(cache.get_fresh(&1).is_none());
+}

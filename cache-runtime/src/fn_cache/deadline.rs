@@ -41,9 +41,16 @@ where
             let role = {
                 let mut shard = self.flights.lock(&key);
                 match self.find(&key) {
-                    Found::Fresh { value, .. } | Found::Stale { value, .. } => {
+                    Found::Fresh { value, .. } => {
                         if first_try {
                             self.counters.incr(Counter::Hits);
+                        }
+                        return R::from_value(value);
+                    }
+                    Found::Stale { value, .. } => {
+                        if first_try {
+                            self.counters.incr(Counter::Hits);
+                            self.counters.incr(Counter::StaleHits);
                         }
                         return R::from_value(value);
                     }
@@ -79,7 +86,9 @@ where
                             .await;
                     };
                     if !crate::background::spawn(task) {
-                        // No runtime to run it on: load here, with no deadline.
+                        // No runtime to run it on: load here, with no
+                        // deadline, as the leader rather than a waiter.
+                        flight.remove_waiter();
                         return self
                             .lead(key, flight, hooks, loader, LoadKind::Foreground)
                             .await;
@@ -88,7 +97,12 @@ where
                 }
             };
             first_try = false;
-            match self.wait_within_deadlines(&key, flight.wait()).await {
+            let waited = self.wait_within_deadlines(&key, flight.wait()).await;
+            if matches!(waited, Waited::Fallback(_) | Waited::TimedOut) {
+                // Gone: the load's outcome is not this caller's any more.
+                flight.remove_waiter();
+            }
+            match waited {
                 Waited::Landed(Landing::Value(value)) => return R::from_value(value),
                 Waited::Landed(Landing::Failure(failure)) => {
                     return R::from_failure(hooks.share.unshare(&failure))
@@ -142,7 +156,7 @@ where
         // a soft timeout that is all; after a hard one it is fail-safe's.
         if let Some(value) = self.fallback(key) {
             if Some(first) == self.deadlines.hard {
-                self.counters.incr(Counter::FailSafeHits);
+                self.fail_safe_answered(key);
             }
             return Waited::Fallback(value);
         }
@@ -155,13 +169,35 @@ where
                 Ok(landed) => Waited::Landed(landed),
                 Err(_) => match self.fallback(key) {
                     Some(value) => {
-                        self.counters.incr(Counter::FailSafeHits);
+                        self.fail_safe_answered(key);
                         Waited::Fallback(value)
                     }
                     None => Waited::TimedOut,
                 },
             },
         }
+    }
+
+    /// Fail-safe answered a hard timeout: count it, and serve the fallback
+    /// as fresh for the throttle, so that the next callers do not each wait
+    /// out the deadline again. The load in flight stays attached and stores
+    /// its value when it lands; a value it already stored is left alone, and
+    /// an invalidated key stays gone (both checked under the shard lock).
+    fn fail_safe_answered(&self, key: &K) {
+        self.counters.incr(Counter::FailSafeHits);
+        let _shard = self.flights.lock(key);
+        let Some(mut entry) = self.memory.get(key) else {
+            return;
+        };
+        let now = self.clock.now_nanos();
+        if now < entry.fresh_until || now >= entry.fail_safe_until {
+            return;
+        }
+        let horizons = self.expiry.throttled_horizons(now, entry.fail_safe_until);
+        entry.fresh_until = horizons.fresh_until;
+        entry.stale_until = horizons.stale_until;
+        entry.lifetime = crate::clock::nanos(horizons.lifetime);
+        self.memory.insert(key.clone(), entry);
     }
 
     /// The value a caller may be given instead of waiting: an entry's value
