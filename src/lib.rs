@@ -69,7 +69,8 @@
 //! (`UserRepo::list_invalidate(org, page)`), except those that take `self`
 //! (`_refresh` and `_uncached` always do, like the method; `_invalidate`
 //! when the key reads `self`), which are called on an instance. Helpers have
-//! the function's visibility; under [`cached_impl`] they are `pub`.
+//! the function's visibility; on a trait impl under [`cached_impl`] (whose
+//! methods have none) they are `pub`.
 //!
 //! ## Methods, keys and `self`
 //!

@@ -217,3 +217,26 @@ async fn invalidate_all_drops_every_function() {
     })
     .await;
 }
+
+const SCHEMA_VERSION: u32 = 3;
+static VERSIONED_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// A constant beside the arguments in a key tuple.
+#[cached(ttl = "60s", key = (id, SCHEMA_VERSION))]
+async fn versioned(id: u64) -> u64 {
+    VERSIONED_LOADS.fetch_add(1, SeqCst);
+    id + u64::from(SCHEMA_VERSION)
+}
+
+#[tokio::test]
+async fn a_key_may_hold_a_constant() {
+    testing::isolate(async {
+        assert_eq!(versioned(1).await, 4);
+        assert_eq!(versioned(1).await, 4);
+        assert_eq!(VERSIONED_LOADS.load(SeqCst), 1);
+        versioned_invalidate(1).await;
+        assert_eq!(versioned(1).await, 4);
+        assert_eq!(VERSIONED_LOADS.load(SeqCst), 2);
+    })
+    .await;
+}

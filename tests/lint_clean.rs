@@ -24,6 +24,18 @@ async fn fallible(id: u64, _db: &str) -> Result<u64, std::io::Error> {
 #[cached(ttl = "60s")]
 async fn unit(_id: u64) {}
 
+/// Background policies copy every argument, `_db` included.
+#[cached(ttl = "60s", swr = "30s", key = id)]
+async fn refreshed(id: u64, _db: &str) -> u64 {
+    id
+}
+
+/// Deadlines copy them before the body takes them.
+#[cached(ttl = "60s", fail_safe = "1m", timeout = "1s", hard_timeout = "2s")]
+async fn bounded(name: String) -> Result<String, std::io::Error> {
+    Ok(name)
+}
+
 struct Repo {
     tenant: u64,
 }
@@ -53,6 +65,8 @@ async fn every_shape_compiles_without_a_warning() {
     assert_eq!(nothing(2).await, Some(2));
     assert_eq!(fallible(3, "db").await.unwrap(), 3);
     unit(4).await;
+    assert_eq!(refreshed(5, "db").await, 5);
+    assert_eq!(bounded("x".to_owned()).await.unwrap(), "x");
     let repo = Repo { tenant: 10 };
     assert_eq!(repo.get(1).await, 11);
     assert_eq!(repo.find(2).await, 20);

@@ -251,3 +251,49 @@ async fn swr_true_makes_the_stale_window_as_long_as_the_ttl() {
     })
     .await;
 }
+
+static GREET_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// A deadline with an owned, non-`Copy` argument the body uses: the copy for
+/// the detached load is made before the body takes `name`.
+#[cached(ttl = "60s", fail_safe = "1m", timeout = "1s", hard_timeout = "2s")]
+async fn greet(name: String, excited: bool) -> Result<String, std::io::Error> {
+    GREET_LOADS.fetch_add(1, SeqCst);
+    Ok(if excited {
+        format!("hello, {name}!")
+    } else {
+        format!("hello, {name}")
+    })
+}
+
+/// A method whose receiver is `self: &Arc<Self>`, refreshed from a clone of
+/// the `Arc`.
+struct Shared {
+    greeting: &'static str,
+}
+
+impl Shared {
+    #[cached(ttl = "100ms", swr = "60s", key = id)]
+    async fn shout(self: &Arc<Self>, id: u64) -> String {
+        format!("{} {id}", self.greeting)
+    }
+}
+
+#[tokio::test]
+async fn background_copies_of_owned_arguments_and_arc_receivers() {
+    testing::isolate(async {
+        assert_eq!(greet("ada".into(), true).await.unwrap(), "hello, ada!");
+        assert_eq!(greet("ada".into(), true).await.unwrap(), "hello, ada!");
+        assert_eq!(GREET_LOADS.load(SeqCst), 1);
+
+        let shared = Arc::new(Shared { greeting: "hi" });
+        assert_eq!(shared.shout(1).await, "hi 1");
+        tokio::time::sleep(PAST_TTL).await;
+        assert_eq!(shared.shout(1).await, "hi 1");
+        wait_until("refreshed from the Arc's clone", || {
+            Shared::shout_cache().stats().loads == 2
+        })
+        .await;
+    })
+    .await;
+}

@@ -140,3 +140,56 @@ async fn a_native_trait_impl_is_cached_through_generics() {
     })
     .await;
 }
+
+/// A trait with an associated error type, as many stores have.
+trait Catalog {
+    type Error;
+    async fn item(&self, id: u64) -> Result<String, Self::Error>;
+}
+
+#[derive(Clone)]
+struct Shop;
+
+#[derive(Clone, Debug, PartialEq)]
+struct ShopError;
+
+#[cached_impl]
+impl Catalog for Shop {
+    type Error = ShopError;
+
+    // `Self::Error` stays valid in the helpers' inherent impl.
+    #[cached(ttl = "60s", swr = "30s")]
+    async fn item(&self, id: u64) -> Result<String, Self::Error> {
+        if id == 0 {
+            Err(ShopError)
+        } else {
+            Ok(format!("item {id}"))
+        }
+    }
+}
+
+static MAKE_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached_impl]
+impl Shop {
+    /// No `self`, no `Self`: `cached_impl` tells the macro it is in an impl,
+    /// so the background refresh can name `Self::make_uncached`.
+    #[cached(ttl = "60s", swr = "30s")]
+    async fn make(id: u64) -> u64 {
+        MAKE_LOADS.fetch_add(1, SeqCst);
+        id
+    }
+}
+
+#[tokio::test]
+async fn associated_types_and_receiverless_functions_under_cached_impl() {
+    testing::isolate(async {
+        assert_eq!(Shop.item(3).await.unwrap(), "item 3");
+        assert_eq!(Shop.item(0).await, Err(ShopError));
+        Shop::item_invalidate(3).await;
+        assert_eq!(Shop::make(5).await, 5);
+        assert_eq!(Shop::make(5).await, 5);
+        assert_eq!(MAKE_LOADS.load(SeqCst), 1);
+    })
+    .await;
+}

@@ -61,7 +61,7 @@ const NAMES: &[&str] = &[
 const VALID: &str = "`ttl`, `jitter`, `key`, `max_capacity`, `name`, `crate`, `swr`, `early_refresh`, `fail_safe`, `fail_safe_throttle`, `negative_ttl`, `negative`, `ttl_for`, `timeout`, `hard_timeout`";
 
 /// Designed but not built yet: say so instead of calling them unknown.
-const PLANNED: &[&str] = &["timeout", "hard_timeout", "tags", "version", "distributed"];
+const PLANNED: &[&str] = &["tags", "version", "distributed"];
 
 /// Errors gathered along the pipeline, reported together.
 #[derive(Default)]

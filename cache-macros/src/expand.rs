@@ -375,6 +375,16 @@ impl Context<'_> {
         if let Some(ident) = argument_ident(part, &self.plan.args) {
             return self.probe_borrowed(span, self.borrowed_arg(ident));
         }
+        if is_self(part)
+            && self
+                .item
+                .sig
+                .receiver()
+                .is_some_and(|receiver| matches!(*receiver.ty, Type::Reference(_)))
+        {
+            // `self` behind a reference: key on the value, as for arguments.
+            return self.probe_borrowed(span, quote_spanned!(span=> &*self));
+        }
         if is_place(part) {
             return self.probe_borrowed(span, quote_spanned!(span=> &(#part)));
         }
@@ -444,18 +454,23 @@ impl Context<'_> {
             ReturnKind::Result | ReturnKind::Option => self.loader(),
         };
         // A load callers may stop waiting for runs on its own task, from
-        // copies of the arguments made before the loader takes them.
-        let (method, detached) = if method.to_string() == "load" && self.plan.policy.has_deadlines()
-        {
-            let background = self.background();
-            (
-                quote!(load_or_detach),
-                Some(quote!(#private::FnCache::detachable(__herdcache_cache, #background),)),
-            )
-        } else {
-            (method, None)
-        };
-        self.to_caller(quote! {
+        // copies of the arguments: made in a statement of their own, before
+        // the loader (an `async move`) takes the arguments.
+        let (method, copies, detached) =
+            if method.to_string() == "load" && self.plan.policy.has_deadlines() {
+                let background = self.background();
+                (
+                    quote!(load_or_detach),
+                    Some(quote! {
+                        let __herdcache_detached =
+                            #private::FnCache::detachable(__herdcache_cache, #background);
+                    }),
+                    Some(quote!(__herdcache_detached,)),
+                )
+            } else {
+                (method, None, None)
+            };
+        let call = self.to_caller(quote! {
             #private::Through::to_caller(
                 __herdcache_through,
                 ::std::boxed::Box::pin(#private::FnCache::#method(
@@ -467,7 +482,11 @@ impl Context<'_> {
                 ))
                 .await,
             )
-        })
+        });
+        quote! {
+            #copies
+            #call
+        }
     }
 
     /// `__herdcache_hooks`: how a failure is shared and cached, a value's own ttl.
@@ -548,6 +567,8 @@ impl Context<'_> {
                 quote_spanned!(span=> copy_owned)
             };
             quote_spanned! {span=>
+                // A copy of an argument named `_unused` on purpose.
+                #[allow(clippy::used_underscore_binding)]
                 let #name = {
                     #probes
                     (&&&#private::CopyProbe::of(#borrowed)).#method(#borrowed)
@@ -572,15 +593,16 @@ impl Context<'_> {
             (Some(kind), Some(receiver)) => {
                 let name = format_ident!("__herdcache_copy_self");
                 let span = receiver.self_token.span;
-                let borrowed = match kind {
-                    Receiver::Owned => quote_spanned!(span=> &self),
-                    Receiver::Shared | Receiver::Exclusive => quote_spanned!(span=> self),
+                // `&self`, and `self: &Arc<Self>`: lent; `self`,
+                // `self: Arc<Self>`: passed as the copy.
+                let lent = kind != Receiver::Owned || matches!(*receiver.ty, Type::Reference(_));
+                let borrowed = if lent {
+                    quote_spanned!(span=> &*self)
+                } else {
+                    quote_spanned!(span=> &self)
                 };
-                copies.push(copy(span, &name, borrowed, kind != Receiver::Owned));
-                let this = match kind {
-                    Receiver::Owned => quote!(#name),
-                    Receiver::Shared | Receiver::Exclusive => quote!(&#name),
-                };
+                copies.push(copy(span, &name, borrowed, lent));
+                let this = if lent { quote!(&#name) } else { quote!(#name) };
                 quote!(Self::#uncached(#this, #(#passed),*))
             }
             _ if self.plan.in_impl => quote!(Self::#uncached(#(#passed),*)),
@@ -707,4 +729,9 @@ fn is_place(expr: &Expr) -> bool {
 
 fn nanos(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// `self`, alone.
+fn is_self(expr: &Expr) -> bool {
+    matches!(expr, Expr::Path(path) if path.path.is_ident("self"))
 }

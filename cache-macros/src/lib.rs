@@ -74,7 +74,8 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// The helpers `#[cached]` writes beside a method (`<fn>_invalidate`, …)
 /// cannot be members of a trait impl; on an impl marked `cached_impl` they go
-/// into a separate inherent `impl` of the type instead, as `pub` associated
+/// into a separate inherent `impl` of the type instead (`pub` for a trait
+/// impl, whose methods have no visibility to copy), as associated
 /// functions. With `#[async_trait]`, put `cached_impl` above it, so it sees
 /// the `async fn`s first.
 ///
@@ -111,20 +112,35 @@ fn cached_fn(
             "#[cached] goes on an `async fn` (a free function or a method)",
         )
     })?;
-    let expand::Expansion { function, helpers } = pipeline(args, &item, None)?;
+    let site = Site {
+        attribute: proc_macro2::Span::call_site(),
+        in_impl: false,
+        helper_vis: None,
+    };
+    let expand::Expansion { function, helpers } = pipeline(args, &item, &site)?;
     Ok(quote::quote!(#function #helpers))
+}
+
+/// Where a `#[cached]` function is written, as far as the macro knows.
+struct Site {
+    /// The `#[cached]` attribute, for errors about it as a whole.
+    attribute: proc_macro2::Span,
+    /// Known to be in an impl (`#[cached_impl]`), even with no `self`.
+    in_impl: bool,
+    /// The helpers' visibility, when not the function's.
+    helper_vis: Option<syn::Visibility>,
 }
 
 /// parse -> validate -> expand, for one function.
 fn pipeline(
     args: proc_macro2::TokenStream,
     item: &syn::ItemFn,
-    helper_vis: Option<&syn::Visibility>,
+    site: &Site,
 ) -> syn::Result<expand::Expansion> {
     let mut errors = attr::Errors::default();
     let args = (|input: syn::parse::ParseStream| attr::parse(input, &mut errors)).parse2(args)?;
-    let plan = validate::validate(args, item, &mut errors);
+    let plan = validate::validate(args, item, site, &mut errors);
     errors.finish()?;
     let plan = plan.expect("a plan is made whenever there are no errors");
-    Ok(expand::expand(&plan, item, helper_vis))
+    Ok(expand::expand(&plan, item, site.helper_vis.as_ref()))
 }

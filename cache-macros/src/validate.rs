@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{TokenStream, TokenTree};
 use quote::{quote, ToTokens};
 use syn::spanned::Spanned as _;
 use syn::{Expr, FnArg, GenericParam, Ident, ItemFn, LitStr, Pat, ReturnType, Signature, Type};
@@ -97,12 +97,17 @@ pub(crate) struct Plan {
     pub(crate) policy: Policy,
 }
 
-pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> Option<Plan> {
+pub(crate) fn validate(
+    args: CachedArgs,
+    item: &ItemFn,
+    site: &crate::Site,
+    errors: &mut Errors,
+) -> Option<Plan> {
     let sig = &item.sig;
     check_signature(sig, errors);
     if !args.ttl_written {
         errors.at(
-            Span::call_site(),
+            site.attribute,
             "missing `ttl`: every cached function needs a freshness budget, e.g. #[cached(ttl = \"60s\")]",
         );
     }
@@ -117,7 +122,7 @@ pub(crate) fn validate(args: CachedArgs, item: &ItemFn, errors: &mut Errors) -> 
     if policy.runs_in_background() {
         check_copyable(sig, errors);
     }
-    let in_impl = has_receiver || mentions_self_type(sig.to_token_stream());
+    let in_impl = site.in_impl || has_receiver || mentions_self_type(sig.to_token_stream());
     let krate = args
         .krate
         .map_or_else(|| quote!(::herdcache), |path| path.to_token_stream());
@@ -179,7 +184,7 @@ fn policy(args: &CachedArgs, kind: ReturnKind, errors: &mut Errors) -> Policy {
             "`negative` is a rule over the error of a `Result`; for `None`, use `negative_ttl = \"..\"`",
         );
     }
-    if let (Some((_, span)), None, None) = (&args.timeout, &args.swr, &args.fail_safe) {
+    if let (Some((_, span)), None, None) = (&args.timeout, &swr, &args.fail_safe) {
         errors.at(
             *span,
             "a soft `timeout` serves a fallback once it elapses, and there is none: add `swr` or `fail_safe`, or use `hard_timeout`",
@@ -395,10 +400,16 @@ fn key_spec(
     if let Some(plain) = plain_names.filter(|plain| !plain.iter().any(|i| *i == "self")) {
         let mut ok = true;
         for ident in &plain {
-            if !names.contains(ident) {
+            if !names.contains(ident) && !is_constant_name(ident) {
                 not_an_argument(ident, errors);
                 ok = false;
             }
+        }
+        // A constant in the tuple (`key = (id, SCHEMA_VERSION)`): the whole
+        // key is an expression, each part copied or kept as it is.
+        if ok && plain.iter().any(|ident| !names.contains(ident)) {
+            let used = in_declaration_order(args, |arg| plain.contains(&&arg.ident));
+            return (KeySpec::Expr(expr), used, false);
         }
         let used = in_declaration_order(args, |arg| plain.contains(&&arg.ident));
         let owned = plain.into_iter().cloned().collect();
@@ -425,6 +436,15 @@ fn key_spec(
         );
     }
     (KeySpec::Expr(expr), used, self_token.is_some())
+}
+
+/// `SCHEMA_VERSION`: by convention a constant, not a misspelt argument.
+fn is_constant_name(ident: &Ident) -> bool {
+    let name = ident.to_string();
+    name.chars().any(|c| c.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn in_declaration_order(args: &[Arg], used: impl Fn(&Arg) -> bool) -> Vec<Ident> {

@@ -96,7 +96,7 @@ impl<T: ?Sized> CannotCopy<T> for &CopyProbe<T> {
 /// Implemented by no type: its only use is the error message below.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be copied into a background refresh",
-    label = "swr and early_refresh run the body later, on the runtime, from a copy of this argument",
-    note = "the copy is made with `Clone` (`ToOwned` behind a reference: `&str` becomes a `String`) and must be `Send + Sync + 'static`; for `&self`, derive `Clone` on the type (a repository holding a pool usually can), or drop `swr`/`early_refresh`"
+    label = "swr, early_refresh and the timeouts run the body on a task of its own, from a copy of this argument",
+    note = "the copy is made with `Clone` (`ToOwned` behind a reference: `&str` becomes a `String`) and must be `Send + Sync + 'static`; for `&self`, derive `Clone` on the type (a repository holding a pool usually can), or drop the background policy"
 )]
 pub trait BackgroundCopy {}

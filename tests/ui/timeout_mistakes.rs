@@ -6,6 +6,12 @@ async fn a(id: u64) -> Result<u64, std::io::Error> {
     Ok(id)
 }
 
+// `swr = false` is no fallback either.
+#[cached(ttl = "1m", swr = false, timeout = "300ms")]
+async fn a2(id: u64) -> Result<u64, std::io::Error> {
+    Ok(id)
+}
+
 // The soft timeout must come before the hard one.
 #[cached(ttl = "1m", fail_safe = "10m", timeout = "5s", hard_timeout = "1s")]
 async fn b(id: u64) -> Result<u64, std::io::Error> {
