@@ -71,13 +71,21 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             sig,
             block: Box::new(method.block.clone()),
         };
-        match crate::pipeline(args, &function, &site) {
+        match crate::pipeline(args.clone(), &function, &site) {
             Ok(expansion) => {
                 *item = ImplItem::Verbatim(expansion.function);
                 helpers.push(expansion.helpers);
             }
-            // The method stays as written, without the attribute.
-            Err(error) => errors.push(error),
+            // The method stays as written, without the attribute, and its
+            // helpers are stubs: one mistake, one error.
+            Err(error) => {
+                errors.push(error);
+                helpers.push(crate::stubs::helpers(
+                    &function,
+                    &args,
+                    site.helper_vis.as_ref(),
+                ));
+            }
         }
     }
     let errors = match errors.finish() {

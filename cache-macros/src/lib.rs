@@ -10,6 +10,7 @@
 mod attr;
 mod expand;
 mod impl_block;
+mod stubs;
 mod validate;
 
 use proc_macro::TokenStream;
@@ -57,13 +58,20 @@ use syn::parse::Parser;
 /// guarantees.
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
-    let item = proc_macro2::TokenStream::from(item);
-    match cached_fn(args.into(), item.clone()) {
+    let (args, item) = (
+        proc_macro2::TokenStream::from(args),
+        proc_macro2::TokenStream::from(item),
+    );
+    match cached_fn(args.clone(), item.clone()) {
         Ok(expanded) => expanded.into(),
-        // The function is still emitted unchanged, so one mistake in the
-        // attribute gives one error, not one per use of the function.
+        // The function is still emitted unchanged, and its helpers as stubs,
+        // so one mistake in the attribute gives one error, not one per use
+        // of the function or its helpers.
         Err(error) => {
             let mut out = error.to_compile_error();
+            if let Ok(function) = syn::parse2::<syn::ItemFn>(item.clone()) {
+                out.extend(stubs::helpers(&function, &args, None));
+            }
             out.extend(item);
             out.into()
         }

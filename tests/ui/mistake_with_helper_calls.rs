@@ -1,0 +1,31 @@
+use herdcache::cached;
+
+// One mistake each; the helpers are still called elsewhere. Each mistake is
+// one error: the helpers exist, as stubs, with the signatures they would have.
+#[cached(ttl = "6os", key = user_id)]
+async fn get_user(user_id: u64, db: &str) -> Option<String> {
+    Some(format!("{user_id}@{db}"))
+}
+
+struct Repo;
+
+impl Repo {
+    #[cached(ttl = "1m", jiter = 0.1, key = id)]
+    async fn find(&self, id: u64) -> u64 {
+        id
+    }
+}
+
+async fn callers() {
+    get_user_invalidate(1).await;
+    let _ = get_user_refresh(1, "db").await;
+    let _ = get_user_uncached(1, "db").await;
+    let _ = get_user_cache().stats();
+    Repo::find_invalidate(2).await;
+    let _ = Repo.find_refresh(2).await;
+    let _ = Repo::find_cache().len();
+}
+
+fn main() {
+    let _ = callers();
+}
