@@ -200,23 +200,7 @@ where
         R: Outcome<Value = V>,
         H: FnOnce() -> LoadHooks<V, R::Failure>,
     {
-        match self.find(key) {
-            Found::Fresh { value, .. } => {
-                self.counters.incr(Counter::Hits);
-                Some(R::from_value(value))
-            }
-            Found::Stale { value, .. } => {
-                self.counters.incr(Counter::Hits);
-                self.counters.incr(Counter::StaleHits);
-                Some(R::from_value(value))
-            }
-            Found::Negative(failure) => {
-                self.counters.incr(Counter::Hits);
-                self.counters.incr(Counter::NegativeHits);
-                Some(R::from_failure(hooks().share.unshare(&failure)))
-            }
-            Found::Miss => None,
-        }
+        self.served(self.find(key), true, hooks)
     }
 
     /// [`hit`](Self::hit) for a function with `swr` or early refresh: a
@@ -228,32 +212,40 @@ where
     pub fn hit_or_refresh<R, H, B>(&'static self, key: &K, hooks: H, background: B) -> Option<R>
     where
         R: Outcome<Value = V> + Send + 'static,
-        H: FnOnce() -> LoadHooks<V, R::Failure>,
+        H: Fn() -> LoadHooks<V, R::Failure>,
         B: FnOnce() -> Option<BackgroundLoad<R>>,
     {
-        match self.find(key) {
-            Found::Fresh { value, refresh } => {
-                self.counters.incr(Counter::Hits);
-                if refresh {
-                    self.refresh_in_background(key, hooks(), background);
-                }
-                Some(R::from_value(value))
-            }
-            Found::Stale { value, refresh } => {
-                self.counters.incr(Counter::Hits);
-                self.counters.incr(Counter::StaleHits);
-                if refresh {
-                    self.refresh_in_background(key, hooks(), background);
-                }
-                Some(R::from_value(value))
-            }
-            Found::Negative(failure) => {
-                self.counters.incr(Counter::Hits);
-                self.counters.incr(Counter::NegativeHits);
-                Some(R::from_failure(hooks().share.unshare(&failure)))
-            }
-            Found::Miss => None,
+        let found = self.find(key);
+        if let Found::Fresh { refresh: true, .. } | Found::Stale { refresh: true, .. } = found {
+            self.refresh_in_background(key, hooks(), background);
         }
+        self.served(found, true, hooks)
+    }
+
+    /// What a read answers with, counted as a hit of its kind when `count`
+    /// (a caller's first look); `None` on a miss.
+    #[inline]
+    fn served<R, H>(&self, found: Found<V>, count: bool, hooks: H) -> Option<R>
+    where
+        R: Outcome<Value = V>,
+        H: FnOnce() -> LoadHooks<V, R::Failure>,
+    {
+        let (outcome, kind) = match found {
+            Found::Fresh { value, .. } => (R::from_value(value), None),
+            Found::Stale { value, .. } => (R::from_value(value), Some(Counter::StaleHits)),
+            Found::Negative(failure) => (
+                R::from_failure(hooks().share.unshare(&failure)),
+                Some(Counter::NegativeHits),
+            ),
+            Found::Miss => return None,
+        };
+        if count {
+            self.counters.incr(Counter::Hits);
+            if let Some(kind) = kind {
+                self.counters.incr(kind);
+            }
+        }
+        Some(outcome)
     }
 
     /// Starts one background refresh of `key`, unless a load of it is
@@ -381,30 +373,8 @@ where
             let role = {
                 let mut shard = self.flights.lock(&key);
                 // A load may have landed since the caller's fast path missed.
-                match self.find(&key) {
-                    Found::Fresh { value, .. } => {
-                        if first_try {
-                            self.counters.incr(Counter::Hits);
-                        }
-                        return R::from_value(value);
-                    }
-                    // Stale since the fast path looked: served as stale;
-                    // the next call starts the refresh.
-                    Found::Stale { value, .. } => {
-                        if first_try {
-                            self.counters.incr(Counter::Hits);
-                            self.counters.incr(Counter::StaleHits);
-                        }
-                        return R::from_value(value);
-                    }
-                    Found::Negative(failure) => {
-                        if first_try {
-                            self.counters.incr(Counter::Hits);
-                            self.counters.incr(Counter::NegativeHits);
-                        }
-                        return R::from_failure(hooks.share.unshare(&failure));
-                    }
-                    Found::Miss => {}
+                if let Some(outcome) = self.served(self.find(&key), first_try, || hooks) {
+                    return outcome;
                 }
                 shard.join_or_lead(&key)
             };

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::hash::Hash;
 
-use super::{FnCache, Found, LoadKind};
+use super::{FnCache, LoadKind};
 use crate::background::BackgroundLoad;
 use crate::config::LoadHooks;
 use crate::flight::{Landing, Role};
@@ -40,28 +40,8 @@ where
         loop {
             let role = {
                 let mut shard = self.flights.lock(&key);
-                match self.find(&key) {
-                    Found::Fresh { value, .. } => {
-                        if first_try {
-                            self.counters.incr(Counter::Hits);
-                        }
-                        return R::from_value(value);
-                    }
-                    Found::Stale { value, .. } => {
-                        if first_try {
-                            self.counters.incr(Counter::Hits);
-                            self.counters.incr(Counter::StaleHits);
-                        }
-                        return R::from_value(value);
-                    }
-                    Found::Negative(failure) => {
-                        if first_try {
-                            self.counters.incr(Counter::Hits);
-                            self.counters.incr(Counter::NegativeHits);
-                        }
-                        return R::from_failure(hooks.share.unshare(&failure));
-                    }
-                    Found::Miss => {}
+                if let Some(outcome) = self.served(self.find(&key), first_try, || hooks) {
+                    return outcome;
                 }
                 shard.join_or_lead(&key)
             };
