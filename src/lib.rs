@@ -60,7 +60,8 @@
 //!
 //! | helper | takes | does |
 //! |---|---|---|
-//! | `f_invalidate(..)` | the arguments the key uses (and `&self` if the key reads `self`) | drops the value: the next call loads |
+//! | `f_invalidate(..)` | the arguments the key uses (and `&self` if the key reads `self`) | drops the value: the next call loads, no fallback |
+//! | `f_expire(..)` | the same | makes the value stale at once: served under `swr` while one refresh runs, kept as a fail-safe fallback |
 //! | `f_refresh(..)` | every argument, like `f` | loads now and stores, even over a fresh value |
 //! | `f_uncached(..)` | every argument, like `f` | runs the original body, no cache |
 //! | `f_cache()` | nothing | the [`CacheHandle`]: `stats()`, `len()`, `invalidate_all().await` |

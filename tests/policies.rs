@@ -297,3 +297,28 @@ async fn background_copies_of_owned_arguments_and_arc_receivers() {
     })
     .await;
 }
+
+static PRICE_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "1h", swr = "1m", key = sku)]
+async fn price(sku: &str, currency: &str) -> Result<u64, std::io::Error> {
+    let n = PRICE_LOADS.fetch_add(1, SeqCst);
+    let _ = currency;
+    Ok(100 + n as u64)
+}
+
+#[tokio::test]
+async fn expire_serves_the_old_price_once_while_it_refreshes() {
+    testing::isolate(async {
+        assert_eq!(price("sku-1", "EUR").await.unwrap(), 100);
+        // A webhook: the price may have changed.
+        price_expire("sku-1").await;
+        assert_eq!(price("sku-1", "EUR").await.unwrap(), 100, "stale, at once");
+        wait_until("the refreshed price", || {
+            futures_now(price("sku-1", "EUR")).unwrap() == 101
+        })
+        .await;
+        assert_eq!(price_cache().stats().stale_hits, 1);
+    })
+    .await;
+}

@@ -43,7 +43,8 @@ pub(crate) fn expand(plan: &Plan, item: &ItemFn, helper_vis: Option<&Visibility>
     };
     let refresh = cx.refresh_fn();
     let uncached = cx.uncached_fn();
-    let invalidate = cx.invalidate_fn();
+    let invalidate = cx.invalidate_fn("invalidate");
+    let expire = cx.invalidate_fn("expire");
     let handle = cx.cache_fn();
     Expansion {
         function: cx.cached_fn(),
@@ -51,6 +52,7 @@ pub(crate) fn expand(plan: &Plan, item: &ItemFn, helper_vis: Option<&Visibility>
             #refresh
             #uncached
             #invalidate
+            #expire
             #handle
         },
     }
@@ -147,14 +149,23 @@ impl Context<'_> {
         }
     }
 
-    /// `<fn>_invalidate(<the arguments the key uses>)`.
-    fn invalidate_fn(&self) -> TokenStream {
+    /// `<fn>_invalidate` and `<fn>_expire` (`verb`), taking the arguments the
+    /// key uses.
+    fn invalidate_fn(&self, verb: &str) -> TokenStream {
         let sig = &self.item.sig;
-        let ident = format_ident!("{}_invalidate", sig.ident);
-        let doc = format!(
-            "Drops the cached value of `{}` for these arguments. Once this returns, no call sees a value loaded before it.",
-            sig.ident
-        );
+        let ident = format_ident!("{}_{}", sig.ident, verb);
+        let method = format_ident!("{}", verb);
+        let doc = if verb == "invalidate" {
+            format!(
+                "Drops the cached value of `{}` for these arguments. Once this returns, no call sees a value loaded before it, not even as a fallback.",
+                sig.ident
+            )
+        } else {
+            format!(
+                "Makes the cached value of `{}` for these arguments stale at once: served under `swr` while one refresh runs, and kept as a fail-safe fallback. Without either, the same as `_invalidate`.",
+                sig.ident
+            )
+        };
         let params = self.plan.args.iter().filter_map(|arg| {
             if !self.plan.key_args.contains(&arg.ident) {
                 return None;
@@ -172,7 +183,7 @@ impl Context<'_> {
         quote! {
             #head async #unsafety fn #ident #generics (#receiver #(#params),*) #where_clause {
                 #prelude
-                #private::FnCache::invalidate(__herdcache_cache, &__herdcache_key);
+                #private::FnCache::#method(__herdcache_cache, &__herdcache_key);
             }
         }
     }

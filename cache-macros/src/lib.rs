@@ -50,7 +50,8 @@ use syn::parse::Parser;
 /// instances hold different data; `<fn>_invalidate` then takes `&self`.
 /// Fields in the key (`key = req.id`, `self.name`) are copied, not moved.
 ///
-/// Beside the function it writes `<fn>_invalidate` (the key's arguments),
+/// Beside the function it writes `<fn>_invalidate` and `<fn>_expire` (the
+/// key's arguments),
 /// `<fn>_refresh` and `<fn>_uncached` (all arguments, `self` included) and
 /// `<fn>_cache()`, with the function's visibility. In a trait impl, put
 /// `#[herdcache::cached_impl]` on the impl (above `#[async_trait]`), which

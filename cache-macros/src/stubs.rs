@@ -47,6 +47,7 @@ pub(crate) fn helpers(item: &ItemFn, args: &TokenStream, vis: Option<&Visibility
     };
     let (refresh, uncached) = (renamed("refresh"), renamed("uncached"));
     let invalidate = format_ident!("{}_invalidate", name);
+    let expire = format_ident!("{}_expire", name);
     let cache = format_ident!("{}_cache", name);
     let receiver = (key_uses_self && sig.receiver().is_some()).then(|| quote!(&self,));
     let generics = &sig.generics;
@@ -58,6 +59,8 @@ pub(crate) fn helpers(item: &ItemFn, args: &TokenStream, vis: Option<&Visibility
         #vis #uncached { ::core::unreachable!() }
         #[allow(dead_code, unused_variables, clippy::unused_async)]
         #vis async fn #invalidate #generics (#receiver #(#key_args),*) #where_clause {}
+        #[allow(dead_code, unused_variables, clippy::unused_async)]
+        #vis async fn #expire #generics (#receiver #(#key_args),*) #where_clause {}
         #[allow(dead_code)]
         #vis fn #cache() -> &'static #krate::__private::CacheHandle { ::core::unreachable!() }
     }

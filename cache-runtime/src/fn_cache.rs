@@ -645,6 +645,41 @@ where
         self.counters.incr(Counter::Invalidations);
     }
 
+    /// Makes the value of `key` stale at once, for data that may have
+    /// changed ("a webhook said so") but whose old value still beats an
+    /// error: under `swr` the next call gets it while one refresh runs, and
+    /// it stays a fail-safe fallback; its horizons are those of a value that
+    /// expired now. When this returns, no later call sees a value whose load
+    /// began before it as fresh: a load in flight does not store. Without
+    /// swr or fail-safe there is nothing to keep, and this is
+    /// [`invalidate`](Self::invalidate).
+    pub fn expire(&self, key: &K) {
+        if !self.expiry.has_policies() {
+            return self.invalidate(key);
+        }
+        let mut shard = self.flights.lock(key);
+        shard.detach(key);
+        // Under the lock, as `invalidate`: a landing load cannot store
+        // between the detach and the rewrite. (The value's `Clone` runs here.)
+        if let Some(mut entry) = self.memory.get(key) {
+            match entry.payload {
+                Payload::Value(_) => {
+                    let now = self.clock.now_nanos();
+                    let horizons = self.expiry.horizons(now, Duration::ZERO);
+                    entry.fresh_until = horizons.fresh_until;
+                    entry.stale_until = horizons.stale_until;
+                    entry.fail_safe_until = horizons.fail_safe_until;
+                    entry.lifetime = nanos(horizons.lifetime);
+                    entry.refreshing = false;
+                    self.memory.insert(key.clone(), entry);
+                }
+                Payload::Failure(_) => self.memory.invalidate(key),
+            }
+        }
+        drop(shard);
+        self.counters.incr(Counter::Invalidations);
+    }
+
     /// Drops every value, with the same guarantee as [`invalidate`](Self::invalidate).
     pub fn invalidate_all(&self) {
         // Stores made before the shards were locked are removed by the

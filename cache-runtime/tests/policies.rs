@@ -767,3 +767,50 @@ fn forever_windows_do_not_panic() {
     );
     assert!(cache.get_fresh(&1).is_none());
 }
+
+#[tokio::test]
+async fn expire_makes_a_value_stale_at_once_and_keeps_it_as_a_fallback() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("expire", TTL)
+            .swr(Duration::from_secs(30))
+            .fail_safe(Duration::from_secs(600)),
+        &clock,
+    );
+    let mut origin = Origin::new(|n| match n {
+        0 | 1 => Ok(format!("v{n}")),
+        _ => Err("down".into()),
+    });
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    // Fresh for another minute, but a webhook says it changed.
+    cache.expire(&1);
+    origin.gate = Gate::closed();
+    assert_eq!(
+        call(cache, 1, &origin, hooks()).await.unwrap(),
+        "v0",
+        "stale, at once"
+    );
+    assert_eq!(cache.stats().refreshes, 1);
+    origin.gate.release();
+    wait_until("refreshed", || cache.get_fresh(&1).as_deref() == Some("v1")).await;
+
+    // Expired past its stale window, the origin down: still a fallback.
+    cache.expire(&1);
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v1");
+    assert_eq!(cache.stats().fail_safe_hits, 1);
+
+    // Invalidated, by contrast: gone, no fallback.
+    cache.invalidate(&1);
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap_err(), "down");
+}
+
+#[tokio::test]
+async fn expire_without_swr_or_fail_safe_is_invalidate() {
+    let clock = ManualClock::new();
+    let cache = leak(CacheConfig::new("expire-plain", TTL), &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    cache.expire(&1);
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v1");
+}
