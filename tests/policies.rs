@@ -303,7 +303,7 @@ static PRICE_LOADS: AtomicUsize = AtomicUsize::new(0);
 #[cached(ttl = "1h", swr = "1m", key = sku)]
 async fn price(sku: &str, currency: &str) -> Result<u64, std::io::Error> {
     let n = PRICE_LOADS.fetch_add(1, SeqCst);
-    let _ = currency;
+    let _ = (sku, currency);
     Ok(100 + n as u64)
 }
 
