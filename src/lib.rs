@@ -241,7 +241,7 @@
 
 pub use herdcache_macros::{cached, cached_impl};
 pub use herdcache_runtime::{
-    invalidate_all, stats, testing, CacheHandle, Error, SharedError, Stats,
+    invalidate_all, stats, stats_table, testing, CacheHandle, Error, SharedError, Stats,
 };
 
 /// What generated code calls. Not a public API: it may change in any release.

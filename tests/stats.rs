@@ -110,3 +110,45 @@ async fn expired_entries_count_as_evictions_and_invalidated_ones_do_not() {
     let stats = ephemeral_cache().stats();
     assert_eq!((stats.evictions, stats.invalidations), (18, 2), "{stats:?}");
 }
+
+#[herdcache::cached(ttl = "60s", swr = "30s")]
+async fn readable(id: u64) -> u64 {
+    id
+}
+
+#[tokio::test]
+async fn stats_read_as_one_line_and_as_a_table() {
+    herdcache::testing::isolate(async {
+        for _ in 0..3 {
+            readable(7).await;
+        }
+        let stats = readable_cache().stats();
+        let line = stats.to_string();
+        assert!(
+            line.starts_with(
+                "hit ratio 66.7% (2 hits, 1 misses, 0 coalesced), 1 loads, 0 errors, load p50 "
+            ),
+            "{line}"
+        );
+        // Zero policy counts are left out.
+        assert!(!line.contains("stale"), "{line}");
+
+        let table = herdcache::stats_table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2, "a header and one function:\n{table}");
+        assert!(lines[0].starts_with("function"), "{table}");
+        assert!(lines[0].ends_with("p95"), "{table}");
+        let row: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            row[..8],
+            ["stats::readable", "66.7", "2", "1", "1", "0", "0", "0"]
+        );
+        // Columns line up: every line is as wide as the header.
+        assert_eq!(
+            lines[0].chars().count(),
+            lines[1].chars().count(),
+            "{table}"
+        );
+    })
+    .await;
+}

@@ -38,7 +38,7 @@ pub use outcome::{
     PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe,
     ShareableError, SharedError, SharedFailure,
 };
-pub use registry::{invalidate_all, stats, CacheHandle, Slot};
+pub use registry::{invalidate_all, stats, stats_table, CacheHandle, Slot};
 pub use stats::Stats;
 pub use value::{
     CacheableValue, CachedValue, Direct, NotAValue, NotCacheableValue, Refused, Through, ValueProbe,

@@ -85,6 +85,110 @@ impl Stats {
     }
 }
 
+/// One line an operator can read: the hit ratio and what made it, loads
+/// and their latency, and the policies' counts when any is not zero.
+///
+/// ```
+/// let stats = herdcache_runtime::Stats::default();
+/// assert_eq!(
+///     stats.to_string(),
+///     "hit ratio 0.0% (0 hits, 0 misses, 0 coalesced), 0 loads, 0 errors, load p50 0ns p95 0ns p99 0ns"
+/// );
+/// ```
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "hit ratio {:.1}% ({} hits, {} misses, {} coalesced), {} loads, {} errors, load p50 {:?} p95 {:?} p99 {:?}",
+            self.hit_ratio() * 100.0,
+            self.hits,
+            self.misses,
+            self.coalesced,
+            self.loads,
+            self.load_errors,
+            self.load_p50,
+            self.load_p95,
+            self.load_p99,
+        )?;
+        for (count, what) in [
+            (self.stale_hits, "stale hits"),
+            (self.refreshes, "refreshes"),
+            (self.refresh_errors, "refresh errors"),
+            (self.fail_safe_hits, "fail-safe answers"),
+            (self.negative_hits, "negative hits"),
+            (self.timeouts, "timeouts"),
+            (self.evictions, "evictions"),
+            (self.invalidations, "invalidations"),
+        ] {
+            if count > 0 {
+                write!(f, ", {count} {what}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renders `stats` (as [`crate::stats()`] lists them) as a plain-text
+/// table, one function a row, the way an operator pastes it into a ticket.
+pub fn table(stats: &[(String, Stats)]) -> String {
+    use std::fmt::Write as _;
+    let headers = [
+        "function",
+        "hit %",
+        "hits",
+        "misses",
+        "loads",
+        "errors",
+        "stale",
+        "fail-safe",
+        "p95",
+    ];
+    let rows: Vec<[String; 9]> = stats
+        .iter()
+        .map(|(name, s)| {
+            [
+                name.clone(),
+                format!("{:.1}", s.hit_ratio() * 100.0),
+                s.hits.to_string(),
+                s.misses.to_string(),
+                s.loads.to_string(),
+                (s.load_errors + s.refresh_errors).to_string(),
+                s.stale_hits.to_string(),
+                s.fail_safe_hits.to_string(),
+                format!("{:?}", s.load_p95),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|column| {
+            // In characters, as the padding counts them (`µs` is 3 bytes).
+            rows.iter()
+                .map(|row| row[column].chars().count())
+                .chain([headers[column].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        for (column, cell) in cells.iter().enumerate() {
+            let gap = if column == 0 { "" } else { "  " };
+            if column == 0 {
+                let _ = write!(out, "{gap}{cell:<width$}", width = widths[column]);
+            } else {
+                let _ = write!(out, "{gap}{cell:>width$}", width = widths[column]);
+            }
+        }
+        out.push('\n');
+    };
+    line(&headers);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}
+
 /// The counters a cache keeps.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Counter {
