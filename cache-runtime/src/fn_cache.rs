@@ -438,8 +438,33 @@ where
             finished: false,
         };
         self.counters.incr(Counter::Loads);
+        // At `debug`, and never with the key: keys may be personal data.
+        let span = match kind {
+            LoadKind::Background => tracing::debug_span!(
+                "herdcache.refresh",
+                function = %self.name,
+                outcome = tracing::field::Empty,
+                duration_us = tracing::field::Empty,
+                waiters = tracing::field::Empty,
+            ),
+            _ => tracing::debug_span!(
+                "herdcache.load",
+                function = %self.name,
+                kind = ?kind,
+                outcome = tracing::field::Empty,
+                duration_us = tracing::field::Empty,
+                waiters = tracing::field::Empty,
+            ),
+        };
         let started = Instant::now();
-        let outcome = match catch_unwind(loader).await {
+        let caught = tracing::Instrument::instrument(catch_unwind(loader), span.clone()).await;
+        let took = started.elapsed();
+        span.record(
+            "duration_us",
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        );
+        let mut answered_by_fail_safe = false;
+        let outcome = match caught {
             Ok(outcome) => outcome,
             Err(panic) => {
                 // A panic is a failure fail-safe covers; without a fallback
@@ -463,22 +488,41 @@ where
                             Counter::LoadErrors
                         });
                         self.counters.add(Counter::FailSafeHits, answered);
+                        answered_by_fail_safe = true;
+                        tracing::info!(
+                            function = %self.name,
+                            answered,
+                            "herdcache: the load panicked; fail-safe served the last good value"
+                        );
                         R::from_value(fallback)
                     },
                 )
             }
         };
-        let took = started.elapsed();
         self.latency.record(took);
+        span.record("waiters", guard.flight.waiters() as u64);
         let outcome = match outcome.into_parts() {
             Ok(value) => {
+                span.record(
+                    "outcome",
+                    if answered_by_fail_safe {
+                        "fail_safe"
+                    } else {
+                        "value"
+                    },
+                );
                 self.store_value(&guard.key, &guard.flight, &value, hooks, took);
                 if guard.flight.waiters() > 0 {
                     guard.flight.land(Landing::Value(value.clone()));
                 }
                 R::from_value(value)
             }
-            Err(failure) => self.failed::<R>(&guard.key, &guard.flight, hooks, failure, kind),
+            Err(failure) => {
+                let (outcome, what) =
+                    self.failed::<R>(&guard.key, &guard.flight, hooks, failure, kind);
+                span.record("outcome", what);
+                outcome
+            }
         };
         // Only now: a panic above (in a `Clone`, say) still wakes the waiters.
         guard.finished = true;
@@ -494,7 +538,7 @@ where
         hooks: LoadHooks<V, R::Failure>,
         failure: R::Failure,
         kind: LoadKind,
-    ) -> R {
+    ) -> (R, &'static str) {
         let counter = match kind {
             _ if !R::FAILURE_IS_ERROR => None,
             LoadKind::Background => Some(Counter::RefreshErrors),
@@ -511,16 +555,25 @@ where
         // ends, and the next stale hit may try again.
         if kind == LoadKind::Background && waiters == 0 && R::FAILURE_IS_ERROR {
             self.detach(key, flight);
-            return R::from_failure(failure);
+            tracing::warn!(
+                function = %self.name,
+                "herdcache: a background refresh failed; the stale value is served until its window ends"
+            );
+            return (R::from_failure(failure), "error");
         }
         if R::FAILURE_IS_ERROR && kind != LoadKind::Explicit {
             if let Some(fallback) = self.serve_fallback(key, flight) {
                 let answered = waiters as u64 + u64::from(kind == LoadKind::Foreground);
                 self.counters.add(Counter::FailSafeHits, answered);
+                tracing::info!(
+                    function = %self.name,
+                    answered,
+                    "herdcache: the load failed; fail-safe served the last good value"
+                );
                 if waiters > 0 {
                     flight.land(Landing::Value(fallback.clone()));
                 }
-                return R::from_value(fallback);
+                return (R::from_value(fallback), "fail_safe");
             }
         }
         let negative = match kind {
@@ -555,7 +608,13 @@ where
         if let Some(shared) = shared.filter(|_| waiters > 0) {
             flight.land(Landing::Failure(shared));
         }
-        R::from_failure(own)
+        let what = match (R::FAILURE_IS_ERROR, negative.is_some()) {
+            (true, true) => "error, cached",
+            (true, false) => "error",
+            (false, true) => "none, cached",
+            (false, false) => "none",
+        };
+        (R::from_failure(own), what)
     }
 
     /// For a failed load still attached: the fail-safe fallback of `key`, if
