@@ -15,11 +15,14 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
+/// A span's or an event's fields, as text.
+type FieldMap = BTreeMap<String, String>;
+
 /// What the subscriber saw: closed spans with their fields, and events.
 #[derive(Clone, Default)]
 struct Seen {
-    spans: Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>,
-    events: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
+    spans: Arc<Mutex<Vec<(String, FieldMap)>>>,
+    events: Arc<Mutex<Vec<FieldMap>>>,
 }
 
 struct Fields(BTreeMap<String, String>);
