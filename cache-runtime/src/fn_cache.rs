@@ -268,6 +268,21 @@ where
             return;
         }
         let Some(load) = background() else { return };
+        self.start_refresh(key, hooks, load);
+    }
+
+    /// The rest of [`refresh_in_background`](Self::refresh_in_background),
+    /// generic over the outcome only: the spawned task's type does not
+    /// depend on the function's closures, so it is compiled once per
+    /// outcome type, not once per cached function.
+    fn start_refresh<R>(
+        &'static self,
+        key: &K,
+        hooks: LoadHooks<V, R::Failure>,
+        load: BackgroundLoad<R>,
+    ) where
+        R: Outcome<Value = V> + Send + 'static,
+    {
         let flight = {
             let mut shard = self.flights.lock(key);
             // Another refresh may have started, or landed, since the hit.
@@ -438,31 +453,28 @@ where
             finished: false,
         };
         self.counters.incr(Counter::Loads);
-        // At `debug`, and never with the key: keys may be personal data.
-        let span = match kind {
-            LoadKind::Background => tracing::debug_span!(
-                "herdcache.refresh",
-                function = %self.name,
-                outcome = tracing::field::Empty,
-                duration_us = tracing::field::Empty,
-                waiters = tracing::field::Empty,
-            ),
-            _ => tracing::debug_span!(
-                "herdcache.load",
-                function = %self.name,
-                kind = ?kind,
-                outcome = tracing::field::Empty,
-                duration_us = tracing::field::Empty,
-                waiters = tracing::field::Empty,
-            ),
-        };
+        let span = trace::load_span(&self.name, kind);
         let started = Instant::now();
         let caught = tracing::Instrument::instrument(catch_unwind(loader), span.clone()).await;
-        let took = started.elapsed();
-        span.record(
-            "duration_us",
-            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-        );
+        let outcome = self.landed(&guard, caught, started.elapsed(), hooks, kind, &span);
+        // Only now: a panic above (in a `Clone`, say) still wakes the waiters.
+        guard.finished = true;
+        outcome
+    }
+
+    /// What a finished load does: store and hand out a value, or answer a
+    /// failure or panic. Apart from `lead` so that it is compiled once per
+    /// outcome type, not once per loader (that is, per cached function).
+    fn landed<R: Outcome<Value = V>>(
+        &self,
+        guard: &LeaderGuard<'_, K, V>,
+        caught: std::thread::Result<R>,
+        took: Duration,
+        hooks: LoadHooks<V, R::Failure>,
+        kind: LoadKind,
+        span: &tracing::Span,
+    ) -> R {
+        trace::record_duration(span, took);
         let mut answered_by_fail_safe = false;
         let outcome = match caught {
             Ok(outcome) => outcome,
@@ -474,43 +486,35 @@ where
                 // As for an `Err`: `_refresh` answers with its failure, and
                 // a refresh nobody joined leaves the stale value alone.
                 let unjoined_refresh = kind == LoadKind::Background && answered == 0;
-                match kind {
+                let fallback = match kind {
                     LoadKind::Explicit => None,
                     _ if unjoined_refresh => None,
                     _ => self.serve_fallback(&guard.key, &guard.flight),
-                }
-                .map_or_else(
-                    || std::panic::resume_unwind(panic),
-                    |fallback| {
-                        self.counters.incr(if kind == LoadKind::Background {
-                            Counter::RefreshErrors
-                        } else {
-                            Counter::LoadErrors
-                        });
-                        self.counters.add(Counter::FailSafeHits, answered);
-                        answered_by_fail_safe = true;
-                        tracing::info!(
-                            function = %self.name,
-                            answered,
-                            "herdcache: the load panicked; fail-safe served the last good value"
-                        );
-                        R::from_value(fallback)
-                    },
-                )
+                };
+                let Some(fallback) = fallback else {
+                    std::panic::resume_unwind(panic)
+                };
+                self.counters.incr(if kind == LoadKind::Background {
+                    Counter::RefreshErrors
+                } else {
+                    Counter::LoadErrors
+                });
+                self.counters.add(Counter::FailSafeHits, answered);
+                answered_by_fail_safe = true;
+                trace::fail_safe_answered(&self.name, answered, "panicked");
+                R::from_value(fallback)
             }
         };
         self.latency.record(took);
-        span.record("waiters", guard.flight.waiters() as u64);
-        let outcome = match outcome.into_parts() {
+        trace::record_waiters(span, guard.flight.waiters());
+        match outcome.into_parts() {
             Ok(value) => {
-                span.record(
-                    "outcome",
-                    if answered_by_fail_safe {
-                        "fail_safe"
-                    } else {
-                        "value"
-                    },
-                );
+                let what = if answered_by_fail_safe {
+                    "fail_safe"
+                } else {
+                    "value"
+                };
+                trace::record_outcome(span, what);
                 self.store_value(&guard.key, &guard.flight, &value, hooks, took);
                 if guard.flight.waiters() > 0 {
                     guard.flight.land(Landing::Value(value.clone()));
@@ -520,13 +524,10 @@ where
             Err(failure) => {
                 let (outcome, what) =
                     self.failed::<R>(&guard.key, &guard.flight, hooks, failure, kind);
-                span.record("outcome", what);
+                trace::record_outcome(span, what);
                 outcome
             }
-        };
-        // Only now: a panic above (in a `Clone`, say) still wakes the waiters.
-        guard.finished = true;
-        outcome
+        }
     }
 
     /// What a failed load answers, to its leader and to the callers that
@@ -555,21 +556,14 @@ where
         // ends, and the next stale hit may try again.
         if kind == LoadKind::Background && waiters == 0 && R::FAILURE_IS_ERROR {
             self.detach(key, flight);
-            tracing::warn!(
-                function = %self.name,
-                "herdcache: a background refresh failed; the stale value is served until its window ends"
-            );
+            trace::refresh_failed(&self.name);
             return (R::from_failure(failure), "error");
         }
         if R::FAILURE_IS_ERROR && kind != LoadKind::Explicit {
             if let Some(fallback) = self.serve_fallback(key, flight) {
                 let answered = waiters as u64 + u64::from(kind == LoadKind::Foreground);
                 self.counters.add(Counter::FailSafeHits, answered);
-                tracing::info!(
-                    function = %self.name,
-                    answered,
-                    "herdcache: the load failed; fail-safe served the last good value"
-                );
+                trace::fail_safe_answered(&self.name, answered, "failed");
                 if waiters > 0 {
                     flight.land(Landing::Value(fallback.clone()));
                 }
@@ -790,6 +784,65 @@ where
             load_p95: self.latency.quantile(0.95),
             load_p99: self.latency.quantile(0.99),
         }
+    }
+}
+
+/// Tracing, in functions that are not generic, so that each cached
+/// function does not compile its own copy of the macros' expansions.
+mod trace {
+    use std::time::Duration;
+
+    use super::LoadKind;
+
+    /// A load's span, at `debug`, never with the key: keys may be personal data.
+    pub(super) fn load_span(function: &str, kind: LoadKind) -> tracing::Span {
+        match kind {
+            LoadKind::Background => tracing::debug_span!(
+                "herdcache.refresh",
+                function,
+                outcome = tracing::field::Empty,
+                duration_us = tracing::field::Empty,
+                waiters = tracing::field::Empty,
+            ),
+            _ => tracing::debug_span!(
+                "herdcache.load",
+                function,
+                kind = ?kind,
+                outcome = tracing::field::Empty,
+                duration_us = tracing::field::Empty,
+                waiters = tracing::field::Empty,
+            ),
+        }
+    }
+
+    pub(super) fn record_duration(span: &tracing::Span, took: Duration) {
+        span.record(
+            "duration_us",
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        );
+    }
+
+    pub(super) fn record_waiters(span: &tracing::Span, waiters: usize) {
+        span.record("waiters", waiters as u64);
+    }
+
+    pub(super) fn record_outcome(span: &tracing::Span, outcome: &'static str) {
+        span.record("outcome", outcome);
+    }
+
+    pub(super) fn refresh_failed(function: &str) {
+        tracing::warn!(
+            function,
+            "herdcache: a background refresh failed; the stale value is served until its window ends"
+        );
+    }
+
+    pub(super) fn fail_safe_answered(function: &str, answered: u64, how: &str) {
+        tracing::info!(
+            function,
+            answered,
+            "herdcache: the load {how}; fail-safe served the last good value"
+        );
     }
 }
 

@@ -92,7 +92,7 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 fn get_or_register<K, V>(
     place: Place,
     isolation: Isolation,
-    config: impl FnOnce() -> CacheConfig,
+    config: fn() -> CacheConfig,
 ) -> &'static FnCache<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -140,11 +140,15 @@ impl Slot {
 
     /// The function's cache in `scope` (`""` for a free function,
     /// `type_name::<Self>()` for a method), made from `config` on first use.
+    ///
+    /// `config` is a plain function, not a closure type: each cached
+    /// function calls this from several items, and a closure type each
+    /// would compile the whole cache construction once per item.
     #[inline]
     pub fn cache<K, V>(
         &'static self,
         scope: &'static str,
-        config: impl FnOnce() -> CacheConfig,
+        config: fn() -> CacheConfig,
     ) -> &'static FnCache<K, V>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -169,7 +173,7 @@ impl Slot {
         &'static self,
         scope: &'static str,
         isolation: Isolation,
-        config: impl FnOnce() -> CacheConfig,
+        config: fn() -> CacheConfig,
     ) -> &'static FnCache<K, V>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,

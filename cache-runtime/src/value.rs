@@ -50,7 +50,7 @@ pub trait Through<R: Outcome>: Copy {
         self,
         slot: &'static Slot,
         scope: &'static str,
-        config: impl FnOnce() -> CacheConfig,
+        config: fn() -> CacheConfig,
     ) -> &'static FnCache<K, <Self::Engine as Outcome>::Value>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,

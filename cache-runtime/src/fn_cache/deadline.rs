@@ -14,7 +14,9 @@ use std::hash::Hash;
 use super::{FnCache, LoadKind};
 use crate::background::BackgroundLoad;
 use crate::config::LoadHooks;
-use crate::flight::{Landing, Role};
+use std::sync::Arc;
+
+use crate::flight::{Flight, Landing, Role};
 use crate::memory::Payload;
 use crate::outcome::Outcome;
 use crate::stats::Counter;
@@ -59,13 +61,7 @@ where
                     // Wait as a joined caller would, for the load on its task.
                     flight.add_waiter();
                     let load = detached.take().expect("a caller leads at most once");
-                    let (task_key, task_flight) = (key.clone(), flight.clone());
-                    let task = async move {
-                        let _ = self
-                            .lead(task_key, task_flight, hooks, load, LoadKind::Detached)
-                            .await;
-                    };
-                    if !crate::background::spawn(task) {
+                    if !self.spawn_detached(&key, &flight, hooks, load) {
                         // No runtime to run it on: load here, with no
                         // deadline, as the leader rather than a waiter.
                         flight.remove_waiter();
@@ -111,6 +107,28 @@ where
                 }
             }
         }
+    }
+
+    /// Runs `load` on its own task, leading `flight`; `false` outside a
+    /// runtime. Generic over the outcome only, so that the task's type (and
+    /// tokio's machinery for it) is compiled once per outcome type, not once
+    /// per cached function.
+    fn spawn_detached<R>(
+        &'static self,
+        key: &K,
+        flight: &Arc<Flight<V>>,
+        hooks: LoadHooks<V, R::Failure>,
+        load: BackgroundLoad<R>,
+    ) -> bool
+    where
+        R: Outcome<Value = V> + Send + 'static,
+    {
+        let (key, flight) = (key.clone(), flight.clone());
+        crate::background::spawn(async move {
+            let _ = self
+                .lead(key, flight, hooks, load, LoadKind::Detached)
+                .await;
+        })
     }
 
     /// Waits for `landing` until the deadlines say stop.
