@@ -116,6 +116,7 @@ where
         if expiry.has_policies() && matches!(config.clock, Clock::System) {
             crate::clock::start_coarse_clock();
         }
+        let counters = Counters::new(&config.name);
         FnCache {
             name: config.name,
             expiry,
@@ -127,7 +128,7 @@ where
                 expiry.same_lifetime(config.varied_lifetimes),
             ),
             flights: FlightMap::new(),
-            counters: Counters::new(),
+            counters,
             latency: LatencyHistogram::new(),
             deadlines: Deadlines {
                 soft: config.timeout,
@@ -453,6 +454,8 @@ where
             finished: false,
         };
         self.counters.incr(Counter::Loads);
+        #[cfg(feature = "metrics")]
+        self.counters.exported.load_started();
         let span = trace::load_span(&self.name, kind);
         let started = Instant::now();
         let caught = tracing::Instrument::instrument(catch_unwind(loader), span.clone()).await;
@@ -506,6 +509,13 @@ where
             }
         };
         self.latency.record(took);
+        #[cfg(feature = "metrics")]
+        {
+            self.counters.exported.load_finished(took);
+            self.counters
+                .exported
+                .evictions(self.memory.evictions_estimate());
+        }
         trace::record_waiters(span, guard.flight.waiters());
         match outcome.into_parts() {
             Ok(value) => {

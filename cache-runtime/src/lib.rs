@@ -18,6 +18,8 @@ mod flight;
 mod fn_cache;
 mod key;
 mod memory;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod outcome;
 mod registry;
 mod stats;

@@ -216,23 +216,33 @@ struct Stripe([AtomicU64; COUNTERS]);
 
 pub(crate) struct Counters {
     stripes: Box<[Stripe]>,
+    /// The same counts, exported through the `metrics` facade.
+    #[cfg(feature = "metrics")]
+    pub(crate) exported: crate::metrics::Exported,
 }
 
 impl Counters {
-    pub(crate) fn new() -> Self {
+    /// Counters of the cache named `name` (the name labels the exported metrics).
+    pub(crate) fn new(name: &str) -> Self {
+        #[cfg(not(feature = "metrics"))]
+        let _ = name;
         Counters {
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            #[cfg(feature = "metrics")]
+            exported: crate::metrics::Exported::new(name),
         }
     }
 
     #[inline]
     pub(crate) fn incr(&self, counter: Counter) {
-        self.stripes[stripe_index()].0[counter as usize].fetch_add(1, Ordering::Relaxed);
+        self.add(counter, 1);
     }
 
     #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
         self.stripes[stripe_index()].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.exported.add(counter, n);
     }
 
     pub(crate) fn sum(&self, counter: Counter) -> u64 {
@@ -373,7 +383,7 @@ mod tests {
 
     #[test]
     fn counters_sum_across_threads() {
-        let counters = std::sync::Arc::new(Counters::new());
+        let counters = std::sync::Arc::new(Counters::new("test"));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let counters = counters.clone();

@@ -1,0 +1,70 @@
+//! The `metrics` feature: every counter, the load-latency histogram and the
+//! loads-in-flight gauge, read back through `metrics-util`'s debugging
+//! recorder. Run with `cargo test -p herdcache-runtime --features metrics`.
+#![cfg(feature = "metrics")]
+
+use std::time::Duration;
+
+use herdcache_runtime::{CacheConfig, FailureShare, FnCache, LoadHooks};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::MetricKind;
+
+#[test]
+fn a_caches_stats_are_exported_with_its_name() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // Handles are registered when the cache is made: with this recorder.
+    let cache: FnCache<u64, u64> = metrics::with_local_recorder(&recorder, || {
+        FnCache::new(CacheConfig::new("users.get", Duration::from_secs(60)))
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let hooks = || LoadHooks::new(FailureShare::<std::io::Error>::by_shared_error());
+        for _ in 0..3 {
+            let value: Result<u64, std::io::Error> = match cache.hit(&7, hooks) {
+                Some(hit) => hit,
+                None => cache.load(7, hooks(), async { Ok(49) }).await,
+            };
+            assert_eq!(value.unwrap(), 49);
+        }
+        let failed: Result<u64, std::io::Error> = cache
+            .load(8, hooks(), async { Err(std::io::Error::other("down")) })
+            .await;
+        assert!(failed.is_err());
+    });
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let value = |kind: MetricKind, metric: &str| {
+        snapshot
+            .iter()
+            .find(|(key, ..)| {
+                key.kind() == kind
+                    && key.key().name() == metric
+                    && key
+                        .key()
+                        .labels()
+                        .any(|label| label.key() == "name" && label.value() == "users.get")
+            })
+            .map(|(.., value)| value)
+            .unwrap_or_else(|| panic!("no {metric} in {snapshot:?}"))
+    };
+    let counter = |metric| match value(MetricKind::Counter, metric) {
+        DebugValue::Counter(n) => *n,
+        other => panic!("{metric} is {other:?}"),
+    };
+    assert_eq!(counter("herdcache_hits_total"), 2);
+    assert_eq!(counter("herdcache_misses_total"), 2);
+    assert_eq!(counter("herdcache_loads_total"), 2);
+    assert_eq!(counter("herdcache_load_errors_total"), 1);
+    assert_eq!(counter("herdcache_stale_hits_total"), 0);
+    match value(MetricKind::Histogram, "herdcache_load_duration_seconds") {
+        DebugValue::Histogram(samples) => assert_eq!(samples.len(), 2),
+        other => panic!("the load histogram is {other:?}"),
+    }
+    match value(MetricKind::Gauge, "herdcache_loads_in_flight") {
+        DebugValue::Gauge(in_flight) => assert_eq!((*in_flight).into_inner(), 0.0),
+        other => panic!("the in-flight gauge is {other:?}"),
+    }
+}
