@@ -7,15 +7,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::background::BackgroundLoad;
-use crate::clock::{nanos, Clock, Nanos};
+use crate::clock::{nanos, Clock};
 use crate::config::{CacheConfig, LoadHooks};
-use crate::expiry::{ExpiryPolicy, Horizons};
+use crate::expiry::ExpiryPolicy;
 use crate::flight::{Flight, FlightMap, Landing, Role};
-use crate::memory::{Entry, MemoryTier, Payload};
+use crate::memory::{MemoryTier, Payload};
 use crate::outcome::{FailureShare, Outcome, SharedFailure};
 use crate::stats::{Counter, Counters, LatencyHistogram, Stats};
 
 mod deadline;
+mod landing;
+mod refresh;
+mod trace;
 
 /// What kind of load is running: it decides what a failure does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,25 +207,6 @@ where
         self.served(self.find(key), true, hooks)
     }
 
-    /// [`hit`](Self::hit) for a function with `swr` or early refresh: a
-    /// stale value, or a fresh one early refresh drew, also starts a
-    /// background refresh (`background` makes its load). Separate from `hit`
-    /// so that functions without these policies do not compile the
-    /// spawning machinery.
-    #[inline]
-    pub fn hit_or_refresh<R, H, B>(&'static self, key: &K, hooks: H, background: B) -> Option<R>
-    where
-        R: Outcome<Value = V> + Send + 'static,
-        H: Fn() -> LoadHooks<V, R::Failure>,
-        B: FnOnce() -> Option<BackgroundLoad<R>>,
-    {
-        let found = self.find(key);
-        if let Found::Fresh { refresh: true, .. } | Found::Stale { refresh: true, .. } = found {
-            self.refresh_in_background(key, hooks(), background);
-        }
-        self.served(found, true, hooks)
-    }
-
     /// What a read answers with, counted as a hit of its kind when `count`
     /// (a caller's first look); `None` on a miss.
     #[inline]
@@ -249,71 +233,6 @@ where
         Some(outcome)
     }
 
-    /// Starts one background refresh of `key`, unless a load of it is
-    /// already in flight. It leads an attached flight, so callers that find
-    /// nothing servable meanwhile join it, and an invalidation detaches it
-    /// as it would any load.
-    #[cold]
-    fn refresh_in_background<R, B>(
-        &'static self,
-        key: &K,
-        hooks: LoadHooks<V, R::Failure>,
-        background: B,
-    ) where
-        R: Outcome<Value = V> + Send + 'static,
-        B: FnOnce() -> Option<BackgroundLoad<R>>,
-    {
-        // Copying the arguments is user code: not under the lock, and not
-        // while a refresh already runs.
-        if self.flights.lock(key).is_attached(key) {
-            return;
-        }
-        let Some(load) = background() else { return };
-        self.start_refresh(key, hooks, load);
-    }
-
-    /// The rest of [`refresh_in_background`](Self::refresh_in_background),
-    /// generic over the outcome only: the spawned task's type does not
-    /// depend on the function's closures, so it is compiled once per
-    /// outcome type, not once per cached function.
-    fn start_refresh<R>(
-        &'static self,
-        key: &K,
-        hooks: LoadHooks<V, R::Failure>,
-        load: BackgroundLoad<R>,
-    ) where
-        R: Outcome<Value = V> + Send + 'static,
-    {
-        let flight = {
-            let mut shard = self.flights.lock(key);
-            // Another refresh may have started, or landed, since the hit.
-            let due = match self.find(key) {
-                Found::Fresh { refresh, .. } | Found::Stale { refresh, .. } => refresh,
-                Found::Negative(_) | Found::Miss => false,
-            };
-            if !due || shard.is_attached(key) {
-                return;
-            }
-            // Mark the entry, so that stale hits stop looking for a refresh.
-            // Under the lock: an invalidation must not be undone by it.
-            self.mark_refreshing(key, true);
-            shard.lead_anew(key)
-        };
-        self.counters.incr(Counter::Refreshes);
-        let key = key.clone();
-        let (work_key, work_flight) = (key.clone(), flight.clone());
-        let work = async move {
-            // The outcome went to the waiters, if any; nobody else wants it.
-            let _ = self
-                .lead(work_key, work_flight, hooks, load, LoadKind::Background)
-                .await;
-        };
-        if !crate::background::spawn(work) {
-            self.detach(&key, &flight);
-            flight.land(Landing::Abandoned);
-        }
-    }
-
     /// The fresh value of `key`, or the outcome of `loader`, run at most once
     /// at a time per key however many callers ask.
     pub async fn get_or_load<R, F>(&self, key: K, share: FailureShare<R::Failure>, loader: F) -> R
@@ -323,7 +242,7 @@ where
     {
         match self.get_fresh(&key) {
             Some(value) => R::from_value(value),
-            None => self.load_with(key, LoadHooks::new(share), loader).await,
+            None => self.load(key, LoadHooks::new(share), loader).await,
         }
     }
 
@@ -333,14 +252,6 @@ where
     ///
     /// If the leading caller is dropped or its loader panics, the callers
     /// waiting on it wake and one of them leads a new load with its own loader.
-    pub async fn load<R, F>(&self, key: K, hooks: LoadHooks<V, R::Failure>, loader: F) -> R
-    where
-        R: Outcome<Value = V>,
-        F: Future<Output = R>,
-    {
-        self.load_with(key, hooks, loader).await
-    }
-
     /// [`load`](Self::load) for a function with `timeout` or `hard_timeout`:
     /// `detached` (the same load from owned copies of the arguments, see
     /// [`detachable`](Self::detachable)) runs on its own task and callers
@@ -361,7 +272,7 @@ where
                 self.load_within_deadlines(key, hooks, loader, detached)
                     .await
             }
-            _ => self.load_with(key, hooks, loader).await,
+            _ => self.load(key, hooks, loader).await,
         }
     }
 
@@ -379,7 +290,10 @@ where
         }
     }
 
-    async fn load_with<R, F>(&self, key: K, hooks: LoadHooks<V, R::Failure>, loader: F) -> R
+    ///
+    /// If the leading caller is dropped or its loader panics, the callers
+    /// waiting on it wake and one of them leads a new load with its own loader.
+    pub async fn load<R, F>(&self, key: K, hooks: LoadHooks<V, R::Failure>, loader: F) -> R
     where
         R: Outcome<Value = V>,
         F: Future<Output = R>,
@@ -463,227 +377,6 @@ where
         // Only now: a panic above (in a `Clone`, say) still wakes the waiters.
         guard.finished = true;
         outcome
-    }
-
-    /// What a finished load does: store and hand out a value, or answer a
-    /// failure or panic. Apart from `lead` so that it is compiled once per
-    /// outcome type, not once per loader (that is, per cached function).
-    fn landed<R: Outcome<Value = V>>(
-        &self,
-        guard: &LeaderGuard<'_, K, V>,
-        caught: std::thread::Result<R>,
-        took: Duration,
-        hooks: LoadHooks<V, R::Failure>,
-        kind: LoadKind,
-        span: &tracing::Span,
-    ) -> R {
-        trace::record_duration(span, took);
-        let mut answered_by_fail_safe = false;
-        let outcome = match caught {
-            Ok(outcome) => outcome,
-            Err(panic) => {
-                // A panic is a failure fail-safe covers; without a fallback
-                // it goes on up, and the guard wakes the waiters.
-                let answered =
-                    guard.flight.waiters() as u64 + u64::from(kind == LoadKind::Foreground);
-                // As for an `Err`: `_refresh` answers with its failure, and
-                // a refresh nobody joined leaves the stale value alone.
-                let unjoined_refresh = kind == LoadKind::Background && answered == 0;
-                let fallback = match kind {
-                    LoadKind::Explicit => None,
-                    _ if unjoined_refresh => None,
-                    _ => self.serve_fallback(&guard.key, &guard.flight),
-                };
-                let Some(fallback) = fallback else {
-                    std::panic::resume_unwind(panic)
-                };
-                self.counters.incr(if kind == LoadKind::Background {
-                    Counter::RefreshErrors
-                } else {
-                    Counter::LoadErrors
-                });
-                self.counters.add(Counter::FailSafeHits, answered);
-                answered_by_fail_safe = true;
-                trace::fail_safe_answered(&self.name, answered, "panicked");
-                R::from_value(fallback)
-            }
-        };
-        self.latency.record(took);
-        #[cfg(feature = "metrics")]
-        {
-            self.counters.exported.load_finished(took);
-            self.counters
-                .exported
-                .evictions(self.memory.evictions_estimate());
-        }
-        trace::record_waiters(span, guard.flight.waiters());
-        match outcome.into_parts() {
-            Ok(value) => {
-                let what = if answered_by_fail_safe {
-                    "fail_safe"
-                } else {
-                    "value"
-                };
-                trace::record_outcome(span, what);
-                self.store_value(&guard.key, &guard.flight, &value, hooks, took);
-                if guard.flight.waiters() > 0 {
-                    guard.flight.land(Landing::Value(value.clone()));
-                }
-                R::from_value(value)
-            }
-            Err(failure) => {
-                let (outcome, what) =
-                    self.failed::<R>(&guard.key, &guard.flight, hooks, failure, kind);
-                trace::record_outcome(span, what);
-                outcome
-            }
-        }
-    }
-
-    /// What a failed load answers, to its leader and to the callers that
-    /// joined it, and what it leaves in the cache.
-    fn failed<R: Outcome<Value = V>>(
-        &self,
-        key: &K,
-        flight: &Arc<Flight<V>>,
-        hooks: LoadHooks<V, R::Failure>,
-        failure: R::Failure,
-        kind: LoadKind,
-    ) -> (R, &'static str) {
-        let counter = match kind {
-            _ if !R::FAILURE_IS_ERROR => None,
-            LoadKind::Background => Some(Counter::RefreshErrors),
-            _ => Some(Counter::LoadErrors),
-        };
-        if let Some(counter) = counter {
-            self.counters.incr(counter);
-        }
-        // Callers may still join until the flight is detached below; one
-        // that joins after this count wakes to the guard's `Abandoned` and
-        // tries again, finding what this load left.
-        let waiters = flight.waiters();
-        // A refresh nobody joined: the stale value stays until its window
-        // ends, and the next stale hit may try again.
-        if kind == LoadKind::Background && waiters == 0 && R::FAILURE_IS_ERROR {
-            self.detach(key, flight);
-            trace::refresh_failed(&self.name);
-            return (R::from_failure(failure), "error");
-        }
-        if R::FAILURE_IS_ERROR && kind != LoadKind::Explicit {
-            if let Some(fallback) = self.serve_fallback(key, flight) {
-                let answered = waiters as u64 + u64::from(kind == LoadKind::Foreground);
-                self.counters.add(Counter::FailSafeHits, answered);
-                trace::fail_safe_answered(&self.name, answered, "failed");
-                if waiters > 0 {
-                    flight.land(Landing::Value(fallback.clone()));
-                }
-                return (R::from_value(fallback), "fail_safe");
-            }
-        }
-        let negative = match kind {
-            LoadKind::Explicit if R::FAILURE_IS_ERROR => None,
-            _ => hooks.negative.ttl(&failure),
-        };
-        let (shared, own) = if waiters > 0 || negative.is_some() {
-            let (shared, own) = hooks.share.share(failure);
-            (Some(shared), own)
-        } else {
-            (None, failure)
-        };
-        {
-            let mut shard = self.flights.lock(key);
-            if shard.detach_if(key, flight) {
-                match (&negative, &shared) {
-                    (Some(ttl), Some(shared)) => {
-                        let now = self.clock.now_nanos();
-                        let horizons = self.expiry.negative_horizons(now, *ttl);
-                        self.memory.insert(
-                            key.clone(),
-                            entry(Payload::Failure(Arc::new(shared.clone())), horizons, 0),
-                        );
-                    }
-                    // `None` is an answer: the old value, stale or
-                    // fallback, is gone with it.
-                    _ if !R::FAILURE_IS_ERROR => self.memory.invalidate(key),
-                    _ => self.mark_refreshing(key, false),
-                }
-            }
-        }
-        if let Some(shared) = shared.filter(|_| waiters > 0) {
-            flight.land(Landing::Failure(shared));
-        }
-        let what = match (R::FAILURE_IS_ERROR, negative.is_some()) {
-            (true, true) => "error, cached",
-            (true, false) => "error",
-            (false, true) => "none, cached",
-            (false, false) => "none",
-        };
-        (R::from_failure(own), what)
-    }
-
-    /// For a failed load still attached: the fail-safe fallback of `key`, if
-    /// its window is open, stored again as fresh for the throttle (never past
-    /// the window); the flight is detached either way.
-    fn serve_fallback(&self, key: &K, flight: &Arc<Flight<V>>) -> Option<V> {
-        if self.expiry.fail_safe_window().is_zero() {
-            return None;
-        }
-        let entry = self.memory.get(key)?;
-        let Payload::Value(value) = entry.payload else {
-            return None;
-        };
-        let now = self.clock.now_nanos();
-        if now >= entry.fail_safe_until {
-            return None;
-        }
-        let horizons = self.expiry.throttled_horizons(now, entry.fail_safe_until);
-        let stored = value.clone();
-        let mut shard = self.flights.lock(key);
-        // Invalidated meanwhile: gone, not even a fallback.
-        if self.memory.get(key).is_none() || !shard.detach_if(key, flight) {
-            return None;
-        }
-        self.memory
-            .insert(key.clone(), entry_of(stored, horizons, entry.load_nanos));
-        Some(value)
-    }
-
-    /// Detaches the finished `flight` and, if it was still attached (no
-    /// invalidation or refresh superseded it), stores `value`: both in one
-    /// critical section, so that no caller or invalidation of the key can
-    /// see the flight gone and the value not yet stored.
-    fn store_value<F>(
-        &self,
-        key: &K,
-        flight: &Arc<Flight<V>>,
-        value: &V,
-        hooks: LoadHooks<V, F>,
-        took: Duration,
-    ) {
-        // The value's `Clone` and `ttl_for` are user code: keep them out of
-        // the lock (the key's `Hash`, `Eq` and `Clone` still run inside).
-        let stored = value.clone();
-        let mut ttl = self.expiry.draw_ttl();
-        if let Some(ttl_for) = hooks.ttl_for {
-            ttl = ttl.min(ttl_for(value));
-        }
-        let mut shard = self.flights.lock(key);
-        if shard.detach_if(key, flight) {
-            let horizons = self.expiry.horizons(self.clock.now_nanos(), ttl);
-            self.memory
-                .insert(key.clone(), entry_of(stored, horizons, nanos(took)));
-        }
-    }
-
-    /// Marks the entry of `key` as being refreshed, or not. The caller holds
-    /// the key's shard lock. (This clones the value: user code, under it.)
-    fn mark_refreshing(&self, key: &K, refreshing: bool) {
-        if let Some(mut entry) = self.memory.get(key) {
-            if entry.refreshing != refreshing {
-                entry.refreshing = refreshing;
-                self.memory.insert(key.clone(), entry);
-            }
-        }
     }
 
     /// Detaches `flight` if it is still attached, storing nothing: the
@@ -797,65 +490,6 @@ where
     }
 }
 
-/// Tracing, in functions that are not generic, so that each cached
-/// function does not compile its own copy of the macros' expansions.
-mod trace {
-    use std::time::Duration;
-
-    use super::LoadKind;
-
-    /// A load's span, at `debug`, never with the key: keys may be personal data.
-    pub(super) fn load_span(function: &str, kind: LoadKind) -> tracing::Span {
-        match kind {
-            LoadKind::Background => tracing::debug_span!(
-                "herdcache.refresh",
-                function,
-                outcome = tracing::field::Empty,
-                duration_us = tracing::field::Empty,
-                waiters = tracing::field::Empty,
-            ),
-            _ => tracing::debug_span!(
-                "herdcache.load",
-                function,
-                kind = ?kind,
-                outcome = tracing::field::Empty,
-                duration_us = tracing::field::Empty,
-                waiters = tracing::field::Empty,
-            ),
-        }
-    }
-
-    pub(super) fn record_duration(span: &tracing::Span, took: Duration) {
-        span.record(
-            "duration_us",
-            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-        );
-    }
-
-    pub(super) fn record_waiters(span: &tracing::Span, waiters: usize) {
-        span.record("waiters", waiters as u64);
-    }
-
-    pub(super) fn record_outcome(span: &tracing::Span, outcome: &'static str) {
-        span.record("outcome", outcome);
-    }
-
-    pub(super) fn refresh_failed(function: &str) {
-        tracing::warn!(
-            function,
-            "herdcache: a background refresh failed; the stale value is served until its window ends"
-        );
-    }
-
-    pub(super) fn fail_safe_answered(function: &str, answered: u64, how: &str) {
-        tracing::info!(
-            function,
-            answered,
-            "herdcache: the load {how}; fail-safe served the last good value"
-        );
-    }
-}
-
 /// Runs `loader`, catching a panic in it (zero cost unless it panics).
 async fn catch_unwind<F: Future>(loader: F) -> std::thread::Result<F::Output> {
     let mut loader = std::pin::pin!(loader);
@@ -867,23 +501,6 @@ async fn catch_unwind<F: Future>(loader: F) -> std::thread::Result<F::Output> {
         }
     })
     .await
-}
-
-/// An entry holding `value`.
-fn entry_of<V>(value: V, horizons: Horizons, load_nanos: Nanos) -> Entry<V> {
-    entry(Payload::Value(value), horizons, load_nanos)
-}
-
-fn entry<V>(payload: Payload<V>, horizons: Horizons, load_nanos: Nanos) -> Entry<V> {
-    Entry {
-        payload,
-        fresh_until: horizons.fresh_until,
-        stale_until: horizons.stale_until,
-        fail_safe_until: horizons.fail_safe_until,
-        load_nanos,
-        lifetime: nanos(horizons.lifetime),
-        refreshing: false,
-    }
 }
 
 /// Held by the caller leading a load. If that caller is dropped mid-load or

@@ -87,7 +87,7 @@ where
                     // The leader died: lead again, detached if the copy is
                     // still ours, else here.
                     if detached.is_none() {
-                        return self.load_with(key, hooks, loader).await;
+                        return self.load(key, hooks, loader).await;
                     }
                 }
                 Waited::Fallback(value) => return R::from_value(value),
@@ -102,7 +102,7 @@ where
                         Landing::Failure(failure) => {
                             return R::from_failure(hooks.share.unshare(&failure))
                         }
-                        Landing::Abandoned => return self.load_with(key, hooks, loader).await,
+                        Landing::Abandoned => return self.load(key, hooks, loader).await,
                     }
                 }
             }

@@ -1,0 +1,260 @@
+//! What a finished load leaves behind: a stored value and the callers it
+//! answers, or a failure: shared, cached by a negative rule, answered by a
+//! fail-safe fallback, or ending the old value (`None`).
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{trace, FnCache, LeaderGuard, LoadKind};
+use crate::clock::{nanos, Nanos};
+use crate::config::LoadHooks;
+use crate::expiry::Horizons;
+use crate::flight::{Flight, Landing};
+use crate::memory::{Entry, Payload};
+use crate::outcome::Outcome;
+use crate::stats::Counter;
+
+impl<K, V> FnCache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// What a finished load does: store and hand out a value, or answer a
+    /// failure or panic. Apart from `lead` so that it is compiled once per
+    /// outcome type, not once per loader (that is, per cached function).
+    pub(super) fn landed<R: Outcome<Value = V>>(
+        &self,
+        guard: &LeaderGuard<'_, K, V>,
+        caught: std::thread::Result<R>,
+        took: Duration,
+        hooks: LoadHooks<V, R::Failure>,
+        kind: LoadKind,
+        span: &tracing::Span,
+    ) -> R {
+        trace::record_duration(span, took);
+        let mut answered_by_fail_safe = false;
+        let outcome = match caught {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                // A panic is a failure fail-safe covers; without a fallback
+                // it goes on up, and the guard wakes the waiters.
+                let answered =
+                    guard.flight.waiters() as u64 + u64::from(kind == LoadKind::Foreground);
+                // As for an `Err`: `_refresh` answers with its failure, and
+                // a refresh nobody joined leaves the stale value alone.
+                let unjoined_refresh = kind == LoadKind::Background && answered == 0;
+                let fallback = match kind {
+                    LoadKind::Explicit => None,
+                    _ if unjoined_refresh => None,
+                    _ => self.serve_fallback(&guard.key, &guard.flight),
+                };
+                let Some(fallback) = fallback else {
+                    std::panic::resume_unwind(panic)
+                };
+                self.counters.incr(if kind == LoadKind::Background {
+                    Counter::RefreshErrors
+                } else {
+                    Counter::LoadErrors
+                });
+                self.counters.add(Counter::FailSafeHits, answered);
+                answered_by_fail_safe = true;
+                trace::fail_safe_answered(&self.name, answered, "panicked");
+                R::from_value(fallback)
+            }
+        };
+        self.latency.record(took);
+        #[cfg(feature = "metrics")]
+        {
+            self.counters.exported.load_finished(took);
+            self.counters
+                .exported
+                .evictions(self.memory.evictions_estimate());
+        }
+        trace::record_waiters(span, guard.flight.waiters());
+        match outcome.into_parts() {
+            Ok(value) => {
+                let what = if answered_by_fail_safe {
+                    "fail_safe"
+                } else {
+                    "value"
+                };
+                trace::record_outcome(span, what);
+                self.store_value(&guard.key, &guard.flight, &value, hooks, took);
+                if guard.flight.waiters() > 0 {
+                    guard.flight.land(Landing::Value(value.clone()));
+                }
+                R::from_value(value)
+            }
+            Err(failure) => {
+                let (outcome, what) =
+                    self.failed::<R>(&guard.key, &guard.flight, hooks, failure, kind);
+                trace::record_outcome(span, what);
+                outcome
+            }
+        }
+    }
+
+    /// What a failed load answers, to its leader and to the callers that
+    /// joined it, and what it leaves in the cache.
+    pub(super) fn failed<R: Outcome<Value = V>>(
+        &self,
+        key: &K,
+        flight: &Arc<Flight<V>>,
+        hooks: LoadHooks<V, R::Failure>,
+        failure: R::Failure,
+        kind: LoadKind,
+    ) -> (R, &'static str) {
+        let counter = match kind {
+            _ if !R::FAILURE_IS_ERROR => None,
+            LoadKind::Background => Some(Counter::RefreshErrors),
+            _ => Some(Counter::LoadErrors),
+        };
+        if let Some(counter) = counter {
+            self.counters.incr(counter);
+        }
+        // Callers may still join until the flight is detached below; one
+        // that joins after this count wakes to the guard's `Abandoned` and
+        // tries again, finding what this load left.
+        let waiters = flight.waiters();
+        // A refresh nobody joined: the stale value stays until its window
+        // ends, and the next stale hit may try again.
+        if kind == LoadKind::Background && waiters == 0 && R::FAILURE_IS_ERROR {
+            self.detach(key, flight);
+            trace::refresh_failed(&self.name);
+            return (R::from_failure(failure), "error");
+        }
+        if R::FAILURE_IS_ERROR && kind != LoadKind::Explicit {
+            if let Some(fallback) = self.serve_fallback(key, flight) {
+                let answered = waiters as u64 + u64::from(kind == LoadKind::Foreground);
+                self.counters.add(Counter::FailSafeHits, answered);
+                trace::fail_safe_answered(&self.name, answered, "failed");
+                if waiters > 0 {
+                    flight.land(Landing::Value(fallback.clone()));
+                }
+                return (R::from_value(fallback), "fail_safe");
+            }
+        }
+        let negative = match kind {
+            LoadKind::Explicit if R::FAILURE_IS_ERROR => None,
+            _ => hooks.negative.ttl(&failure),
+        };
+        let (shared, own) = if waiters > 0 || negative.is_some() {
+            let (shared, own) = hooks.share.share(failure);
+            (Some(shared), own)
+        } else {
+            (None, failure)
+        };
+        {
+            let mut shard = self.flights.lock(key);
+            if shard.detach_if(key, flight) {
+                match (&negative, &shared) {
+                    (Some(ttl), Some(shared)) => {
+                        let now = self.clock.now_nanos();
+                        let horizons = self.expiry.negative_horizons(now, *ttl);
+                        self.memory.insert(
+                            key.clone(),
+                            entry(Payload::Failure(Arc::new(shared.clone())), horizons, 0),
+                        );
+                    }
+                    // `None` is an answer: the old value, stale or
+                    // fallback, is gone with it.
+                    _ if !R::FAILURE_IS_ERROR => self.memory.invalidate(key),
+                    _ => self.mark_refreshing(key, false),
+                }
+            }
+        }
+        if let Some(shared) = shared.filter(|_| waiters > 0) {
+            flight.land(Landing::Failure(shared));
+        }
+        let what = match (R::FAILURE_IS_ERROR, negative.is_some()) {
+            (true, true) => "error, cached",
+            (true, false) => "error",
+            (false, true) => "none, cached",
+            (false, false) => "none",
+        };
+        (R::from_failure(own), what)
+    }
+
+    /// For a failed load still attached: the fail-safe fallback of `key`, if
+    /// its window is open, stored again as fresh for the throttle (never past
+    /// the window); the flight is detached either way.
+    pub(super) fn serve_fallback(&self, key: &K, flight: &Arc<Flight<V>>) -> Option<V> {
+        if self.expiry.fail_safe_window().is_zero() {
+            return None;
+        }
+        let entry = self.memory.get(key)?;
+        let Payload::Value(value) = entry.payload else {
+            return None;
+        };
+        let now = self.clock.now_nanos();
+        if now >= entry.fail_safe_until {
+            return None;
+        }
+        let horizons = self.expiry.throttled_horizons(now, entry.fail_safe_until);
+        let stored = value.clone();
+        let mut shard = self.flights.lock(key);
+        // Invalidated meanwhile: gone, not even a fallback.
+        if self.memory.get(key).is_none() || !shard.detach_if(key, flight) {
+            return None;
+        }
+        self.memory
+            .insert(key.clone(), entry_of(stored, horizons, entry.load_nanos));
+        Some(value)
+    }
+
+    /// Detaches the finished `flight` and, if it was still attached (no
+    /// invalidation or refresh superseded it), stores `value`: both in one
+    /// critical section, so that no caller or invalidation of the key can
+    /// see the flight gone and the value not yet stored.
+    pub(super) fn store_value<F>(
+        &self,
+        key: &K,
+        flight: &Arc<Flight<V>>,
+        value: &V,
+        hooks: LoadHooks<V, F>,
+        took: Duration,
+    ) {
+        // The value's `Clone` and `ttl_for` are user code: keep them out of
+        // the lock (the key's `Hash`, `Eq` and `Clone` still run inside).
+        let stored = value.clone();
+        let mut ttl = self.expiry.draw_ttl();
+        if let Some(ttl_for) = hooks.ttl_for {
+            ttl = ttl.min(ttl_for(value));
+        }
+        let mut shard = self.flights.lock(key);
+        if shard.detach_if(key, flight) {
+            let horizons = self.expiry.horizons(self.clock.now_nanos(), ttl);
+            self.memory
+                .insert(key.clone(), entry_of(stored, horizons, nanos(took)));
+        }
+    }
+
+    /// Marks the entry of `key` as being refreshed, or not. The caller holds
+    /// the key's shard lock. (This clones the value: user code, under it.)
+    pub(super) fn mark_refreshing(&self, key: &K, refreshing: bool) {
+        if let Some(mut entry) = self.memory.get(key) {
+            if entry.refreshing != refreshing {
+                entry.refreshing = refreshing;
+                self.memory.insert(key.clone(), entry);
+            }
+        }
+    }
+}
+
+/// An entry holding `value`.
+fn entry_of<V>(value: V, horizons: Horizons, load_nanos: Nanos) -> Entry<V> {
+    entry(Payload::Value(value), horizons, load_nanos)
+}
+
+fn entry<V>(payload: Payload<V>, horizons: Horizons, load_nanos: Nanos) -> Entry<V> {
+    Entry {
+        payload,
+        fresh_until: horizons.fresh_until,
+        stale_until: horizons.stale_until,
+        fail_safe_until: horizons.fail_safe_until,
+        load_nanos,
+        lifetime: nanos(horizons.lifetime),
+        refreshing: false,
+    }
+}
