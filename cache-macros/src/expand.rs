@@ -6,11 +6,12 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
-use syn::{Attribute, Expr, Ident, ItemFn, Type, Visibility};
+use syn::{Attribute, Ident, ItemFn, Type, Visibility};
 
-use crate::validate::Arg;
+use crate::validate::{Plan, ReturnKind};
 
-use crate::validate::{KeySpec, Plan, Receiver, ReturnKind};
+mod key;
+mod policy;
 
 /// The cached function, and its helpers: beside it for a free function or
 /// an inherent method, in an inherent impl of their own under `cached_impl`.
@@ -356,100 +357,6 @@ impl Context<'_> {
         }
     }
 
-    /// The owned key, from the arguments it names, each part checked.
-    fn key(&self) -> TokenStream {
-        match &self.plan.key {
-            KeySpec::Expr(Expr::Tuple(tuple)) if !tuple.elems.is_empty() => {
-                let parts = tuple.elems.iter().map(|part| self.key_part(part));
-                quote!((#(#parts,)*))
-            }
-            KeySpec::Expr(expr) => self.key_part(expr),
-            KeySpec::Args(idents) => {
-                let owned: Vec<TokenStream> = idents
-                    .iter()
-                    .map(|ident| self.probe_borrowed(ident.span(), self.borrowed_arg(ident)))
-                    .collect();
-                match owned.as_slice() {
-                    [single] => single.clone(),
-                    many => quote!((#(#many,)*)),
-                }
-            }
-        }
-    }
-
-    /// One part of a key expression. A place (`req.id`, `self.tenant`, an
-    /// argument) is copied through a borrow, as arguments are, so that the
-    /// key never moves what the body still uses; any other expression
-    /// (`format!(..)`, `q.table.clone()`) is a value and kept as it is.
-    fn key_part(&self, part: &Expr) -> TokenStream {
-        let span = syn::spanned::Spanned::span(part);
-        if let Some(ident) = argument_ident(part, &self.plan.args) {
-            return self.probe_borrowed(span, self.borrowed_arg(ident));
-        }
-        if is_self(part)
-            && self
-                .item
-                .sig
-                .receiver()
-                .is_some_and(|receiver| matches!(*receiver.ty, Type::Reference(_)))
-        {
-            // `self` behind a reference: key on the value, as for arguments.
-            return self.probe_borrowed(span, quote_spanned!(span=> &*self));
-        }
-        if is_place(part) {
-            return self.probe_borrowed(span, quote_spanned!(span=> &(#part)));
-        }
-        let private = &self.private;
-        self.probe(
-            span,
-            quote_spanned! {span=>
-                let __herdcache_part = #part;
-                (&&&#private::KeyProbe::of(&__herdcache_part)).key_value(__herdcache_part)
-            },
-        )
-    }
-
-    /// An owned copy of the borrowed key part `borrowed`, checked.
-    fn probe_borrowed(&self, span: proc_macro2::Span, borrowed: TokenStream) -> TokenStream {
-        let private = &self.private;
-        self.probe(
-            span,
-            quote_spanned! {span=>
-                (&&&#private::KeyProbe::of(#borrowed)).key_part(#borrowed)
-            },
-        )
-    }
-
-    /// `call` with the key probes in scope, at the part's span: a part that
-    /// cannot be a key is one error there.
-    fn probe(&self, span: proc_macro2::Span, call: TokenStream) -> TokenStream {
-        let private = &self.private;
-        quote_spanned! {span=>
-            {
-                #[allow(unused_imports)]
-                use #private::{InvalidKeyPart as _, ValidKeyPart as _};
-                #call
-            }
-        }
-    }
-
-    /// One argument as a reference to the value the key copies: the
-    /// argument itself behind a reference (`&str` keys as `String`), a
-    /// borrow of it otherwise.
-    fn borrowed_arg(&self, ident: &Ident) -> TokenStream {
-        let ty = self
-            .plan
-            .args
-            .iter()
-            .find(|arg| &arg.ident == ident)
-            .map(|arg| &arg.ty);
-        let span = ident.span();
-        match ty {
-            Some(Type::Reference(_)) => quote_spanned!(span=> &*#ident),
-            _ => quote_spanned!(span=> &#ident),
-        }
-    }
-
     /// `__herdcache_cache.<method>(key, share, loader).await`, boxed: the
     /// slow path holds the body's whole state, and unboxed it would make
     /// every call's future that big, which a hit then pays to move (measured:
@@ -497,137 +404,6 @@ impl Context<'_> {
         quote! {
             #copies
             #call
-        }
-    }
-
-    /// `__herdcache_hooks`: how a failure is shared and cached, a value's own ttl.
-    fn hooks(&self) -> TokenStream {
-        let private = &self.private;
-        let ret = &self.plan.ret;
-        let policy = &self.plan.policy;
-        let share = match self.plan.kind {
-            ReturnKind::Result => {
-                // Spanned at the error type: one that cannot be shared is
-                // reported there.
-                let span = error_type_span(ret);
-                quote_spanned! {span=> {
-                    #[allow(unused_imports)]
-                    use #private::{
-                        ShareByClone as _, ShareByMessage as _, ShareBySharedError as _,
-                        ShareNotPossible as _,
-                    };
-                    (&&&&#private::ShareProbe::<<#ret as #private::Outcome>::Failure>::new())
-                        .failure_share()
-                }}
-            }
-            ReturnKind::Option => quote!(#private::FailureShare::unit()),
-            ReturnKind::Plain => quote!(#private::FailureShare::never()),
-        };
-        let negative = match (&policy.negative, policy.negative_ttl) {
-            (Some(rule), _) if self.plan.kind == ReturnKind::Result => {
-                Some(quote!(#private::Negative::Rule(#rule)))
-            }
-            (_, Some(ttl)) => {
-                let nanos = nanos(ttl);
-                Some(quote!(#private::Negative::Always(#private::Duration::from_nanos(#nanos))))
-            }
-            _ => None,
-        }
-        .map(|negative| quote!(.negative(#negative)));
-        let ttl_for = policy.ttl_for.as_ref().map(|path| quote!(.ttl_for(#path)));
-        let timeout_error = policy.hard_timeout.map(|_| {
-            // At the error type: one that cannot hold a timeout is one error there.
-            let span = error_type_span(ret);
-            quote_spanned! {span=>
-                .timeout_error({
-                    #[allow(unused_imports)]
-                    use #private::{TimeoutConverts as _, TimeoutDoesNotConvert as _};
-                    (&&&#private::TimeoutProbe::<<#ret as #private::Outcome>::Failure>::new())
-                        .timeout_error()
-                })
-            }
-        });
-        // A closure: a fresh hit never builds them.
-        quote! {
-            let __herdcache_hooks = || #private::Through::hooks(
-                __herdcache_through,
-                #private::LoadHooks::new(#share) #negative #ttl_for #timeout_error,
-            );
-        }
-    }
-
-    /// What makes a background load (`swr`, `early_refresh`): a closure,
-    /// called only when a refresh starts, that copies the arguments (and
-    /// `self`) and calls `<fn>_uncached` with them, so the body is not
-    /// compiled a fourth time.
-    fn background(&self) -> TokenStream {
-        let private = &self.private;
-        if !self.plan.policy.runs_in_background() {
-            return quote!(|| ::core::option::Option::None);
-        }
-        let probes = quote!(
-            #[allow(unused_imports)]
-            use #private::{CanCopy as _, CannotCopy as _};
-        );
-        // An argument behind a reference is lent on as `&copy`; any other
-        // is passed as its copy.
-        let copy = |span: proc_macro2::Span, name: &Ident, borrowed: TokenStream, lent: bool| {
-            let method = if lent {
-                quote_spanned!(span=> copy_borrowed)
-            } else {
-                quote_spanned!(span=> copy_owned)
-            };
-            quote_spanned! {span=>
-                // A copy of an argument named `_unused` on purpose.
-                #[allow(clippy::used_underscore_binding)]
-                let #name = {
-                    #probes
-                    (&&&#private::CopyProbe::of(#borrowed)).#method(#borrowed)
-                };
-            }
-        };
-        let mut copies = Vec::new();
-        let mut passed = Vec::new();
-        for (index, arg) in self.plan.args.iter().enumerate() {
-            let name = format_ident!("__herdcache_copy_{}", index);
-            let lent = matches!(arg.ty, Type::Reference(_));
-            copies.push(copy(
-                arg.ident.span(),
-                &name,
-                self.borrowed_arg(&arg.ident),
-                lent,
-            ));
-            passed.push(if lent { quote!(&#name) } else { quote!(#name) });
-        }
-        let uncached = format_ident!("{}_uncached", self.item.sig.ident);
-        let call = match (self.plan.receiver, self.item.sig.receiver()) {
-            (Some(kind), Some(receiver)) => {
-                let name = format_ident!("__herdcache_copy_self");
-                let span = receiver.self_token.span;
-                // `&self`, and `self: &Arc<Self>`: lent; `self`,
-                // `self: Arc<Self>`: passed as the copy.
-                let lent = kind != Receiver::Owned || matches!(*receiver.ty, Type::Reference(_));
-                let borrowed = if lent {
-                    quote_spanned!(span=> &*self)
-                } else {
-                    quote_spanned!(span=> &self)
-                };
-                copies.push(copy(span, &name, borrowed, lent));
-                let this = if lent { quote!(&#name) } else { quote!(#name) };
-                quote!(Self::#uncached(#this, #(#passed),*))
-            }
-            _ if self.plan.in_impl => quote!(Self::#uncached(#(#passed),*)),
-            _ => quote!(#uncached(#(#passed),*)),
-        };
-        let call = match self.plan.kind {
-            ReturnKind::Plain => quote!(#private::plain(#call)),
-            ReturnKind::Result | ReturnKind::Option => quote!(#call),
-        };
-        quote! {
-            || {
-                #(#copies)*
-                #private::Through::background(__herdcache_through, async move { #call.await })
-            }
         }
     }
 
@@ -721,28 +497,6 @@ fn lint_attrs(attrs: &[Attribute]) -> impl Iterator<Item = Attribute> + '_ {
     })
 }
 
-/// The argument `part` names, if it is one alone.
-fn argument_ident<'a>(part: &Expr, args: &'a [Arg]) -> Option<&'a Ident> {
-    let Expr::Path(path) = part else { return None };
-    let ident = path.path.get_ident()?;
-    args.iter().map(|arg| &arg.ident).find(|arg| *arg == ident)
-}
-
-/// A place expression: a variable, `self`, or a field of one, in parentheses or not.
-fn is_place(expr: &Expr) -> bool {
-    match expr {
-        Expr::Path(path) => path.qself.is_none() && path.path.get_ident().is_some(),
-        Expr::Field(field) => is_place(&field.base),
-        Expr::Paren(paren) => is_place(&paren.expr),
-        _ => false,
-    }
-}
-
 fn nanos(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// `self`, alone.
-fn is_self(expr: &Expr) -> bool {
-    matches!(expr, Expr::Path(path) if path.path.is_ident("self"))
 }

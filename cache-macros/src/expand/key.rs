@@ -1,0 +1,132 @@
+//! The key: computed from the arguments (and `self`), each part an owned
+//! copy checked at compile time, so that a part that cannot be a key is one
+//! error at it.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::{Expr, Ident, Type};
+
+use super::Context;
+use crate::validate::{Arg, KeySpec};
+
+impl Context<'_> {
+    /// The owned key, from the arguments it names, each part checked.
+    pub(super) fn key(&self) -> TokenStream {
+        match &self.plan.key {
+            KeySpec::Expr(Expr::Tuple(tuple)) if !tuple.elems.is_empty() => {
+                let parts = tuple.elems.iter().map(|part| self.key_part(part));
+                quote!((#(#parts,)*))
+            }
+            KeySpec::Expr(expr) => self.key_part(expr),
+            KeySpec::Args(idents) => {
+                let owned: Vec<TokenStream> = idents
+                    .iter()
+                    .map(|ident| self.probe_borrowed(ident.span(), self.borrowed_arg(ident)))
+                    .collect();
+                match owned.as_slice() {
+                    [single] => single.clone(),
+                    many => quote!((#(#many,)*)),
+                }
+            }
+        }
+    }
+
+    /// One part of a key expression. A place (`req.id`, `self.tenant`, an
+    /// argument) is copied through a borrow, as arguments are, so that the
+    /// key never moves what the body still uses; any other expression
+    /// (`format!(..)`, `q.table.clone()`) is a value and kept as it is.
+    pub(super) fn key_part(&self, part: &Expr) -> TokenStream {
+        let span = syn::spanned::Spanned::span(part);
+        if let Some(ident) = argument_ident(part, &self.plan.args) {
+            return self.probe_borrowed(span, self.borrowed_arg(ident));
+        }
+        if is_self(part)
+            && self
+                .item
+                .sig
+                .receiver()
+                .is_some_and(|receiver| matches!(*receiver.ty, Type::Reference(_)))
+        {
+            // `self` behind a reference: key on the value, as for arguments.
+            return self.probe_borrowed(span, quote_spanned!(span=> &*self));
+        }
+        if is_place(part) {
+            return self.probe_borrowed(span, quote_spanned!(span=> &(#part)));
+        }
+        let private = &self.private;
+        self.probe(
+            span,
+            quote_spanned! {span=>
+                let __herdcache_part = #part;
+                (&&&#private::KeyProbe::of(&__herdcache_part)).key_value(__herdcache_part)
+            },
+        )
+    }
+
+    /// An owned copy of the borrowed key part `borrowed`, checked.
+    pub(super) fn probe_borrowed(
+        &self,
+        span: proc_macro2::Span,
+        borrowed: TokenStream,
+    ) -> TokenStream {
+        let private = &self.private;
+        self.probe(
+            span,
+            quote_spanned! {span=>
+                (&&&#private::KeyProbe::of(#borrowed)).key_part(#borrowed)
+            },
+        )
+    }
+
+    /// `call` with the key probes in scope, at the part's span: a part that
+    /// cannot be a key is one error there.
+    pub(super) fn probe(&self, span: proc_macro2::Span, call: TokenStream) -> TokenStream {
+        let private = &self.private;
+        quote_spanned! {span=>
+            {
+                #[allow(unused_imports)]
+                use #private::{InvalidKeyPart as _, ValidKeyPart as _};
+                #call
+            }
+        }
+    }
+
+    /// One argument as a reference to the value the key copies: the
+    /// argument itself behind a reference (`&str` keys as `String`), a
+    /// borrow of it otherwise.
+    pub(super) fn borrowed_arg(&self, ident: &Ident) -> TokenStream {
+        let ty = self
+            .plan
+            .args
+            .iter()
+            .find(|arg| &arg.ident == ident)
+            .map(|arg| &arg.ty);
+        let span = ident.span();
+        match ty {
+            Some(Type::Reference(_)) => quote_spanned!(span=> &*#ident),
+            _ => quote_spanned!(span=> &#ident),
+        }
+    }
+}
+
+/// The argument `part` names, if it is one alone.
+fn argument_ident<'a>(part: &Expr, args: &'a [Arg]) -> Option<&'a Ident> {
+    let Expr::Path(path) = part else { return None };
+    let ident = path.path.get_ident()?;
+    args.iter().map(|arg| &arg.ident).find(|arg| *arg == ident)
+}
+
+/// A place expression: a variable, `self`, or a field of one, in parentheses or not.
+fn is_place(expr: &Expr) -> bool {
+    match expr {
+        Expr::Path(path) => path.qself.is_none() && path.path.get_ident().is_some(),
+        Expr::Field(field) => is_place(&field.base),
+        Expr::Paren(paren) => is_place(&paren.expr),
+        _ => false,
+    }
+}
+
+/// `self`, alone.
+fn is_self(expr: &Expr) -> bool {
+    matches!(expr, Expr::Path(path) if path.path.is_ident("self"))
+}

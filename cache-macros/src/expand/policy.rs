@@ -1,0 +1,143 @@
+//! What the policies add to the generated code: the hooks a load uses
+//! (sharing and caching failures, a value's own ttl, the timeout error), and
+//! the closure that makes a background load from copies of the arguments.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::{Ident, Type};
+
+use super::{error_type_span, nanos, Context};
+use crate::validate::{Receiver, ReturnKind};
+
+impl Context<'_> {
+    /// `__herdcache_hooks`: how a failure is shared and cached, a value's own ttl.
+    pub(super) fn hooks(&self) -> TokenStream {
+        let private = &self.private;
+        let ret = &self.plan.ret;
+        let policy = &self.plan.policy;
+        let share = match self.plan.kind {
+            ReturnKind::Result => {
+                // Spanned at the error type: one that cannot be shared is
+                // reported there.
+                let span = error_type_span(ret);
+                quote_spanned! {span=> {
+                    #[allow(unused_imports)]
+                    use #private::{
+                        ShareByClone as _, ShareByMessage as _, ShareBySharedError as _,
+                        ShareNotPossible as _,
+                    };
+                    (&&&&#private::ShareProbe::<<#ret as #private::Outcome>::Failure>::new())
+                        .failure_share()
+                }}
+            }
+            ReturnKind::Option => quote!(#private::FailureShare::unit()),
+            ReturnKind::Plain => quote!(#private::FailureShare::never()),
+        };
+        let negative = match (&policy.negative, policy.negative_ttl) {
+            (Some(rule), _) if self.plan.kind == ReturnKind::Result => {
+                Some(quote!(#private::Negative::Rule(#rule)))
+            }
+            (_, Some(ttl)) => {
+                let nanos = nanos(ttl);
+                Some(quote!(#private::Negative::Always(#private::Duration::from_nanos(#nanos))))
+            }
+            _ => None,
+        }
+        .map(|negative| quote!(.negative(#negative)));
+        let ttl_for = policy.ttl_for.as_ref().map(|path| quote!(.ttl_for(#path)));
+        let timeout_error = policy.hard_timeout.map(|_| {
+            // At the error type: one that cannot hold a timeout is one error there.
+            let span = error_type_span(ret);
+            quote_spanned! {span=>
+                .timeout_error({
+                    #[allow(unused_imports)]
+                    use #private::{TimeoutConverts as _, TimeoutDoesNotConvert as _};
+                    (&&&#private::TimeoutProbe::<<#ret as #private::Outcome>::Failure>::new())
+                        .timeout_error()
+                })
+            }
+        });
+        // A closure: a fresh hit never builds them.
+        quote! {
+            let __herdcache_hooks = || #private::Through::hooks(
+                __herdcache_through,
+                #private::LoadHooks::new(#share) #negative #ttl_for #timeout_error,
+            );
+        }
+    }
+
+    /// What makes a background load (`swr`, `early_refresh`): a closure,
+    /// called only when a refresh starts, that copies the arguments (and
+    /// `self`) and calls `<fn>_uncached` with them, so the body is not
+    /// compiled a fourth time.
+    pub(super) fn background(&self) -> TokenStream {
+        let private = &self.private;
+        if !self.plan.policy.runs_in_background() {
+            return quote!(|| ::core::option::Option::None);
+        }
+        let probes = quote!(
+            #[allow(unused_imports)]
+            use #private::{CanCopy as _, CannotCopy as _};
+        );
+        // An argument behind a reference is lent on as `&copy`; any other
+        // is passed as its copy.
+        let copy = |span: proc_macro2::Span, name: &Ident, borrowed: TokenStream, lent: bool| {
+            let method = if lent {
+                quote_spanned!(span=> copy_borrowed)
+            } else {
+                quote_spanned!(span=> copy_owned)
+            };
+            quote_spanned! {span=>
+                // A copy of an argument named `_unused` on purpose.
+                #[allow(clippy::used_underscore_binding)]
+                let #name = {
+                    #probes
+                    (&&&#private::CopyProbe::of(#borrowed)).#method(#borrowed)
+                };
+            }
+        };
+        let mut copies = Vec::new();
+        let mut passed = Vec::new();
+        for (index, arg) in self.plan.args.iter().enumerate() {
+            let name = format_ident!("__herdcache_copy_{}", index);
+            let lent = matches!(arg.ty, Type::Reference(_));
+            copies.push(copy(
+                arg.ident.span(),
+                &name,
+                self.borrowed_arg(&arg.ident),
+                lent,
+            ));
+            passed.push(if lent { quote!(&#name) } else { quote!(#name) });
+        }
+        let uncached = format_ident!("{}_uncached", self.item.sig.ident);
+        let call = match (self.plan.receiver, self.item.sig.receiver()) {
+            (Some(kind), Some(receiver)) => {
+                let name = format_ident!("__herdcache_copy_self");
+                let span = receiver.self_token.span;
+                // `&self`, and `self: &Arc<Self>`: lent; `self`,
+                // `self: Arc<Self>`: passed as the copy.
+                let lent = kind != Receiver::Owned || matches!(*receiver.ty, Type::Reference(_));
+                let borrowed = if lent {
+                    quote_spanned!(span=> &*self)
+                } else {
+                    quote_spanned!(span=> &self)
+                };
+                copies.push(copy(span, &name, borrowed, lent));
+                let this = if lent { quote!(&#name) } else { quote!(#name) };
+                quote!(Self::#uncached(#this, #(#passed),*))
+            }
+            _ if self.plan.in_impl => quote!(Self::#uncached(#(#passed),*)),
+            _ => quote!(#uncached(#(#passed),*)),
+        };
+        let call = match self.plan.kind {
+            ReturnKind::Plain => quote!(#private::plain(#call)),
+            ReturnKind::Result | ReturnKind::Option => quote!(#call),
+        };
+        quote! {
+            || {
+                #(#copies)*
+                #private::Through::background(__herdcache_through, async move { #call.await })
+            }
+        }
+    }
+}
