@@ -240,3 +240,30 @@ async fn a_key_may_hold_a_constant() {
     })
     .await;
 }
+
+static WRAPPED_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// A field passed by value inside a key expression is cloned too: the body
+/// still owns `req`.
+#[cached(ttl = "60s", key = (Some(req.id), req.verbose))]
+async fn wrapped(req: Request) -> String {
+    WRAPPED_LOADS.fetch_add(1, SeqCst);
+    req.id
+}
+
+#[tokio::test]
+async fn a_field_passed_by_value_in_a_key_expression_is_cloned() {
+    testing::isolate(async {
+        let req = Request {
+            id: "r-9".into(),
+            verbose: false,
+        };
+        assert_eq!(wrapped(req.clone()).await, "r-9");
+        assert_eq!(wrapped(req.clone()).await, "r-9");
+        assert_eq!(WRAPPED_LOADS.load(SeqCst), 1);
+        wrapped_invalidate(req.clone()).await;
+        assert_eq!(wrapped(req).await, "r-9");
+        assert_eq!(WRAPPED_LOADS.load(SeqCst), 2);
+    })
+    .await;
+}

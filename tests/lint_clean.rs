@@ -24,6 +24,12 @@ async fn fallible(id: u64, _db: &str) -> Result<u64, std::io::Error> {
 #[cached(ttl = "60s")]
 async fn unit(_id: u64) {}
 
+/// Places passed by value in a key expression are cloned, Copy ones too.
+#[cached(ttl = "60s", key = (Some(id), [id, id]))]
+async fn wrapped_key(id: u64) -> u64 {
+    id
+}
+
 /// Background policies copy every argument, `_db` included.
 #[cached(ttl = "60s", swr = "30s", key = id)]
 async fn refreshed(id: u64, _db: &str) -> u64 {
@@ -65,6 +71,7 @@ async fn every_shape_compiles_without_a_warning() {
     assert_eq!(nothing(2).await, Some(2));
     assert_eq!(fallible(3, "db").await.unwrap(), 3);
     unit(4).await;
+    assert_eq!(wrapped_key(6).await, 6);
     assert_eq!(refreshed(5, "db").await, 5);
     assert_eq!(bounded("x".to_owned()).await.unwrap(), "x");
     let repo = Repo { tenant: 10 };

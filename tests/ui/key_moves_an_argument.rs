@@ -4,9 +4,10 @@ struct Request {
     id: String,
 }
 
-// A field is copied through a borrow, so `key = req.id` works; an
-// expression that moves the field out is an error at that expression.
-#[cached(ttl = "1m", key = Some(req.id))]
+// Fields are copied, and so are places passed by value in a key expression
+// (`Some(req.id)`); a method that consumes its receiver still moves, and
+// the error points at that expression.
+#[cached(ttl = "1m", key = req.id.into_bytes())]
 async fn handle(req: Request) -> String {
     req.id
 }

@@ -53,6 +53,11 @@ impl Context<'_> {
         if is_place(part) {
             return self.probe_borrowed(span, quote_spanned!(span=> &(#part)));
         }
+        // A value built from places (`Some(req.id)`, `(req.org, page)`):
+        // the places passed by value are cloned, so that the key does not
+        // move what the body still uses.
+        let mut part = part.clone();
+        syn::visit_mut::VisitMut::visit_expr_mut(&mut ClonePlacesPassedByValue, &mut part);
         let private = &self.private;
         self.probe(
             span,
@@ -129,4 +134,35 @@ fn is_place(expr: &Expr) -> bool {
 /// `self`, alone.
 fn is_self(expr: &Expr) -> bool {
     matches!(expr, Expr::Path(path) if path.path.is_ident("self"))
+}
+
+/// Rewrites each place passed by value inside a key expression (a call's or
+/// a tuple's, an array's or a struct literal's operand) into a clone of it.
+/// Method receivers and macro arguments are left alone: they borrow.
+struct ClonePlacesPassedByValue;
+
+impl ClonePlacesPassedByValue {
+    fn clone_if_place(expr: &mut Expr) {
+        if is_place(expr) && !is_self(expr) {
+            let span = syn::spanned::Spanned::span(&*expr);
+            let place = expr.clone();
+            *expr = syn::parse_quote_spanned!(span=> ::core::clone::Clone::clone(&#place));
+        }
+    }
+}
+
+impl syn::visit_mut::VisitMut for ClonePlacesPassedByValue {
+    fn visit_expr_mut(&mut self, expr: &mut Expr) {
+        match expr {
+            Expr::Call(call) => call.args.iter_mut().for_each(Self::clone_if_place),
+            Expr::Tuple(tuple) => tuple.elems.iter_mut().for_each(Self::clone_if_place),
+            Expr::Array(array) => array.elems.iter_mut().for_each(Self::clone_if_place),
+            Expr::Struct(literal) => literal
+                .fields
+                .iter_mut()
+                .for_each(|field| Self::clone_if_place(&mut field.expr)),
+            _ => {}
+        }
+        syn::visit_mut::visit_expr_mut(self, expr);
+    }
 }
