@@ -35,8 +35,6 @@ pub trait Through<R: Outcome>: Copy {
     fn into_engine(self, outcome: R) -> Self::Engine;
     /// The engine's outcome, for the caller.
     fn to_caller(self, outcome: Self::Engine) -> R;
-    /// A cached value, for the caller.
-    fn value_to_caller(self, value: <Self::Engine as Outcome>::Value) -> R;
     /// What the engine does with an outcome: share a failure, cache it, a
     /// value's own ttl.
     fn hooks(
@@ -157,10 +155,6 @@ where
         outcome
     }
     #[inline]
-    fn value_to_caller(self, value: R::Value) -> R {
-        R::from_value(value)
-    }
-    #[inline]
     fn hooks(self, hooks: LoadHooks<R::Value, R::Failure>) -> LoadHooks<R::Value, R::Failure> {
         hooks
     }
@@ -190,9 +184,6 @@ impl<R: Outcome> Through<R> for Refused<R> {
     fn to_caller(self, _: Plain<NotAValue>) -> R {
         unreachable!("a refused value type does not compile")
     }
-    fn value_to_caller(self, _: NotAValue) -> R {
-        unreachable!("a refused value type does not compile")
-    }
     fn hooks(
         self,
         _: LoadHooks<R::Value, R::Failure>,
@@ -211,6 +202,5 @@ mod tests {
         let through = (&&&ValueProbe::<Result<u32, String>>::new()).through();
         assert_eq!(through.into_engine(Ok(7)), Ok(7));
         assert_eq!(through.to_caller(Err("no".into())), Err("no".to_owned()));
-        assert_eq!(through.value_to_caller(3), Ok(3));
     }
 }
