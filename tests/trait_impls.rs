@@ -193,3 +193,17 @@ async fn associated_types_and_receiverless_functions_under_cached_impl() {
     })
     .await;
 }
+
+/// A type compiled out, and its cached impl with it: the helpers'
+/// inherent impl carries the impl's `cfg` (without it, this does not build).
+#[cfg(any())]
+struct CompiledOut;
+
+#[cached_impl]
+#[cfg(any())]
+impl CompiledOut {
+    #[cached(ttl = "60s")]
+    async fn get(&self, id: u64) -> u64 {
+        id
+    }
+}
