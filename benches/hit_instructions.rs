@@ -10,7 +10,10 @@
 
 mod common;
 
-use common::{cached_crate_timed_lookup, herdcache_lookup, herdcache_policies_lookup, ready, KEYS};
+use common::{
+    cached_crate_timed_lookup, herdcache_lookup, herdcache_policies_lookup,
+    herdcache_tagged_lookup, ready, KEYS,
+};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -33,6 +36,14 @@ fn main() {
             for i in 0..hits {
                 let hit = ready(herdcache_policies_lookup(std::hint::black_box(i % KEYS)));
                 sum = sum.wrapping_add(hit.unwrap_or(0));
+            }
+        }
+        "herdcache_tags" => {
+            for key in 0..KEYS {
+                ready(herdcache_tagged_lookup(key));
+            }
+            for i in 0..hits {
+                sum = sum.wrapping_add(ready(herdcache_tagged_lookup(std::hint::black_box(i % KEYS))));
             }
         }
         "moka" => {
@@ -74,7 +85,7 @@ fn main() {
             }
         }
         other => panic!(
-            "unknown variant {other:?}: herdcache, herdcache_policies, moka, moka_ttl or cached"
+            "unknown variant {other:?}: herdcache, herdcache_policies, herdcache_tags, moka, moka_ttl or cached"
         ),
     }
     std::hint::black_box(sum);

@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 
 mod common;
 
-use common::{cached_crate_timed_lookup, herdcache_lookup, herdcache_policies_lookup, ready, KEYS};
+use common::{
+    cached_crate_timed_lookup, herdcache_lookup, herdcache_policies_lookup,
+    herdcache_tagged_lookup, ready, KEYS,
+};
 use divan::{black_box, Bencher};
 
 fn main() {
@@ -60,6 +63,15 @@ fn herdcache_policies(bencher: Bencher) {
         ready(herdcache_policies_lookup(key)).unwrap();
     }
     bencher.bench(|| ready(herdcache_policies_lookup(black_box(next_key()))));
+}
+
+/// A function with two tags: the hit reads their two versions.
+#[divan::bench(threads = [1, 2])]
+fn herdcache_tags(bencher: Bencher) {
+    for key in 0..KEYS {
+        ready(herdcache_tagged_lookup(key));
+    }
+    bencher.bench(|| ready(herdcache_tagged_lookup(black_box(next_key()))));
 }
 
 #[divan::bench(threads = [1, 2])]

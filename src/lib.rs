@@ -239,9 +239,10 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub use herdcache_macros::{cached, cached_impl};
+pub use herdcache_macros::{cached, cached_impl, invalidate};
 pub use herdcache_runtime::{
-    invalidate_all, stats, stats_table, testing, CacheHandle, Error, SharedError, Stats,
+    expire_tag, expire_tags, invalidate_all, invalidate_tag, invalidate_tags, stats, stats_table,
+    testing, CacheHandle, Error, SharedError, Stats, TagSource,
 };
 
 /// What generated code calls. Not a public API: it may change in any release.
@@ -252,7 +253,8 @@ pub mod __private {
         plain, BackgroundLoad, CacheConfig, CacheHandle, CacheableValue, CanCopy, CannotCopy,
         CopyProbe, FailureShare, FnCache, InvalidKeyPart, KeyProbe, LoadHooks, Negative,
         NotCacheableValue, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption, PlainProbe,
-        ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe, Slot,
+        ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe, Slot, Tags,
         Through, TimeoutConverts, TimeoutDoesNotConvert, TimeoutProbe, ValidKeyPart, ValueProbe,
+        WriteIsPlain, WriteIsResultOrOption, WriteProbe,
     };
 }

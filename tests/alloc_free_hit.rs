@@ -77,6 +77,17 @@ async fn policy_value(key: u64) -> Result<u64, std::io::Error> {
     Ok(key + 1)
 }
 
+/// Two tags (and more, held out of line): a hit reads their versions.
+#[cached(ttl = "1h", tags = ["user:{key}", "all-users"])]
+async fn tagged_value(key: u64) -> u64 {
+    key + 2
+}
+
+#[cached(ttl = "1h", swr = "30s", tags = ["a:{key}", "b:{key}", "c:{key}"])]
+async fn many_tags_value(key: u64) -> u64 {
+    key + 4
+}
+
 /// A cached failure: a negative hit hands out a clone of the error.
 #[derive(Clone, Debug, PartialEq)]
 struct Missing;
@@ -100,6 +111,8 @@ fn a_hit_allocates_nothing() {
         ready(maybe_value(key));
         ready(policy_value(key)).unwrap();
         ready(negative_value(key)).unwrap_err();
+        ready(tagged_value(key));
+        ready(many_tags_value(key));
     }
     // moka defers the bookkeeping of inserts (its LRU and timer nodes) to
     // whichever call comes next; settle it so the insert's cost is not
@@ -109,6 +122,8 @@ fn a_hit_allocates_nothing() {
     maybe_value_cache().len();
     policy_value_cache().len();
     negative_value_cache().len();
+    tagged_value_cache().len();
+    many_tags_value_cache().len();
     let before = allocations();
     for _ in 0..100 {
         for key in 0..KEYS {
@@ -117,12 +132,16 @@ fn a_hit_allocates_nothing() {
             assert_eq!(ready(maybe_value(key)), Some(key));
             assert_eq!(ready(policy_value(key)).unwrap(), key + 1);
             assert_eq!(ready(negative_value(key)), Err(Missing));
+            assert_eq!(ready(tagged_value(key)), key + 2);
+            assert_eq!(ready(many_tags_value(key)), key + 4);
         }
     }
     let during = allocations() - before;
-    assert_eq!(during, 0, "500 000 hits made {during} allocations");
+    assert_eq!(during, 0, "700 000 hits made {during} allocations");
     assert_eq!(negative_value_cache().stats().negative_hits, 100 * KEYS);
     assert_eq!(plain_value_cache().stats().hits, 100 * KEYS);
+    assert_eq!(tagged_value_cache().stats().hits, 100 * KEYS);
+    assert_eq!(many_tags_value_cache().stats().hits, 100 * KEYS);
     assert_eq!(shared_value_cache().stats().hits, 100 * KEYS);
 }
 

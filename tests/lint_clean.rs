@@ -3,7 +3,7 @@
 //! over the tests), with the shapes that used to lint.
 #![deny(warnings, clippy::all, clippy::pedantic)]
 
-use herdcache::{cached, cached_impl};
+use herdcache::{cached, cached_impl, invalidate};
 
 /// A one-line body (it used to raise `unused_braces`).
 #[cached(ttl = "60s")]
@@ -42,6 +42,23 @@ async fn bounded(name: String) -> Result<String, std::io::Error> {
     Ok(name)
 }
 
+/// Tags: a template, a constant, a `String` argument, an expression.
+#[cached(ttl = "60s", swr = "10s", key = id, tags = ["user:{id}", "all", org, vec![format!("o:{id}")]])]
+async fn tagged(id: u64, org: String) -> u64 {
+    id + u64::try_from(org.len()).unwrap_or(0)
+}
+
+/// A write that busts keys and tags after success; `?` in its body.
+#[invalidate(plus_one(id), tagged(id), tags = ["user:{id}", org])]
+async fn write(id: u64, org: String) -> Result<u64, std::io::Error> {
+    let parsed: u64 = org
+        .len()
+        .to_string()
+        .parse()
+        .map_err(std::io::Error::other)?;
+    Ok(id + parsed)
+}
+
 struct Repo {
     tenant: u64,
 }
@@ -77,4 +94,6 @@ async fn every_shape_compiles_without_a_warning() {
     let repo = Repo { tenant: 10 };
     assert_eq!(repo.get(1).await, 11);
     assert_eq!(repo.find(2).await, 20);
+    assert_eq!(tagged(1, "ab".to_owned()).await, 3);
+    assert_eq!(write(1, "ab".to_owned()).await.unwrap(), 3);
 }

@@ -26,6 +26,12 @@ pub async fn herdcache_policies_lookup(key: u64) -> Result<u64, std::io::Error> 
     Ok(key)
 }
 
+/// Two tags: a hit reads both versions.
+#[herdcache::cached(ttl = "1h", tags = ["user:{key}", "all-users"])]
+pub async fn herdcache_tagged_lookup(key: u64) -> u64 {
+    key
+}
+
 #[cached::proc_macro::cached(ttl_secs = 3600)]
 pub fn cached_crate_timed_lookup(key: u64) -> u64 {
     key

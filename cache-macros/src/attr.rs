@@ -30,6 +30,8 @@ pub(crate) struct CachedArgs {
     pub(crate) ttl_for: Option<(Path, Span)>,
     pub(crate) timeout: Option<(Duration, Span)>,
     pub(crate) hard_timeout: Option<(Duration, Span)>,
+    /// `tags = [..]`: templates and expressions, as written.
+    pub(crate) tags: Option<Vec<Expr>>,
 }
 
 /// `swr = "30s"`, or `swr = true` for a window as long as the ttl.
@@ -56,12 +58,13 @@ const NAMES: &[&str] = &[
     "ttl_for",
     "timeout",
     "hard_timeout",
+    "tags",
 ];
 
-const VALID: &str = "`ttl`, `jitter`, `key`, `max_capacity`, `name`, `crate`, `swr`, `early_refresh`, `fail_safe`, `fail_safe_throttle`, `negative_ttl`, `negative`, `ttl_for`, `timeout`, `hard_timeout`";
+const VALID: &str = "`ttl`, `jitter`, `key`, `max_capacity`, `name`, `crate`, `swr`, `early_refresh`, `fail_safe`, `fail_safe_throttle`, `negative_ttl`, `negative`, `ttl_for`, `timeout`, `hard_timeout`, `tags`";
 
 /// Designed but not built yet: say so instead of calling them unknown.
-const PLANNED: &[&str] = &["tags", "version", "distributed"];
+const PLANNED: &[&str] = &["version", "distributed"];
 
 /// Errors gathered along the pipeline, reported together.
 #[derive(Default)]
@@ -103,6 +106,7 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
         ttl_for: None,
         timeout: None,
         hard_timeout: None,
+        tags: None,
     };
     while !input.is_empty() {
         let name = input.call(Ident::parse_any)?;
@@ -186,6 +190,10 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
                         "`ttl_for` must be the path of a `fn(&T) -> Duration`, e.g. `ttl_for = Token::lifetime`"
                     },
                 ),
+            },
+            "tags" => match crate::tags::list(value) {
+                Ok(tags) => set_once(&mut args.tags, tags, &name, errors),
+                Err(error) => errors.push(error),
             },
             planned if PLANNED.contains(&planned) => errors.at(
                 name.span(),

@@ -13,6 +13,8 @@ use crate::validate::{Plan, ReturnKind};
 mod key;
 mod policy;
 
+pub(crate) use key::tag_value;
+
 /// The cached function, and its helpers: beside it for a free function or
 /// an inherent method, in an inherent impl of their own under `cached_impl`.
 pub(crate) struct Expansion {

@@ -10,7 +10,9 @@
 mod attr;
 mod expand;
 mod impl_block;
+mod invalidate;
 mod stubs;
+mod tags;
 mod validate;
 
 use proc_macro::TokenStream;
@@ -103,6 +105,38 @@ pub fn cached_impl(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
     match impl_block::expand(args.into(), item.clone()) {
         Ok(expanded) => expanded.into(),
+        Err(error) => {
+            let mut out = error.to_compile_error();
+            out.extend(item);
+            out.into()
+        }
+    }
+}
+
+/// Busts cached entries after a successful write.
+///
+/// ```text
+/// #[herdcache::invalidate(get_user(id), Self::list_members(org), tags = ["org:{org}"])]
+/// async fn rename_user(&self, id: u64, org: u64, name: &str) -> Result<(), DbError> { … }
+/// ```
+///
+/// Once the body returned `Ok`, `Some` or any other value, it awaits each
+/// named function's `<fn>_invalidate` with the given arguments (expressions
+/// over this function's own arguments and `self`) and invalidates the tags
+/// (templates over the arguments, or expressions), then returns. After
+/// `Err` or `None` it busts nothing. Free functions are named by path,
+/// methods as `Self::name(..)`, `Type::name(..)` or, when their key reads
+/// `self`, `self.name(..)`.
+///
+/// It busts and never writes through: a bust after a successful write is
+/// always safe, while a write-through that fails after the write leaves
+/// the cache wrong.
+#[proc_macro_attribute]
+pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    match invalidate::expand(args.into(), item.clone()) {
+        Ok(expanded) => expanded.into(),
+        // The function unchanged: one error, not one per use of it.
         Err(error) => {
             let mut out = error.to_compile_error();
             out.extend(item);

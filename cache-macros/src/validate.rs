@@ -95,6 +95,8 @@ pub(crate) struct Plan {
     pub(crate) kind: ReturnKind,
     pub(crate) receiver: Option<Receiver>,
     pub(crate) policy: Policy,
+    /// `tags = [..]`: each a template literal or an expression.
+    pub(crate) tags: Vec<Expr>,
 }
 
 pub(crate) fn validate(
@@ -141,6 +143,7 @@ pub(crate) fn validate(
         kind,
         receiver,
         policy,
+        tags: args.tags.unwrap_or_default(),
     })
 }
 

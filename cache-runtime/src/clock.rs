@@ -16,7 +16,7 @@ fn epoch() -> Instant {
 }
 
 /// `instant` as [`Nanos`].
-fn nanos_since_epoch(instant: Instant) -> Nanos {
+pub(crate) fn nanos_since_epoch(instant: Instant) -> Nanos {
     u64::try_from(instant.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::outcome::FailureShare;
+use crate::tags::Tags;
 
 /// The default bound of the in-memory tier, in entries.
 pub const DEFAULT_MAX_CAPACITY: u64 = 10_000;
@@ -162,14 +163,21 @@ pub struct LoadHooks<V, F> {
     pub(crate) ttl_for: Option<fn(&V) -> Duration>,
     /// The failure a caller gets when `hard_timeout` elapsed.
     pub(crate) timeout_error: Option<fn() -> F>,
+    /// The tags the load's value will carry.
+    pub(crate) tags: Tags,
 }
 
 impl<V, F> Clone for LoadHooks<V, F> {
     fn clone(&self) -> Self {
-        *self
+        LoadHooks {
+            share: self.share,
+            negative: self.negative,
+            ttl_for: self.ttl_for,
+            timeout_error: self.timeout_error,
+            tags: self.tags.clone(),
+        }
     }
 }
-impl<V, F> Copy for LoadHooks<V, F> {}
 
 impl<V, F> LoadHooks<V, F> {
     /// Failures shared by `share`, never cached; values live their ttl.
@@ -179,6 +187,7 @@ impl<V, F> LoadHooks<V, F> {
             negative: Negative::Never,
             ttl_for: None,
             timeout_error: None,
+            tags: Tags::new(),
         }
     }
 
@@ -191,6 +200,13 @@ impl<V, F> LoadHooks<V, F> {
     /// Gives each value its own freshness, capped by the ttl.
     pub fn ttl_for(mut self, ttl_for: fn(&V) -> Duration) -> Self {
         self.ttl_for = Some(ttl_for);
+        self
+    }
+
+    /// The tags the value will carry: `herdcache::invalidate_tag` of any
+    /// of them drops it. Read when the load begins.
+    pub fn tags(mut self, tags: Tags) -> Self {
+        self.tags = tags;
         self
     }
 

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use event_listener::Event;
 
 use crate::outcome::SharedFailure;
+use crate::tags::{Stamps, TagState};
 
 /// What a finished flight hands to the callers that joined it.
 pub(crate) enum Landing<V> {
@@ -45,6 +46,8 @@ pub(crate) struct Flight<V> {
     landing: OnceLock<Landing<V>>,
     landed: Event,
     waiters: AtomicUsize,
+    /// The versions of the load's tags, once its leader read them.
+    stamps: OnceLock<Stamps>,
 }
 
 impl<V: Clone> Flight<V> {
@@ -53,7 +56,23 @@ impl<V: Clone> Flight<V> {
             landing: OnceLock::new(),
             landed: Event::new(),
             waiters: AtomicUsize::new(0),
+            stamps: OnceLock::new(),
         })
+    }
+
+    /// Records the versions of the load's tags (a load without tags skips it).
+    pub(crate) fn set_stamps(&self, stamps: &Stamps) {
+        if !matches!(stamps, Stamps::None) {
+            let _ = self.stamps.set(stamps.clone());
+        }
+    }
+
+    /// Whether a caller arriving now may take this load's value: not once
+    /// one of its tags was invalidated or expired since the load began.
+    fn joinable(&self) -> bool {
+        self.stamps
+            .get()
+            .is_none_or(|stamps| stamps.state() == TagState::Current)
     }
 
     /// How many callers joined. Final once the flight is detached, since
@@ -157,8 +176,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<'_, K, V> {
     /// Joins the attached flight of `key`, or attaches a new one to lead.
     pub(crate) fn join_or_lead(&mut self, key: &K) -> Role<V> {
         if let Some(flight) = self.0.get(key) {
-            flight.add_waiter();
-            return Role::Join(flight.clone());
+            if flight.joinable() {
+                flight.add_waiter();
+                return Role::Join(flight.clone());
+            }
+            // Its value would be one loaded before a tag moved: lead anew,
+            // detaching it (it still answers the callers that joined it).
         }
         let flight = Flight::new();
         self.0.insert(key.clone(), flight.clone());

@@ -14,6 +14,7 @@ use crate::flight::{Flight, FlightMap, Landing, Role};
 use crate::memory::{MemoryTier, Payload};
 use crate::outcome::{FailureShare, Outcome, SharedFailure};
 use crate::stats::{Counter, Counters, LatencyHistogram, Stats};
+use crate::tags::{Pinned, TagState};
 
 mod deadline;
 mod landing;
@@ -84,6 +85,9 @@ pub struct FnCache<K, V> {
     latency: LatencyHistogram,
     /// `timeout` and `hard_timeout`: loads then run detached, see `deadline`.
     deadlines: Deadlines,
+    /// The isolation scope the cache was made in (`testing::isolate`): its
+    /// tags are those of that scope.
+    isolation: u64,
 }
 
 /// How long callers wait for a load.
@@ -137,6 +141,7 @@ where
                 soft: config.timeout,
                 hard: config.hard_timeout,
             },
+            isolation: crate::testing::current_isolation(),
         }
     }
 
@@ -159,11 +164,20 @@ where
     }
 
     /// What the memory tier holds for `key`, judged by the entry's horizons.
-    #[inline]
+    /// Always inlined into the hit path: as a call, its prologue and
+    /// epilogue moving the entry cost as much as its checks.
+    #[inline(always)]
     fn find(&self, key: &K) -> Found<V> {
         let Some(entry) = self.memory.get(key) else {
             return Found::Miss;
         };
+        // A tag invalidated since the load began: gone; expired: stale.
+        // Without a stale window, expired is a miss too.
+        let tags = entry.tags.state();
+        if tags != TagState::Current && (tags == TagState::Gone || self.memory_expiry_is_freshness)
+        {
+            return Found::Miss;
+        }
         if self.memory_expiry_is_freshness {
             return match entry.payload {
                 Payload::Value(value) => Found::Fresh {
@@ -174,17 +188,24 @@ where
             };
         }
         let now = self.clock.coarse_now_nanos();
+        // An expired tag: stale at once, for as long as the entry has a
+        // stale window (none without swr).
+        let (fresh_until, stale_until) = match tags {
+            TagState::Current => (entry.fresh_until, entry.stale_until),
+            _ if entry.stale_until > entry.fresh_until => (0, entry.stale_until),
+            _ => (0, 0),
+        };
         match entry.payload {
-            Payload::Failure(failure) if now < entry.fresh_until => Found::Negative(failure),
+            Payload::Failure(failure) if now < fresh_until => Found::Negative(failure),
             Payload::Failure(_) => Found::Miss,
-            Payload::Value(value) if now < entry.fresh_until => Found::Fresh {
+            Payload::Value(value) if now < fresh_until => Found::Fresh {
                 refresh: !entry.refreshing
                     && self
                         .expiry
                         .early_refresh_due(now, entry.fresh_until, entry.load_nanos),
                 value,
             },
-            Payload::Value(value) if now < entry.stale_until => Found::Stale {
+            Payload::Value(value) if now < stale_until => Found::Stale {
                 value,
                 refresh: !entry.refreshing,
             },
@@ -303,7 +324,7 @@ where
             let role = {
                 let mut shard = self.flights.lock(&key);
                 // A load may have landed since the caller's fast path missed.
-                if let Some(outcome) = self.served(self.find(&key), first_try, || hooks) {
+                if let Some(outcome) = self.served(self.find(&key), first_try, || hooks.clone()) {
                     return outcome;
                 }
                 shard.join_or_lead(&key)
@@ -360,10 +381,15 @@ where
         R: Outcome<Value = V>,
         F: Future<Output = R>,
     {
+        // The versions of its tags, before the loader runs: an invalidation
+        // from here on ends the value it will store.
+        let stamps = hooks.tags.stamp(self.isolation);
+        flight.set_stamps(stamps.stamps());
         let mut guard = LeaderGuard {
             cache: self,
             key,
             flight,
+            stamps,
             background: kind == LoadKind::Background,
             finished: false,
         };
@@ -514,6 +540,8 @@ where
     cache: &'a FnCache<K, V>,
     key: K,
     flight: Arc<Flight<V>>,
+    /// The versions of the load's tags, held until it is over.
+    stamps: Pinned,
     background: bool,
     finished: bool,
 }

@@ -23,6 +23,7 @@ mod metrics;
 mod outcome;
 mod registry;
 mod stats;
+mod tags;
 pub mod testing;
 mod value;
 
@@ -38,10 +39,11 @@ pub use key::{CacheKeyPart, InvalidKeyPart, KeyProbe, NotAKey, ValidKeyPart};
 pub use outcome::{
     plain, FailureShare, NamedResultOrOption, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,
     PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe,
-    ShareableError, SharedError, SharedFailure,
+    ShareableError, SharedError, SharedFailure, WriteIsPlain, WriteIsResultOrOption, WriteProbe,
 };
 pub use registry::{invalidate_all, stats, stats_table, CacheHandle, Slot};
 pub use stats::Stats;
+pub use tags::{expire_tag, expire_tags, invalidate_tag, invalidate_tags, TagSource, Tags};
 pub use value::{
     CacheableValue, CachedValue, Direct, NotAValue, NotCacheableValue, Refused, Through, ValueProbe,
 };

@@ -26,6 +26,7 @@ use moka::Expiry;
 use crate::clock::Nanos;
 use crate::expiry::MAX_LIFETIME;
 use crate::outcome::SharedFailure;
+use crate::tags::Stamps;
 
 /// What an entry holds: a value, or a failure cached by a negative rule.
 #[derive(Clone, Debug)]
@@ -53,6 +54,8 @@ pub(crate) struct Entry<V> {
     /// A background refresh of it is running: a stale hit need not look
     /// for one (which takes a lock).
     pub(crate) refreshing: bool,
+    /// The versions of its tags when its load began.
+    pub(crate) tags: Stamps,
 }
 
 /// Tells moka to drop each entry when its own lifetime is over.

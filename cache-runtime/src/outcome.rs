@@ -506,6 +506,40 @@ impl<T> PlainIsPlain for &PlainProbe<T> {}
 )]
 pub trait NamedResultOrOption {}
 
+/// Whether a write succeeded, for `#[invalidate]`: `Ok` and `Some` did,
+/// `Err` and `None` did not, any other value did. Chosen by type through
+/// autoref: [`WriteIsResultOrOption`] for a `Result` or `Option` (behind
+/// any alias), else [`WriteIsPlain`].
+pub struct WriteProbe<'a, T>(pub &'a T);
+
+/// [`WriteProbe`] of a `Result` or an `Option`.
+pub trait WriteIsResultOrOption {
+    /// `Ok` or `Some`.
+    fn succeeded(&self) -> bool;
+}
+
+impl<T, E> WriteIsResultOrOption for WriteProbe<'_, Result<T, E>> {
+    fn succeeded(&self) -> bool {
+        self.0.is_ok()
+    }
+}
+
+impl<T> WriteIsResultOrOption for WriteProbe<'_, Option<T>> {
+    fn succeeded(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+/// [`WriteProbe`] of any other value: returning is success.
+pub trait WriteIsPlain {
+    /// Always.
+    fn succeeded(&self) -> bool {
+        true
+    }
+}
+
+impl<T> WriteIsPlain for &WriteProbe<'_, T> {}
+
 #[cfg(test)]
 // The probes' borrows are the point: removing one changes which impl the
 // autoref specialisation picks.

@@ -144,7 +144,8 @@ impl Slot {
     /// `config` is a plain function, not a closure type: each cached
     /// function calls this from several items, and a closure type each
     /// would compile the whole cache construction once per item.
-    #[inline]
+    /// Always inlined: a call's prologue and epilogue cost a fifth of it.
+    #[inline(always)]
     pub fn cache<K, V>(
         &'static self,
         scope: &'static str,

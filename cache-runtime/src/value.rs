@@ -43,7 +43,8 @@ pub trait Through<R: Outcome>: Copy {
     ) -> LoadHooks<<Self::Engine as Outcome>::Value, <Self::Engine as Outcome>::Failure>;
 
     /// The function's cache in `scope`, made from `config` on first use.
-    #[inline]
+    /// Always inlined, as [`Slot::cache`]: on the hit path.
+    #[inline(always)]
     fn cache<K>(
         self,
         slot: &'static Slot,

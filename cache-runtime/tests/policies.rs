@@ -3,111 +3,13 @@
 //! Background refreshes are held at a gate the test opens, so "in flight"
 //! is a state the test controls, never a race it hopes to win.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use herdcache_runtime::{
-    BackgroundLoad, CacheConfig, Clock, FailureShare, FnCache, LoadHooks, ManualClock, Negative,
-};
-use tokio::sync::Semaphore;
+use herdcache_runtime::{CacheConfig, FailureShare, FnCache, LoadHooks, ManualClock, Negative};
 
-const TTL: Duration = Duration::from_secs(60);
-
-/// A cache that lives as long as the test binary, as generated ones do.
-fn leak(config: CacheConfig, clock: &Arc<ManualClock>) -> &'static FnCache<u64, String> {
-    Box::leak(Box::new(FnCache::new(
-        config.clock(Clock::Manual(clock.clone())),
-    )))
-}
-
-/// A gate background loads wait at until the test opens it.
-#[derive(Clone)]
-struct Gate(Arc<Semaphore>);
-
-impl Gate {
-    fn closed() -> Self {
-        Gate(Arc::new(Semaphore::new(0)))
-    }
-    fn open() -> Self {
-        let gate = Gate::closed();
-        gate.release();
-        gate
-    }
-    fn release(&self) {
-        self.0.add_permits(Semaphore::MAX_PERMITS / 2);
-    }
-    async fn pass(&self) {
-        self.0.acquire().await.unwrap().forget();
-    }
-}
-
-/// The origin: counts its loads, answers what `answer` says for each.
-#[derive(Clone)]
-struct Origin {
-    loads: Arc<AtomicUsize>,
-    /// Loads that got past the gate and answered.
-    answered: Arc<AtomicUsize>,
-    gate: Gate,
-    answer: Arc<dyn Fn(usize) -> Result<String, String> + Send + Sync>,
-}
-
-impl Origin {
-    fn new(answer: impl Fn(usize) -> Result<String, String> + Send + Sync + 'static) -> Self {
-        Origin {
-            loads: Arc::default(),
-            answered: Arc::default(),
-            gate: Gate::open(),
-            answer: Arc::new(answer),
-        }
-    }
-
-    fn loads(&self) -> usize {
-        self.loads.load(SeqCst)
-    }
-
-    fn load(&self) -> impl Future<Output = Result<String, String>> + Send + 'static {
-        let origin = self.clone();
-        async move {
-            let n = origin.loads.fetch_add(1, SeqCst);
-            origin.gate.pass().await;
-            let answer = (origin.answer)(n);
-            origin.answered.fetch_add(1, SeqCst);
-            answer
-        }
-    }
-}
-
-fn hooks() -> LoadHooks<String, String> {
-    LoadHooks::new(FailureShare::by_clone())
-}
-
-/// What a generated call does: the hit path, then the load.
-async fn call(
-    cache: &'static FnCache<u64, String>,
-    key: u64,
-    origin: &Origin,
-    hooks: LoadHooks<String, String>,
-) -> Result<String, String> {
-    let background =
-        || -> Option<BackgroundLoad<Result<String, String>>> { Some(Box::pin(origin.load())) };
-    if let Some(hit) = cache.hit_or_refresh(&key, || hooks, background) {
-        return hit;
-    }
-    let detached = cache.detachable(background);
-    cache
-        .load_or_detach(key, hooks, origin.load(), detached)
-        .await
-}
-
-async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
+mod common;
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swr_serves_1000_stale_callers_at_once_while_one_refresh_runs() {
@@ -264,14 +166,14 @@ async fn none_is_an_answer_fail_safe_never_covers_it() {
         std::future::ready(answer.map(String::from))
     };
     let hooks = LoadHooks::new(FailureShare::unit());
-    let first = cache.load(1, hooks, load(Some("ada"))).await;
+    let first = cache.load(1, hooks.clone(), load(Some("ada"))).await;
     assert_eq!(first.as_deref(), Some("ada"));
     clock.advance(TTL + Duration::from_secs(1));
     // The user was deleted: `None`, not the old value.
-    assert_eq!(cache.load(1, hooks, load(None)).await, None);
+    assert_eq!(cache.load(1, hooks.clone(), load(None)).await, None);
     assert_eq!(cache.stats().fail_safe_hits, 0);
     // And the old value is gone, not kept as a fallback.
-    assert_eq!(cache.load(1, hooks, load(None)).await, None);
+    assert_eq!(cache.load(1, hooks.clone(), load(None)).await, None);
     assert_eq!(loads.load(SeqCst), 3);
 }
 
@@ -282,17 +184,17 @@ async fn negative_caching_holds_a_failure_for_its_ttl_only() {
     let origin = Origin::new(|n| Err(format!("not found {n}")));
     let negative = hooks().negative(Negative::Always(Duration::from_secs(5)));
     assert_eq!(
-        call(cache, 1, &origin, negative).await.unwrap_err(),
+        call(cache, 1, &origin, negative.clone()).await.unwrap_err(),
         "not found 0"
     );
     assert_eq!(
-        call(cache, 1, &origin, negative).await.unwrap_err(),
+        call(cache, 1, &origin, negative.clone()).await.unwrap_err(),
         "not found 0"
     );
     assert_eq!((origin.loads(), cache.stats().negative_hits), (1, 1));
     clock.advance(Duration::from_secs(5));
     assert_eq!(
-        call(cache, 1, &origin, negative).await.unwrap_err(),
+        call(cache, 1, &origin, negative.clone()).await.unwrap_err(),
         "not found 1"
     );
     // Without a rule, failures are never cached.
@@ -328,21 +230,21 @@ async fn a_negative_rule_caches_only_what_it_says() {
     });
     let ruled = hooks().negative(Negative::Rule(rule));
     assert_eq!(
-        call(cache, 1, &origin, ruled).await.unwrap_err(),
+        call(cache, 1, &origin, ruled.clone()).await.unwrap_err(),
         "timeout 0"
     );
     assert_eq!(
-        call(cache, 1, &origin, ruled).await.unwrap_err(),
+        call(cache, 1, &origin, ruled.clone()).await.unwrap_err(),
         "not found 1"
     );
     assert_eq!(
-        call(cache, 1, &origin, ruled).await.unwrap_err(),
+        call(cache, 1, &origin, ruled.clone()).await.unwrap_err(),
         "not found 1"
     );
     assert_eq!(origin.loads(), 2);
     clock.advance(Duration::from_secs(60));
     assert_eq!(
-        call(cache, 1, &origin, ruled).await.unwrap_err(),
+        call(cache, 1, &origin, ruled.clone()).await.unwrap_err(),
         "timeout 2"
     );
 }
@@ -360,15 +262,30 @@ async fn ttl_for_gives_a_value_its_own_shorter_life() {
             Duration::from_secs(86_400)
         }
     });
-    assert_eq!(call(cache, 1, &origin, own_ttl).await.unwrap(), "token-0");
+    assert_eq!(
+        call(cache, 1, &origin, own_ttl.clone()).await.unwrap(),
+        "token-0"
+    );
     clock.advance(Duration::from_secs(9));
-    assert_eq!(call(cache, 1, &origin, own_ttl).await.unwrap(), "token-0");
+    assert_eq!(
+        call(cache, 1, &origin, own_ttl.clone()).await.unwrap(),
+        "token-0"
+    );
     clock.advance(Duration::from_secs(1));
-    assert_eq!(call(cache, 1, &origin, own_ttl).await.unwrap(), "token-1");
+    assert_eq!(
+        call(cache, 1, &origin, own_ttl.clone()).await.unwrap(),
+        "token-1"
+    );
     clock.advance(TTL - Duration::from_secs(1));
-    assert_eq!(call(cache, 1, &origin, own_ttl).await.unwrap(), "token-1");
+    assert_eq!(
+        call(cache, 1, &origin, own_ttl.clone()).await.unwrap(),
+        "token-1"
+    );
     clock.advance(Duration::from_secs(1));
-    assert_eq!(call(cache, 1, &origin, own_ttl).await.unwrap(), "token-2");
+    assert_eq!(
+        call(cache, 1, &origin, own_ttl.clone()).await.unwrap(),
+        "token-2"
+    );
 }
 
 #[tokio::test]

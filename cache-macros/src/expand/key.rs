@@ -114,6 +114,20 @@ impl Context<'_> {
     }
 }
 
+/// A `tags = [expr]` expression as a value the hooks own, read from the
+/// arguments without moving them: a place is cloned (a `String` argument,
+/// `req.tags`), and so is each place passed by value inside a larger
+/// expression, as for key parts.
+pub(crate) fn tag_value(expr: &Expr) -> TokenStream {
+    let span = syn::spanned::Spanned::span(expr);
+    if is_place(expr) {
+        return quote_spanned!(span=> ::core::clone::Clone::clone(&(#expr)));
+    }
+    let mut expr = expr.clone();
+    syn::visit_mut::VisitMut::visit_expr_mut(&mut ClonePlacesPassedByValue, &mut expr);
+    quote!(#expr)
+}
+
 /// The argument `part` names, if it is one alone.
 fn argument_ident<'a>(part: &Expr, args: &'a [Arg]) -> Option<&'a Ident> {
     let Expr::Path(path) = part else { return None };

@@ -57,13 +57,30 @@ impl Context<'_> {
                 })
             }
         });
+        let tags = self.tags();
         // A closure: a fresh hit never builds them.
         quote! {
             let __herdcache_hooks = || #private::Through::hooks(
                 __herdcache_through,
-                #private::LoadHooks::new(#share) #negative #ttl_for #timeout_error,
+                #private::LoadHooks::new(#share) #negative #ttl_for #timeout_error #tags,
             );
         }
+    }
+
+    /// `.tags(..)`: the tags, named from the arguments when a load begins.
+    fn tags(&self) -> Option<TokenStream> {
+        if self.plan.tags.is_empty() {
+            return None;
+        }
+        let private = &self.private;
+        let pushes = crate::tags::pushes(&self.plan.tags);
+        Some(quote! {
+            .tags({
+                let mut __herdcache_tags = #private::Tags::new();
+                #pushes
+                __herdcache_tags
+            })
+        })
     }
 
     /// What makes a background load (`swr`, `early_refresh`): a closure,

@@ -42,7 +42,7 @@ where
         loop {
             let role = {
                 let mut shard = self.flights.lock(&key);
-                if let Some(outcome) = self.served(self.find(&key), first_try, || hooks) {
+                if let Some(outcome) = self.served(self.find(&key), first_try, || hooks.clone()) {
                     return outcome;
                 }
                 shard.join_or_lead(&key)
@@ -61,7 +61,7 @@ where
                     // Wait as a joined caller would, for the load on its task.
                     flight.add_waiter();
                     let load = detached.take().expect("a caller leads at most once");
-                    if !self.spawn_detached(&key, &flight, hooks, load) {
+                    if !self.spawn_detached(&key, &flight, hooks.clone(), load) {
                         // No runtime to run it on: load here, with no
                         // deadline, as the leader rather than a waiter.
                         flight.remove_waiter();
@@ -202,6 +202,9 @@ where
     /// within its fail-safe window.
     fn fallback(&self, key: &K) -> Option<V> {
         let entry = self.memory.get(key)?;
+        if entry.tags.state() == crate::tags::TagState::Gone {
+            return None;
+        }
         let now = self.clock.now_nanos();
         match entry.payload {
             Payload::Value(value) if now < entry.fail_safe_until => Some(value),

@@ -14,6 +14,7 @@ use crate::flight::{Flight, Landing};
 use crate::memory::{Entry, Payload};
 use crate::outcome::Outcome;
 use crate::stats::Counter;
+use crate::tags::{Stamps, TagState};
 
 impl<K, V> FnCache<K, V>
 where
@@ -80,15 +81,14 @@ where
                     "value"
                 };
                 trace::record_outcome(span, what);
-                self.store_value(&guard.key, &guard.flight, &value, hooks, took);
+                self.store_value(guard, &value, hooks, took);
                 if guard.flight.waiters() > 0 {
                     guard.flight.land(Landing::Value(value.clone()));
                 }
                 R::from_value(value)
             }
             Err(failure) => {
-                let (outcome, what) =
-                    self.failed::<R>(&guard.key, &guard.flight, hooks, failure, kind);
+                let (outcome, what) = self.failed::<R>(guard, hooks, failure, kind);
                 trace::record_outcome(span, what);
                 outcome
             }
@@ -99,12 +99,12 @@ where
     /// joined it, and what it leaves in the cache.
     pub(super) fn failed<R: Outcome<Value = V>>(
         &self,
-        key: &K,
-        flight: &Arc<Flight<V>>,
+        guard: &LeaderGuard<'_, K, V>,
         hooks: LoadHooks<V, R::Failure>,
         failure: R::Failure,
         kind: LoadKind,
     ) -> (R, &'static str) {
+        let (key, flight) = (&guard.key, &guard.flight);
         let counter = match kind {
             _ if !R::FAILURE_IS_ERROR => None,
             LoadKind::Background => Some(Counter::RefreshErrors),
@@ -152,9 +152,15 @@ where
                     (Some(ttl), Some(shared)) => {
                         let now = self.clock.now_nanos();
                         let horizons = self.expiry.negative_horizons(now, *ttl);
+                        guard.stamps.keep_for(nanos(horizons.lifetime));
                         self.memory.insert(
                             key.clone(),
-                            entry(Payload::Failure(Arc::new(shared.clone())), horizons, 0),
+                            entry(
+                                Payload::Failure(Arc::new(shared.clone())),
+                                horizons,
+                                0,
+                                guard.stamps.stamps().clone(),
+                            ),
                         );
                     }
                     // `None` is an answer: the old value, stale or
@@ -184,6 +190,10 @@ where
             return None;
         }
         let entry = self.memory.get(key)?;
+        // Invalidated by a tag: gone, not even a fallback.
+        if entry.tags.state() == TagState::Gone {
+            return None;
+        }
         let Payload::Value(value) = entry.payload else {
             return None;
         };
@@ -198,8 +208,10 @@ where
         if self.memory.get(key).is_none() || !shard.detach_if(key, flight) {
             return None;
         }
-        self.memory
-            .insert(key.clone(), entry_of(stored, horizons, entry.load_nanos));
+        self.memory.insert(
+            key.clone(),
+            entry_of(stored, horizons, entry.load_nanos, entry.tags),
+        );
         Some(value)
     }
 
@@ -209,14 +221,14 @@ where
     /// see the flight gone and the value not yet stored.
     pub(super) fn store_value<F>(
         &self,
-        key: &K,
-        flight: &Arc<Flight<V>>,
+        guard: &LeaderGuard<'_, K, V>,
         value: &V,
         hooks: LoadHooks<V, F>,
         took: Duration,
     ) {
         // The value's `Clone` and `ttl_for` are user code: keep them out of
         // the lock (the key's `Hash`, `Eq` and `Clone` still run inside).
+        let (key, flight) = (&guard.key, &guard.flight);
         let stored = value.clone();
         let mut ttl = self.expiry.draw_ttl();
         if let Some(ttl_for) = hooks.ttl_for {
@@ -225,8 +237,10 @@ where
         let mut shard = self.flights.lock(key);
         if shard.detach_if(key, flight) {
             let horizons = self.expiry.horizons(self.clock.now_nanos(), ttl);
+            guard.stamps.keep_for(nanos(horizons.lifetime));
+            let tags = guard.stamps.stamps().clone();
             self.memory
-                .insert(key.clone(), entry_of(stored, horizons, nanos(took)));
+                .insert(key.clone(), entry_of(stored, horizons, nanos(took), tags));
         }
     }
 
@@ -243,11 +257,11 @@ where
 }
 
 /// An entry holding `value`.
-fn entry_of<V>(value: V, horizons: Horizons, load_nanos: Nanos) -> Entry<V> {
-    entry(Payload::Value(value), horizons, load_nanos)
+fn entry_of<V>(value: V, horizons: Horizons, load_nanos: Nanos, tags: Stamps) -> Entry<V> {
+    entry(Payload::Value(value), horizons, load_nanos, tags)
 }
 
-fn entry<V>(payload: Payload<V>, horizons: Horizons, load_nanos: Nanos) -> Entry<V> {
+fn entry<V>(payload: Payload<V>, horizons: Horizons, load_nanos: Nanos, tags: Stamps) -> Entry<V> {
     Entry {
         payload,
         fresh_until: horizons.fresh_until,
@@ -256,5 +270,6 @@ fn entry<V>(payload: Payload<V>, horizons: Horizons, load_nanos: Nanos) -> Entry
         load_nanos,
         lifetime: nanos(horizons.lifetime),
         refreshing: false,
+        tags,
     }
 }

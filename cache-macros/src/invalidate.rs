@@ -1,0 +1,211 @@
+//! `#[invalidate(get_user(id), Self::list(org), self.get(id), tags = [..])]`
+//! on a mutating async function: once its body returned a success (`Ok`,
+//! `Some`, any other value), bust the named functions' keys and the tags,
+//! before returning; a failed write busts nothing.
+//!
+//! Each named call becomes a call of the function's `<fn>_invalidate`
+//! helper with the same arguments, spanned at the call: a function that is
+//! not `#[cached]` is rustc's "cannot find `get_user_invalidate`" at its
+//! name, a wrong argument count is rustc's E0061 at the call.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::{Expr, ExprCall, ExprMethodCall, ExprPath, Ident, ItemFn, Token};
+
+/// The arguments as written.
+struct InvalidateArgs {
+    calls: Vec<Expr>,
+    tags: Vec<Expr>,
+    krate: Option<TokenStream>,
+}
+
+fn parse(input: ParseStream) -> syn::Result<InvalidateArgs> {
+    let mut args = InvalidateArgs {
+        calls: Vec::new(),
+        tags: Vec::new(),
+        krate: None,
+    };
+    let mut errors: Option<syn::Error> = None;
+    let mut push = |error: syn::Error| match &mut errors {
+        Some(all) => all.combine(error),
+        None => errors = Some(error),
+    };
+    while !input.is_empty() {
+        // `tags = [..]` or `crate = path`; anything else is a call.
+        if (input.peek(Ident::peek_any)) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+            let name = input.call(Ident::parse_any)?;
+            input.parse::<Token![=]>()?;
+            let value: Expr = input.parse()?;
+            match name.to_string().as_str() {
+                "tags" => match crate::tags::list(value) {
+                    Ok(tags) => args.tags.extend(tags),
+                    Err(error) => push(error),
+                },
+                "crate" => args.krate = Some(value.into_token_stream()),
+                other => push(syn::Error::new(
+                    name.span(),
+                    format_args!(
+                        "unknown argument `{other}`: `#[invalidate]` takes calls of `#[cached]` functions (`get_user(id)`, `Self::get(id)`, `self.get(id)`) and `tags = [..]`"
+                    ),
+                )),
+            }
+        } else {
+            let call: Expr = input.parse()?;
+            match call {
+                Expr::Call(ExprCall { ref func, .. }) if matches!(**func, Expr::Path(_)) => {
+                    args.calls.push(call);
+                }
+                Expr::MethodCall(_) => args.calls.push(call),
+                other => push(syn::Error::new_spanned(
+                    other,
+                    "expected a call of a `#[cached]` function with the arguments whose entry to bust, e.g. `get_user(id)`, `Self::get(id)` or `self.get(id)`, or `tags = [..]`",
+                )),
+            }
+        }
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    match errors {
+        Some(errors) => Err(errors),
+        None => Ok(args),
+    }
+}
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let item: ItemFn = syn::parse2(item).map_err(|error| {
+        syn::Error::new(
+            error.span(),
+            "#[invalidate] goes on an `async fn` (a free function or a method)",
+        )
+    })?;
+    let args = parse.parse2(args)?;
+    if item.sig.asyncness.is_none() {
+        return Err(syn::Error::new_spanned(
+            item.sig.fn_token,
+            "#[invalidate] goes on an `async fn`: the busts it adds after the write are awaited",
+        ));
+    }
+    if args.calls.is_empty() && args.tags.is_empty() {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "#[invalidate] needs something to bust: calls of `#[cached]` functions (`get_user(id)`) and/or `tags = [..]`",
+        ));
+    }
+    let krate = args.krate.unwrap_or_else(|| quote!(::herdcache));
+    let private = quote!(#krate::__private);
+    let busts = args.calls.iter().map(bust);
+    let tags = (!args.tags.is_empty()).then(|| {
+        let pushes = crate::tags::pushes(&args.tags);
+        quote! {
+            let mut __herdcache_tags = #private::Tags::new();
+            #pushes
+            #krate::invalidate_tags(__herdcache_tags.names()).await;
+        }
+    });
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = &item;
+    let body = write_body(&item);
+    let new_body = quote! {
+        let __herdcache_written = #body.await;
+        if {
+            #[allow(unused_imports)]
+            use #private::{WriteIsPlain as _, WriteIsResultOrOption as _};
+            (&#private::WriteProbe(&__herdcache_written)).succeeded()
+        } {
+            #(#busts)*
+            #tags
+        }
+        __herdcache_written
+    };
+    // The user's braces, as for `#[cached]`: rustc still warns of an unused
+    // function.
+    let mut new_body = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, new_body);
+    new_body.set_span(block.brace_token.span.join());
+    Ok(quote! {
+        #(#attrs)*
+        #vis #sig #new_body
+    })
+}
+
+/// The body as an async block whose output is pinned to the declared return
+/// type at the user's span, so that `?` infers and `return` leaves the
+/// block, not the function.
+fn write_body(item: &ItemFn) -> TokenStream {
+    let ret = match &item.sig.output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let ret_span = match &item.sig.output {
+        syn::ReturnType::Default => item.sig.ident.span(),
+        syn::ReturnType::Type(_, ty) => syn::spanned::Spanned::span(ty),
+    };
+    let fake_return = quote_spanned! {ret_span=>
+        #[allow(
+            unknown_lints,
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::let_with_type_underscore,
+            clippy::unreachable
+        )]
+        if false {
+            let __herdcache_fake_return: #ret = loop {};
+            return __herdcache_fake_return;
+        }
+    };
+    let statements = &item.block.stmts;
+    let span = item.block.brace_token.span.join();
+    let async_block = quote_spanned!(span=> async);
+    quote! {
+        #async_block {
+            #fake_return
+            #(#statements)*
+        }
+    }
+}
+
+/// `get_user(id)` → `get_user_invalidate(id).await;`, at the call's span.
+fn bust(call: &Expr) -> TokenStream {
+    let span = syn::spanned::Spanned::span(call);
+    match call {
+        Expr::Call(ExprCall { func, args, .. }) => {
+            let Expr::Path(func) = &**func else {
+                unreachable!("parse keeps only calls of a path")
+            };
+            let mut func: ExprPath = func.clone();
+            let last = func
+                .path
+                .segments
+                .last_mut()
+                .expect("a path has a last segment");
+            last.ident = helper(&last.ident);
+            quote_spanned! {span=> #func(#args).await; }
+        }
+        Expr::MethodCall(ExprMethodCall {
+            receiver,
+            method,
+            turbofish,
+            args,
+            ..
+        }) => {
+            let method = helper(method);
+            quote_spanned! {span=> #receiver.#method #turbofish(#args).await; }
+        }
+        _ => unreachable!("parse keeps only calls"),
+    }
+}
+
+/// `<name>_invalidate`, at the name's span: a function that is not
+/// `#[cached]` is reported at it.
+fn helper(name: &Ident) -> Ident {
+    format_ident!("{}_invalidate", name, span = name.span())
+}
