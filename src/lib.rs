@@ -50,9 +50,49 @@
 //!   caller waits (a fallback, or [`Error::Timeout`] as the function's
 //!   error) while the load goes on. Background work runs on the caller's
 //!   tokio runtime from copies of the arguments (`Self: Clone` for `&self`).
-//! - **Invalidation is linearizable.** Once `<fn>_invalidate(..).await`
-//!   returns, no call that starts afterwards sees a value whose load began
-//!   before it.
+//! - **Invalidation is linearizable.** Once `<fn>_invalidate(..).await` or
+//!   [`invalidate_tag`]`(t).await` returns, no call that starts afterwards
+//!   sees a value whose load began before it: not fresh, not stale, not as
+//!   a fail-safe fallback. A load in flight across it answers the callers
+//!   that joined it, and what it stores is never served.
+//!
+//! ## Tags and writes
+//!
+//! `tags = ["user:{user_id}", "all-users", expr]` names a value by what it
+//! is about, across functions: a template over the arguments, a constant,
+//! or an expression yielding a `String`/`&str` or an iterable of them
+//! ([`TagSource`]). [`invalidate_tag`] drops every entry carrying a tag,
+//! [`expire_tag`] makes them stale (kept for `swr` and `fail_safe`). Both
+//! are O(1): a tag is a version that each entry remembers from when its
+//! load began, checked on read with one atomic load per tag.
+//!
+//! A write busts what it changed after it succeeds, with [`invalidate`]:
+//!
+//! ```
+//! use herdcache::{cached, invalidate};
+//!
+//! #[cached(ttl = "60s", tags = ["user:{id}"])]
+//! async fn get_user(id: u64) -> Option<String> {
+//!     Some(format!("user {id}"))
+//! }
+//!
+//! #[invalidate(get_user(id), tags = ["user:{id}"])]
+//! async fn rename_user(id: u64, name: &str) -> Result<(), std::io::Error> {
+//!     let _ = name; // the write
+//!     Ok(())
+//! }
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! get_user(7).await;
+//! rename_user(7, "ada").await?; // Ok: busted before it returned
+//! herdcache::invalidate_tag("user:7").await;
+//! # Ok::<(), std::io::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! herdcache busts and never writes through: a bust after a successful
+//! write is always safe, while a cache update that fails (or races another
+//! writer) after the write leaves the cache wrong.
 //!
 //! ## The helpers
 //!
@@ -233,8 +273,8 @@
 //!   they take `self` or mention `Self`; an associated function with
 //!   neither cannot see its impl and shares one cache across instantiations.
 //! - Only `async fn`s are cached.
-//! - Each process has its own caches: one instance's invalidation does not
-//!   reach another's.
+//! - Each process has its own caches: one instance's invalidation, by key
+//!   or by tag, does not reach another's.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

@@ -92,7 +92,7 @@ async fn many_tags_value(key: u64) -> u64 {
 #[derive(Clone, Debug, PartialEq)]
 struct Missing;
 
-#[cached(ttl = "1h", negative_ttl = "1h")]
+#[cached(ttl = "1h", negative_ttl = "1h", tags = ["missing:{key}"])]
 async fn negative_value(key: u64) -> Result<u64, Missing> {
     if key < u64::MAX {
         Err(Missing)

@@ -118,3 +118,36 @@ async fn methods_are_busted_through_self() {
     repo.settings(5).await;
     assert_eq!(repo.loads.load(SeqCst), 4);
 }
+
+static NAME_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "1h", tags = ["invalidate-test:name:{name}"])]
+async fn by_name(name: &str) -> usize {
+    let _ = name;
+    NAME_LOADS.fetch_add(1, SeqCst)
+}
+
+fn save(name: String) -> Result<(), Declined> {
+    drop(name);
+    Ok(())
+}
+
+/// The body consumes `name`, and the busts still name it: their arguments
+/// and tags are read before the body runs.
+#[invalidate(by_name(&name), tags = ["invalidate-test:name:{name}"])]
+async fn rename(mut name: String) -> Result<(), Declined> {
+    name.push_str(" (renamed)");
+    save(name)
+}
+
+#[tokio::test]
+async fn busts_read_the_arguments_as_they_were_before_the_body() {
+    let first = by_name("ada").await;
+    assert_eq!(by_name("ada").await, first);
+    rename("ada".to_owned()).await.unwrap();
+    assert_ne!(
+        by_name("ada").await,
+        first,
+        "busted under the original name"
+    );
+}

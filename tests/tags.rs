@@ -58,3 +58,22 @@ async fn a_template_tag_reaches_every_function_that_carries_it() {
         "no swr: expired is reloaded"
     );
 }
+
+static ISOLATED_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "60s", tags = ["tags-test:isolated:{id}"])]
+async fn isolated(id: u64) -> usize {
+    let _ = id;
+    ISOLATED_LOADS.fetch_add(1, SeqCst)
+}
+
+#[tokio::test]
+async fn an_isolated_test_reaches_its_own_entries_by_tag() {
+    herdcache::testing::isolate(async {
+        let first = isolated(1).await;
+        assert_eq!(isolated(1).await, first);
+        herdcache::invalidate_tag("tags-test:isolated:1").await;
+        assert_ne!(isolated(1).await, first, "loaded again");
+    })
+    .await;
+}

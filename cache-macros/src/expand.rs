@@ -13,7 +13,7 @@ use crate::validate::{Plan, ReturnKind};
 mod key;
 mod policy;
 
-pub(crate) use key::tag_value;
+pub(crate) use key::{is_place, tag_value};
 
 /// The cached function, and its helpers: beside it for a free function or
 /// an inherent method, in an inherent impl of their own under `cached_impl`.
@@ -84,9 +84,10 @@ impl Context<'_> {
         // machinery that spawns (one instantiation per function).
         let hit = if self.plan.policy.refreshes() {
             let background = self.background();
+            let tags = self.tags_source();
             quote! {
                 #private::FnCache::hit_or_refresh(
-                    __herdcache_cache, &__herdcache_key, __herdcache_hooks, #background,
+                    __herdcache_cache, &__herdcache_key, __herdcache_hooks, #tags, #background,
                 )
             }
         } else {
@@ -390,13 +391,14 @@ impl Context<'_> {
             } else {
                 (method, None, None)
             };
+        let hooks = self.load_hooks();
         let call = self.to_caller(quote! {
             #private::Through::to_caller(
                 __herdcache_through,
                 ::std::boxed::Box::pin(#private::FnCache::#method(
                     __herdcache_cache,
                     __herdcache_key,
-                    __herdcache_hooks(),
+                    #hooks,
                     #private::Through::loader(__herdcache_through, #loader),
                     #detached
                 ))

@@ -14,6 +14,8 @@ use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::{Expr, ExprCall, ExprMethodCall, ExprPath, Ident, ItemFn, Token};
 
+use crate::expand::{is_place, tag_value};
+
 /// The arguments as written.
 struct InvalidateArgs {
     calls: Vec<Expr>,
@@ -97,15 +99,31 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     }
     let krate = args.krate.unwrap_or_else(|| quote!(::herdcache));
     let private = quote!(#krate::__private);
-    let busts = args.calls.iter().map(bust);
-    let tags = (!args.tags.is_empty()).then(|| {
+    // The busts' arguments and tags are read before the body runs, from
+    // copies: the body may consume or change its arguments.
+    let (copies, busts): (Vec<TokenStream>, Vec<TokenStream>) = args
+        .calls
+        .iter()
+        .enumerate()
+        .map(|(i, call)| bust(i, call))
+        .unzip();
+    let (tags_before, tags_after) = if args.tags.is_empty() {
+        (None, None)
+    } else {
         let pushes = crate::tags::pushes(&args.tags);
-        quote! {
-            let mut __herdcache_tags = #private::Tags::new();
-            #pushes
-            #krate::invalidate_tags(__herdcache_tags.names()).await;
-        }
-    });
+        (
+            Some(quote! {
+                let __herdcache_tags = {
+                    let mut __herdcache_tags = #private::Tags::new();
+                    #pushes
+                    __herdcache_tags
+                };
+            }),
+            Some(quote! {
+                #krate::invalidate_tags(__herdcache_tags.names()).await;
+            }),
+        )
+    };
     let ItemFn {
         attrs,
         vis,
@@ -114,6 +132,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     } = &item;
     let body = write_body(&item);
     let new_body = quote! {
+        #(#copies)*
+        #tags_before
         let __herdcache_written = #body.await;
         if {
             #[allow(unused_imports)]
@@ -121,7 +141,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             (&#private::WriteProbe(&__herdcache_written)).succeeded()
         } {
             #(#busts)*
-            #tags
+            #tags_after
         }
         __herdcache_written
     };
@@ -173,11 +193,45 @@ fn write_body(item: &ItemFn) -> TokenStream {
     }
 }
 
-/// `get_user(id)` → `get_user_invalidate(id).await;`, at the call's span.
-fn bust(call: &Expr) -> TokenStream {
+/// `get_user(id)` → a copy of each argument (`let __herdcache_bust_0_0 =
+/// id.clone();`, before the body) and `get_user_invalidate(<copies>).await;`
+/// (after it), at the call's span.
+fn bust(index: usize, call: &Expr) -> (TokenStream, TokenStream) {
     let span = syn::spanned::Spanned::span(call);
-    match call {
-        Expr::Call(ExprCall { func, args, .. }) => {
+    let arguments = match call {
+        Expr::Call(ExprCall { args, .. }) | Expr::MethodCall(ExprMethodCall { args, .. }) => args,
+        _ => unreachable!("parse keeps only calls"),
+    };
+    let (copies, args): (Vec<TokenStream>, Vec<Ident>) = arguments
+        .iter()
+        .enumerate()
+        .map(|(j, arg)| {
+            let arg_span = syn::spanned::Spanned::span(arg);
+            let local = format_ident!("__herdcache_bust_{}_{}", index, j, span = arg_span);
+            // `&name`: a borrow of a copy, so the body may still move `name`.
+            if let Expr::Reference(syn::ExprReference {
+                mutability: None,
+                expr,
+                ..
+            }) = arg
+            {
+                if is_place(expr) {
+                    let owned = format_ident!("{}_owned", local);
+                    return (
+                        quote_spanned! {arg_span=>
+                            let #owned = ::core::clone::Clone::clone(&(#expr));
+                            let #local = &#owned;
+                        },
+                        local,
+                    );
+                }
+            }
+            let value = tag_value(arg);
+            (quote_spanned!(arg_span=> let #local = #value;), local)
+        })
+        .unzip();
+    let call = match call {
+        Expr::Call(ExprCall { func, .. }) => {
             let Expr::Path(func) = &**func else {
                 unreachable!("parse keeps only calls of a path")
             };
@@ -188,20 +242,20 @@ fn bust(call: &Expr) -> TokenStream {
                 .last_mut()
                 .expect("a path has a last segment");
             last.ident = helper(&last.ident);
-            quote_spanned! {span=> #func(#args).await; }
+            quote_spanned! {span=> #func(#(#args),*).await; }
         }
         Expr::MethodCall(ExprMethodCall {
             receiver,
             method,
             turbofish,
-            args,
             ..
         }) => {
             let method = helper(method);
-            quote_spanned! {span=> #receiver.#method #turbofish(#args).await; }
+            quote_spanned! {span=> #receiver.#method #turbofish(#(#args),*).await; }
         }
         _ => unreachable!("parse keeps only calls"),
-    }
+    };
+    (quote!(#(#copies)*), call)
 }
 
 /// `<name>_invalidate`, at the name's span: a function that is not

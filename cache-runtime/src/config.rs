@@ -203,10 +203,10 @@ impl<V, F> LoadHooks<V, F> {
         self
     }
 
-    /// The tags the value will carry: `herdcache::invalidate_tag` of any
-    /// of them drops it. Read when the load begins.
+    /// Adds tags the value will carry: `herdcache::invalidate_tag` of any
+    /// of them drops it. Their versions are read when the load begins.
     pub fn tags(mut self, tags: Tags) -> Self {
-        self.tags = tags;
+        self.tags.append(tags);
         self
     }
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use event_listener::Event;
 
 use crate::outcome::SharedFailure;
-use crate::tags::{Stamps, TagState};
+use crate::tags::Stamps;
 
 /// What a finished flight hands to the callers that joined it.
 pub(crate) enum Landing<V> {
@@ -67,12 +67,15 @@ impl<V: Clone> Flight<V> {
         }
     }
 
+    /// The versions of the load's tags, once its leader read them.
+    pub(crate) fn stamps(&self) -> Option<&Stamps> {
+        self.stamps.get()
+    }
+
     /// Whether a caller arriving now may take this load's value: not once
     /// one of its tags was invalidated or expired since the load began.
     fn joinable(&self) -> bool {
-        self.stamps
-            .get()
-            .is_none_or(|stamps| stamps.state() == TagState::Current)
+        self.stamps.get().is_none_or(|stamps| !stamps.moved())
     }
 
     /// How many callers joined. Final once the flight is detached, since

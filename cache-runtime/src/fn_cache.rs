@@ -85,8 +85,8 @@ pub struct FnCache<K, V> {
     latency: LatencyHistogram,
     /// `timeout` and `hard_timeout`: loads then run detached, see `deadline`.
     deadlines: Deadlines,
-    /// The isolation scope the cache was made in (`testing::isolate`): its
-    /// tags are those of that scope.
+    /// The isolation scope the cache was made for (`testing::isolate`; 0
+    /// for a cache made by hand): its tags are those of that scope.
     isolation: u64,
 }
 
@@ -116,6 +116,12 @@ where
     /// If the ttl is zero, the jitter outside `0.0..=1.0` or `early_refresh`
     /// negative.
     pub fn new(config: CacheConfig) -> Self {
+        Self::new_in(config, 0)
+    }
+
+    /// A cache made for the isolation scope `isolation` (`testing::isolate`):
+    /// its tags are that scope's.
+    pub(crate) fn new_in(config: CacheConfig, isolation: u64) -> Self {
         let expiry = ExpiryPolicy::new(config.ttl, config.jitter)
             .swr(config.swr)
             .fail_safe(config.fail_safe, config.fail_safe_throttle)
@@ -141,7 +147,7 @@ where
                 soft: config.timeout,
                 hard: config.hard_timeout,
             },
-            isolation: crate::testing::current_isolation(),
+            isolation,
         }
     }
 
@@ -225,22 +231,22 @@ where
         R: Outcome<Value = V>,
         H: FnOnce() -> LoadHooks<V, R::Failure>,
     {
-        self.served(self.find(key), true, hooks)
+        self.served(self.find(key), true, || hooks().share)
     }
 
     /// What a read answers with, counted as a hit of its kind when `count`
     /// (a caller's first look); `None` on a miss.
     #[inline]
-    fn served<R, H>(&self, found: Found<V>, count: bool, hooks: H) -> Option<R>
+    fn served<R, S>(&self, found: Found<V>, count: bool, share: S) -> Option<R>
     where
         R: Outcome<Value = V>,
-        H: FnOnce() -> LoadHooks<V, R::Failure>,
+        S: FnOnce() -> FailureShare<R::Failure>,
     {
         let (outcome, kind) = match found {
             Found::Fresh { value, .. } => (R::from_value(value), None),
             Found::Stale { value, .. } => (R::from_value(value), Some(Counter::StaleHits)),
             Found::Negative(failure) => (
-                R::from_failure(hooks().share.unshare(&failure)),
+                R::from_failure(share().unshare(&failure)),
                 Some(Counter::NegativeHits),
             ),
             Found::Miss => return None,
@@ -324,7 +330,7 @@ where
             let role = {
                 let mut shard = self.flights.lock(&key);
                 // A load may have landed since the caller's fast path missed.
-                if let Some(outcome) = self.served(self.find(&key), first_try, || hooks.clone()) {
+                if let Some(outcome) = self.served(self.find(&key), first_try, || hooks.share) {
                     return outcome;
                 }
                 shard.join_or_lead(&key)
@@ -453,6 +459,7 @@ where
                     entry.fail_safe_until = horizons.fail_safe_until;
                     entry.lifetime = nanos(horizons.lifetime);
                     entry.refreshing = false;
+                    entry.tags.keep_for(entry.lifetime);
                     self.memory.insert(key.clone(), entry);
                 }
                 Payload::Failure(_) => self.memory.invalidate(key),

@@ -106,7 +106,7 @@ where
             .downcast_ref()
             .expect("the registry is keyed by type");
     }
-    let cache: &'static FnCache<K, V> = Box::leak(Box::new(FnCache::new(config())));
+    let cache: &'static FnCache<K, V> = Box::leak(Box::new(FnCache::new_in(config(), isolation)));
     let registered = Registered {
         typed: cache,
         erased: cache,

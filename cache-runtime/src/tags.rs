@@ -83,6 +83,8 @@ struct Names {
     free: Vec<u32>,
     next: u32,
     sweep_at: usize,
+    /// When every slot was last found taken and a sweep ran for it.
+    exhausted_sweep: Nanos,
 }
 
 static NAMES: LazyLock<Mutex<Names>> = LazyLock::new(|| {
@@ -95,6 +97,7 @@ static NAMES: LazyLock<Mutex<Names>> = LazyLock::new(|| {
         free: Vec::new(),
         next: GONE_SLOT + 1,
         sweep_at: MIN_SWEEP,
+        exhausted_sweep: 0,
     })
 });
 
@@ -119,6 +122,15 @@ impl Names {
         }
         if self.by_name.len() >= self.sweep_at {
             self.sweep();
+        }
+        if self.free.is_empty() && self.next == MAX_SLOTS {
+            // Every slot taken: sweep now (at most once a second, as a
+            // sweep of 16 M tags is slow), else this tag gets no slot.
+            let now = process_now();
+            if now.saturating_sub(self.exhausted_sweep) >= 1_000_000_000 {
+                self.exhausted_sweep = now;
+                self.sweep();
+            }
         }
         let slot = match self.free.pop() {
             Some(slot) => slot,
@@ -150,7 +162,7 @@ impl Names {
             }
             held
         });
-        self.sweep_at = (self.by_name.len() * 2).max(MIN_SWEEP);
+        self.sweep_at = (self.by_name.len() * 2).clamp(MIN_SWEEP, MAX_SLOTS as usize);
     }
 }
 
@@ -275,6 +287,28 @@ impl Stamps {
         }
     }
 
+    /// Whether a tag moved since these versions were read. A stamp that
+    /// could not be taken (no slot left) never moved: a load stamped so
+    /// still gathers its callers, though its value is never stored.
+    pub(crate) fn moved(&self) -> bool {
+        self.iter()
+            .any(|stamp| stamp.slot() != GONE_SLOT && stamp.state() != TagState::Current)
+    }
+
+    /// An entry stamped so may be served for `lifetime` more nanos: its
+    /// tags are not forgotten before.
+    pub(crate) fn keep_for(&self, lifetime: Nanos) {
+        if matches!(self, Stamps::None) {
+            return;
+        }
+        let until = process_now().saturating_add(lifetime);
+        for stamp in self.iter() {
+            if let Some(slot) = slot_of(stamp.slot()) {
+                slot.live_until.fetch_max(until, Ordering::AcqRel);
+            }
+        }
+    }
+
     fn iter(&self) -> impl Iterator<Item = Stamp> + '_ {
         let (inline, many): ([Option<Stamp>; 2], &[Stamp]) = match self {
             Stamps::None => ([None, None], &[]),
@@ -313,6 +347,15 @@ impl Tags {
     /// iterable of them (`Vec<String>`, `Option<&str>`, `[&str; 2]`).
     pub fn add<T: TagSource>(&mut self, source: T) {
         source.add_to(self);
+    }
+
+    /// Adds every tag of `other`.
+    pub(crate) fn append(&mut self, mut other: Tags) {
+        if self.0.is_empty() {
+            self.0 = other.0;
+        } else {
+            self.0.append(&mut other.0);
+        }
     }
 
     /// The tag names, in order.
@@ -376,6 +419,7 @@ macro_rules! one_tag {
 
 one_tag!(
     &str,
+    &&str,
     &String,
     &Box<str>,
     Box<str>,
@@ -446,18 +490,9 @@ impl Pinned {
         &self.0
     }
 
-    /// An entry stamped so was stored and may be served for `lifetime`
-    /// more nanos: its tags are not forgotten before.
+    /// See [`Stamps::keep_for`].
     pub(crate) fn keep_for(&self, lifetime: Nanos) {
-        if matches!(self.0, Stamps::None) {
-            return;
-        }
-        let until = process_now().saturating_add(lifetime);
-        for stamp in self.0.iter() {
-            if let Some(slot) = slot_of(stamp.slot()) {
-                slot.live_until.fetch_max(until, Ordering::AcqRel);
-            }
-        }
+        self.0.keep_for(lifetime);
     }
 }
 

@@ -282,3 +282,102 @@ async fn tags_of_an_isolated_test_are_its_own() {
     .await;
     assert_eq!(outside.get_fresh(&1).as_deref(), Some("v0"));
 }
+
+#[tokio::test]
+async fn after_an_expired_tag_the_fail_safe_throttle_still_holds() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("tags-expire-throttle", TTL)
+            .fail_safe(Duration::from_secs(600))
+            .fail_safe_throttle(Duration::from_secs(5)),
+        &clock,
+    );
+    let tags = || tagged(&["t12:user:1"]);
+    let origin = Origin::new(|n| {
+        if n == 0 {
+            Ok("v0".into())
+        } else {
+            Err("down".into())
+        }
+    });
+    call(cache, 1, &origin, tags()).await.unwrap();
+    expire_tag("t12:user:1").await;
+    assert_eq!(call(cache, 1, &origin, tags()).await.unwrap(), "v0");
+    // Served as fresh for the throttle: the origin is not asked again.
+    for _ in 0..5 {
+        assert_eq!(call(cache, 1, &origin, tags()).await.unwrap(), "v0");
+    }
+    assert_eq!(origin.loads(), 2);
+    // And a later invalidation still ends it.
+    invalidate_tag("t12:user:1").await;
+    assert_eq!(call(cache, 1, &origin, tags()).await.unwrap_err(), "down");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_soft_timeout_never_answers_with_a_value_whose_tag_was_invalidated() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("tags-soft-timeout-fallback", TTL)
+            .fail_safe(Duration::from_secs(600))
+            .timeout(Duration::from_millis(300)),
+        &clock,
+    );
+    let tags = || tagged(&["t13:user:1"]);
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, tags()).await.unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+    invalidate_tag("t13:user:1").await;
+    origin.gate = Gate::closed();
+    let caller = {
+        let origin = origin.clone();
+        tokio::spawn(async move { call(cache, 1, &origin, tags()).await })
+    };
+    // Well past the soft timeout: no fallback, so the caller still waits.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!caller.is_finished());
+    origin.gate.release();
+    assert_eq!(caller.await.unwrap().unwrap(), "v1");
+}
+
+#[tokio::test]
+async fn a_cached_failure_carries_its_tags() {
+    let clock = ManualClock::new();
+    let cache = leak(CacheConfig::new("tags-negative", TTL), &clock);
+    let tags = || {
+        tagged(&["t14:user:1"])
+            .negative(herdcache_runtime::Negative::Always(Duration::from_secs(60)))
+    };
+    let origin = Origin::new(|n| Err(format!("missing {n}")));
+    assert_eq!(
+        call(cache, 1, &origin, tags()).await.unwrap_err(),
+        "missing 0"
+    );
+    assert_eq!(
+        call(cache, 1, &origin, tags()).await.unwrap_err(),
+        "missing 0"
+    );
+    invalidate_tag("t14:user:1").await;
+    assert_eq!(
+        call(cache, 1, &origin, tags()).await.unwrap_err(),
+        "missing 1"
+    );
+}
+
+#[tokio::test]
+async fn a_cache_made_by_hand_inside_an_isolated_test_keeps_the_process_tags() {
+    let clock = ManualClock::new();
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    let origin_inside = origin.clone();
+    let cache = herdcache_runtime::testing::isolate(async move {
+        let cache = leak(CacheConfig::new("tags-by-hand-isolated", TTL), &clock);
+        call(cache, 1, &origin_inside, tagged(&["t15:user:1"]))
+            .await
+            .unwrap();
+        cache
+    })
+    .await;
+    // Made by hand, not through a `#[cached]` slot: its tags are the
+    // process's, which an invalidation outside any isolation reaches.
+    invalidate_tag("t15:user:1").await;
+    assert!(cache.get_fresh(&1).is_none());
+}

@@ -100,7 +100,10 @@ fn loads_refreshes_and_fail_safe_answers_are_traced_without_keys() {
             let failing = || -> Option<BackgroundLoad<Result<u64, String>>> {
                 Some(Box::pin(async { Err("down".to_owned()) }))
             };
-            assert_eq!(cache.hit_or_refresh(&key, hooks, failing), Some(Ok(1)));
+            assert_eq!(
+                cache.hit_or_refresh(&key, hooks, herdcache_runtime::Tags::new, failing),
+                Some(Ok(1))
+            );
             for _ in 0..10 {
                 tokio::task::yield_now().await;
             }

@@ -136,7 +136,7 @@ fn argument_ident<'a>(part: &Expr, args: &'a [Arg]) -> Option<&'a Ident> {
 }
 
 /// A place expression: a variable, `self`, or a field of one, in parentheses or not.
-fn is_place(expr: &Expr) -> bool {
+pub(crate) fn is_place(expr: &Expr) -> bool {
     match expr {
         Expr::Path(path) => path.qself.is_none() && path.path.get_ident().is_some(),
         Expr::Field(field) => is_place(&field.base),

@@ -58,16 +58,19 @@ impl Context<'_> {
             }
         });
         let tags = self.tags();
-        // A closure: a fresh hit never builds them.
+        // Closures: a hit never builds them (a cached failure builds the
+        // hooks, never the tags, which allocate).
         quote! {
             let __herdcache_hooks = || #private::Through::hooks(
                 __herdcache_through,
-                #private::LoadHooks::new(#share) #negative #ttl_for #timeout_error #tags,
+                #private::LoadHooks::new(#share) #negative #ttl_for #timeout_error,
             );
+            #tags
         }
     }
 
-    /// `.tags(..)`: the tags, named from the arguments when a load begins.
+    /// `__herdcache_tags`: the tags, named from the arguments when a load
+    /// begins.
     fn tags(&self) -> Option<TokenStream> {
         if self.plan.tags.is_empty() {
             return None;
@@ -75,12 +78,32 @@ impl Context<'_> {
         let private = &self.private;
         let pushes = crate::tags::pushes(&self.plan.tags);
         Some(quote! {
-            .tags({
+            let __herdcache_tags = || {
                 let mut __herdcache_tags = #private::Tags::new();
                 #pushes
                 __herdcache_tags
-            })
+            };
         })
+    }
+
+    /// The hooks of a load, with its tags.
+    pub(super) fn load_hooks(&self) -> TokenStream {
+        if self.plan.tags.is_empty() {
+            quote!(__herdcache_hooks())
+        } else {
+            let private = &self.private;
+            quote!(#private::LoadHooks::tags(__herdcache_hooks(), __herdcache_tags()))
+        }
+    }
+
+    /// What names a background refresh's tags.
+    pub(super) fn tags_source(&self) -> TokenStream {
+        if self.plan.tags.is_empty() {
+            let private = &self.private;
+            quote!(#private::Tags::new)
+        } else {
+            quote!(__herdcache_tags)
+        }
     }
 
     /// What makes a background load (`swr`, `early_refresh`): a closure,

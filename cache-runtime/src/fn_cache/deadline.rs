@@ -20,6 +20,7 @@ use crate::flight::{Flight, Landing, Role};
 use crate::memory::Payload;
 use crate::outcome::Outcome;
 use crate::stats::Counter;
+use crate::tags::TagState;
 
 impl<K, V> FnCache<K, V>
 where
@@ -42,7 +43,7 @@ where
         loop {
             let role = {
                 let mut shard = self.flights.lock(&key);
-                if let Some(outcome) = self.served(self.find(&key), first_try, || hooks.clone()) {
+                if let Some(outcome) = self.served(self.find(&key), first_try, || hooks.share) {
                     return outcome;
                 }
                 shard.join_or_lead(&key)
@@ -73,7 +74,7 @@ where
                 }
             };
             first_try = false;
-            let waited = self.wait_within_deadlines(&key, flight.wait()).await;
+            let waited = self.wait_within_deadlines(&key, &flight).await;
             if matches!(waited, Waited::Fallback(_) | Waited::TimedOut) {
                 // Gone: the load's outcome is not this caller's any more.
                 flight.remove_waiter();
@@ -132,11 +133,8 @@ where
     }
 
     /// Waits for `landing` until the deadlines say stop.
-    async fn wait_within_deadlines(
-        &self,
-        key: &K,
-        landing: impl Future<Output = Landing<V>>,
-    ) -> Waited<V> {
+    async fn wait_within_deadlines(&self, key: &K, flight: &Arc<Flight<V>>) -> Waited<V> {
+        let landing = flight.wait();
         let soft = self.deadlines.soft.filter(|_| self.fallback(key).is_some());
         let first = match (soft, self.deadlines.hard) {
             (Some(soft), Some(hard)) => Some(soft.min(hard)),
@@ -154,7 +152,7 @@ where
         // a soft timeout that is all; after a hard one it is fail-safe's.
         if let Some(value) = self.fallback(key) {
             if Some(first) == self.deadlines.hard {
-                self.fail_safe_answered(key);
+                self.fail_safe_answered(key, flight);
             }
             return Waited::Fallback(value);
         }
@@ -167,7 +165,7 @@ where
                 Ok(landed) => Waited::Landed(landed),
                 Err(_) => match self.fallback(key) {
                     Some(value) => {
-                        self.fail_safe_answered(key);
+                        self.fail_safe_answered(key, flight);
                         Waited::Fallback(value)
                     }
                     None => Waited::TimedOut,
@@ -181,20 +179,36 @@ where
     /// out the deadline again. The load in flight stays attached and stores
     /// its value when it lands; a value it already stored is left alone, and
     /// an invalidated key stays gone (both checked under the shard lock).
-    fn fail_safe_answered(&self, key: &K) {
+    fn fail_safe_answered(&self, key: &K, flight: &Flight<V>) {
         self.counters.incr(Counter::FailSafeHits);
         let _shard = self.flights.lock(key);
         let Some(mut entry) = self.memory.get(key) else {
             return;
         };
+        let expired = match entry.tags.state() {
+            TagState::Current => false,
+            TagState::Expired => true,
+            TagState::Gone => return,
+        };
         let now = self.clock.now_nanos();
-        if now < entry.fresh_until || now >= entry.fail_safe_until {
+        if (now < entry.fresh_until && !expired) || now >= entry.fail_safe_until {
             return;
+        }
+        // A tag expired: fresh for the throttle under the load's own stamps
+        // (read after the expiry), else it would stay expired.
+        if expired {
+            match flight.stamps() {
+                Some(stamps) if stamps.state() == TagState::Current => {
+                    entry.tags = stamps.clone();
+                }
+                _ => return,
+            }
         }
         let horizons = self.expiry.throttled_horizons(now, entry.fail_safe_until);
         entry.fresh_until = horizons.fresh_until;
         entry.stale_until = horizons.stale_until;
         entry.lifetime = crate::clock::nanos(horizons.lifetime);
+        entry.tags.keep_for(entry.lifetime);
         self.memory.insert(key.clone(), entry);
     }
 
@@ -202,7 +216,7 @@ where
     /// within its fail-safe window.
     fn fallback(&self, key: &K) -> Option<V> {
         let entry = self.memory.get(key)?;
-        if entry.tags.state() == crate::tags::TagState::Gone {
+        if entry.tags.state() == TagState::Gone {
             return None;
         }
         let now = self.clock.now_nanos();

@@ -10,7 +10,7 @@ use super::{trace, FnCache, LeaderGuard, LoadKind};
 use crate::clock::{nanos, Nanos};
 use crate::config::LoadHooks;
 use crate::expiry::Horizons;
-use crate::flight::{Flight, Landing};
+use crate::flight::Landing;
 use crate::memory::{Entry, Payload};
 use crate::outcome::Outcome;
 use crate::stats::Counter;
@@ -48,7 +48,7 @@ where
                 let fallback = match kind {
                     LoadKind::Explicit => None,
                     _ if unjoined_refresh => None,
-                    _ => self.serve_fallback(&guard.key, &guard.flight),
+                    _ => self.serve_fallback(guard),
                 };
                 let Some(fallback) = fallback else {
                     std::panic::resume_unwind(panic)
@@ -125,7 +125,7 @@ where
             return (R::from_failure(failure), "error");
         }
         if R::FAILURE_IS_ERROR && kind != LoadKind::Explicit {
-            if let Some(fallback) = self.serve_fallback(key, flight) {
+            if let Some(fallback) = self.serve_fallback(guard) {
                 let answered = waiters as u64 + u64::from(kind == LoadKind::Foreground);
                 self.counters.add(Counter::FailSafeHits, answered);
                 trace::fail_safe_answered(&self.name, answered, "failed");
@@ -185,15 +185,20 @@ where
     /// For a failed load still attached: the fail-safe fallback of `key`, if
     /// its window is open, stored again as fresh for the throttle (never past
     /// the window); the flight is detached either way.
-    pub(super) fn serve_fallback(&self, key: &K, flight: &Arc<Flight<V>>) -> Option<V> {
+    pub(super) fn serve_fallback(&self, guard: &LeaderGuard<'_, K, V>) -> Option<V> {
+        let (key, flight) = (&guard.key, &guard.flight);
         if self.expiry.fail_safe_window().is_zero() {
             return None;
         }
         let entry = self.memory.get(key)?;
-        // Invalidated by a tag: gone, not even a fallback.
-        if entry.tags.state() == TagState::Gone {
-            return None;
-        }
+        // Invalidated by a tag: gone, not even a fallback. Expired by one:
+        // served as fresh for the throttle under the failed load's stamps
+        // (read after the expiry), else every next call would load again.
+        let tags = match entry.tags.state() {
+            TagState::Gone => return None,
+            TagState::Expired => guard.stamps.stamps().clone(),
+            TagState::Current => entry.tags.clone(),
+        };
         let Payload::Value(value) = entry.payload else {
             return None;
         };
@@ -204,13 +209,18 @@ where
         let horizons = self.expiry.throttled_horizons(now, entry.fail_safe_until);
         let stored = value.clone();
         let mut shard = self.flights.lock(key);
-        // Invalidated meanwhile: gone, not even a fallback.
-        if self.memory.get(key).is_none() || !shard.detach_if(key, flight) {
+        // Invalidated meanwhile, by key or by tag: gone, not even a fallback.
+        let still_there = self
+            .memory
+            .get(key)
+            .is_some_and(|entry| entry.tags.state() != TagState::Gone);
+        if !still_there || !shard.detach_if(key, flight) {
             return None;
         }
+        tags.keep_for(nanos(horizons.lifetime));
         self.memory.insert(
             key.clone(),
-            entry_of(stored, horizons, entry.load_nanos, entry.tags),
+            entry_of(stored, horizons, entry.load_nanos, tags),
         );
         Some(value)
     }
@@ -234,8 +244,11 @@ where
         if let Some(ttl_for) = hooks.ttl_for {
             ttl = ttl.min(ttl_for(value));
         }
+        // A load whose tags moved since it began stores nothing it could
+        // serve: leave the entry there (invalidated or a fallback) alone.
+        let dead = guard.stamps.stamps().state() == TagState::Gone;
         let mut shard = self.flights.lock(key);
-        if shard.detach_if(key, flight) {
+        if shard.detach_if(key, flight) && !dead {
             let horizons = self.expiry.horizons(self.clock.now_nanos(), ttl);
             guard.stamps.keep_for(nanos(horizons.lifetime));
             let tags = guard.stamps.stamps().clone();

@@ -11,6 +11,7 @@ use crate::config::LoadHooks;
 use crate::flight::Landing;
 use crate::outcome::Outcome;
 use crate::stats::Counter;
+use crate::tags::Tags;
 
 impl<K, V> FnCache<K, V>
 where
@@ -23,17 +24,25 @@ where
     /// so that functions without these policies do not compile the
     /// spawning machinery.
     #[inline]
-    pub fn hit_or_refresh<R, H, B>(&'static self, key: &K, hooks: H, background: B) -> Option<R>
+    /// `tags` names the refresh's tags (only a refresh builds them).
+    pub fn hit_or_refresh<R, H, T, B>(
+        &'static self,
+        key: &K,
+        hooks: H,
+        tags: T,
+        background: B,
+    ) -> Option<R>
     where
         R: Outcome<Value = V> + Send + 'static,
         H: Fn() -> LoadHooks<V, R::Failure>,
+        T: FnOnce() -> Tags,
         B: FnOnce() -> Option<BackgroundLoad<R>>,
     {
         let found = self.find(key);
         if let Found::Fresh { refresh: true, .. } | Found::Stale { refresh: true, .. } = found {
-            self.refresh_in_background(key, hooks(), background);
+            self.refresh_in_background(key, hooks().tags(tags()), background);
         }
-        self.served(found, true, hooks)
+        self.served(found, true, || hooks().share)
     }
 
     /// Starts one background refresh of `key`, unless a load of it is

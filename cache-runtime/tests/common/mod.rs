@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herdcache_runtime::{
-    BackgroundLoad, CacheConfig, Clock, FailureShare, FnCache, LoadHooks, ManualClock,
+    BackgroundLoad, CacheConfig, Clock, FailureShare, FnCache, LoadHooks, ManualClock, Tags,
 };
 use tokio::sync::Semaphore;
 
@@ -93,7 +93,7 @@ pub async fn call(
 ) -> Result<String, String> {
     let background =
         || -> Option<BackgroundLoad<Result<String, String>>> { Some(Box::pin(origin.load())) };
-    if let Some(hit) = cache.hit_or_refresh(&key, || hooks.clone(), background) {
+    if let Some(hit) = cache.hit_or_refresh(&key, || hooks.clone(), Tags::new, background) {
         return hit;
     }
     let detached = cache.detachable(background);
