@@ -285,16 +285,20 @@ pub use herdcache_runtime::{
     testing, CacheHandle, Error, SharedError, Stats, TagSource,
 };
 
+#[cfg(feature = "redis")]
+pub use herdcache_runtime::{InstallError, RedisTier, Runtime, RuntimeBuilder};
+
 /// What generated code calls. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
     pub use core::time::Duration;
     pub use herdcache_runtime::{
         plain, BackgroundLoad, CacheConfig, CacheHandle, CacheableValue, CanCopy, CannotCopy,
-        CopyProbe, FailureShare, FnCache, InvalidKeyPart, KeyProbe, LoadHooks, Negative,
+        Codec, CopyProbe, FailureShare, FnCache, InvalidKeyPart, KeyProbe, LoadHooks, Negative,
         NotCacheableValue, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption, PlainProbe,
         ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe, Slot, Tags,
-        Through, TimeoutConverts, TimeoutDoesNotConvert, TimeoutProbe, ValidKeyPart, ValueProbe,
-        WriteIsPlain, WriteIsResultOrOption, WriteProbe,
+        Through, TimeoutConverts, TimeoutDoesNotConvert, TimeoutProbe, ValidKeyPart,
+        ValueCannotTravel, ValueProbe, ValueTravels, ValueWireProbe, WriteIsPlain,
+        WriteIsResultOrOption, WriteProbe,
     };
 }

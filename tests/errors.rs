@@ -225,7 +225,7 @@ static OPTION_LOADS: AtomicUsize = AtomicUsize::new(0);
 #[cached(ttl = "60s")]
 async fn find(id: u64) -> Option<String> {
     OPTION_LOADS.fetch_add(1, SeqCst);
-    (id % 2 == 0).then(|| format!("even {id}"))
+    id.is_multiple_of(2).then(|| format!("even {id}"))
 }
 
 #[tokio::test]

@@ -5,4 +5,10 @@
 fn ui() {
     let cases = trybuild::TestCases::new();
     cases.compile_fail("tests/ui/*.rs");
+    // `distributed = true` is an error of its own without the feature, and
+    // checks the key and value types with it.
+    #[cfg(not(feature = "redis"))]
+    cases.compile_fail("tests/ui-no-redis/*.rs");
+    #[cfg(feature = "redis")]
+    cases.compile_fail("tests/ui-redis/*.rs");
 }

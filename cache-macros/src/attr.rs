@@ -32,6 +32,10 @@ pub(crate) struct CachedArgs {
     pub(crate) hard_timeout: Option<(Duration, Span)>,
     /// `tags = [..]`: templates and expressions, as written.
     pub(crate) tags: Option<Vec<Expr>>,
+    /// `distributed = true`, with the span of its name.
+    pub(crate) distributed: Option<(bool, Span)>,
+    /// `version = n`, with the span of its name.
+    pub(crate) version: Option<(u32, Span)>,
 }
 
 /// `swr = "30s"`, or `swr = true` for a window as long as the ttl.
@@ -59,12 +63,14 @@ const NAMES: &[&str] = &[
     "timeout",
     "hard_timeout",
     "tags",
+    "distributed",
+    "version",
 ];
 
-const VALID: &str = "`ttl`, `jitter`, `key`, `max_capacity`, `name`, `crate`, `swr`, `early_refresh`, `fail_safe`, `fail_safe_throttle`, `negative_ttl`, `negative`, `ttl_for`, `timeout`, `hard_timeout`, `tags`";
+const VALID: &str = "`ttl`, `jitter`, `key`, `max_capacity`, `name`, `crate`, `swr`, `early_refresh`, `fail_safe`, `fail_safe_throttle`, `negative_ttl`, `negative`, `ttl_for`, `timeout`, `hard_timeout`, `tags`, `distributed`, `version`";
 
 /// Designed but not built yet: say so instead of calling them unknown.
-const PLANNED: &[&str] = &["version", "distributed"];
+const PLANNED: &[&str] = &[];
 
 /// Errors gathered along the pipeline, reported together.
 #[derive(Default)]
@@ -107,6 +113,8 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
         timeout: None,
         hard_timeout: None,
         tags: None,
+        distributed: None,
+        version: None,
     };
     while !input.is_empty() {
         let name = input.call(Ident::parse_any)?;
@@ -191,6 +199,31 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
                     },
                 ),
             },
+            "distributed" => match &value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Bool(flag),
+                    ..
+                }) => set_once(&mut args.distributed, (flag.value, name.span()), &name, errors),
+                _ => errors.at(
+                    value.span(),
+                    "`distributed` must be `true` or `false`",
+                ),
+            },
+            "version" => {
+                let parsed = match &value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Int(int), ..
+                    }) => int.base10_parse::<u32>().ok(),
+                    _ => None,
+                };
+                match parsed {
+                    Some(version) => set_once(&mut args.version, (version, name.span()), &name, errors),
+                    None => errors.at(
+                        value.span(),
+                        "`version` must be an integer literal, e.g. `version = 2`",
+                    ),
+                }
+            }
             "tags" => match crate::tags::list(value) {
                 Ok(tags) => set_once(&mut args.tags, tags, &name, errors),
                 Err(error) => errors.push(error),

@@ -178,16 +178,23 @@ impl Context<'_> {
             Some(quote!(#name: #ty))
         });
         let receiver = self.plan.key_uses_self.then(|| quote!(&self,));
+        let private_path = &self.private;
+        // A distributed function's entry in Redis goes too.
+        let call = if self.plan.distributed.is_some() {
+            let method = format_ident!("{}_distributed", verb);
+            quote!(#private_path::FnCache::#method(__herdcache_cache, &__herdcache_key).await;)
+        } else {
+            quote!(#private_path::FnCache::#method(__herdcache_cache, &__herdcache_key);)
+        };
         let head = self.helper_head(&doc);
         let generics = &sig.generics;
         let where_clause = &sig.generics.where_clause;
         let unsafety = &sig.unsafety;
         let prelude = self.prelude();
-        let private = &self.private;
         quote! {
             #head async #unsafety fn #ident #generics (#receiver #(#params),*) #where_clause {
                 #prelude
-                #private::FnCache::#method(__herdcache_cache, &__herdcache_key);
+                #call
             }
         }
     }
@@ -251,6 +258,24 @@ impl Context<'_> {
                 (&&&#private::ValueProbe::<#outcome>::new()).through()
             }
         };
+        // A key or value that cannot travel to Redis is one error at
+        // `distributed`.
+        let codec = match self.plan.distributed {
+            Some((version, span)) => {
+                // Every token at `distributed`, the path to the runtime
+                // included: rustc reports a bound at the path's span.
+                let private = respan(private.clone(), span);
+                let value = quote_spanned!(span=> <#outcome as #private::Outcome>::Value);
+                quote_spanned! {span=>
+                    ::core::option::Option::Some(|| #private::Codec::new(#version, {
+                        #[allow(unused_imports)]
+                        use #private::{ValueCannotTravel as _, ValueTravels as _};
+                        (&&&#private::ValueWireProbe::<#value>::new()).wire()
+                    }))
+                }
+            }
+            None => quote!(::core::option::Option::None),
+        };
         quote! {
             let __herdcache_through = #through;
             static __HERDCACHE_SLOT: #private::Slot = #private::Slot::new(#site);
@@ -258,7 +283,7 @@ impl Context<'_> {
             #[allow(clippy::used_underscore_binding)]
             let __herdcache_key = #key;
             let __herdcache_cache = #private::Through::cache(
-                __herdcache_through, &__HERDCACHE_SLOT, #scope, #config,
+                __herdcache_through, &__HERDCACHE_SLOT, #scope, #config, #codec,
             );
         }
     }
@@ -353,10 +378,12 @@ impl Context<'_> {
             || policy.negative_ttl.is_some()
             || policy.ttl_for.is_some())
         .then(|| quote!(.varied_lifetimes()));
+        let distributed = plan.distributed.map(|_| quote!(.distributed()));
         quote! {
             || #private::CacheConfig::new(#name, #private::Duration::from_nanos(#ttl_nanos))
                 .jitter(#jitter)
                 #capacity #swr #fail_safe #throttle #early_refresh #varied #timeout #hard_timeout
+                #distributed
         }
     }
 
@@ -447,6 +474,24 @@ impl Context<'_> {
             }
         }
     }
+}
+
+/// `tokens` with every token at `span`.
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let proc_macro2::TokenTree::Group(group) = &token {
+                let mut respanned =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                respanned.set_span(span);
+                token = proc_macro2::TokenTree::Group(respanned);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }
 
 /// The span of `E` in `Result<T, E>`, or of the whole type for an alias

@@ -97,6 +97,9 @@ pub(crate) struct Plan {
     pub(crate) policy: Policy,
     /// `tags = [..]`: each a template literal or an expression.
     pub(crate) tags: Vec<Expr>,
+    /// `distributed = true`: the key space version, and the attribute's
+    /// span (where a key or value that cannot travel is reported).
+    pub(crate) distributed: Option<(u32, proc_macro2::Span)>,
 }
 
 pub(crate) fn validate(
@@ -125,6 +128,7 @@ pub(crate) fn validate(
         check_copyable(sig, errors);
     }
     let in_impl = site.in_impl || has_receiver || mentions_self_type(sig.to_token_stream());
+    let distributed = distributed(&args, errors);
     let krate = args
         .krate
         .map_or_else(|| quote!(::herdcache), |path| path.to_token_stream());
@@ -144,7 +148,29 @@ pub(crate) fn validate(
         receiver,
         policy,
         tags: args.tags.unwrap_or_default(),
+        distributed,
     })
+}
+
+/// `distributed = true` and its `version`. Tags on a distributed function
+/// would need tag versions that Redis keeps, which this version does not:
+/// an error rather than a tag that does not reach the shared copy.
+fn distributed(args: &CachedArgs, errors: &mut Errors) -> Option<(u32, proc_macro2::Span)> {
+    let on = args.distributed.filter(|(on, _)| *on);
+    if let (None, Some((_, span))) = (on, args.version) {
+        errors.at(
+            span,
+            "`version` names the key space of a `distributed` function in Redis: add `distributed = true`, or remove it",
+        );
+    }
+    let (_, span) = on?;
+    if args.tags.as_ref().is_some_and(|tags| !tags.is_empty()) {
+        errors.at(
+            span,
+            "`tags` on a `distributed` function are not supported by this version of herdcache yet: an invalidated tag would not reach the copy in Redis",
+        );
+    }
+    Some((args.version.map_or(1, |(version, _)| version), span))
 }
 
 fn receiver(sig: &Signature) -> Option<Receiver> {

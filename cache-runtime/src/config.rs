@@ -38,6 +38,8 @@ pub struct CacheConfig {
     /// Entries may live for different spans (negative caching, a per-value
     /// ttl), so the memory tier needs per-entry expiry.
     pub varied_lifetimes: bool,
+    /// Values may come from a shared tier: see [`distributed`](Self::distributed).
+    pub distributed: bool,
     /// Soft timeout: with a fallback, callers wait this long for a load.
     pub timeout: Option<Duration>,
     /// Callers wait at most this long for a load.
@@ -59,6 +61,7 @@ impl CacheConfig {
             fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
             early_refresh: 0.0,
             varied_lifetimes: false,
+            distributed: false,
             timeout: None,
             hard_timeout: None,
         }
@@ -109,6 +112,15 @@ impl CacheConfig {
     /// Says entries may live for different spans (negative caching, `ttl_for`).
     pub fn varied_lifetimes(mut self) -> Self {
         self.varied_lifetimes = true;
+        self
+    }
+
+    /// Says values may come from a shared tier with the rest of their life
+    /// (`distributed = true`): entries live for different spans, and a hit
+    /// checks its entry's freshness.
+    pub fn distributed(mut self) -> Self {
+        self.varied_lifetimes = true;
+        self.distributed = true;
         self
     }
 

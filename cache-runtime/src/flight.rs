@@ -209,6 +209,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<'_, K, V> {
         }
     }
 
+    /// Whether `flight` is the one attached for `key`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn holds(&self, key: &K, flight: &Arc<Flight<V>>) -> bool {
+        self.0
+            .get(key)
+            .is_some_and(|attached| Arc::ptr_eq(attached, flight))
+    }
+
     /// Whether a flight is attached for `key`.
     pub(crate) fn is_attached(&self, key: &K) -> bool {
         self.0.contains_key(key)

@@ -17,6 +17,8 @@ use crate::stats::{Counter, Counters, LatencyHistogram, Stats};
 use crate::tags::{Pinned, TagState};
 
 mod deadline;
+#[cfg(feature = "redis")]
+mod distributed;
 mod landing;
 mod refresh;
 mod trace;
@@ -85,6 +87,9 @@ pub struct FnCache<K, V> {
     latency: LatencyHistogram,
     /// `timeout` and `hard_timeout`: loads then run detached, see `deadline`.
     deadlines: Deadlines,
+    /// The Redis tier of a `distributed` function.
+    #[cfg(feature = "redis")]
+    l2: Option<distributed::L2<K, V>>,
     /// The isolation scope the cache was made for (`testing::isolate`; 0
     /// for a cache made by hand): its tags are those of that scope.
     isolation: u64,
@@ -126,15 +131,15 @@ where
             .swr(config.swr)
             .fail_safe(config.fail_safe, config.fail_safe_throttle)
             .early_refresh(config.early_refresh);
-        if expiry.has_policies() && matches!(config.clock, Clock::System) {
+        let checks_freshness = expiry.has_policies() || config.distributed;
+        if checks_freshness && matches!(config.clock, Clock::System) {
             crate::clock::start_coarse_clock();
         }
         let counters = Counters::new(&config.name);
         FnCache {
             name: config.name,
             expiry,
-            memory_expiry_is_freshness: matches!(config.clock, Clock::System)
-                && !expiry.has_policies(),
+            memory_expiry_is_freshness: matches!(config.clock, Clock::System) && !checks_freshness,
             clock: config.clock,
             memory: MemoryTier::new(
                 config.max_capacity,
@@ -148,6 +153,8 @@ where
                 hard: config.hard_timeout,
             },
             isolation,
+            #[cfg(feature = "redis")]
+            l2: None,
         }
     }
 
@@ -398,7 +405,17 @@ where
             stamps,
             background: kind == LoadKind::Background,
             finished: false,
+            #[cfg(feature = "redis")]
+            write: distributed::WriteSlot::default(),
         };
+        // A foreground load asks the Redis tier first, inside the flight.
+        #[cfg(feature = "redis")]
+        if matches!(kind, LoadKind::Foreground | LoadKind::Detached) {
+            if let Some(value) = self.read_l2(&guard).await {
+                guard.finished = true;
+                return R::from_value(value);
+            }
+        }
         self.counters.incr(Counter::Loads);
         #[cfg(feature = "metrics")]
         self.counters.exported.load_started();
@@ -408,6 +425,10 @@ where
         let outcome = self.landed(&guard, caught, started.elapsed(), hooks, kind, &span);
         // Only now: a panic above (in a `Clone`, say) still wakes the waiters.
         guard.finished = true;
+        #[cfg(feature = "redis")]
+        if let Some(write) = guard.write.take() {
+            self.send_l2_write(write).await;
+        }
         outcome
     }
 
@@ -469,6 +490,24 @@ where
         self.counters.incr(Counter::Invalidations);
     }
 
+    /// [`invalidate`](Self::invalidate), and with the `redis` feature the
+    /// key's entry in Redis deleted (the `_invalidate` helper of a
+    /// `distributed` function).
+    pub async fn invalidate_distributed(&self, key: &K) {
+        self.invalidate(key);
+        #[cfg(feature = "redis")]
+        self.delete_l2(key).await;
+    }
+
+    /// [`expire`](Self::expire), and with the `redis` feature the key's
+    /// entry in Redis deleted: a fresh copy there would make it fresh here
+    /// again on the next miss.
+    pub async fn expire_distributed(&self, key: &K) {
+        self.expire(key);
+        #[cfg(feature = "redis")]
+        self.delete_l2(key).await;
+    }
+
     /// Drops every value, with the same guarantee as [`invalidate`](Self::invalidate).
     pub fn invalidate_all(&self) {
         // Stores made before the shards were locked are removed by the
@@ -516,6 +555,10 @@ where
             fail_safe_hits: c(Counter::FailSafeHits),
             negative_hits: c(Counter::NegativeHits),
             timeouts: c(Counter::Timeouts),
+            l2_hits: c(Counter::L2Hits),
+            l2_misses: c(Counter::L2Misses),
+            l2_errors: c(Counter::L2Errors),
+            l2_corrupt: c(Counter::L2Corrupt),
             load_p50: self.latency.quantile(0.50),
             load_p95: self.latency.quantile(0.95),
             load_p99: self.latency.quantile(0.99),
@@ -551,6 +594,9 @@ where
     stamps: Pinned,
     background: bool,
     finished: bool,
+    /// The write-back to Redis the load leaves (`distributed`).
+    #[cfg(feature = "redis")]
+    write: distributed::WriteSlot,
 }
 
 impl<K, V> Drop for LeaderGuard<'_, K, V>

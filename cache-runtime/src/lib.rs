@@ -21,6 +21,10 @@ mod memory;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod outcome;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(not(feature = "redis"))]
+mod redis_off;
 mod registry;
 mod stats;
 mod tags;
@@ -40,6 +44,16 @@ pub use outcome::{
     plain, FailureShare, NamedResultOrOption, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,
     PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe,
     ShareableError, SharedError, SharedFailure, WriteIsPlain, WriteIsResultOrOption, WriteProbe,
+};
+#[cfg(feature = "redis")]
+pub use redis::{
+    Codec, DistributedKey, DistributedValue, InstallError, RedisTier, Runtime, RuntimeBuilder,
+    ValueCannotTravel, ValueTravels, ValueWire, ValueWireProbe, DEFAULT_MAX_PAYLOAD,
+    DEFAULT_REDIS_TIMEOUT,
+};
+#[cfg(not(feature = "redis"))]
+pub use redis_off::{
+    Codec, RedisFeature, ValueCannotTravel, ValueTravels, ValueWire, ValueWireProbe,
 };
 pub use registry::{invalidate_all, stats, stats_table, CacheHandle, Slot};
 pub use stats::Stats;

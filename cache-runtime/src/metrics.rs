@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::stats::Counter;
 
 /// The metric behind each counter, in `Counter`'s order.
-const COUNTERS: [&str; 12] = [
+const COUNTERS: [&str; 16] = [
     "herdcache_hits_total",
     "herdcache_misses_total",
     "herdcache_coalesced_total",
@@ -23,11 +23,15 @@ const COUNTERS: [&str; 12] = [
     "herdcache_fail_safe_hits_total",
     "herdcache_negative_hits_total",
     "herdcache_timeouts_total",
+    "herdcache_l2_hits_total",
+    "herdcache_l2_misses_total",
+    "herdcache_l2_errors_total",
+    "herdcache_l2_corrupt_total",
 ];
 
 /// One cache's metric handles.
 pub(crate) struct Exported {
-    counters: [metrics::Counter; 12],
+    counters: [metrics::Counter; 16],
     evictions: metrics::Counter,
     load_duration: metrics::Histogram,
     in_flight: metrics::Gauge,

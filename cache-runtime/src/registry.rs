@@ -22,6 +22,7 @@ use crate::config::CacheConfig;
 use crate::fn_cache::FnCache;
 use crate::stats::Stats;
 use crate::testing::current_isolation;
+use crate::Codec;
 
 /// What the registry needs of a cache without knowing its types.
 trait ErasedCache: Send + Sync {
@@ -59,6 +60,9 @@ struct Registered {
 /// Where a cache is written, and for a method, the type it belongs to.
 type Place = (&'static str, &'static str);
 
+/// What makes a `distributed` function's codec, when its cache is made.
+pub(crate) type MakeCodec<K, V> = fn() -> Codec<K, V>;
+
 /// Which caches a call sees: 0 outside `testing::isolate`.
 type Isolation = u64;
 
@@ -93,6 +97,7 @@ fn get_or_register<K, V>(
     place: Place,
     isolation: Isolation,
     config: fn() -> CacheConfig,
+    codec: Option<MakeCodec<K, V>>,
 ) -> &'static FnCache<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -106,7 +111,15 @@ where
             .downcast_ref()
             .expect("the registry is keyed by type");
     }
-    let cache: &'static FnCache<K, V> = Box::leak(Box::new(FnCache::new_in(config(), isolation)));
+    let cache = FnCache::new_in(config(), isolation);
+    #[cfg(feature = "redis")]
+    let cache = match codec {
+        Some(codec) => cache.with_installed_redis(codec()),
+        None => cache,
+    };
+    #[cfg(not(feature = "redis"))]
+    let _ = codec;
+    let cache: &'static FnCache<K, V> = Box::leak(Box::new(cache));
     let registered = Registered {
         typed: cache,
         erased: cache,
@@ -150,6 +163,7 @@ impl Slot {
         &'static self,
         scope: &'static str,
         config: fn() -> CacheConfig,
+        codec: Option<MakeCodec<K, V>>,
     ) -> &'static FnCache<K, V>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -166,7 +180,7 @@ impl Slot {
                 }
             }
         }
-        self.resolve(scope, isolation, config)
+        self.resolve(scope, isolation, config, codec)
     }
 
     #[cold]
@@ -175,12 +189,13 @@ impl Slot {
         scope: &'static str,
         isolation: Isolation,
         config: fn() -> CacheConfig,
+        codec: Option<MakeCodec<K, V>>,
     ) -> &'static FnCache<K, V>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
-        let cache = get_or_register::<K, V>((self.site, scope), isolation, config);
+        let cache = get_or_register::<K, V>((self.site, scope), isolation, config, codec);
         if isolation != 0 {
             return cache;
         }

@@ -44,6 +44,16 @@ pub struct Stats {
     pub negative_hits: u64,
     /// Calls that stopped waiting for a load (`timeout`, `hard_timeout`).
     pub timeouts: u64,
+    /// Loads answered by the Redis tier instead of the body (`distributed`).
+    pub l2_hits: u64,
+    /// Reads of the Redis tier that found nothing usable.
+    pub l2_misses: u64,
+    /// Calls of the Redis tier that failed or timed out, or were skipped
+    /// while its circuit breaker was open.
+    pub l2_errors: u64,
+    /// Payloads read from the Redis tier that could not be decoded (corrupt,
+    /// truncated or foreign): each counted as a miss too, and overwritten.
+    pub l2_corrupt: u64,
     /// Median loader latency.
     pub load_p50: Duration,
     /// 95th percentile loader latency.
@@ -79,6 +89,10 @@ impl Stats {
         self.fail_safe_hits += other.fail_safe_hits;
         self.negative_hits += other.negative_hits;
         self.timeouts += other.timeouts;
+        self.l2_hits += other.l2_hits;
+        self.l2_misses += other.l2_misses;
+        self.l2_errors += other.l2_errors;
+        self.l2_corrupt += other.l2_corrupt;
         self.load_p50 = self.load_p50.max(other.load_p50);
         self.load_p95 = self.load_p95.max(other.load_p95);
         self.load_p99 = self.load_p99.max(other.load_p99);
@@ -119,6 +133,10 @@ impl std::fmt::Display for Stats {
             (self.timeouts, "timeouts"),
             (self.evictions, "evictions"),
             (self.invalidations, "invalidations"),
+            (self.l2_hits, "Redis hits"),
+            (self.l2_misses, "Redis misses"),
+            (self.l2_errors, "Redis errors"),
+            (self.l2_corrupt, "corrupt Redis payloads"),
         ] {
             if count > 0 {
                 write!(f, ", {count} {what}")?;
@@ -204,9 +222,13 @@ pub(crate) enum Counter {
     FailSafeHits,
     NegativeHits,
     Timeouts,
+    L2Hits,
+    L2Misses,
+    L2Errors,
+    L2Corrupt,
 }
 
-const COUNTERS: usize = 12;
+const COUNTERS: usize = 16;
 const STRIPES: usize = 16;
 
 /// One thread's share of the counters, alone on its cache lines.

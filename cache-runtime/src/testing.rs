@@ -97,3 +97,84 @@ impl<F> Drop for Isolated<F> {
         crate::registry::drop_isolation(self.isolation);
     }
 }
+
+#[cfg(feature = "redis")]
+pub use redis_server::RedisServer;
+
+#[cfg(feature = "redis")]
+mod redis_server {
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// A `redis-server` of the test's own, on a free loopback port, stopped
+    /// when dropped (feature `redis`; needs `redis-server` on `PATH`).
+    ///
+    /// ```no_run
+    /// let server = herdcache_runtime::testing::RedisServer::start().unwrap();
+    /// let url = server.url(); // redis://127.0.0.1:<port>
+    /// ```
+    #[derive(Debug)]
+    pub struct RedisServer {
+        child: Child,
+        port: u16,
+    }
+
+    impl RedisServer {
+        /// Starts one, and waits until it accepts connections.
+        ///
+        /// # Errors
+        /// When `redis-server` cannot be run, or never listens.
+        pub fn start() -> std::io::Result<Self> {
+            let mut last_error = None;
+            // A port found free may be taken before the server binds it:
+            // try a few.
+            for _ in 0..5 {
+                let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+                let mut child = Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()?;
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                        return Ok(RedisServer { child, port });
+                    }
+                    if let Some(status) = child.try_wait()? {
+                        last_error = Some(std::io::Error::other(format!(
+                            "redis-server exited with {status} on port {port}"
+                        )));
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        last_error = Some(std::io::Error::other("redis-server never listened"));
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            Err(last_error.unwrap_or_else(|| std::io::Error::other("redis-server did not start")))
+        }
+
+        /// Its URL.
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        /// Its port.
+        pub fn port(&self) -> u16 {
+            self.port
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

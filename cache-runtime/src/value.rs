@@ -25,6 +25,7 @@ use crate::config::{CacheConfig, LoadHooks};
 use crate::fn_cache::FnCache;
 use crate::outcome::{FailureShare, Outcome, Plain};
 use crate::registry::Slot;
+use crate::registry::MakeCodec;
 
 /// How a function's outcome `R` passes through the engine.
 pub trait Through<R: Outcome>: Copy {
@@ -50,11 +51,12 @@ pub trait Through<R: Outcome>: Copy {
         slot: &'static Slot,
         scope: &'static str,
         config: fn() -> CacheConfig,
+        codec: Option<MakeCodec<K, <Self::Engine as Outcome>::Value>>,
     ) -> &'static FnCache<K, <Self::Engine as Outcome>::Value>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
     {
-        slot.cache(scope, config)
+        slot.cache(scope, config, codec)
     }
 
     /// The function's body as the engine's loader.

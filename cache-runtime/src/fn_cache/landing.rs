@@ -254,6 +254,10 @@ where
             let tags = guard.stamps.stamps().clone();
             self.memory
                 .insert(key.clone(), entry_of(stored, horizons, nanos(took), tags));
+            // Only a value this load stored goes to Redis (not one a newer
+            // load or an invalidation superseded); the leader sends it.
+            #[cfg(feature = "redis")]
+            self.prepare_l2_write(guard, value, horizons, took);
         }
     }
 
@@ -270,7 +274,12 @@ where
 }
 
 /// An entry holding `value`.
-fn entry_of<V>(value: V, horizons: Horizons, load_nanos: Nanos, tags: Stamps) -> Entry<V> {
+pub(super) fn entry_of<V>(
+    value: V,
+    horizons: Horizons,
+    load_nanos: Nanos,
+    tags: Stamps,
+) -> Entry<V> {
     entry(Payload::Value(value), horizons, load_nanos, tags)
 }
 

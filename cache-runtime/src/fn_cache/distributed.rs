@@ -1,0 +1,260 @@
+//! The Redis tier behind a `distributed` function: the read a load makes
+//! before running the body, the write-back of a loaded value, and the
+//! delete an invalidation sends.
+//!
+//! Within one process an invalidation is never undone by a write-back:
+//! each write-back records its key stripe's epoch when the value is stored
+//! in memory, and sends its `SET` only if no invalidation of the stripe
+//! came since, holding the stripe's lock while it does; an invalidation
+//! bumps the epoch, then takes the lock to send its `DEL`. All commands go
+//! over one connection, which Redis executes in order, so a `SET` sent
+//! before the `DEL` is deleted by it. (Across instances, a write-back of a
+//! load that began before another instance's invalidation can still land
+//! after its `DEL`; the fleet-wide guarantee needs versions that Redis
+//! keeps, which this tier does not have yet.)
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::landing::entry_of;
+use super::{FnCache, LeaderGuard};
+use crate::clock::{nanos, Nanos};
+use crate::expiry::Horizons;
+use crate::flight::Landing;
+use crate::redis::{digest, key_name, unix_now_ms, Codec, Envelope, Read, RedisTier};
+use crate::stats::Counter;
+
+/// Stripes of keys that serialise write-backs against invalidations.
+const STRIPES: usize = 64;
+
+/// One function's Redis tier.
+pub(crate) struct L2<K, V> {
+    tier: Arc<RedisTier>,
+    codec: Codec<K, V>,
+    stripes: Box<[Stripe]>,
+    hasher: RandomState,
+}
+
+#[derive(Default)]
+struct Stripe {
+    /// Bumped by every invalidation of a key of the stripe.
+    epoch: AtomicU64,
+    /// Held while a write-back or an invalidation talks to Redis.
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// A write-back a load leaves for its leader to send.
+pub(crate) struct PendingWrite {
+    name: String,
+    bytes: Vec<u8>,
+    px: u64,
+    stripe: usize,
+    epoch: u64,
+}
+
+/// The write-back slot of a leader (a `Mutex` so the guard stays `Sync`).
+#[derive(Default)]
+pub(crate) struct WriteSlot(Mutex<Option<PendingWrite>>);
+
+impl WriteSlot {
+    fn put(&self, write: PendingWrite) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(write);
+    }
+
+    pub(crate) fn take(&self) -> Option<PendingWrite> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+impl<K, V> FnCache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// This cache, backed by `tier`: loads ask Redis first and write their
+    /// values back. Make the cache with [`CacheConfig::distributed`]
+    /// (`crate::CacheConfig::distributed`) so that values filled from
+    /// Redis keep only the rest of their life.
+    pub fn with_redis(mut self, tier: Arc<RedisTier>, codec: Codec<K, V>) -> Self {
+        self.l2 = Some(L2 {
+            tier,
+            codec,
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            hasher: RandomState::new(),
+        });
+        self
+    }
+
+    /// The Redis key of `key`'s entry (`{ns}:{name}:v{version}:{<digest>}`),
+    /// for inspection; `None` without a Redis tier.
+    pub fn redis_key(&self, key: &K) -> Option<String> {
+        let l2 = self.l2.as_ref()?;
+        self.l2_name(l2, key).map(|(name, _)| name)
+    }
+
+    /// Backs this cache with the process's installed tier, if there is one.
+    pub(crate) fn with_installed_redis(self, codec: Codec<K, V>) -> Self {
+        match crate::redis::installed() {
+            Some(tier) => self.with_redis(tier, codec),
+            None => self,
+        }
+    }
+
+    /// The Redis key of `key`, and its stripe.
+    fn l2_name(&self, l2: &L2<K, V>, key: &K) -> Option<(String, usize)> {
+        let bytes = (l2.codec.key_bytes)(key)?;
+        let name = key_name(
+            l2.tier.namespace(),
+            &self.name,
+            l2.codec.version,
+            &digest(&bytes),
+        );
+        let stripe = (l2.hasher.hash_one(key) as usize) % STRIPES;
+        Some((name, stripe))
+    }
+
+    /// Before a foreground load runs its body: the value Redis holds for
+    /// the key, if it is fresh (stored in memory with the rest of its life
+    /// and handed to the callers that joined). A value past its freshness
+    /// but within its stale or fail-safe window is stored as this
+    /// instance's fallback, and the body runs.
+    pub(super) async fn read_l2(&self, guard: &LeaderGuard<'_, K, V>) -> Option<V> {
+        let l2 = self.l2.as_ref()?;
+        let (name, _) = self.l2_name(l2, &guard.key)?;
+        let bytes = match l2.tier.get(&name).await {
+            Read::Hit(bytes) => bytes,
+            Read::Miss => {
+                self.counters.incr(Counter::L2Misses);
+                return None;
+            }
+            Read::Failed => {
+                self.counters.incr(Counter::L2Errors);
+                return None;
+            }
+        };
+        let decoded = Envelope::decode(&bytes).and_then(|(envelope, payload)| {
+            Some((envelope, (l2.codec.from_value_bytes)(payload)?))
+        });
+        let Some((envelope, value)) = decoded else {
+            // Corrupt, truncated or foreign: a miss; the load overwrites it.
+            self.counters.incr(Counter::L2Corrupt);
+            self.counters.incr(Counter::L2Misses);
+            return None;
+        };
+        let now = self.clock.now_nanos();
+        let now_ms = unix_now_ms();
+        let at = |ms: u64| now.saturating_add(ms.saturating_sub(now_ms).saturating_mul(1_000_000));
+        let fail_safe_until = at(envelope.fail_safe_until_ms);
+        if fail_safe_until <= now {
+            self.counters.incr(Counter::L2Misses);
+            return None;
+        }
+        let horizons = Horizons {
+            fresh_until: at(envelope.fresh_until_ms),
+            stale_until: at(envelope.stale_until_ms),
+            fail_safe_until,
+            lifetime: Duration::from_nanos(fail_safe_until - now),
+        };
+        let fresh = now < horizons.fresh_until;
+        let stored = value.clone();
+        let load_nanos: Nanos = u64::from(envelope.load_micros).saturating_mul(1_000);
+        {
+            let (key, flight) = (&guard.key, &guard.flight);
+            let mut shard = self.flights.lock(key);
+            // An invalidation since the load began: not this value.
+            let attached = if fresh {
+                shard.detach_if(key, flight)
+            } else {
+                shard.holds(key, flight)
+            };
+            if !attached {
+                return None;
+            }
+            guard.stamps.keep_for(nanos(horizons.lifetime));
+            let tags = guard.stamps.stamps().clone();
+            self.memory
+                .insert(key.clone(), entry_of(stored, horizons, load_nanos, tags));
+        }
+        if !fresh {
+            self.counters.incr(Counter::L2Misses);
+            return None;
+        }
+        self.counters.incr(Counter::L2Hits);
+        if guard.flight.waiters() > 0 {
+            guard.flight.land(Landing::Value(value.clone()));
+        }
+        Some(value)
+    }
+
+    /// After a load stored `value` in memory: the write-back its leader
+    /// sends, with the entry's horizons as wall-clock times and a Redis
+    /// expiry at the last one. The caller holds the key's shard lock (the
+    /// stripe's epoch is read in the same critical section as the store).
+    pub(super) fn prepare_l2_write(
+        &self,
+        guard: &LeaderGuard<'_, K, V>,
+        value: &V,
+        horizons: Horizons,
+        took: Duration,
+    ) {
+        let Some(l2) = self.l2.as_ref() else { return };
+        let Some((name, stripe)) = self.l2_name(l2, &guard.key) else {
+            return;
+        };
+        let Some(payload) = (l2.codec.value_bytes)(value) else {
+            return;
+        };
+        if payload.len() > l2.tier.max_payload() {
+            tracing::debug!(target: "herdcache", function = %self.name, bytes = payload.len(), "value too large for Redis: kept in memory only");
+            return;
+        }
+        let now = self.clock.now_nanos();
+        let now_ms = unix_now_ms();
+        let ms = |horizon: Nanos| now_ms.saturating_add(horizon.saturating_sub(now) / 1_000_000);
+        let envelope = Envelope {
+            fresh_until_ms: ms(horizons.fresh_until),
+            stale_until_ms: ms(horizons.stale_until),
+            fail_safe_until_ms: ms(horizons.fail_safe_until),
+            load_micros: u32::try_from(took.as_micros()).unwrap_or(u32::MAX),
+        };
+        let px = envelope.fail_safe_until_ms.saturating_sub(now_ms).max(1);
+        let epoch = l2.stripes[stripe].epoch.load(Ordering::Acquire);
+        guard.write.put(PendingWrite {
+            name,
+            bytes: envelope.encode(&payload),
+            px,
+            stripe,
+            epoch,
+        });
+    }
+
+    /// Sends a write-back, unless an invalidation of its stripe came since
+    /// its value was stored.
+    pub(super) async fn send_l2_write(&self, write: PendingWrite) {
+        let Some(l2) = self.l2.as_ref() else { return };
+        let stripe = &l2.stripes[write.stripe];
+        let _serial = stripe.lock.lock().await;
+        if stripe.epoch.load(Ordering::Acquire) != write.epoch {
+            return;
+        }
+        if !l2.tier.set(&write.name, &write.bytes, write.px).await {
+            self.counters.incr(Counter::L2Errors);
+        }
+    }
+
+    pub(super) async fn delete_l2(&self, key: &K) {
+        let Some(l2) = self.l2.as_ref() else { return };
+        let Some((name, stripe)) = self.l2_name(l2, key) else {
+            return;
+        };
+        let stripe = &l2.stripes[stripe];
+        stripe.epoch.fetch_add(1, Ordering::AcqRel);
+        let _serial = stripe.lock.lock().await;
+        if !l2.tier.del(&name).await {
+            self.counters.incr(Counter::L2Errors);
+        }
+    }
+}

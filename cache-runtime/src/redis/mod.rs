@@ -1,0 +1,434 @@
+//! The Redis tier (feature `redis`): values shared by every instance of a
+//! fleet, for functions marked `distributed = true`.
+//!
+//! Read path: memory → Redis → the body. A load first asks Redis (inside
+//! the single flight, so one instance's callers make one Redis read); a
+//! value there that is still fresh fills memory with its remaining life,
+//! and one that is only stale or within its fail-safe window is kept as
+//! that instance's fallback while the body runs. A loaded value is written
+//! back with its horizons and a Redis expiry (`PX`) at its last one.
+//!
+//! Redis is never on the critical path of correctness: every call has a
+//! timeout, failures open a circuit breaker (calls then skip Redis until it
+//! closes), and an unreachable Redis leaves every function working from
+//! memory and its body. A payload that cannot be decoded is a miss, counted
+//! and overwritten by the load that follows.
+
+mod codec;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+
+pub(crate) use codec::{digest, key_name, unix_now_ms, Envelope};
+pub use codec::{
+    Codec, DistributedKey, DistributedValue, ValueCannotTravel, ValueTravels, ValueWire,
+    ValueWireProbe,
+};
+
+/// The default bound of one Redis call.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+/// The default size above which a value is not written to Redis.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+
+/// Where the process's Redis tier is configured: once, at start-up.
+///
+/// ```no_run
+/// # fn main() -> Result<(), herdcache_runtime::InstallError> {
+/// herdcache_runtime::Runtime::builder()
+///     .redis("redis://cache.internal:6379")
+///     .namespace("billing")
+///     .install()?;
+/// # Ok(()) }
+/// ```
+///
+/// Without it, the first `distributed` function reads `HERDCACHE_REDIS_URL`
+/// and `HERDCACHE_NAMESPACE` from the environment; with neither, every
+/// function stays in memory.
+pub struct Runtime;
+
+impl Runtime {
+    /// A builder for the process's Redis tier.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+}
+
+/// See [`Runtime`].
+#[derive(Clone)]
+pub struct RuntimeBuilder {
+    url: Option<String>,
+    namespace: String,
+    timeout: Duration,
+    max_payload: usize,
+    breaker_failures: u32,
+    breaker_open_for: Duration,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        RuntimeBuilder {
+            url: None,
+            namespace: "herdcache".to_owned(),
+            timeout: DEFAULT_REDIS_TIMEOUT,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            breaker_failures: 5,
+            breaker_open_for: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Never prints the URL's password.
+impl fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("url", &self.url.as_deref().map(redacted))
+            .field("namespace", &self.namespace)
+            .field("timeout", &self.timeout)
+            .field("max_payload", &self.max_payload)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_open_for", &self.breaker_open_for)
+            .finish()
+    }
+}
+
+impl RuntimeBuilder {
+    /// The Redis server: `redis://[user:password@]host:port[/db]`. AUTH and
+    /// ACL users go in the URL.
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// The prefix of every key and channel, so that applications sharing a
+    /// Redis do not share entries (default `herdcache`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// How long one Redis call may take before it counts as failed
+    /// (default 50 ms).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Values whose payload is larger are not written to Redis (default
+    /// 1 MiB).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// The circuit breaker: after `failures` failed calls in a row, skip
+    /// Redis for `open_for`, then let calls try again (default 5, 1 s).
+    pub fn breaker(mut self, failures: u32, open_for: Duration) -> Self {
+        self.breaker_failures = failures.max(1);
+        self.breaker_open_for = open_for;
+        self
+    }
+
+    /// The tier, without installing it (for tests, and to build a cache by
+    /// hand).
+    ///
+    /// # Errors
+    /// Without a URL, or with one the `redis` crate cannot parse.
+    pub fn build(self) -> Result<Arc<RedisTier>, InstallError> {
+        let url = self.url.clone().ok_or(InstallError::NoUrl)?;
+        let client = redis::Client::open(url.as_str())
+            .map_err(|error| InstallError::BadUrl(redacted(&url), error.to_string()))?;
+        Ok(Arc::new(RedisTier {
+            client,
+            connection: tokio::sync::OnceCell::new(),
+            namespace: self.namespace,
+            timeout: self.timeout,
+            max_payload: self.max_payload,
+            breaker: Breaker::new(self.breaker_failures, self.breaker_open_for),
+            url: redacted(&url),
+        }))
+    }
+
+    /// Makes this the process's Redis tier, for every `distributed`
+    /// function made from now on.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build), or when a tier was installed already.
+    pub fn install(self) -> Result<(), InstallError> {
+        let tier = self.build()?;
+        INSTALLED
+            .set(Some(tier))
+            .map_err(|_| InstallError::AlreadyInstalled)
+    }
+}
+
+/// Why [`RuntimeBuilder::install`] failed.
+#[derive(Debug)]
+pub enum InstallError {
+    /// No URL was given.
+    NoUrl,
+    /// The URL (password redacted) could not be parsed.
+    BadUrl(String, String),
+    /// A tier was installed (or read from the environment) already.
+    AlreadyInstalled,
+}
+
+impl fmt::Display for InstallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstallError::NoUrl => write!(f, "no Redis URL: call `.redis(url)`"),
+            InstallError::BadUrl(url, error) => write!(f, "bad Redis URL {url}: {error}"),
+            InstallError::AlreadyInstalled => {
+                write!(f, "herdcache's Redis tier is installed already")
+            }
+        }
+    }
+}
+
+impl std::error::Error for InstallError {}
+
+/// The process's tier: installed, else from the environment, else none.
+static INSTALLED: OnceLock<Option<Arc<RedisTier>>> = OnceLock::new();
+
+/// The tier `distributed` functions use, decided once.
+pub(crate) fn installed() -> Option<Arc<RedisTier>> {
+    INSTALLED
+        .get_or_init(|| {
+            let url = std::env::var("HERDCACHE_REDIS_URL").ok()?;
+            let mut builder = Runtime::builder().redis(url);
+            if let Ok(namespace) = std::env::var("HERDCACHE_NAMESPACE") {
+                builder = builder.namespace(namespace);
+            }
+            match builder.build() {
+                Ok(tier) => Some(tier),
+                Err(error) => {
+                    tracing::warn!(target: "herdcache", %error, "HERDCACHE_REDIS_URL ignored: distributed functions stay in memory");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// `redis://user:secret@host` as `redis://user:***@host`.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A connection to Redis shared by every distributed function, with its
+/// timeout and circuit breaker.
+pub struct RedisTier {
+    client: redis::Client,
+    connection: tokio::sync::OnceCell<ConnectionManager>,
+    namespace: String,
+    timeout: Duration,
+    max_payload: usize,
+    breaker: Breaker,
+    url: String,
+}
+
+/// Never prints the URL's password.
+impl fmt::Debug for RedisTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTier")
+            .field("url", &self.url)
+            .field("namespace", &self.namespace)
+            .field("breaker_open", &self.breaker.is_open())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a Redis read found.
+pub(crate) enum Read {
+    Hit(Vec<u8>),
+    Miss,
+    /// The call failed, timed out, or was skipped by the open breaker.
+    Failed,
+}
+
+impl RedisTier {
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub(crate) fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// Whether the breaker is open: Redis is being skipped.
+    pub fn breaker_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// Runs `command` on the shared connection within the timeout, through
+    /// the breaker.
+    async fn call<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Option<T> {
+        if !self.breaker.allows() {
+            return None;
+        }
+        let attempt = async {
+            let connection = self
+                .connection
+                .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
+                .await?;
+            let mut connection = connection.clone();
+            command.query_async::<T>(&mut connection).await
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(value)) => {
+                self.breaker.succeeded();
+                Some(value)
+            }
+            Ok(Err(error)) => {
+                self.failed(&error.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed("timed out");
+                None
+            }
+        }
+    }
+
+    fn failed(&self, why: &str) {
+        if self.breaker.failed() {
+            tracing::warn!(
+                target: "herdcache",
+                url = %self.url,
+                error = why,
+                "Redis calls keep failing: the breaker is open, distributed functions work from memory"
+            );
+        }
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Read {
+        match self
+            .call::<Option<Vec<u8>>>(redis::cmd("GET").arg(key).clone())
+            .await
+        {
+            Some(Some(bytes)) => Read::Hit(bytes),
+            Some(None) => Read::Miss,
+            None => Read::Failed,
+        }
+    }
+
+    /// `SET key bytes PX ttl`; whether it was written.
+    pub(crate) async fn set(&self, key: &str, bytes: &[u8], px: u64) -> bool {
+        let command = redis::cmd("SET")
+            .arg(key)
+            .arg(bytes)
+            .arg("PX")
+            .arg(px.max(1))
+            .clone();
+        self.call::<()>(command).await.is_some()
+    }
+
+    /// `DEL key`; whether Redis answered.
+    pub(crate) async fn del(&self, key: &str) -> bool {
+        self.call::<()>(redis::cmd("DEL").arg(key).clone())
+            .await
+            .is_some()
+    }
+}
+
+/// Consecutive failures open it for a while; the first call after that
+/// probes, and a success closes it.
+struct Breaker {
+    failures: AtomicU32,
+    threshold: u32,
+    /// Process-relative nanos until which calls are skipped.
+    open_until: AtomicU64,
+    open_for: Duration,
+    origin: Instant,
+}
+
+impl Breaker {
+    fn new(threshold: u32, open_for: Duration) -> Self {
+        Breaker {
+            failures: AtomicU32::new(0),
+            threshold,
+            open_until: AtomicU64::new(0),
+            open_for,
+            origin: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn is_open(&self) -> bool {
+        self.now() < self.open_until.load(Ordering::Acquire)
+    }
+
+    fn allows(&self) -> bool {
+        !self.is_open()
+    }
+
+    fn succeeded(&self) {
+        self.failures.store(0, Ordering::Release);
+    }
+
+    /// Counts a failure; true when it opened the breaker.
+    fn failed(&self) -> bool {
+        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if failures < self.threshold {
+            return false;
+        }
+        let until = self
+            .now()
+            .saturating_add(u64::try_from(self.open_for.as_nanos()).unwrap_or(u64::MAX));
+        self.open_until.store(until, Ordering::Release);
+        failures == self.threshold
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_debug_output() {
+        let builder = Runtime::builder().redis("redis://app:s3cret@cache:6379/2");
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("redis://app:***@cache:6379/2"), "{shown}");
+        let tier = builder.build().unwrap();
+        assert!(!format!("{tier:?}").contains("s3cret"));
+        assert_eq!(redacted("redis://:pw@h"), "redis://:***@h");
+        assert_eq!(redacted("rediss://h:6380"), "rediss://h:6380");
+    }
+
+    #[test]
+    fn the_breaker_opens_after_consecutive_failures_and_closes_after_its_time() {
+        let breaker = Breaker::new(3, Duration::from_millis(50));
+        assert!(!breaker.failed());
+        breaker.succeeded();
+        assert!(!breaker.failed());
+        assert!(!breaker.failed());
+        assert!(breaker.allows(), "two in a row after a success");
+        assert!(breaker.failed(), "the third opens it");
+        assert!(!breaker.allows());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(breaker.allows(), "half-open: a probe goes through");
+        breaker.failed();
+        assert!(!breaker.allows(), "a failed probe opens it again");
+    }
+}

@@ -1,0 +1,57 @@
+//! Without the `redis` feature, `distributed = true` is one compile error
+//! that names the feature. The names generated code uses exist, so that
+//! this is the only error.
+
+use std::marker::PhantomData;
+
+/// Implemented by nothing: the bound that makes `distributed = true` an
+/// error without the `redis` feature.
+#[diagnostic::on_unimplemented(
+    message = "`distributed = true` needs herdcache's `redis` feature",
+    label = "this function is `distributed`",
+    note = "enable it: herdcache = {{ version = \"…\", features = [\"redis\"] }}"
+)]
+pub trait RedisFeature {}
+
+/// Stands in for the Redis codec of a `distributed` function.
+pub struct Codec<K, V>(PhantomData<fn() -> (K, V)>);
+
+impl<K: RedisFeature, V> Codec<K, V> {
+    /// Never callable: `K` is never [`RedisFeature`].
+    pub fn new(_version: u32, _wire: ValueWire<V>) -> Self {
+        Codec(PhantomData)
+    }
+}
+
+/// Stands in for how a value travels.
+pub struct ValueWire<V>(PhantomData<fn() -> V>);
+
+/// Stands in for the probe of a value's wire.
+pub struct ValueWireProbe<V>(PhantomData<fn() -> V>);
+
+impl<V> ValueWireProbe<V> {
+    /// The probe of `V`.
+    pub fn new() -> Self {
+        ValueWireProbe(PhantomData)
+    }
+}
+
+impl<V> Default for ValueWireProbe<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Without the feature every value "travels": the feature's error is the
+/// one reported.
+pub trait ValueTravels<V> {
+    /// A wire that is never used.
+    fn wire(&self) -> ValueWire<V> {
+        ValueWire(PhantomData)
+    }
+}
+
+impl<V> ValueTravels<V> for &&ValueWireProbe<V> {}
+
+/// Unused without the feature; named by generated code.
+pub trait ValueCannotTravel<V> {}

@@ -1,0 +1,252 @@
+//! The Redis tier against a real `redis-server` of the test's own: values
+//! shared between instances (each an `FnCache` with its own connection),
+//! horizons carried over, corrupt payloads, an unreachable Redis, deletes
+//! on invalidation. Run with `--features redis`.
+#![cfg(feature = "redis")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herdcache_runtime::testing::RedisServer;
+use herdcache_runtime::{CacheConfig, Clock, Codec, FnCache, ManualClock, RedisTier, Runtime};
+use redis::AsyncCommands;
+
+mod common;
+use common::*;
+
+fn tier(server: &RedisServer, namespace: &str) -> Arc<RedisTier> {
+    Runtime::builder()
+        .redis(server.url())
+        .namespace(namespace)
+        // Generous: a loaded 2-core machine must not time calls out.
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// One instance of the fleet: its own cache, its own connection.
+fn instance(
+    config: CacheConfig,
+    tier: Arc<RedisTier>,
+    clock: &Arc<ManualClock>,
+) -> &'static FnCache<u64, String> {
+    let cache = FnCache::new(config.distributed().clock(Clock::Manual(clock.clone())))
+        .with_redis(tier, Codec::of(1));
+    Box::leak(Box::new(cache))
+}
+
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_value_one_instance_loaded_is_served_to_another_without_a_load() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let a = instance(
+        CacheConfig::new("users", TTL),
+        tier(&server, "share"),
+        &clock,
+    );
+    let b = instance(
+        CacheConfig::new("users", TTL),
+        tier(&server, "share"),
+        &clock,
+    );
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+
+    assert_eq!(call(a, 1, &origin, hooks()).await.unwrap(), "v0");
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v0");
+    assert_eq!(origin.loads(), 1, "one origin call for the fleet");
+    assert_eq!((b.stats().l2_hits, b.stats().loads), (1, 0));
+    // Filled into b's memory: the next call does not ask Redis.
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v0");
+    assert_eq!(b.stats().l2_hits + b.stats().l2_misses, 1);
+
+    // Another namespace is another key space.
+    let other = instance(
+        CacheConfig::new("users", TTL),
+        tier(&server, "other"),
+        &clock,
+    );
+    assert_eq!(call(other, 1, &origin, hooks()).await.unwrap(), "v1");
+}
+
+#[tokio::test]
+async fn a_value_from_redis_keeps_only_the_rest_of_its_life() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let b = instance(CacheConfig::new("life", TTL), tier(&server, "life"), &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    // Another instance stored it with 2 s of freshness left.
+    let key = b.redis_key(&1).unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut envelope = vec![1u8];
+    for horizon in [now_ms + 2_000, now_ms + 2_000, now_ms + 2_000] {
+        envelope.extend_from_slice(&horizon.to_le_bytes());
+    }
+    envelope.extend_from_slice(&0u32.to_le_bytes());
+    envelope.push(0);
+    envelope.extend_from_slice(&postcard_string("shared"));
+    let mut redis = raw(&server).await;
+    let _: () = redis.set(&key, envelope).await.unwrap();
+
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "shared");
+    let _: () = redis.del(&key).await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "shared");
+    // Past its 2 s (not the function's 60 s ttl): loaded.
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v0");
+    assert_eq!(origin.loads(), 1);
+}
+
+/// A `String` as postcard writes it: its length, then its bytes.
+fn postcard_string(text: &str) -> Vec<u8> {
+    let mut bytes = vec![u8::try_from(text.len()).unwrap()];
+    bytes.extend_from_slice(text.as_bytes());
+    bytes
+}
+
+#[tokio::test]
+async fn a_stale_value_in_redis_is_the_fail_safe_fallback_of_an_instance_that_never_had_it() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let config = || CacheConfig::new("fallback", TTL).fail_safe(Duration::from_secs(600));
+    let a = instance(config(), tier(&server, "fallback"), &clock);
+    let b = instance(config(), tier(&server, "fallback"), &clock);
+    let origin = Origin::new(|n| {
+        if n == 0 {
+            Ok("v0".into())
+        } else {
+            Err("down".into())
+        }
+    });
+    call(a, 1, &origin, hooks()).await.unwrap();
+    // b's clock runs ahead of the value's freshness; the origin is down.
+    clock.advance(TTL + Duration::from_secs(1));
+    let key = b.redis_key(&1).unwrap();
+    let mut redis = raw(&server).await;
+    let bytes: Vec<u8> = redis.get(&key).await.unwrap();
+    // Rewrite its horizons as wall-clock times past freshness but within
+    // the fail-safe window, as they will be a minute from now.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut stale = bytes.clone();
+    stale[1..9].copy_from_slice(&(now_ms - 1_000).to_le_bytes());
+    stale[9..17].copy_from_slice(&(now_ms - 1_000).to_le_bytes());
+    stale[17..25].copy_from_slice(&(now_ms + 600_000).to_le_bytes());
+    let _: () = redis.set(&key, stale).await.unwrap();
+
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v0");
+    assert_eq!((b.stats().loads, b.stats().fail_safe_hits), (1, 1));
+}
+
+#[tokio::test]
+async fn a_corrupt_payload_is_a_miss_and_is_overwritten() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let a = instance(
+        CacheConfig::new("corrupt", TTL),
+        tier(&server, "corrupt"),
+        &clock,
+    );
+    let b = instance(
+        CacheConfig::new("corrupt", TTL),
+        tier(&server, "corrupt"),
+        &clock,
+    );
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    let key = a.redis_key(&1).unwrap();
+    let mut redis = raw(&server).await;
+    for garbage in [&b"{\"json\": true}"[..], &[1u8, 2, 3][..], &[1u8; 40][..]] {
+        let _: () = redis.set(&key, garbage).await.unwrap();
+        a.invalidate(&1);
+        let loads = origin.loads();
+        assert!(call(a, 1, &origin, hooks()).await.is_ok());
+        assert_eq!(origin.loads(), loads + 1, "a miss: loaded");
+    }
+    assert_eq!(a.stats().l2_corrupt, 3);
+    // Overwritten with a good entry, which another instance reads.
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v2");
+    assert_eq!(b.stats().l2_hits, 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_degrades_to_memory_and_opens_the_breaker() {
+    // A port nothing listens on: the server was started and stopped.
+    let url = {
+        let server = RedisServer::start().unwrap();
+        server.url()
+    };
+    let tier = Runtime::builder()
+        .redis(url)
+        .timeout(Duration::from_millis(500))
+        .breaker(3, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let cache = instance(CacheConfig::new("down", TTL), tier.clone(), &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    for key in 0..10 {
+        assert_eq!(
+            call(cache, key, &origin, hooks()).await.unwrap(),
+            format!("v{key}")
+        );
+        assert_eq!(
+            call(cache, key, &origin, hooks()).await.unwrap(),
+            format!("v{key}")
+        );
+    }
+    assert!(tier.breaker_open());
+    let stats = cache.stats();
+    assert_eq!((stats.loads, stats.hits), (10, 10), "memory still works");
+    assert!(stats.l2_errors >= 3, "{stats:?}");
+}
+
+#[tokio::test]
+async fn an_invalidation_deletes_the_shared_copy() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let a = instance(CacheConfig::new("bust", TTL), tier(&server, "bust"), &clock);
+    let b = instance(CacheConfig::new("bust", TTL), tier(&server, "bust"), &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(a, 1, &origin, hooks()).await.unwrap();
+    a.invalidate_distributed(&1).await;
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v1");
+    assert_eq!(
+        call(a, 1, &origin, hooks()).await.unwrap(),
+        "v1",
+        "from Redis"
+    );
+    assert_eq!(origin.loads(), 2);
+}
+
+#[tokio::test]
+async fn a_payload_over_the_limit_stays_in_memory() {
+    let server = RedisServer::start().unwrap();
+    let tier = Runtime::builder()
+        .redis(server.url())
+        .namespace("big")
+        .timeout(Duration::from_secs(5))
+        .max_payload(16)
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let cache = instance(CacheConfig::new("big", TTL), tier, &clock);
+    let origin = Origin::new(|n| Ok(format!("a value longer than sixteen bytes {n}")));
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    let mut redis = raw(&server).await;
+    let stored: Option<Vec<u8>> = redis.get(cache.redis_key(&1).unwrap()).await.unwrap();
+    assert_eq!(stored, None);
+    assert!(cache.get_fresh(&1).is_some());
+}

@@ -1,0 +1,90 @@
+//! `distributed = true` end to end, against a `redis-server` of the test's
+//! own: a value loaded once is shared (an isolated test scope plays a second
+//! instance: caches of its own, the same Redis), `_invalidate` deletes the
+//! shared copy, `version` moves the key space. Run with `--features redis`.
+#![cfg(feature = "redis")]
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+use herdcache::cached;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Price {
+    sku: u64,
+    cents: u64,
+}
+
+static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "60s", distributed = true)]
+async fn price(sku: u64) -> Result<Price, std::io::Error> {
+    LOADS.fetch_add(1, SeqCst);
+    Ok(Price { sku, cents: 999 })
+}
+
+#[cached(ttl = "60s", distributed = true, version = 2, name = "prices.v2")]
+async fn price_v2(sku: u64) -> Option<Price> {
+    LOADS.fetch_add(1, SeqCst);
+    Some(Price { sku, cents: 1_099 })
+}
+
+async fn keys(redis: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let mut keys: Vec<String> = redis.keys("it:*").await.unwrap();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn a_fleet_shares_values_and_invalidations_through_redis() {
+    let server = herdcache::testing::RedisServer::start().unwrap();
+    herdcache::Runtime::builder()
+        .redis(server.url())
+        .namespace("it")
+        .timeout(std::time::Duration::from_secs(5))
+        .install()
+        .unwrap();
+    let mut redis = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+
+    assert_eq!(price(7).await.unwrap().cents, 999);
+    assert_eq!(LOADS.load(SeqCst), 1);
+    let stored = keys(&mut redis).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let name = &stored[0];
+    assert!(name.starts_with("it:distributed::price:v1:{"), "{name}");
+    // A digest, not the key: fixed length, no user text.
+    assert_eq!(
+        name.len(),
+        "it:distributed::price:v1:{}".len() + 32,
+        "{name}"
+    );
+
+    // Another instance: caches of its own, the same Redis. No load.
+    herdcache::testing::isolate(async {
+        assert_eq!(price(7).await.unwrap().cents, 999);
+        assert_eq!(price_cache().stats().l2_hits, 1);
+    })
+    .await;
+    assert_eq!(LOADS.load(SeqCst), 1);
+
+    // `version` is another key space.
+    assert_eq!(price_v2(7).await.unwrap().cents, 1_099);
+    assert!(keys(&mut redis)
+        .await
+        .iter()
+        .any(|key| key.starts_with("it:prices.v2:v2:{")));
+
+    // `_invalidate` deletes the shared copy: the other instance loads.
+    price_invalidate(7).await;
+    assert_eq!(keys(&mut redis).await.len(), 1, "only price_v2's is left");
+    herdcache::testing::isolate(async {
+        price(7).await.unwrap();
+    })
+    .await;
+    assert_eq!(LOADS.load(SeqCst), 3);
+}

@@ -1,0 +1,8 @@
+use herdcache::cached;
+
+#[cached(ttl = "60s", distributed = true)]
+async fn price(sku: u64) -> u64 {
+    sku
+}
+
+fn main() {}
