@@ -426,9 +426,7 @@ where
         // Only now: a panic above (in a `Clone`, say) still wakes the waiters.
         guard.finished = true;
         #[cfg(feature = "redis")]
-        if let Some(write) = guard.write.take() {
-            self.send_l2_write(write).await;
-        }
+        self.finish_l2(&guard.write).await;
         outcome
     }
 

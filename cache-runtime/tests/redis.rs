@@ -250,3 +250,68 @@ async fn a_payload_over_the_limit_stays_in_memory() {
     assert_eq!(stored, None);
     assert!(cache.get_fresh(&1).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_asking_for_one_cold_key_at_once_make_one_origin_call() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let fleet: Vec<_> = (0..3)
+        .map(|_| instance(CacheConfig::new("herd", TTL), tier(&server, "herd"), &clock))
+        .collect();
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    origin.gate = Gate::closed();
+    // 3 instances × 20 callers on one cold key.
+    let callers: Vec<_> = fleet
+        .iter()
+        .flat_map(|&cache| {
+            let origin = origin.clone();
+            (0..20).map(move |_| {
+                let origin = origin.clone();
+                tokio::spawn(async move { call(cache, 1, &origin, hooks()).await })
+            })
+        })
+        .collect();
+    wait_until("one instance is loading", || origin.loads() == 1).await;
+    // Give the others time to (wrongly) start loads of their own.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    origin.gate.release();
+    for caller in callers {
+        assert_eq!(caller.await.unwrap().unwrap(), "v0");
+    }
+    assert_eq!(origin.loads(), 1, "one origin call for the fleet");
+    let from_redis: u64 = fleet.iter().map(|cache| cache.stats().l2_hits).sum();
+    assert_eq!(from_redis, 2, "the two other instances read it from Redis");
+}
+
+#[tokio::test]
+async fn a_lock_whose_holder_died_expires_and_another_instance_loads() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let cache = instance(
+        CacheConfig::new("orphan", TTL),
+        tier(&server, "orphan"),
+        &clock,
+    );
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    // An instance took the lock and crashed: it expires in 300 ms.
+    let lock = format!("{}:lock", cache.redis_key(&1).unwrap());
+    let mut redis = raw(&server).await;
+    let _: () = redis::cmd("SET")
+        .arg(&lock)
+        .arg("crashed")
+        .arg("PX")
+        .arg(300)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "it waited for the lock"
+    );
+    assert_eq!(origin.loads(), 1);
+    // Released after the write-back.
+    let held: Option<String> = redis.get(&lock).await.unwrap();
+    assert_eq!(held, None);
+}

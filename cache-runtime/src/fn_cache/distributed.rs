@@ -24,7 +24,7 @@ use super::{FnCache, LeaderGuard};
 use crate::clock::{nanos, Nanos};
 use crate::expiry::Horizons;
 use crate::flight::Landing;
-use crate::redis::{digest, key_name, unix_now_ms, Codec, Envelope, Read, RedisTier};
+use crate::redis::{digest, key_name, unix_now_ms, Codec, Envelope, Locked, Read, RedisTier};
 use crate::stats::Counter;
 
 /// Stripes of keys that serialise write-backs against invalidations.
@@ -55,17 +55,42 @@ pub(crate) struct PendingWrite {
     epoch: u64,
 }
 
-/// The write-back slot of a leader (a `Mutex` so the guard stays `Sync`).
+/// What one look at Redis found.
+enum Looked<V> {
+    Fresh(V),
+    Nothing,
+    /// Redis failed, or an invalidation superseded the load: run the body.
+    Unavailable,
+}
+
+/// What a leader leaves for Redis once its load is over: the write-back,
+/// and the fleet lock to release (`Mutex`es so the guard stays `Sync`).
 #[derive(Default)]
-pub(crate) struct WriteSlot(Mutex<Option<PendingWrite>>);
+pub(crate) struct WriteSlot {
+    write: Mutex<Option<PendingWrite>>,
+    lock: Mutex<Option<(String, String)>>,
+}
 
 impl WriteSlot {
     fn put(&self, write: PendingWrite) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(write);
+        *self.write.lock().unwrap_or_else(PoisonError::into_inner) = Some(write);
     }
 
-    pub(crate) fn take(&self) -> Option<PendingWrite> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    fn hold_lock(&self, lock: String, token: String) {
+        *self.lock.lock().unwrap_or_else(PoisonError::into_inner) = Some((lock, token));
+    }
+
+    pub(crate) fn take(&self) -> (Option<PendingWrite>, Option<(String, String)>) {
+        (
+            self.write
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+            self.lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        )
     }
 }
 
@@ -121,18 +146,63 @@ where
     /// and handed to the callers that joined). A value past its freshness
     /// but within its stale or fail-safe window is stored as this
     /// instance's fallback, and the body runs.
+    ///
+    /// With nothing fresh there, the fleet's single flight: take the key's
+    /// lock (`SET NX PX`) and run the body, or, while another instance
+    /// holds it, wait for its value to appear (polling, with backoff) and
+    /// run the body only once the lock is gone without a value.
     pub(super) async fn read_l2(&self, guard: &LeaderGuard<'_, K, V>) -> Option<V> {
         let l2 = self.l2.as_ref()?;
         let (name, _) = self.l2_name(l2, &guard.key)?;
-        let bytes = match l2.tier.get(&name).await {
+        let lock = format!("{name}:lock");
+        let mut pause = Duration::from_millis(2);
+        let mut first = true;
+        loop {
+            match self.look_up_l2(l2, &name, guard, first).await {
+                Looked::Fresh(value) => return Some(value),
+                Looked::Unavailable => return None,
+                Looked::Nothing => {}
+            }
+            first = false;
+            match l2.tier.lock(&lock).await {
+                // Ours: this instance loads, and releases it after the write-back.
+                Locked::Taken(token) => {
+                    guard.write.hold_lock(lock, token);
+                    return None;
+                }
+                Locked::Failed => return None,
+                Locked::HeldElsewhere => {}
+            }
+            // Another instance loads: its value will appear.
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// One look at Redis for the key: a fresh value (filled into memory),
+    /// or nothing fresh (a stale one kept as the fallback), or Redis
+    /// unavailable. Counted as a hit, miss or error on the first look only.
+    async fn look_up_l2(
+        &self,
+        l2: &L2<K, V>,
+        name: &str,
+        guard: &LeaderGuard<'_, K, V>,
+        count: bool,
+    ) -> Looked<V> {
+        let counted = |counter| {
+            if count {
+                self.counters.incr(counter);
+            }
+        };
+        let bytes = match l2.tier.get(name).await {
             Read::Hit(bytes) => bytes,
             Read::Miss => {
-                self.counters.incr(Counter::L2Misses);
-                return None;
+                counted(Counter::L2Misses);
+                return Looked::Nothing;
             }
             Read::Failed => {
                 self.counters.incr(Counter::L2Errors);
-                return None;
+                return Looked::Unavailable;
             }
         };
         let decoded = Envelope::decode(&bytes).and_then(|(envelope, payload)| {
@@ -140,17 +210,17 @@ where
         });
         let Some((envelope, value)) = decoded else {
             // Corrupt, truncated or foreign: a miss; the load overwrites it.
-            self.counters.incr(Counter::L2Corrupt);
-            self.counters.incr(Counter::L2Misses);
-            return None;
+            counted(Counter::L2Corrupt);
+            counted(Counter::L2Misses);
+            return Looked::Nothing;
         };
         let now = self.clock.now_nanos();
         let now_ms = unix_now_ms();
         let at = |ms: u64| now.saturating_add(ms.saturating_sub(now_ms).saturating_mul(1_000_000));
         let fail_safe_until = at(envelope.fail_safe_until_ms);
         if fail_safe_until <= now {
-            self.counters.incr(Counter::L2Misses);
-            return None;
+            counted(Counter::L2Misses);
+            return Looked::Nothing;
         }
         let horizons = Horizons {
             fresh_until: at(envelope.fresh_until_ms),
@@ -164,14 +234,15 @@ where
         {
             let (key, flight) = (&guard.key, &guard.flight);
             let mut shard = self.flights.lock(key);
-            // An invalidation since the load began: not this value.
+            // An invalidation since the load began: not this value, and
+            // nothing to wait for.
             let attached = if fresh {
                 shard.detach_if(key, flight)
             } else {
                 shard.holds(key, flight)
             };
             if !attached {
-                return None;
+                return Looked::Unavailable;
             }
             guard.stamps.keep_for(nanos(horizons.lifetime));
             let tags = guard.stamps.stamps().clone();
@@ -179,14 +250,14 @@ where
                 .insert(key.clone(), entry_of(stored, horizons, load_nanos, tags));
         }
         if !fresh {
-            self.counters.incr(Counter::L2Misses);
-            return None;
+            counted(Counter::L2Misses);
+            return Looked::Nothing;
         }
         self.counters.incr(Counter::L2Hits);
         if guard.flight.waiters() > 0 {
             guard.flight.land(Landing::Value(value.clone()));
         }
-        Some(value)
+        Looked::Fresh(value)
     }
 
     /// After a load stored `value` in memory: the write-back its leader
@@ -231,9 +302,21 @@ where
         });
     }
 
+    /// After a load: its write-back, then the release of its fleet lock
+    /// (after the write, so that waiting instances find the value).
+    pub(super) async fn finish_l2(&self, slot: &WriteSlot) {
+        let (write, lock) = slot.take();
+        if let Some(write) = write {
+            self.send_l2_write(write).await;
+        }
+        if let (Some(l2), Some((lock, token))) = (self.l2.as_ref(), lock) {
+            l2.tier.unlock(&lock, &token).await;
+        }
+    }
+
     /// Sends a write-back, unless an invalidation of its stripe came since
     /// its value was stored.
-    pub(super) async fn send_l2_write(&self, write: PendingWrite) {
+    async fn send_l2_write(&self, write: PendingWrite) {
         let Some(l2) = self.l2.as_ref() else { return };
         let stripe = &l2.stripes[write.stripe];
         let _serial = stripe.lock.lock().await;

@@ -66,6 +66,7 @@ pub struct RuntimeBuilder {
     max_payload: usize,
     breaker_failures: u32,
     breaker_open_for: Duration,
+    lock_ttl: Duration,
 }
 
 impl Default for RuntimeBuilder {
@@ -77,6 +78,7 @@ impl Default for RuntimeBuilder {
             max_payload: DEFAULT_MAX_PAYLOAD,
             breaker_failures: 5,
             breaker_open_for: Duration::from_secs(1),
+            lock_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -91,6 +93,7 @@ impl fmt::Debug for RuntimeBuilder {
             .field("max_payload", &self.max_payload)
             .field("breaker_failures", &self.breaker_failures)
             .field("breaker_open_for", &self.breaker_open_for)
+            .field("lock_ttl", &self.lock_ttl)
             .finish()
     }
 }
@@ -132,6 +135,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long an instance's claim to load a key for the fleet lasts if
+    /// it is never released (a crash); other instances wait for its value
+    /// until then (default 10 s). Make it longer than your slowest load.
+    pub fn lock_ttl(mut self, lock_ttl: Duration) -> Self {
+        self.lock_ttl = lock_ttl.max(Duration::from_millis(1));
+        self
+    }
+
     /// The tier, without installing it (for tests, and to build a cache by
     /// hand).
     ///
@@ -149,6 +160,9 @@ impl RuntimeBuilder {
             max_payload: self.max_payload,
             breaker: Breaker::new(self.breaker_failures, self.breaker_open_for),
             url: redacted(&url),
+            lock_ttl: self.lock_ttl,
+            node: node_id(),
+            tokens: AtomicU64::new(0),
         }))
     }
 
@@ -213,6 +227,15 @@ pub(crate) fn installed() -> Option<Arc<RedisTier>> {
         .clone()
 }
 
+/// A random id for this process's lock tokens.
+fn node_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::process::id().into());
+    hasher.write_u128(unix_now_ms().into());
+    hasher.finish()
+}
+
 /// `redis://user:secret@host` as `redis://user:***@host`.
 fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -242,6 +265,11 @@ pub struct RedisTier {
     max_payload: usize,
     breaker: Breaker,
     url: String,
+    /// How long a fleet lock lives unless released.
+    lock_ttl: Duration,
+    /// This process's id in lock tokens.
+    node: u64,
+    tokens: AtomicU64,
 }
 
 /// Never prints the URL's password.
@@ -253,6 +281,14 @@ impl fmt::Debug for RedisTier {
             .field("breaker_open", &self.breaker.is_open())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether this instance took a key's fleet lock.
+pub(crate) enum Locked {
+    /// Taken, with this token.
+    Taken(String),
+    HeldElsewhere,
+    Failed,
 }
 
 /// What a Redis read found.
@@ -338,6 +374,46 @@ impl RedisTier {
             .arg(px.max(1))
             .clone();
         self.call::<()>(command).await.is_some()
+    }
+
+    /// `SET lock token NX PX lock_ttl`: whether this instance took the
+    /// fleet's lock of a key.
+    pub(crate) async fn lock(&self, lock: &str) -> Locked {
+        let token = format!(
+            "{:016x}-{}",
+            self.node,
+            self.tokens.fetch_add(1, Ordering::Relaxed)
+        );
+        let command = redis::cmd("SET")
+            .arg(lock)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(
+                u64::try_from(self.lock_ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
+            .clone();
+        match self.call::<Option<String>>(command).await {
+            Some(Some(_)) => Locked::Taken(token),
+            Some(None) => Locked::HeldElsewhere,
+            None => Locked::Failed,
+        }
+    }
+
+    /// Releases a lock this instance holds: deleted only if it still holds
+    /// `token` (it may have expired and been taken by another).
+    pub(crate) async fn unlock(&self, lock: &str, token: &str) {
+        const COMPARE_AND_DELETE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+            return redis.call('DEL', KEYS[1]) else return 0 end";
+        let command = redis::cmd("EVAL")
+            .arg(COMPARE_AND_DELETE)
+            .arg(1)
+            .arg(lock)
+            .arg(token)
+            .clone();
+        let _ = self.call::<i64>(command).await;
     }
 
     /// `DEL key`; whether Redis answered.
