@@ -1,0 +1,106 @@
+//! The Redis tier's read, side by side with a raw `GET` of the same bytes
+//! through the `redis` crate, against a `redis-server` this bench starts on
+//! a free loopback port. The herdcache variant is what an instance pays
+//! when its memory misses and Redis has the value: the single flight, the
+//! `GET`, decoding the envelope and the value, and filling memory.
+//!
+//! Run: `cargo bench --features redis --bench redis_tier` (needs
+//! `redis-server` on `PATH`).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use divan::Bencher;
+use herdcache_runtime::testing::RedisServer;
+use herdcache_runtime::{CacheConfig, Codec, FailureShare, FnCache, LoadHooks, Runtime};
+use tokio::runtime::Runtime as Tokio;
+
+fn main() {
+    divan::main();
+}
+
+struct Setup {
+    _server: RedisServer,
+    tokio: Tokio,
+    cache: &'static FnCache<u64, String>,
+    raw: redis::aio::MultiplexedConnection,
+    key: String,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let server = RedisServer::start().expect("redis-server on PATH");
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let tier = Runtime::builder()
+            .redis(server.url())
+            .namespace("bench")
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let cache: &'static FnCache<u64, String> = Box::leak(Box::new(
+            FnCache::new(CacheConfig::new("bench", Duration::from_secs(3600)).distributed())
+                .with_redis(Arc::clone(&tier), Codec::of(1)),
+        ));
+        let value = "a user record of about a hundred bytes, as JSON would hold it: name, email, plan".to_owned();
+        let raw = tokio.block_on(async {
+            let loaded: Option<String> = cache
+                .load(7, LoadHooks::new(FailureShare::unit()), async { Some(value) })
+                .await;
+            assert!(loaded.is_some());
+            redis::Client::open(server.url())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap()
+        });
+        let key = cache.redis_key(&7).unwrap();
+        Setup {
+            _server: server,
+            tokio,
+            cache,
+            raw,
+            key,
+        }
+    })
+}
+
+/// A memory miss answered by Redis: the value is dropped from this
+/// instance's memory, then read back.
+#[divan::bench]
+fn herdcache_from_redis(bencher: Bencher) {
+    let setup = setup();
+    bencher.bench_local(|| {
+        setup.cache.invalidate(&7);
+        setup.tokio.block_on(async {
+            let value: Option<String> = setup
+                .cache
+                .load(7, LoadHooks::new(FailureShare::unit()), async {
+                    unreachable!("Redis has it")
+                })
+                .await;
+            value.unwrap()
+        })
+    });
+    assert!(setup.cache.stats().l2_hits > 0);
+}
+
+/// A raw `GET` of the same entry.
+#[divan::bench]
+fn raw_redis_get(bencher: Bencher) {
+    let setup = setup();
+    bencher.bench_local(|| {
+        let mut raw = setup.raw.clone();
+        setup.tokio.block_on(async {
+            let bytes: Vec<u8> = redis::cmd("GET")
+                .arg(&setup.key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            bytes
+        })
+    });
+}
