@@ -294,11 +294,11 @@ pub mod __private {
     pub use core::time::Duration;
     pub use herdcache_runtime::{
         plain, BackgroundLoad, CacheConfig, CacheHandle, CacheableValue, CanCopy, CannotCopy,
-        Codec, CopyProbe, FailureShare, FnCache, InvalidKeyPart, KeyProbe, LoadHooks, Negative,
-        NotCacheableValue, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption, PlainProbe,
-        ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe, Slot, Tags,
-        Through, TimeoutConverts, TimeoutDoesNotConvert, TimeoutProbe, ValidKeyPart,
-        ValueCannotTravel, ValueProbe, ValueTravels, ValueWireProbe, WriteIsPlain,
-        WriteIsResultOrOption, WriteProbe,
+        Codec, CopyProbe, FailureShare, FnCache, InvalidKeyPart, KeyCannotTravel, KeyProbe,
+        KeyTravels, KeyWireProbe, LoadHooks, Negative, NotCacheableValue, Outcome, Plain,
+        PlainIsPlain, PlainIsResultOrOption, PlainProbe, ShareByClone, ShareByMessage,
+        ShareBySharedError, ShareNotPossible, ShareProbe, Slot, Tags, Through, TimeoutConverts,
+        TimeoutDoesNotConvert, TimeoutProbe, ValidKeyPart, ValueCannotTravel, ValueProbe,
+        ValueTravels, ValueWireProbe, WriteIsPlain, WriteIsResultOrOption, WriteProbe,
     };
 }

@@ -267,11 +267,19 @@ impl Context<'_> {
                 let private = respan(private.clone(), span);
                 let value = quote_spanned!(span=> <#outcome as #private::Outcome>::Value);
                 quote_spanned! {span=>
-                    ::core::option::Option::Some(|| #private::Codec::new(#version, {
-                        #[allow(unused_imports)]
-                        use #private::{ValueCannotTravel as _, ValueTravels as _};
-                        (&&&#private::ValueWireProbe::<#value>::new()).wire()
-                    }))
+                    ::core::option::Option::Some(#private::Codec::new(
+                        #version,
+                        {
+                            #[allow(unused_imports)]
+                            use #private::{KeyCannotTravel as _, KeyTravels as _};
+                            (&&&#private::KeyWireProbe::of(&__herdcache_key)).wire()
+                        },
+                        {
+                            #[allow(unused_imports)]
+                            use #private::{ValueCannotTravel as _, ValueTravels as _};
+                            (&&&#private::ValueWireProbe::<#value>::new()).wire()
+                        },
+                    ))
                 }
             }
             None => quote!(::core::option::Option::None),

@@ -494,7 +494,7 @@ where
     pub async fn invalidate_distributed(&self, key: &K) {
         self.invalidate(key);
         #[cfg(feature = "redis")]
-        self.delete_l2(key).await;
+        self.delete_l2(key, false).await;
     }
 
     /// [`expire`](Self::expire), and with the `redis` feature the key's
@@ -503,7 +503,7 @@ where
     pub async fn expire_distributed(&self, key: &K) {
         self.expire(key);
         #[cfg(feature = "redis")]
-        self.delete_l2(key).await;
+        self.delete_l2(key, true).await;
     }
 
     /// Drops every value, with the same guarantee as [`invalidate`](Self::invalidate).

@@ -47,13 +47,14 @@ pub use outcome::{
 };
 #[cfg(feature = "redis")]
 pub use redis::{
-    Codec, DistributedKey, DistributedValue, InstallError, RedisTier, Runtime, RuntimeBuilder,
-    ValueCannotTravel, ValueTravels, ValueWire, ValueWireProbe, DEFAULT_MAX_PAYLOAD,
-    DEFAULT_REDIS_TIMEOUT,
+    Codec, DistributedKey, DistributedValue, InstallError, KeyCannotTravel, KeyTravels, KeyWire,
+    KeyWireProbe, RedisTier, Runtime, RuntimeBuilder, ValueCannotTravel, ValueTravels, ValueWire,
+    ValueWireProbe, DEFAULT_MAX_PAYLOAD, DEFAULT_REDIS_TIMEOUT,
 };
 #[cfg(not(feature = "redis"))]
 pub use redis_off::{
-    Codec, RedisFeature, ValueCannotTravel, ValueTravels, ValueWire, ValueWireProbe,
+    Codec, KeyCannotTravel, KeyTravels, KeyWire, KeyWireProbe, RedisFeature, ValueCannotTravel,
+    ValueTravels, ValueWire, ValueWireProbe,
 };
 pub use registry::{invalidate_all, stats, stats_table, CacheHandle, Slot};
 pub use stats::Stats;

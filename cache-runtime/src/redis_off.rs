@@ -16,12 +16,46 @@ pub trait RedisFeature {}
 /// Stands in for the Redis codec of a `distributed` function.
 pub struct Codec<K, V>(PhantomData<fn() -> (K, V)>);
 
+impl<K, V> Clone for Codec<K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K, V> Copy for Codec<K, V> {}
+
 impl<K: RedisFeature, V> Codec<K, V> {
     /// Never callable: `K` is never [`RedisFeature`].
-    pub fn new(_version: u32, _wire: ValueWire<V>) -> Self {
+    pub fn new(_version: u32, _key: KeyWire<K>, _value: ValueWire<V>) -> Self {
         Codec(PhantomData)
     }
 }
+
+/// Stands in for how a key travels.
+pub struct KeyWire<K>(PhantomData<fn() -> K>);
+
+/// Stands in for the probe of a key's wire.
+pub struct KeyWireProbe<K>(PhantomData<fn() -> K>);
+
+impl<K> KeyWireProbe<K> {
+    /// The probe of `key`'s type.
+    pub fn of(_key: &K) -> Self {
+        KeyWireProbe(PhantomData)
+    }
+}
+
+/// Without the feature every key "travels": the feature's error is the one
+/// reported.
+pub trait KeyTravels<K> {
+    /// A wire that is never used.
+    fn wire(&self) -> KeyWire<K> {
+        KeyWire(PhantomData)
+    }
+}
+
+impl<K> KeyTravels<K> for &&KeyWireProbe<K> {}
+
+/// Unused without the feature; named by generated code.
+pub trait KeyCannotTravel<K> {}
 
 /// Stands in for how a value travels.
 pub struct ValueWire<V>(PhantomData<fn() -> V>);
@@ -42,8 +76,7 @@ impl<V> Default for ValueWireProbe<V> {
     }
 }
 
-/// Without the feature every value "travels": the feature's error is the
-/// one reported.
+/// Without the feature every value "travels".
 pub trait ValueTravels<V> {
     /// A wire that is never used.
     fn wire(&self) -> ValueWire<V> {

@@ -60,9 +60,6 @@ struct Registered {
 /// Where a cache is written, and for a method, the type it belongs to.
 type Place = (&'static str, &'static str);
 
-/// What makes a `distributed` function's codec, when its cache is made.
-pub(crate) type MakeCodec<K, V> = fn() -> Codec<K, V>;
-
 /// Which caches a call sees: 0 outside `testing::isolate`.
 type Isolation = u64;
 
@@ -97,7 +94,7 @@ fn get_or_register<K, V>(
     place: Place,
     isolation: Isolation,
     config: fn() -> CacheConfig,
-    codec: Option<MakeCodec<K, V>>,
+    codec: Option<Codec<K, V>>,
 ) -> &'static FnCache<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -114,12 +111,15 @@ where
     let cache = FnCache::new_in(config(), isolation);
     #[cfg(feature = "redis")]
     let cache = match codec {
-        Some(codec) => cache.with_installed_redis(codec()),
+        Some(codec) => cache.with_installed_redis(codec),
         None => cache,
     };
     #[cfg(not(feature = "redis"))]
     let _ = codec;
     let cache: &'static FnCache<K, V> = Box::leak(Box::new(cache));
+    // A distributed cache hears the other instances' invalidations.
+    #[cfg(feature = "redis")]
+    cache.listen_bus();
     let registered = Registered {
         typed: cache,
         erased: cache,
@@ -163,7 +163,7 @@ impl Slot {
         &'static self,
         scope: &'static str,
         config: fn() -> CacheConfig,
-        codec: Option<MakeCodec<K, V>>,
+        codec: Option<Codec<K, V>>,
     ) -> &'static FnCache<K, V>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -189,7 +189,7 @@ impl Slot {
         scope: &'static str,
         isolation: Isolation,
         config: fn() -> CacheConfig,
-        codec: Option<MakeCodec<K, V>>,
+        codec: Option<Codec<K, V>>,
     ) -> &'static FnCache<K, V>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,

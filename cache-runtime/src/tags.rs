@@ -519,6 +519,8 @@ impl Drop for Pinned {
 /// memory it is done at once.
 pub async fn invalidate_tag(tag: &str) {
     bump_tags([tag], true);
+    #[cfg(feature = "redis")]
+    crate::redis::publish_tags(vec![tag.to_owned()], true).await;
 }
 
 /// [`invalidate_tag`] for each of `tags`.
@@ -527,7 +529,13 @@ where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
-    bump_tags(tags, true);
+    let tags: Vec<String> = tags
+        .into_iter()
+        .map(|tag| tag.as_ref().to_owned())
+        .collect();
+    bump_tags(&tags, true);
+    #[cfg(feature = "redis")]
+    crate::redis::publish_tags(tags, true).await;
 }
 
 /// Makes every entry that carries `tag` stale at once, for data that may
@@ -538,6 +546,8 @@ where
 /// [`invalidate_tag`] for it.
 pub async fn expire_tag(tag: &str) {
     bump_tags([tag], false);
+    #[cfg(feature = "redis")]
+    crate::redis::publish_tags(vec![tag.to_owned()], false).await;
 }
 
 /// [`expire_tag`] for each of `tags`.
@@ -546,7 +556,39 @@ where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
-    bump_tags(tags, false);
+    let tags: Vec<String> = tags
+        .into_iter()
+        .map(|tag| tag.as_ref().to_owned())
+        .collect();
+    bump_tags(&tags, false);
+    #[cfg(feature = "redis")]
+    crate::redis::publish_tags(tags, false).await;
+}
+
+/// Invalidates (`gone`) or expires `tags` of the process (isolation scope
+/// 0), as another instance asked over the bus.
+#[cfg(feature = "redis")]
+pub(crate) fn bump_local<I>(tags: I, gone: bool)
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    let names = names();
+    for tag in tags {
+        if let Some(&slot) = names.by_name.get(&(0u64, tag.as_ref()) as &dyn NameKey) {
+            bump(make_slot(slot), gone);
+        }
+    }
+}
+
+/// Ends every tagged entry, of every scope: bus messages may have been
+/// lost, so any tag may have moved elsewhere.
+#[cfg(feature = "redis")]
+pub(crate) fn bump_all() {
+    let names = names();
+    for &slot in names.by_name.values() {
+        bump(make_slot(slot), true);
+    }
 }
 
 /// Invalidates (`gone`) or expires `tags` in the caller's isolation scope.

@@ -24,8 +24,8 @@ use crate::background::BackgroundLoad;
 use crate::config::{CacheConfig, LoadHooks};
 use crate::fn_cache::FnCache;
 use crate::outcome::{FailureShare, Outcome, Plain};
-use crate::registry::MakeCodec;
 use crate::registry::Slot;
+use crate::Codec;
 
 /// How a function's outcome `R` passes through the engine.
 pub trait Through<R: Outcome>: Copy {
@@ -51,7 +51,7 @@ pub trait Through<R: Outcome>: Copy {
         slot: &'static Slot,
         scope: &'static str,
         config: fn() -> CacheConfig,
-        codec: Option<MakeCodec<K, <Self::Engine as Outcome>::Value>>,
+        codec: Option<Codec<K, <Self::Engine as Outcome>::Value>>,
     ) -> &'static FnCache<K, <Self::Engine as Outcome>::Value>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,

@@ -315,3 +315,122 @@ async fn a_lock_whose_holder_died_expires_and_another_instance_loads() {
     let held: Option<String> = redis.get(&lock).await.unwrap();
     assert_eq!(held, None);
 }
+
+/// An instance that hears the bus.
+fn listening(
+    config: CacheConfig,
+    tier: Arc<RedisTier>,
+    clock: &Arc<ManualClock>,
+) -> &'static FnCache<u64, String> {
+    let cache = instance(config, tier, clock);
+    cache.listen_bus();
+    cache
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_reaches_the_memory_of_every_other_instance() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let (tier_a, tier_b) = (tier(&server, "bus"), tier(&server, "bus"));
+    let a = listening(CacheConfig::new("bus", TTL), tier_a.clone(), &clock);
+    let b = listening(CacheConfig::new("bus", TTL), tier_b.clone(), &clock);
+    wait_until("both hear the bus", || {
+        tier_a.bus_connected() && tier_b.bus_connected()
+    })
+    .await;
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(a, 1, &origin, hooks()).await.unwrap();
+    call(b, 1, &origin, hooks()).await.unwrap();
+    call(b, 2, &origin, hooks()).await.unwrap();
+    assert_eq!(b.get_fresh(&1).as_deref(), Some("v0"));
+
+    a.invalidate_distributed(&1).await;
+    wait_until("b dropped its copy", || b.get_fresh(&1).is_none()).await;
+    assert_eq!(b.get_fresh(&2).as_deref(), Some("v1"), "other keys stay");
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v2");
+    // a ignored its own message: one invalidation, not two.
+    assert_eq!(a.stats().invalidations, 1);
+
+    // An expiry travels as an expiry: without swr or fail-safe, a miss.
+    b.expire_distributed(&2).await;
+    wait_until("a heard the expiry", || a.stats().invalidations == 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_bus_reconnects_every_distributed_copy_in_memory_is_dropped() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let tier = tier(&server, "reconnect");
+    let cache = listening(CacheConfig::new("reconnect", TTL), tier.clone(), &clock);
+    wait_until("it hears the bus", || tier.bus_connected()).await;
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    assert!(cache.get_fresh(&1).is_some());
+    // Messages may be lost while the subscription is down.
+    let mut redis = raw(&server).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    wait_until("the copy was dropped on reconnect", || {
+        cache.get_fresh(&1).is_none()
+    })
+    .await;
+    wait_until("it hears the bus again", || tier.bus_connected()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_invalidated_by_another_instance_reaches_memory_only_functions_too() {
+    let server = RedisServer::start().unwrap();
+    let tier = tier(&server, "tags");
+    Runtime::install(tier.clone()).unwrap();
+    let clock = ManualClock::new();
+    // The bus starts with the first distributed cache.
+    listening(CacheConfig::new("tags-bus", TTL), tier.clone(), &clock);
+    wait_until("the bus is up", || tier.bus_connected()).await;
+    let memory_only = leak(CacheConfig::new("tags-memory", TTL), &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    let tagged = || {
+        let mut tags = herdcache_runtime::Tags::new();
+        tags.push("bus-tag:user:1");
+        hooks().tags(tags)
+    };
+    call(memory_only, 1, &origin, tagged()).await.unwrap();
+    assert!(memory_only.get_fresh(&1).is_some());
+
+    // Another instance (node 7) invalidated the tag: the message as it
+    // publishes it, postcard: variant 1 (Tags), node, the tags, gone.
+    let mut message = vec![1u8, 7, 1, 14];
+    message.extend_from_slice(b"bus-tag:user:1");
+    message.push(1);
+    let mut redis = raw(&server).await;
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("tags:bus")
+        .arg(message)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    wait_until("the tag's entries are gone", || {
+        memory_only.get_fresh(&1).is_none()
+    })
+    .await;
+    assert_eq!(call(memory_only, 1, &origin, tagged()).await.unwrap(), "v1");
+
+    // And this process's own invalidate_tag is published for the others.
+    let mut subscriber = redis::Client::open(server.url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    subscriber.subscribe("tags:bus").await.unwrap();
+    herdcache_runtime::invalidate_tag("bus-tag:user:1").await;
+    use futures_util::StreamExt;
+    let heard = subscriber.on_message().next().await.unwrap();
+    let bytes = heard.get_payload_bytes();
+    assert_eq!(bytes[0], 1, "a Tags message");
+    assert!(bytes.ends_with(b"bus-tag:user:1\x01"));
+    assert!(memory_only.get_fresh(&1).is_none());
+}

@@ -24,7 +24,9 @@ use super::{FnCache, LeaderGuard};
 use crate::clock::{nanos, Nanos};
 use crate::expiry::Horizons;
 use crate::flight::Landing;
-use crate::redis::{digest, key_name, unix_now_ms, Codec, Envelope, Locked, Read, RedisTier};
+use crate::redis::{
+    digest, key_name, unix_now_ms, Codec, Envelope, Heard, Locked, Message, Read, RedisTier,
+};
 use crate::stats::Counter;
 
 /// Stripes of keys that serialise write-backs against invalidations.
@@ -120,6 +122,33 @@ where
         self.l2_name(l2, key).map(|(name, _)| name)
     }
 
+    /// Hears the bus: another instance's invalidation or expiry of a key
+    /// of this function (same name and `version`) drops or expires it in
+    /// this cache's memory, and after the bus reconnects (messages may have
+    /// been lost) the whole memory is dropped. Made caches of `#[cached]`
+    /// functions listen from the start; call this on one made by hand.
+    pub fn listen_bus(&'static self) {
+        let Some(l2) = self.l2.as_ref() else { return };
+        let decode = l2.codec.key_from_bytes;
+        l2.tier.listen(
+            self.name.clone(),
+            l2.codec.version,
+            Box::new(move |heard| match heard {
+                Heard::Key(bytes, expire) => {
+                    if let Some(key) = decode(bytes) {
+                        if expire {
+                            self.expire(&key);
+                        } else {
+                            self.invalidate(&key);
+                        }
+                    }
+                }
+                Heard::Everything => self.invalidate_all(),
+            }),
+        );
+        l2.tier.start_bus();
+    }
+
     /// Backs this cache with the process's installed tier, if there is one.
     pub(crate) fn with_installed_redis(self, codec: Codec<K, V>) -> Self {
         match crate::redis::installed() {
@@ -153,6 +182,7 @@ where
     /// run the body only once the lock is gone without a value.
     pub(super) async fn read_l2(&self, guard: &LeaderGuard<'_, K, V>) -> Option<V> {
         let l2 = self.l2.as_ref()?;
+        l2.tier.start_bus();
         let (name, _) = self.l2_name(l2, &guard.key)?;
         let lock = format!("{name}:lock");
         let mut pause = Duration::from_millis(2);
@@ -328,15 +358,32 @@ where
         }
     }
 
-    pub(super) async fn delete_l2(&self, key: &K) {
+    /// Deletes the key's entry in Redis, and tells the other instances to
+    /// drop (`expire`: expire) their copy in memory.
+    pub(super) async fn delete_l2(&self, key: &K, expire: bool) {
         let Some(l2) = self.l2.as_ref() else { return };
+        let Some(bytes) = (l2.codec.key_bytes)(key) else {
+            return;
+        };
         let Some((name, stripe)) = self.l2_name(l2, key) else {
             return;
         };
         let stripe = &l2.stripes[stripe];
         stripe.epoch.fetch_add(1, Ordering::AcqRel);
-        let _serial = stripe.lock.lock().await;
-        if !l2.tier.del(&name).await {
+        {
+            let _serial = stripe.lock.lock().await;
+            if !l2.tier.del(&name).await {
+                self.counters.incr(Counter::L2Errors);
+            }
+        }
+        let message = Message::Key {
+            node: l2.tier.node(),
+            function: self.name.clone(),
+            version: l2.codec.version,
+            key: bytes,
+            expire,
+        };
+        if !l2.tier.publish(&message).await {
             self.counters.incr(Counter::L2Errors);
         }
     }

@@ -31,22 +31,67 @@ use serde::Serialize;
 const FORMAT: u8 = 1;
 const HEADER: usize = 30;
 
-/// A key a `distributed` function can share through Redis.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be the key of a `distributed` function: it needs `serde::Serialize`",
-    label = "the key of this distributed function",
-    note = "derive it: `#[derive(serde::Serialize)]`, or key on the arguments that are"
-)]
-pub trait DistributedKey {
-    /// The key's postcard bytes.
-    fn key_bytes(&self) -> Option<Vec<u8>>;
+/// How a key goes to Redis (its digest) and over the bus (its bytes, read
+/// back by the other instances): chosen by [`KeyWireProbe`].
+pub struct KeyWire<K> {
+    to_bytes: fn(&K) -> Option<Vec<u8>>,
+    from_bytes: fn(&[u8]) -> Option<K>,
 }
 
-impl<K: Serialize> DistributedKey for K {
-    fn key_bytes(&self) -> Option<Vec<u8>> {
-        postcard::to_allocvec(self).ok()
+impl<K> Clone for KeyWire<K> {
+    fn clone(&self) -> Self {
+        *self
     }
 }
+impl<K> Copy for KeyWire<K> {}
+
+/// Picks the [`KeyWire`] of the key's type by autoref, from a reference to
+/// the key (its type is not written anywhere): [`KeyTravels`] when it is
+/// `Serialize + DeserializeOwned`, else [`KeyCannotTravel`] (one error).
+pub struct KeyWireProbe<K>(std::marker::PhantomData<fn() -> K>);
+
+impl<K> KeyWireProbe<K> {
+    /// The probe of `key`'s type.
+    pub fn of(_key: &K) -> Self {
+        KeyWireProbe(std::marker::PhantomData)
+    }
+}
+
+/// [`KeyWireProbe`] of a key that can travel.
+pub trait KeyTravels<K> {
+    /// Its wire.
+    fn wire(&self) -> KeyWire<K>;
+}
+
+impl<K: Serialize + DeserializeOwned> KeyTravels<K> for &&KeyWireProbe<K> {
+    fn wire(&self) -> KeyWire<K> {
+        KeyWire {
+            to_bytes: |key| postcard::to_allocvec(key).ok(),
+            from_bytes: |bytes| postcard::from_bytes(bytes).ok(),
+        }
+    }
+}
+
+/// Implemented by nothing: the bound a key that cannot travel fails.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the key of a `distributed` function: it needs `serde::Serialize` and `serde::de::DeserializeOwned`",
+    label = "the key of this distributed function",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`, or key on the arguments that have them"
+)]
+pub trait DistributedKey {}
+
+/// [`KeyWireProbe`] of a key that cannot travel: one error.
+pub trait KeyCannotTravel<K> {
+    /// Never callable.
+    fn wire(&self) -> KeyWire<K>
+    where
+        K: DistributedKey,
+    {
+        unreachable!("nothing implements DistributedKey")
+    }
+}
+
+impl<K> KeyCannotTravel<K> for &KeyWireProbe<K> {}
 
 /// How a value goes to Redis and back: chosen by [`ValueWireProbe`], so
 /// that a value type lacking either serde trait is one error.
@@ -54,6 +99,13 @@ pub struct ValueWire<V> {
     to_bytes: fn(&V) -> Option<Vec<u8>>,
     from_bytes: fn(&[u8]) -> Option<V>,
 }
+
+impl<V> Clone for ValueWire<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<V> Copy for ValueWire<V> {}
 
 /// Picks the [`ValueWire`] of `V` by autoref: [`ValueTravels`] when `V` is
 /// `Serialize + DeserializeOwned`, else [`ValueCannotTravel`], whose
@@ -113,6 +165,7 @@ impl<V> ValueCannotTravel<V> for &ValueWireProbe<V> {}
 /// `distributed = true` function, where the key and value types are known.
 pub struct Codec<K, V> {
     pub(crate) key_bytes: fn(&K) -> Option<Vec<u8>>,
+    pub(crate) key_from_bytes: fn(&[u8]) -> Option<K>,
     pub(crate) value_bytes: fn(&V) -> Option<Vec<u8>>,
     pub(crate) from_value_bytes: fn(&[u8]) -> Option<V>,
     /// `version = n`: a new key space when the value's shape changes.
@@ -126,23 +179,32 @@ impl<K, V> Clone for Codec<K, V> {
 }
 impl<K, V> Copy for Codec<K, V> {}
 
-impl<K: DistributedKey, V> Codec<K, V> {
-    /// The codec of keys `K` and values `V` (through `wire`), in key space
-    /// `version`.
-    pub fn new(version: u32, wire: ValueWire<V>) -> Self {
+impl<K, V> Codec<K, V> {
+    /// The codec of keys (through `key`) and values (through `value`), in
+    /// key space `version`.
+    pub fn new(version: u32, key: KeyWire<K>, value: ValueWire<V>) -> Self {
         Codec {
-            key_bytes: K::key_bytes,
-            value_bytes: wire.to_bytes,
-            from_value_bytes: wire.from_bytes,
+            key_bytes: key.to_bytes,
+            key_from_bytes: key.from_bytes,
+            value_bytes: value.to_bytes,
+            from_value_bytes: value.from_bytes,
             version,
         }
     }
 }
 
-impl<K: DistributedKey, V: Serialize + DeserializeOwned> Codec<K, V> {
-    /// [`new`](Self::new) for a value type known to travel (by hand).
+impl<K, V> Codec<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    /// [`new`](Self::new) for types known to travel (by hand).
     pub fn of(version: u32) -> Self {
-        Self::new(version, (&&&ValueWireProbe::<V>::new()).wire())
+        let key = KeyWire {
+            to_bytes: |key: &K| postcard::to_allocvec(key).ok(),
+            from_bytes: |bytes| postcard::from_bytes(bytes).ok(),
+        };
+        Self::new(version, key, (&&&ValueWireProbe::<V>::new()).wire())
     }
 }
 

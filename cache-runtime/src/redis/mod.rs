@@ -14,19 +14,21 @@
 //! memory and its body. A payload that cannot be decoded is a miss, counted
 //! and overwritten by the load that follows.
 
+mod bus;
 mod codec;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 
+pub(crate) use bus::{Heard, Message};
 pub(crate) use codec::{digest, key_name, unix_now_ms, Envelope};
 pub use codec::{
-    Codec, DistributedKey, DistributedValue, ValueCannotTravel, ValueTravels, ValueWire,
-    ValueWireProbe,
+    Codec, DistributedKey, DistributedValue, KeyCannotTravel, KeyTravels, KeyWire, KeyWireProbe,
+    ValueCannotTravel, ValueTravels, ValueWire, ValueWireProbe,
 };
 
 /// The default bound of one Redis call.
@@ -54,6 +56,17 @@ impl Runtime {
     /// A builder for the process's Redis tier.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
+    }
+
+    /// Makes `tier` (from [`RuntimeBuilder::build`]) the process's Redis
+    /// tier.
+    ///
+    /// # Errors
+    /// When a tier was installed (or read from the environment) already.
+    pub fn install(tier: Arc<RedisTier>) -> Result<(), InstallError> {
+        INSTALLED
+            .set(Some(tier))
+            .map_err(|_| InstallError::AlreadyInstalled)
     }
 }
 
@@ -163,6 +176,9 @@ impl RuntimeBuilder {
             lock_ttl: self.lock_ttl,
             node: node_id(),
             tokens: AtomicU64::new(0),
+            listeners: bus::Listeners::default(),
+            bus_started: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
         }))
     }
 
@@ -172,10 +188,7 @@ impl RuntimeBuilder {
     /// # Errors
     /// As [`build`](Self::build), or when a tier was installed already.
     pub fn install(self) -> Result<(), InstallError> {
-        let tier = self.build()?;
-        INSTALLED
-            .set(Some(tier))
-            .map_err(|_| InstallError::AlreadyInstalled)
+        Runtime::install(self.build()?)
     }
 }
 
@@ -236,6 +249,21 @@ fn node_id() -> u64 {
     hasher.finish()
 }
 
+/// Tells the other instances that `tags` were invalidated (`gone`) or
+/// expired, through the installed tier (if one was installed or read from
+/// the environment already).
+pub(crate) async fn publish_tags(tags: Vec<String>, gone: bool) {
+    let Some(Some(tier)) = INSTALLED.get() else {
+        return;
+    };
+    let message = Message::Tags {
+        node: tier.node,
+        tags,
+        gone,
+    };
+    tier.publish(&message).await;
+}
+
 /// `redis://user:secret@host` as `redis://user:***@host`.
 fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -267,9 +295,13 @@ pub struct RedisTier {
     url: String,
     /// How long a fleet lock lives unless released.
     lock_ttl: Duration,
-    /// This process's id in lock tokens.
+    /// This process's id in lock tokens and bus messages.
     node: u64,
     tokens: AtomicU64,
+    /// The caches that hear the bus.
+    listeners: bus::Listeners,
+    bus_started: AtomicBool,
+    subscribed: AtomicBool,
 }
 
 /// Never prints the URL's password.
@@ -302,6 +334,14 @@ pub(crate) enum Read {
 impl RedisTier {
     pub(crate) fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    pub(crate) fn node(&self) -> u64 {
+        self.node
+    }
+
+    pub(crate) fn listen(&self, function: String, version: u32, listener: bus::KeyListener) {
+        self.listeners.add(function, version, listener);
     }
 
     pub(crate) fn max_payload(&self) -> usize {

@@ -45,10 +45,14 @@ fn setup() -> &'static Setup {
             FnCache::new(CacheConfig::new("bench", Duration::from_secs(3600)).distributed())
                 .with_redis(Arc::clone(&tier), Codec::of(1)),
         ));
-        let value = "a user record of about a hundred bytes, as JSON would hold it: name, email, plan".to_owned();
+        let value =
+            "a user record of about a hundred bytes, as JSON would hold it: name, email, plan"
+                .to_owned();
         let raw = tokio.block_on(async {
             let loaded: Option<String> = cache
-                .load(7, LoadHooks::new(FailureShare::unit()), async { Some(value) })
+                .load(7, LoadHooks::new(FailureShare::unit()), async {
+                    Some(value)
+                })
                 .await;
             assert!(loaded.is_some());
             redis::Client::open(server.url())

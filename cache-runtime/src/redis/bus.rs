@@ -1,0 +1,174 @@
+//! The bus: one pub/sub channel per namespace (`{ns}:bus`) that carries key
+//! invalidations of `distributed` functions and tag invalidations and
+//! expiries, never values, so that they reach every instance's memory. A
+//! node ignores its own messages.
+//!
+//! Messages may be lost while the subscription is down, so when it comes
+//! back each node drops the memory copies of its distributed entries and
+//! ends every tagged entry (their tags are bumped as if invalidated): a
+//! reconnect costs misses, never a stale value.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::RedisTier;
+
+/// What travels on the bus.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum Message {
+    /// Drop (or expire) this key of this function.
+    Key {
+        node: u64,
+        function: String,
+        version: u32,
+        key: Vec<u8>,
+        expire: bool,
+    },
+    /// Invalidate (`gone`) or expire these tags.
+    Tags {
+        node: u64,
+        tags: Vec<String>,
+        gone: bool,
+    },
+}
+
+/// What a listening cache hears.
+pub(crate) enum Heard<'a> {
+    /// Drop (`expire`: expire) the key with these bytes, in memory.
+    Key(&'a [u8], bool),
+    /// Messages may have been lost: drop every entry in memory.
+    Everything,
+}
+
+/// What a distributed cache does with what it hears (in memory only: never
+/// in Redis again, nor on the bus).
+pub(crate) type KeyListener = Box<dyn Fn(Heard<'_>) + Send + Sync>;
+
+/// The caches listening on a tier, by function name and key space.
+#[derive(Default)]
+pub(crate) struct Listeners(Mutex<HashMap<(String, u32), Vec<KeyListener>>>);
+
+impl Listeners {
+    pub(crate) fn add(&self, function: String, version: u32, listener: KeyListener) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((function, version))
+            .or_default()
+            .push(listener);
+    }
+
+    fn key(&self, function: &str, version: u32, key: &[u8], expire: bool) {
+        let listeners = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for listener in listeners
+            .get(&(function.to_owned(), version))
+            .into_iter()
+            .flatten()
+        {
+            listener(Heard::Key(key, expire));
+        }
+    }
+
+    /// Tells every listener to drop everything (after a reconnect).
+    fn everything(&self) {
+        let listeners = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for listener in listeners.values().flatten() {
+            listener(Heard::Everything);
+        }
+    }
+}
+
+impl RedisTier {
+    pub(crate) fn channel(&self) -> String {
+        format!("{}:bus", self.namespace)
+    }
+
+    /// Publishes `message`; whether Redis took it.
+    pub(crate) async fn publish(&self, message: &Message) -> bool {
+        let Ok(bytes) = postcard::to_allocvec(message) else {
+            return false;
+        };
+        let command = redis::cmd("PUBLISH").arg(self.channel()).arg(bytes).clone();
+        self.call::<i64>(command).await.is_some()
+    }
+
+    /// Starts the subscriber once, on the caller's runtime (the first
+    /// distributed call made on one).
+    pub(crate) fn start_bus(self: &Arc<Self>) {
+        if self.bus_started.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self
+            .bus_started
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            runtime.spawn(Arc::clone(self).subscribe_forever());
+        }
+    }
+
+    /// Whether the bus is subscribed now.
+    pub fn bus_connected(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire)
+    }
+
+    /// Subscribes, applies messages, and re-subscribes after a drop (with
+    /// backoff), dropping what may have been missed meanwhile.
+    async fn subscribe_forever(self: Arc<Self>) {
+        let mut pause = Duration::from_millis(50);
+        let mut connected_before = false;
+        loop {
+            if let Ok(mut pubsub) = self.client.get_async_pubsub().await {
+                if pubsub.subscribe(self.channel()).await.is_ok() {
+                    pause = Duration::from_millis(50);
+                    if connected_before {
+                        self.drop_what_may_be_missed();
+                    }
+                    connected_before = true;
+                    self.subscribed.store(true, Ordering::Release);
+                    let mut messages = pubsub.into_on_message();
+                    while let Some(message) = messages.next().await {
+                        if let Ok(message) =
+                            postcard::from_bytes::<Message>(message.get_payload_bytes())
+                        {
+                            self.apply(message);
+                        }
+                    }
+                    self.subscribed.store(false, Ordering::Release);
+                    tracing::warn!(target: "herdcache", url = %self.url, "the Redis bus dropped: reconnecting");
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn apply(&self, message: Message) {
+        match message {
+            Message::Key { node, .. } | Message::Tags { node, .. } if node == self.node => {}
+            Message::Key {
+                function,
+                version,
+                key,
+                expire,
+                ..
+            } => self.listeners.key(&function, version, &key, expire),
+            Message::Tags { tags, gone, .. } => crate::tags::bump_local(tags.iter(), gone),
+        }
+    }
+
+    /// After a reconnect: every distributed function's memory copies, and
+    /// every tagged entry, may be stale.
+    fn drop_what_may_be_missed(&self) {
+        self.listeners.everything();
+        crate::tags::bump_all();
+    }
+}
