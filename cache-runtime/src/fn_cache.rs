@@ -557,6 +557,10 @@ where
             l2_misses: c(Counter::L2Misses),
             l2_errors: c(Counter::L2Errors),
             l2_corrupt: c(Counter::L2Corrupt),
+            #[cfg(feature = "redis")]
+            l2_breaker_open: self.l2_breaker_open(),
+            #[cfg(not(feature = "redis"))]
+            l2_breaker_open: false,
             load_p50: self.latency.quantile(0.50),
             load_p95: self.latency.quantile(0.95),
             load_p99: self.latency.quantile(0.99),

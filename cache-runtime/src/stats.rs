@@ -54,6 +54,9 @@ pub struct Stats {
     /// Payloads read from the Redis tier that could not be decoded (corrupt,
     /// truncated or foreign): each counted as a miss too, and overwritten.
     pub l2_corrupt: u64,
+    /// The Redis tier's circuit breaker is open now: Redis is being
+    /// skipped after consecutive failures.
+    pub l2_breaker_open: bool,
     /// Median loader latency.
     pub load_p50: Duration,
     /// 95th percentile loader latency.
@@ -93,6 +96,7 @@ impl Stats {
         self.l2_misses += other.l2_misses;
         self.l2_errors += other.l2_errors;
         self.l2_corrupt += other.l2_corrupt;
+        self.l2_breaker_open |= other.l2_breaker_open;
         self.load_p50 = self.load_p50.max(other.load_p50);
         self.load_p95 = self.load_p95.max(other.load_p95);
         self.load_p99 = self.load_p99.max(other.load_p99);
@@ -141,6 +145,9 @@ impl std::fmt::Display for Stats {
             if count > 0 {
                 write!(f, ", {count} {what}")?;
             }
+        }
+        if self.l2_breaker_open {
+            write!(f, ", Redis breaker open")?;
         }
         Ok(())
     }

@@ -126,38 +126,60 @@ mod redis_server {
         /// # Errors
         /// When `redis-server` cannot be run, or never listens.
         pub fn start() -> std::io::Result<Self> {
+            Self::start_with(&[])
+        }
+
+        /// Starts one with extra configuration (`["--requirepass", "pw"]`).
+        ///
+        /// # Errors
+        /// As [`start`](Self::start).
+        pub fn start_with(config: &[&str]) -> std::io::Result<Self> {
             let mut last_error = None;
             // A port found free may be taken before the server binds it:
             // try a few.
             for _ in 0..5 {
                 let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-                let mut child = Command::new("redis-server")
-                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                    .args(["--save", "", "--appendonly", "no"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()?;
-                let deadline = Instant::now() + Duration::from_secs(10);
-                loop {
-                    if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                        return Ok(RedisServer { child, port });
-                    }
-                    if let Some(status) = child.try_wait()? {
-                        last_error = Some(std::io::Error::other(format!(
-                            "redis-server exited with {status} on port {port}"
-                        )));
-                        break;
-                    }
-                    if Instant::now() > deadline {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        last_error = Some(std::io::Error::other("redis-server never listened"));
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
+                match Self::spawn(port, config) {
+                    Ok(server) => return Ok(server),
+                    Err(error) => last_error = Some(error),
                 }
             }
             Err(last_error.unwrap_or_else(|| std::io::Error::other("redis-server did not start")))
+        }
+
+        /// Starts one on `port` (a server that comes back where it was).
+        ///
+        /// # Errors
+        /// When `redis-server` cannot be run, or never listens there.
+        pub fn start_on(port: u16) -> std::io::Result<Self> {
+            Self::spawn(port, &[])
+        }
+
+        fn spawn(port: u16, config: &[&str]) -> std::io::Result<Self> {
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Ok(RedisServer { child, port });
+                }
+                if let Some(status) = child.try_wait()? {
+                    return Err(std::io::Error::other(format!(
+                        "redis-server exited with {status} on port {port}"
+                    )));
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(std::io::Error::other("redis-server never listened"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
 
         /// Its URL.

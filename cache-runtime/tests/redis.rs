@@ -211,6 +211,44 @@ async fn an_unreachable_redis_degrades_to_memory_and_opens_the_breaker() {
     let stats = cache.stats();
     assert_eq!((stats.loads, stats.hits), (10, 10), "memory still works");
     assert!(stats.l2_errors >= 3, "{stats:?}");
+    assert!(stats.l2_breaker_open);
+    assert!(stats.to_string().contains("Redis breaker open"));
+}
+
+#[tokio::test]
+async fn the_breaker_closes_again_once_redis_answers() {
+    let server = RedisServer::start().unwrap();
+    let port = server.port();
+    let tier = Runtime::builder()
+        .redis(server.url())
+        .namespace("recover")
+        .timeout(Duration::from_millis(500))
+        .breaker(2, Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let cache = instance(CacheConfig::new("recover", TTL), tier.clone(), &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    drop(server);
+    for key in 2..6 {
+        call(cache, key, &origin, hooks()).await.unwrap();
+    }
+    assert!(tier.breaker_open());
+    // Redis comes back where it was; once the breaker's time is over, the
+    // next call probes, succeeds, and closes it.
+    let _server = RedisServer::start_on(port).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut closed = false;
+    for key in 10..60 {
+        call(cache, key, &origin, hooks()).await.unwrap();
+        if !tier.breaker_open() && cache.stats().l2_misses > 1 {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(closed, "{:?}", cache.stats());
 }
 
 #[tokio::test]
@@ -433,4 +471,56 @@ async fn a_tag_invalidated_by_another_instance_reaches_memory_only_functions_too
     assert_eq!(bytes[0], 1, "a Tags message");
     assert!(bytes.ends_with(b"bus-tag:user:1\x01"));
     assert!(memory_only.get_fresh(&1).is_none());
+}
+
+#[tokio::test]
+async fn acl_users_and_passwords_go_through_the_url_and_never_into_debug_output() {
+    let server = RedisServer::start_with(&[
+        "--requirepass",
+        "default-secret",
+        "--user",
+        "app",
+        "on",
+        ">app-secret",
+        "~*",
+        "&*",
+        "+@all",
+    ])
+    .unwrap();
+    let url = |credentials: &str| format!("redis://{credentials}@127.0.0.1:{}", server.port());
+    let clock = ManualClock::new();
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    let with = |credentials: &str, namespace: &str| {
+        Runtime::builder()
+            .redis(url(credentials))
+            .namespace(namespace)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    // An ACL user, then the default user's password: both share.
+    let a = instance(
+        CacheConfig::new("acl", TTL),
+        with("app:app-secret", "acl"),
+        &clock,
+    );
+    let b = instance(
+        CacheConfig::new("acl", TTL),
+        with(":default-secret", "acl"),
+        &clock,
+    );
+    call(a, 1, &origin, hooks()).await.unwrap();
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v0");
+    assert_eq!((b.stats().l2_hits, origin.loads()), (1, 1));
+    // A wrong password: errors counted, the function works from memory.
+    let wrong = Runtime::builder()
+        .redis(url("app:not-the-secret"))
+        .namespace("acl")
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    assert!(!format!("{wrong:?}").contains("not-the-secret"));
+    let c = instance(CacheConfig::new("acl", TTL), wrong, &clock);
+    assert_eq!(call(c, 1, &origin, hooks()).await.unwrap(), "v1");
+    assert!(c.stats().l2_errors >= 1);
 }

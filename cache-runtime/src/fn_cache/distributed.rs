@@ -122,6 +122,11 @@ where
         self.l2_name(l2, key).map(|(name, _)| name)
     }
 
+    /// Whether this cache's Redis tier skips Redis now (breaker open).
+    pub(super) fn l2_breaker_open(&self) -> bool {
+        self.l2.as_ref().is_some_and(|l2| l2.tier.breaker_open())
+    }
+
     /// Hears the bus: another instance's invalidation or expiry of a key
     /// of this function (same name and `version`) drops or expires it in
     /// this cache's memory, and after the bus reconnects (messages may have

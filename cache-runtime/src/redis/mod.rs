@@ -369,7 +369,11 @@ impl RedisTier {
         };
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => {
-                self.breaker.succeeded();
+                if self.breaker.succeeded() {
+                    tracing::info!(target: "herdcache", url = %self.url, "Redis answers again: the breaker is closed");
+                    #[cfg(feature = "metrics")]
+                    metrics::gauge!("herdcache_l2_breaker_open", "namespace" => self.namespace.clone()).set(0.0);
+                }
                 Some(value)
             }
             Ok(Err(error)) => {
@@ -385,6 +389,9 @@ impl RedisTier {
 
     fn failed(&self, why: &str) {
         if self.breaker.failed() {
+            #[cfg(feature = "metrics")]
+            metrics::gauge!("herdcache_l2_breaker_open", "namespace" => self.namespace.clone())
+                .set(1.0);
             tracing::warn!(
                 target: "herdcache",
                 url = %self.url,
@@ -498,8 +505,9 @@ impl Breaker {
         !self.is_open()
     }
 
-    fn succeeded(&self) {
-        self.failures.store(0, Ordering::Release);
+    /// Counts a success; true when the breaker had opened before it.
+    fn succeeded(&self) -> bool {
+        self.failures.swap(0, Ordering::AcqRel) >= self.threshold
     }
 
     /// Counts a failure; true when it opened the breaker.
