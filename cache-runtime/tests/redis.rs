@@ -524,3 +524,38 @@ async fn acl_users_and_passwords_go_through_the_url_and_never_into_debug_output(
     assert_eq!(call(c, 1, &origin, hooks()).await.unwrap(), "v1");
     assert!(c.stats().l2_errors >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_is_extended_while_a_load_outlives_it() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let short_lock = || {
+        Runtime::builder()
+            .redis(server.url())
+            .namespace("long")
+            .timeout(Duration::from_secs(5))
+            .lock_ttl(Duration::from_millis(300))
+            .build()
+            .unwrap()
+    };
+    let a = instance(CacheConfig::new("long", TTL), short_lock(), &clock);
+    let b = instance(CacheConfig::new("long", TTL), short_lock(), &clock);
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    origin.gate = Gate::closed();
+    let first = {
+        let origin = origin.clone();
+        tokio::spawn(async move { call(a, 1, &origin, hooks()).await })
+    };
+    wait_until("a is loading", || origin.loads() == 1).await;
+    let second = {
+        let origin = origin.clone();
+        tokio::spawn(async move { call(b, 1, &origin, hooks()).await })
+    };
+    // Four lock lives: without the extension b would take the lock and load.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(origin.loads(), 1, "b waited for a's load");
+    origin.gate.release();
+    assert_eq!(first.await.unwrap().unwrap(), "v0");
+    assert_eq!(second.await.unwrap().unwrap(), "v0");
+    assert_eq!(origin.loads(), 1);
+}

@@ -15,7 +15,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -70,7 +70,23 @@ enum Looked<V> {
 #[derive(Default)]
 pub(crate) struct WriteSlot {
     write: Mutex<Option<PendingWrite>>,
-    lock: Mutex<Option<(String, String)>>,
+    lock: Mutex<Option<HeldLock>>,
+}
+
+/// The fleet lock of a key this instance loads. While held, a task extends
+/// it every third of its life; dropping it (the load finished, or its
+/// leader was cancelled or panicked) stops that, and an unreleased lock
+/// then expires.
+pub(crate) struct HeldLock {
+    name: String,
+    token: String,
+    done: Arc<AtomicBool>,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
+    }
 }
 
 impl WriteSlot {
@@ -78,21 +94,39 @@ impl WriteSlot {
         *self.write.lock().unwrap_or_else(PoisonError::into_inner) = Some(write);
     }
 
-    fn hold_lock(&self, lock: String, token: String) {
-        *self.lock.lock().unwrap_or_else(PoisonError::into_inner) = Some((lock, token));
+    fn hold_lock(&self, tier: &Arc<RedisTier>, name: String, token: String) {
+        let done = Arc::new(AtomicBool::new(false));
+        let (tier, lock, held, stop) = (
+            Arc::clone(tier),
+            name.clone(),
+            token.clone(),
+            Arc::clone(&done),
+        );
+        let every = tier.lock_ttl() / 3;
+        crate::background::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if stop.load(Ordering::Acquire) || !tier.extend_lock(&lock, &held).await {
+                    return;
+                }
+            }
+        });
+        *self.lock.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(HeldLock { name, token, done });
     }
 
-    pub(crate) fn take(&self) -> (Option<PendingWrite>, Option<(String, String)>) {
-        (
-            self.write
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-            self.lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        )
+    fn take(&self) -> (Option<PendingWrite>, Option<HeldLock>) {
+        let write = self
+            .write
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let lock = self
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        (write, lock)
     }
 }
 
@@ -202,7 +236,7 @@ where
             match l2.tier.lock(&lock).await {
                 // Ours: this instance loads, and releases it after the write-back.
                 Locked::Taken(token) => {
-                    guard.write.hold_lock(lock, token);
+                    guard.write.hold_lock(&l2.tier, lock, token);
                     return None;
                 }
                 Locked::Failed => return None,
@@ -344,8 +378,8 @@ where
         if let Some(write) = write {
             self.send_l2_write(write).await;
         }
-        if let (Some(l2), Some((lock, token))) = (self.l2.as_ref(), lock) {
-            l2.tier.unlock(&lock, &token).await;
+        if let (Some(l2), Some(lock)) = (self.l2.as_ref(), lock) {
+            l2.tier.unlock(&lock.name, &lock.token).await;
         }
     }
 

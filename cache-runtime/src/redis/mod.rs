@@ -463,6 +463,29 @@ impl RedisTier {
         let _ = self.call::<i64>(command).await;
     }
 
+    /// Extends a lock this instance holds by its full life; false once it
+    /// holds it no more (or Redis did not answer).
+    pub(crate) async fn extend_lock(&self, lock: &str, token: &str) -> bool {
+        const COMPARE_AND_EXTEND: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+            return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+        let command = redis::cmd("EVAL")
+            .arg(COMPARE_AND_EXTEND)
+            .arg(1)
+            .arg(lock)
+            .arg(token)
+            .arg(
+                u64::try_from(self.lock_ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
+            .clone();
+        self.call::<i64>(command).await == Some(1)
+    }
+
+    pub(crate) fn lock_ttl(&self) -> Duration {
+        self.lock_ttl
+    }
+
     /// `DEL key`; whether Redis answered.
     pub(crate) async fn del(&self, key: &str) -> bool {
         self.call::<()>(redis::cmd("DEL").arg(key).clone())
