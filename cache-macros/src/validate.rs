@@ -152,9 +152,7 @@ pub(crate) fn validate(
     })
 }
 
-/// `distributed = true` and its `version`. Tags on a distributed function
-/// would need tag versions that Redis keeps, which this version does not:
-/// an error rather than a tag that does not reach the shared copy.
+/// `distributed = true` and its `version`.
 fn distributed(args: &CachedArgs, errors: &mut Errors) -> Option<(u32, proc_macro2::Span)> {
     let on = args.distributed.filter(|(on, _)| *on);
     if let (None, Some((_, span))) = (on, args.version) {
@@ -164,12 +162,6 @@ fn distributed(args: &CachedArgs, errors: &mut Errors) -> Option<(u32, proc_macr
         );
     }
     let (_, span) = on?;
-    if args.tags.as_ref().is_some_and(|tags| !tags.is_empty()) {
-        errors.at(
-            span,
-            "`tags` on a `distributed` function are not supported by this version of herdcache yet: an invalidated tag would not reach the copy in Redis",
-        );
-    }
     Some((args.version.map_or(1, |(version, _)| version), span))
 }
 

@@ -394,6 +394,9 @@ where
         R: Outcome<Value = V>,
         F: Future<Output = R>,
     {
+        // A tagged distributed function's tags, for their versions in Redis.
+        #[cfg(feature = "redis")]
+        let redis_tags = (self.l2.is_some() && !hooks.tags.is_empty()).then(|| hooks.tags.clone());
         // The versions of its tags, before the loader runs: an invalidation
         // from here on ends the value it will store.
         let stamps = hooks.tags.stamp(self.isolation);
@@ -408,6 +411,10 @@ where
             #[cfg(feature = "redis")]
             write: distributed::WriteSlot::default(),
         };
+        #[cfg(feature = "redis")]
+        if let Some(tags) = &redis_tags {
+            self.read_tag_versions(&guard, tags).await;
+        }
         // A foreground load asks the Redis tier first, inside the flight.
         #[cfg(feature = "redis")]
         if matches!(kind, LoadKind::Foreground | LoadKind::Detached) {

@@ -471,6 +471,39 @@ async fn a_tag_invalidated_by_another_instance_reaches_memory_only_functions_too
     assert_eq!(bytes[0], 1, "a Tags message");
     assert!(bytes.ends_with(b"bus-tag:user:1\x01"));
     assert!(memory_only.get_fresh(&1).is_none());
+
+    // A tagged distributed function: the copy in Redis carries the tags'
+    // versions in Redis, which invalidate_tag bumps, so another instance
+    // that drops its memory copy (over the bus) cannot get the old value
+    // back from Redis.
+    let sku = || {
+        let mut tags = herdcache_runtime::Tags::new();
+        tags.push("bus-tag:sku:1");
+        hooks().tags(tags)
+    };
+    let a = listening(CacheConfig::new("tagged", TTL), tier.clone(), &clock);
+    let b = listening(
+        CacheConfig::new("tagged", TTL),
+        Runtime::builder()
+            .redis(server.url())
+            .namespace("tags")
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+        &clock,
+    );
+    let prices = Origin::new(|n| Ok(format!("price {n}")));
+    assert_eq!(call(a, 1, &prices, sku()).await.unwrap(), "price 0");
+    assert_eq!(call(b, 1, &prices, sku()).await.unwrap(), "price 0");
+    assert_eq!((prices.loads(), b.stats().l2_hits), (1, 1));
+    herdcache_runtime::invalidate_tag("bus-tag:sku:1").await;
+    wait_until("b heard the tag", || b.get_fresh(&1).is_none()).await;
+    assert!(a.get_fresh(&1).is_none());
+    assert_eq!(call(b, 1, &prices, sku()).await.unwrap(), "price 1");
+    assert_eq!(prices.loads(), 2, "the copy in Redis was not served");
+    // And the new copy, stamped with the new version, is.
+    assert_eq!(call(a, 1, &prices, sku()).await.unwrap(), "price 1");
+    assert_eq!(prices.loads(), 2);
 }
 
 #[tokio::test]

@@ -25,9 +25,11 @@ use crate::clock::{nanos, Nanos};
 use crate::expiry::Horizons;
 use crate::flight::Landing;
 use crate::redis::{
-    digest, key_name, unix_now_ms, Codec, Envelope, Heard, Locked, Message, Read, RedisTier,
+    digest, key_name, tag_digest, unix_now_ms, Codec, Envelope, Heard, Locked, Message, Read,
+    RedisTier,
 };
 use crate::stats::Counter;
+use crate::tags::Tags;
 
 /// Stripes of keys that serialise write-backs against invalidations.
 const STRIPES: usize = 64;
@@ -71,6 +73,12 @@ enum Looked<V> {
 pub(crate) struct WriteSlot {
     write: Mutex<Option<PendingWrite>>,
     lock: Mutex<Option<HeldLock>>,
+    /// The versions in Redis of the load's tags when it began (a tagged
+    /// distributed function): what its write-back carries, and what a copy
+    /// read from Redis must still match.
+    tags: Mutex<Option<Vec<(u128, u64)>>>,
+    /// The tags' versions could not be read: Redis is not used by this load.
+    unusable: AtomicBool,
 }
 
 /// The fleet lock of a key this instance loads. While held, a task extends
@@ -115,6 +123,13 @@ impl WriteSlot {
             Some(HeldLock { name, token, done });
     }
 
+    fn tag_versions(&self) -> Option<Vec<(u128, u64)>> {
+        self.tags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn take(&self) -> (Option<PendingWrite>, Option<HeldLock>) {
         let write = self
             .write
@@ -154,6 +169,28 @@ where
     pub fn redis_key(&self, key: &K) -> Option<String> {
         let l2 = self.l2.as_ref()?;
         self.l2_name(l2, key).map(|(name, _)| name)
+    }
+
+    /// Before a load of a tagged distributed function runs (any kind): the
+    /// versions its tags have in Redis now. Without them (Redis failed)
+    /// nothing is read from or written to Redis for this load.
+    pub(super) async fn read_tag_versions(&self, guard: &LeaderGuard<'_, K, V>, tags: &Tags) {
+        let Some(l2) = self.l2.as_ref() else { return };
+        let digests: Vec<u128> = tags.names().map(tag_digest).collect();
+        match l2.tier.tag_versions(&digests).await {
+            Some(versions) => {
+                *guard
+                    .write
+                    .tags
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) =
+                    Some(digests.into_iter().zip(versions).collect());
+            }
+            None => {
+                self.counters.incr(Counter::L2Errors);
+                guard.write.unusable.store(true, Ordering::Release);
+            }
+        }
     }
 
     /// Whether this cache's Redis tier skips Redis now (breaker open).
@@ -221,6 +258,9 @@ where
     /// run the body only once the lock is gone without a value.
     pub(super) async fn read_l2(&self, guard: &LeaderGuard<'_, K, V>) -> Option<V> {
         let l2 = self.l2.as_ref()?;
+        if guard.write.unusable.load(Ordering::Acquire) {
+            return None;
+        }
         l2.tier.start_bus();
         let (name, _) = self.l2_name(l2, &guard.key)?;
         let lock = format!("{name}:lock");
@@ -283,6 +323,12 @@ where
             counted(Counter::L2Misses);
             return Looked::Nothing;
         };
+        // A tag invalidated (or expired) anywhere since that copy's load
+        // began: not served, and the load overwrites it.
+        if envelope.tags != guard.write.tag_versions().unwrap_or_default() {
+            counted(Counter::L2Misses);
+            return Looked::Nothing;
+        }
         let now = self.clock.now_nanos();
         let now_ms = unix_now_ms();
         let at = |ms: u64| now.saturating_add(ms.saturating_sub(now_ms).saturating_mul(1_000_000));
@@ -341,6 +387,13 @@ where
         took: Duration,
     ) {
         let Some(l2) = self.l2.as_ref() else { return };
+        if guard.write.unusable.load(Ordering::Acquire) {
+            return;
+        }
+        let tags = guard.write.tag_versions().unwrap_or_default();
+        if tags.len() > 255 {
+            return;
+        }
         let Some((name, stripe)) = self.l2_name(l2, &guard.key) else {
             return;
         };
@@ -359,6 +412,7 @@ where
             stale_until_ms: ms(horizons.stale_until),
             fail_safe_until_ms: ms(horizons.fail_safe_until),
             load_micros: u32::try_from(took.as_micros()).unwrap_or(u32::MAX),
+            tags,
         };
         let px = envelope.fail_safe_until_ms.saturating_sub(now_ms).max(1);
         let epoch = l2.stripes[stripe].epoch.load(Ordering::Acquire);

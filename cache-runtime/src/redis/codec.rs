@@ -15,13 +15,15 @@
 //! [9..17]  stale_until
 //! [17..25] fail_safe_until
 //! [25..29] how long the load took, µs
-//! [29]     number of tag versions that follow (0: none in this format)
-//! [30..]   the value, postcard
+//! [29]     n, the number of tags
+//! [30..]   n × (the tag's 128-bit digest, its version in Redis when the
+//!          load began: 16 + 8 bytes)
+//! [..]     the value, postcard
 //! ```
 //!
-//! Anything else (another format byte, a short buffer, tag versions, a
-//! payload postcard cannot read as the value's type) is corrupt or foreign:
-//! a miss, never a panic.
+//! Anything else (another format byte, a short buffer, a payload postcard
+//! cannot read as the value's type) is corrupt or foreign: a miss, never a
+//! panic.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -237,6 +239,13 @@ pub(crate) struct Envelope {
     pub(crate) stale_until_ms: u64,
     pub(crate) fail_safe_until_ms: u64,
     pub(crate) load_micros: u32,
+    /// Each tag's digest and its version in Redis when the load began.
+    pub(crate) tags: Vec<(u128, u64)>,
+}
+
+/// The 128-bit digest of a tag (its key in Redis is `{ns}:tag:{hex}`).
+pub(crate) fn tag_digest(tag: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(tag.as_bytes())
 }
 
 impl Envelope {
@@ -247,17 +256,37 @@ impl Envelope {
         bytes.extend_from_slice(&self.stale_until_ms.to_le_bytes());
         bytes.extend_from_slice(&self.fail_safe_until_ms.to_le_bytes());
         bytes.extend_from_slice(&self.load_micros.to_le_bytes());
-        bytes.push(0);
+        // At most 255 tags travel; a function with more keeps its values
+        // in memory (see `prepare_l2_write`).
+        bytes.push(u8::try_from(self.tags.len()).unwrap_or(u8::MAX));
+        for (digest, version) in self.tags.iter().take(255) {
+            bytes.extend_from_slice(&digest.to_le_bytes());
+            bytes.extend_from_slice(&version.to_le_bytes());
+        }
         bytes.extend_from_slice(payload);
         bytes
     }
 
     /// The envelope and its payload, or `None` for anything that is not a
-    /// format-1 envelope without tag versions.
+    /// format-1 envelope.
     pub(crate) fn decode(bytes: &[u8]) -> Option<(Envelope, &[u8])> {
-        if bytes.len() < HEADER || bytes[0] != FORMAT || bytes[29] != 0 {
+        if bytes.len() < HEADER || bytes[0] != FORMAT {
             return None;
         }
+        let tags_end = HEADER + usize::from(bytes[29]) * 24;
+        if bytes.len() < tags_end {
+            return None;
+        }
+        let tags = bytes[HEADER..tags_end]
+            .chunks_exact(24)
+            .map(|tag| {
+                let mut digest = [0u8; 16];
+                digest.copy_from_slice(&tag[..16]);
+                let mut version = [0u8; 8];
+                version.copy_from_slice(&tag[16..]);
+                (u128::from_le_bytes(digest), u64::from_le_bytes(version))
+            })
+            .collect();
         let u64_at = |at: usize| {
             let mut word = [0u8; 8];
             word.copy_from_slice(&bytes[at..at + 8]);
@@ -270,10 +299,11 @@ impl Envelope {
             stale_until_ms: u64_at(9),
             fail_safe_until_ms: u64_at(17),
             load_micros: u32::from_le_bytes(micros),
+            tags,
         };
         let ordered = envelope.fresh_until_ms <= envelope.stale_until_ms
             && envelope.stale_until_ms <= envelope.fail_safe_until_ms;
-        ordered.then_some((envelope, &bytes[HEADER..]))
+        ordered.then_some((envelope, &bytes[tags_end..]))
     }
 }
 
@@ -322,21 +352,22 @@ mod tests {
             stale_until_ms: 20,
             fail_safe_until_ms: 30,
             load_micros: 7,
+            tags: vec![(tag_digest("user:1"), 3), (tag_digest("all"), 0)],
         };
         let bytes = envelope.encode(b"payload");
         assert_eq!(
             Envelope::decode(&bytes),
             Some((envelope.clone(), &b"payload"[..]))
         );
-        for cut in 0..HEADER {
+        for cut in 0..HEADER + 48 {
             assert_eq!(Envelope::decode(&bytes[..cut]), None, "truncated at {cut}");
         }
         let mut foreign = bytes.clone();
         foreign[0] = b'{';
         assert_eq!(Envelope::decode(&foreign), None);
-        let mut tagged = bytes.clone();
-        tagged[29] = 1;
-        assert_eq!(Envelope::decode(&tagged), None);
+        let mut more_tags_than_bytes = bytes.clone();
+        more_tags_than_bytes[29] = 9;
+        assert_eq!(Envelope::decode(&more_tags_than_bytes), None);
         let mut disordered = bytes;
         disordered[1] = 99;
         assert_eq!(Envelope::decode(&disordered), None);

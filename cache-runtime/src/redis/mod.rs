@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 
 pub(crate) use bus::{Heard, Message};
-pub(crate) use codec::{digest, key_name, unix_now_ms, Envelope};
+pub(crate) use codec::{digest, key_name, tag_digest, unix_now_ms, Envelope};
 pub use codec::{
     Codec, DistributedKey, DistributedValue, KeyCannotTravel, KeyTravels, KeyWire, KeyWireProbe,
     ValueCannotTravel, ValueTravels, ValueWire, ValueWireProbe,
@@ -256,6 +256,9 @@ pub(crate) async fn publish_tags(tags: Vec<String>, gone: bool) {
     let Some(Some(tier)) = INSTALLED.get() else {
         return;
     };
+    // First the versions in Redis (the shared copies), then the bus (every
+    // instance's memory).
+    tier.bump_tags(&tags).await;
     let message = Message::Tags {
         node: tier.node,
         tags,
@@ -356,6 +359,19 @@ impl RedisTier {
     /// Runs `command` on the shared connection within the timeout, through
     /// the breaker.
     async fn call<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Option<T> {
+        self.attempt(
+            |mut connection| async move { command.query_async::<T>(&mut connection).await },
+        )
+        .await
+    }
+
+    /// Runs `send` on the shared connection within the timeout, through the
+    /// breaker: skipped while it is open, counted by it either way.
+    async fn attempt<T, F, Fut>(&self, send: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         if !self.breaker.allows() {
             return None;
         }
@@ -364,8 +380,7 @@ impl RedisTier {
                 .connection
                 .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
                 .await?;
-            let mut connection = connection.clone();
-            command.query_async::<T>(&mut connection).await
+            send(connection.clone()).await
         };
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => {
@@ -484,6 +499,39 @@ impl RedisTier {
 
     pub(crate) fn lock_ttl(&self) -> Duration {
         self.lock_ttl
+    }
+
+    /// The key of a tag's version: `{ns}:tag:{hex digest}`.
+    fn tag_key(&self, digest: u128) -> String {
+        format!("{}:tag:{digest:032x}", self.namespace)
+    }
+
+    /// The versions in Redis of the tags with these digests (0 for one
+    /// never bumped); `None` when Redis did not answer.
+    pub(crate) async fn tag_versions(&self, digests: &[u128]) -> Option<Vec<u64>> {
+        let mut command = redis::cmd("MGET");
+        for digest in digests {
+            command.arg(self.tag_key(*digest));
+        }
+        let versions = self.call::<Vec<Option<u64>>>(command).await?;
+        Some(
+            versions
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect(),
+        )
+    }
+
+    /// Bumps the versions in Redis of `tags` (invalidated or expired): every
+    /// copy in Redis stamped before is no longer served.
+    pub(crate) async fn bump_tags(&self, tags: &[String]) -> bool {
+        let mut pipe = redis::pipe();
+        for tag in tags {
+            pipe.cmd("INCR").arg(self.tag_key(tag_digest(tag))).ignore();
+        }
+        self.attempt(|mut connection| async move { pipe.query_async::<()>(&mut connection).await })
+            .await
+            .is_some()
     }
 
     /// `DEL key`; whether Redis answered.
