@@ -131,15 +131,21 @@ impl ExpiryPolicy {
     /// exactly its own ttl.
     pub(crate) fn same_lifetime(&self, varied: bool) -> Option<Duration> {
         if self.has_policies() {
-            let longest_ttl = self
-                .ttl
-                .saturating_add(self.ttl.mul_f64(self.jitter.min(1.0)));
-            let longest = longest_ttl
-                .saturating_add(self.swr)
-                .saturating_add(self.fail_safe);
-            return Some(longest.min(MAX_LIFETIME));
+            return Some(self.longest_lifetime());
         }
         (self.jitter == 0.0 && !varied).then_some(self.ttl.min(MAX_LIFETIME))
+    }
+
+    /// The longest life any entry can have: the longest ttl a draw gives,
+    /// its stale window and its fail-safe window.
+    pub(crate) fn longest_lifetime(&self) -> Duration {
+        let longest_ttl = self
+            .ttl
+            .saturating_add(self.ttl.mul_f64(self.jitter.min(1.0)));
+        longest_ttl
+            .saturating_add(self.swr)
+            .saturating_add(self.fail_safe)
+            .min(MAX_LIFETIME)
     }
 
     /// The ttl for a draw `unit` in `[0, 1)`: `unit = 0` gives the shortest,

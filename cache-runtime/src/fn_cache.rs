@@ -396,7 +396,7 @@ where
     {
         // A tagged distributed function's tags, for their versions in Redis.
         #[cfg(feature = "redis")]
-        let redis_tags = (self.l2.is_some() && !hooks.tags.is_empty()).then(|| hooks.tags.clone());
+        let redis_tags = self.l2.is_some().then(|| hooks.tags.clone());
         // The versions of its tags, before the loader runs: an invalidation
         // from here on ends the value it will store.
         let stamps = hooks.tags.stamp(self.isolation);
@@ -413,7 +413,7 @@ where
         };
         #[cfg(feature = "redis")]
         if let Some(tags) = &redis_tags {
-            self.read_tag_versions(&guard, tags).await;
+            self.read_versions(&guard, tags).await;
         }
         // A foreground load asks the Redis tier first, inside the flight.
         #[cfg(feature = "redis")]

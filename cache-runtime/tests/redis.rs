@@ -93,7 +93,9 @@ async fn a_value_from_redis_keeps_only_the_rest_of_its_life() {
         envelope.extend_from_slice(&horizon.to_le_bytes());
     }
     envelope.extend_from_slice(&0u32.to_le_bytes());
-    envelope.push(0);
+    // One version: the key's own (digest 0), never bumped.
+    envelope.push(1);
+    envelope.extend_from_slice(&[0u8; 24]);
     envelope.extend_from_slice(&postcard_string("shared"));
     let mut redis = raw(&server).await;
     let _: () = redis.set(&key, envelope).await.unwrap();
@@ -591,4 +593,32 @@ async fn the_lock_is_extended_while_a_load_outlives_it() {
     assert_eq!(first.await.unwrap().unwrap(), "v0");
     assert_eq!(second.await.unwrap().unwrap(), "v0");
     assert_eq!(origin.loads(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_back_that_lands_after_another_instances_invalidation_is_never_served() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let a = instance(CacheConfig::new("late", TTL), tier(&server, "late"), &clock);
+    let b = instance(CacheConfig::new("late", TTL), tier(&server, "late"), &clock);
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    origin.gate = Gate::closed();
+    // a's load begins, and is slow.
+    let early = {
+        let origin = origin.clone();
+        tokio::spawn(async move { call(a, 1, &origin, hooks()).await })
+    };
+    wait_until("a is loading", || origin.loads() == 1).await;
+    // b invalidates the key meanwhile (the data changed).
+    b.invalidate_distributed(&1).await;
+    // a's load lands after that and writes its value back.
+    origin.gate.release();
+    assert_eq!(early.await.unwrap().unwrap(), "v0");
+    let mut redis = raw(&server).await;
+    let stored: Option<Vec<u8>> = redis.get(a.redis_key(&1).unwrap()).await.unwrap();
+    assert!(stored.is_some(), "the late write-back landed");
+    // It carries the key's version from before the invalidation: b does
+    // not serve it, and loads.
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v1");
+    assert_eq!(origin.loads(), 2);
 }

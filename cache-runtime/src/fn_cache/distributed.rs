@@ -31,6 +31,9 @@ use crate::redis::{
 use crate::stats::Counter;
 use crate::tags::Tags;
 
+/// Where the key's own version sits in an envelope's version list.
+const KEY_VERSION: u128 = 0;
+
 /// Stripes of keys that serialise write-backs against invalidations.
 const STRIPES: usize = 64;
 
@@ -171,20 +174,31 @@ where
         self.l2_name(l2, key).map(|(name, _)| name)
     }
 
-    /// Before a load of a tagged distributed function runs (any kind): the
-    /// versions its tags have in Redis now. Without them (Redis failed)
-    /// nothing is read from or written to Redis for this load.
-    pub(super) async fn read_tag_versions(&self, guard: &LeaderGuard<'_, K, V>, tags: &Tags) {
+    /// Before a load of a distributed function runs (any kind): the
+    /// versions its key and its tags have in Redis now, which its copy in
+    /// Redis will carry; an invalidation of the key or a tag anywhere in the
+    /// fleet bumps one, so a copy written by a load that began before it is
+    /// never served, wherever and whenever it lands. Without them (Redis
+    /// failed) nothing is read from or written to Redis for this load.
+    pub(super) async fn read_versions(&self, guard: &LeaderGuard<'_, K, V>, tags: &Tags) {
         let Some(l2) = self.l2.as_ref() else { return };
+        let Some((name, _)) = self.l2_name(l2, &guard.key) else {
+            return;
+        };
+        let key_version = format!("{name}:ver");
         let digests: Vec<u128> = tags.names().map(tag_digest).collect();
-        match l2.tier.tag_versions(&digests).await {
+        match l2.tier.versions(&key_version, &digests).await {
             Some(versions) => {
+                // The key's version first, as the digest 0 (no tag's).
+                let listed: Vec<(u128, u64)> = std::iter::once(KEY_VERSION)
+                    .chain(digests)
+                    .zip(versions)
+                    .collect();
                 *guard
                     .write
                     .tags
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner) =
-                    Some(digests.into_iter().zip(versions).collect());
+                    .unwrap_or_else(PoisonError::into_inner) = Some(listed);
             }
             None => {
                 self.counters.incr(Counter::L2Errors);
@@ -465,7 +479,17 @@ where
         stripe.epoch.fetch_add(1, Ordering::AcqRel);
         {
             let _serial = stripe.lock.lock().await;
-            if !l2.tier.del(&name).await {
+            // The key's version outlives every copy that may carry an older
+            // one: the longest life a value has, and an hour for its load.
+            let keep = self
+                .expiry
+                .longest_lifetime()
+                .saturating_add(Duration::from_secs(3600));
+            if !l2
+                .tier
+                .delete_and_bump(&name, &format!("{name}:ver"), keep)
+                .await
+            {
                 self.counters.incr(Counter::L2Errors);
             }
         }

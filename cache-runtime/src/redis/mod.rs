@@ -506,10 +506,12 @@ impl RedisTier {
         format!("{}:tag:{digest:032x}", self.namespace)
     }
 
-    /// The versions in Redis of the tags with these digests (0 for one
-    /// never bumped); `None` when Redis did not answer.
-    pub(crate) async fn tag_versions(&self, digests: &[u128]) -> Option<Vec<u64>> {
+    /// The versions in Redis of a key (at `key_version`) and of the tags
+    /// with these digests (0 for one never bumped), in that order; `None`
+    /// when Redis did not answer.
+    pub(crate) async fn versions(&self, key_version: &str, digests: &[u128]) -> Option<Vec<u64>> {
         let mut command = redis::cmd("MGET");
+        command.arg(key_version);
         for digest in digests {
             command.arg(self.tag_key(*digest));
         }
@@ -534,9 +536,17 @@ impl RedisTier {
             .is_some()
     }
 
-    /// `DEL key`; whether Redis answered.
-    pub(crate) async fn del(&self, key: &str) -> bool {
-        self.call::<()>(redis::cmd("DEL").arg(key).clone())
+    /// `DEL key` and `INCR version` (kept for `keep`), in one pipeline;
+    /// whether Redis answered.
+    pub(crate) async fn delete_and_bump(&self, key: &str, version: &str, keep: Duration) -> bool {
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(key).ignore();
+        pipe.cmd("INCR").arg(version).ignore();
+        pipe.cmd("PEXPIRE")
+            .arg(version)
+            .arg(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX))
+            .ignore();
+        self.attempt(|mut connection| async move { pipe.query_async::<()>(&mut connection).await })
             .await
             .is_some()
     }
