@@ -99,7 +99,7 @@ impl<F> Drop for Isolated<F> {
 }
 
 #[cfg(feature = "redis")]
-pub use redis_server::RedisServer;
+pub use redis_server::{RedisCluster, RedisServer};
 
 #[cfg(feature = "redis")]
 mod redis_server {
@@ -155,7 +155,7 @@ mod redis_server {
             Self::spawn(port, &[])
         }
 
-        fn spawn(port: u16, config: &[&str]) -> std::io::Result<Self> {
+        pub(super) fn spawn(port: u16, config: &[&str]) -> std::io::Result<Self> {
             let mut child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
@@ -197,6 +197,110 @@ mod redis_server {
         fn drop(&mut self) {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+
+    /// A Redis Cluster of the test's own: three masters on free loopback
+    /// ports, slots spread by `redis-cli --cluster create`, stopped (and
+    /// their files removed) when dropped.
+    #[derive(Debug)]
+    pub struct RedisCluster {
+        nodes: Vec<RedisServer>,
+        dir: std::path::PathBuf,
+    }
+
+    impl RedisCluster {
+        /// Starts three masters and makes them a cluster; returns once it
+        /// is ready.
+        ///
+        /// # Errors
+        /// When a node does not start or the cluster does not form.
+        pub fn start() -> std::io::Result<Self> {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "herdcache-cluster-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir)?;
+            let dir_arg = dir.to_string_lossy().into_owned();
+            let mut nodes = Vec::new();
+            for _ in 0..3 {
+                let mut last_error = None;
+                for _ in 0..5 {
+                    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+                    let config = format!("nodes-{port}.conf");
+                    match RedisServer::spawn(
+                        port,
+                        &[
+                            "--cluster-enabled",
+                            "yes",
+                            "--cluster-config-file",
+                            &config,
+                            "--dir",
+                            &dir_arg,
+                        ],
+                    ) {
+                        Ok(node) => {
+                            nodes.push(node);
+                            last_error = None;
+                            break;
+                        }
+                        Err(error) => last_error = Some(error),
+                    }
+                }
+                if let Some(error) = last_error {
+                    return Err(error);
+                }
+            }
+            let cluster = RedisCluster { nodes, dir };
+            let addresses: Vec<String> = cluster
+                .nodes
+                .iter()
+                .map(|node| format!("127.0.0.1:{}", node.port))
+                .collect();
+            let created = Command::new("redis-cli")
+                .args(["--cluster", "create"])
+                .args(&addresses)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if !created.success() {
+                return Err(std::io::Error::other("redis-cli --cluster create failed"));
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !cluster.ready() {
+                if Instant::now() > deadline {
+                    return Err(std::io::Error::other("the cluster never became ready"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(cluster)
+        }
+
+        /// Whether every node sees the cluster as `ok`.
+        fn ready(&self) -> bool {
+            self.nodes.iter().all(|node| {
+                Command::new("redis-cli")
+                    .args(["-p", &node.port.to_string(), "cluster", "info"])
+                    .output()
+                    .is_ok_and(|out| {
+                        String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok")
+                    })
+            })
+        }
+
+        /// Its nodes' URLs.
+        pub fn urls(&self) -> Vec<String> {
+            self.nodes.iter().map(RedisServer::url).collect()
+        }
+    }
+
+    impl Drop for RedisCluster {
+        fn drop(&mut self) {
+            self.nodes.clear();
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }

@@ -126,7 +126,7 @@ impl RedisTier {
         let mut pause = Duration::from_millis(50);
         let mut connected_before = false;
         loop {
-            if let Ok(mut pubsub) = self.client.get_async_pubsub().await {
+            if let Ok(mut pubsub) = self.backend.pubsub_client().get_async_pubsub().await {
                 if pubsub.subscribe(self.channel()).await.is_ok() {
                     pause = Duration::from_millis(50);
                     if connected_before {

@@ -48,7 +48,8 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 /// ```
 ///
 /// Without it, the first `distributed` function reads `HERDCACHE_REDIS_URL`
-/// and `HERDCACHE_NAMESPACE` from the environment; with neither, every
+/// (several comma-separated URLs: a Redis Cluster's nodes) and
+/// `HERDCACHE_NAMESPACE` from the environment; with neither, every
 /// function stays in memory.
 pub struct Runtime;
 
@@ -74,6 +75,8 @@ impl Runtime {
 #[derive(Clone)]
 pub struct RuntimeBuilder {
     url: Option<String>,
+    /// Nodes of a Redis Cluster (instead of `url`).
+    cluster: Vec<String>,
     namespace: String,
     timeout: Duration,
     max_payload: usize,
@@ -86,6 +89,7 @@ impl Default for RuntimeBuilder {
     fn default() -> Self {
         RuntimeBuilder {
             url: None,
+            cluster: Vec::new(),
             namespace: "herdcache".to_owned(),
             timeout: DEFAULT_REDIS_TIMEOUT,
             max_payload: DEFAULT_MAX_PAYLOAD,
@@ -101,6 +105,14 @@ impl fmt::Debug for RuntimeBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RuntimeBuilder")
             .field("url", &self.url.as_deref().map(redacted))
+            .field(
+                "cluster",
+                &self
+                    .cluster
+                    .iter()
+                    .map(|url| redacted(url))
+                    .collect::<Vec<_>>(),
+            )
             .field("namespace", &self.namespace)
             .field("timeout", &self.timeout)
             .field("max_payload", &self.max_payload)
@@ -116,6 +128,18 @@ impl RuntimeBuilder {
     /// ACL users go in the URL.
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
+        self
+    }
+
+    /// A Redis Cluster, by some of its nodes' URLs (the client finds the
+    /// rest). Every key of an entry (its value, lock and version) shares a
+    /// slot; tag versions live on their own slots.
+    pub fn redis_cluster<I>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.cluster = nodes.into_iter().map(Into::into).collect();
         self
     }
 
@@ -162,17 +186,31 @@ impl RuntimeBuilder {
     /// # Errors
     /// Without a URL, or with one the `redis` crate cannot parse.
     pub fn build(self) -> Result<Arc<RedisTier>, InstallError> {
-        let url = self.url.clone().ok_or(InstallError::NoUrl)?;
-        let client = redis::Client::open(url.as_str())
-            .map_err(|error| InstallError::BadUrl(redacted(&url), error.to_string()))?;
+        let bad = |url: &str, error: redis::RedisError| {
+            InstallError::BadUrl(redacted(url), error.to_string())
+        };
+        let (backend, url) = if self.cluster.is_empty() {
+            let url = self.url.clone().ok_or(InstallError::NoUrl)?;
+            let client = redis::Client::open(url.as_str()).map_err(|error| bad(&url, error))?;
+            (Backend::Single(client), redacted(&url))
+        } else {
+            let first = &self.cluster[0];
+            let cluster = redis::cluster::ClusterClient::new(self.cluster.clone())
+                .map_err(|error| bad(first, error))?;
+            // Pub/sub: PUBLISH reaches every node of a cluster, so one
+            // node's subscription hears the whole bus.
+            let node = redis::Client::open(first.as_str()).map_err(|error| bad(first, error))?;
+            let urls: Vec<String> = self.cluster.iter().map(|url| redacted(url)).collect();
+            (Backend::Cluster(Box::new(cluster), node), urls.join(","))
+        };
         Ok(Arc::new(RedisTier {
-            client,
+            backend,
             connection: tokio::sync::OnceCell::new(),
             namespace: self.namespace,
             timeout: self.timeout,
             max_payload: self.max_payload,
             breaker: Breaker::new(self.breaker_failures, self.breaker_open_for),
-            url: redacted(&url),
+            url,
             lock_ttl: self.lock_ttl,
             node: node_id(),
             tokens: AtomicU64::new(0),
@@ -225,7 +263,12 @@ pub(crate) fn installed() -> Option<Arc<RedisTier>> {
     INSTALLED
         .get_or_init(|| {
             let url = std::env::var("HERDCACHE_REDIS_URL").ok()?;
-            let mut builder = Runtime::builder().redis(url);
+            // Several comma-separated URLs: the nodes of a Redis Cluster.
+            let mut builder = if url.contains(',') {
+                Runtime::builder().redis_cluster(url.split(',').map(str::trim).map(str::to_owned))
+            } else {
+                Runtime::builder().redis(url)
+            };
             if let Ok(namespace) = std::env::var("HERDCACHE_NAMESPACE") {
                 builder = builder.namespace(namespace);
             }
@@ -289,8 +332,8 @@ fn redacted(url: &str) -> String {
 /// A connection to Redis shared by every distributed function, with its
 /// timeout and circuit breaker.
 pub struct RedisTier {
-    client: redis::Client,
-    connection: tokio::sync::OnceCell<ConnectionManager>,
+    backend: Backend,
+    connection: tokio::sync::OnceCell<Connection>,
     namespace: String,
     timeout: Duration,
     max_payload: usize,
@@ -315,6 +358,75 @@ impl fmt::Debug for RedisTier {
             .field("namespace", &self.namespace)
             .field("breaker_open", &self.breaker.is_open())
             .finish_non_exhaustive()
+    }
+}
+
+/// A single Redis, or a Cluster (and a node of it for the bus).
+enum Backend {
+    Single(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>, redis::Client),
+}
+
+impl Backend {
+    async fn connect(&self) -> redis::RedisResult<Connection> {
+        match self {
+            Backend::Single(client) => ConnectionManager::new(client.clone())
+                .await
+                .map(Connection::Single),
+            Backend::Cluster(cluster, _) => cluster
+                .get_async_connection()
+                .await
+                .map(|connection| Connection::Cluster(Box::new(connection))),
+        }
+    }
+
+    /// The client the bus subscribes with.
+    pub(crate) fn pubsub_client(&self) -> &redis::Client {
+        match self {
+            Backend::Single(client) | Backend::Cluster(_, client) => client,
+        }
+    }
+}
+
+/// The shared connection: it reconnects by itself in both cases.
+#[derive(Clone)]
+pub(crate) enum Connection {
+    Single(ConnectionManager),
+    Cluster(Box<redis::cluster_async::ClusterConnection>),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Connection::Single(connection) => connection.req_packed_command(cmd),
+            Connection::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Connection::Single(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+            Connection::Cluster(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(connection) => connection.get_db(),
+            Connection::Cluster(connection) => connection.get_db(),
+        }
     }
 }
 
@@ -369,7 +481,7 @@ impl RedisTier {
     /// breaker: skipped while it is open, counted by it either way.
     async fn attempt<T, F, Fut>(&self, send: F) -> Option<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         if !self.breaker.allows() {
@@ -378,7 +490,7 @@ impl RedisTier {
         let attempt = async {
             let connection = self
                 .connection
-                .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
+                .get_or_try_init(|| self.backend.connect())
                 .await?;
             send(connection.clone()).await
         };
@@ -510,30 +622,32 @@ impl RedisTier {
     /// with these digests (0 for one never bumped), in that order; `None`
     /// when Redis did not answer.
     pub(crate) async fn versions(&self, key_version: &str, digests: &[u128]) -> Option<Vec<u64>> {
-        let mut command = redis::cmd("MGET");
-        command.arg(key_version);
-        for digest in digests {
-            command.arg(self.tag_key(*digest));
-        }
-        let versions = self.call::<Vec<Option<u64>>>(command).await?;
-        Some(
-            versions
-                .into_iter()
-                .map(Option::unwrap_or_default)
-                .collect(),
-        )
+        // One GET each, sent together (their keys may sit on different
+        // Cluster slots, so not one MGET).
+        let keys = std::iter::once(key_version.to_owned())
+            .chain(digests.iter().map(|digest| self.tag_key(*digest)));
+        let reads = keys.map(|key| self.call::<Option<u64>>(redis::cmd("GET").arg(key).clone()));
+        let versions = futures_util::future::join_all(reads).await;
+        versions
+            .into_iter()
+            .map(|version| version.map(Option::unwrap_or_default))
+            .collect()
     }
 
     /// Bumps the versions in Redis of `tags` (invalidated or expired): every
     /// copy in Redis stamped before is no longer served.
     pub(crate) async fn bump_tags(&self, tags: &[String]) -> bool {
-        let mut pipe = redis::pipe();
-        for tag in tags {
-            pipe.cmd("INCR").arg(self.tag_key(tag_digest(tag))).ignore();
-        }
-        self.attempt(|mut connection| async move { pipe.query_async::<()>(&mut connection).await })
+        let bumps = tags.iter().map(|tag| {
+            self.call::<i64>(
+                redis::cmd("INCR")
+                    .arg(self.tag_key(tag_digest(tag)))
+                    .clone(),
+            )
+        });
+        futures_util::future::join_all(bumps)
             .await
-            .is_some()
+            .iter()
+            .all(Option::is_some)
     }
 
     /// `DEL key` and `INCR version` (kept for `keep`), in one pipeline;
