@@ -622,3 +622,123 @@ async fn a_write_back_that_lands_after_another_instances_invalidation_is_never_s
     assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v1");
     assert_eq!(origin.loads(), 2);
 }
+
+/// A CA, and a server certificate it signed, made with `openssl`.
+#[cfg(feature = "redis-tls")]
+fn certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    run(&["genrsa", "-out", "ca.key", "2048"]);
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-out",
+        "ca.crt",
+    ]);
+    run(&["genrsa", "-out", "server.key", "2048"]);
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        "server.key",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-out",
+        "server.csr",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        "server.crt",
+    ]);
+}
+
+#[cfg(feature = "redis-tls")]
+#[tokio::test]
+async fn rediss_urls_speak_tls() {
+    let dir = std::env::temp_dir().join(format!("herdcache-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    certificates(&dir);
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--tls-cert-file",
+            &file("server.crt"),
+            "--tls-key-file",
+            &file("server.key"),
+        ])
+        .args([
+            "--tls-ca-cert-file",
+            &file("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+        ])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the TLS server listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    // `#insecure`: the test's CA is not one the system trusts.
+    let url = format!("rediss://127.0.0.1:{port}/#insecure");
+    let tls = || {
+        Runtime::builder()
+            .redis(url.clone())
+            .namespace("tls")
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    let clock = ManualClock::new();
+    let a = instance(CacheConfig::new("tls", TTL), tls(), &clock);
+    let b = instance(CacheConfig::new("tls", TTL), tls(), &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(a, 1, &origin, hooks()).await.unwrap();
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v0");
+    let shared = (b.stats().l2_hits, origin.loads());
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(shared, (1, 1), "shared over TLS");
+}
