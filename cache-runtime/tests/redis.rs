@@ -742,3 +742,44 @@ async fn rediss_urls_speak_tls() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(shared, (1, 1), "shared over TLS");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowed_redis_costs_a_caller_at_most_the_timeout() {
+    let server = RedisServer::start_with(&["--enable-debug-command", "yes"]).unwrap();
+    let tier = Runtime::builder()
+        .redis(server.url())
+        .namespace("slow")
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let cache = instance(CacheConfig::new("slow", TTL), tier, &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    // Redis stops answering for 2 s.
+    let sleeper = {
+        let url = server.url();
+        tokio::spawn(async move {
+            let mut redis = redis::Client::open(url)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(2)
+                .query_async(&mut redis)
+                .await;
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    // A miss: its Redis read times out, the body answers.
+    assert_eq!(call(cache, 2, &origin, hooks()).await.unwrap(), "v1");
+    let took = started.elapsed();
+    // One Redis call waits out the timeout; the load then leaves Redis
+    // alone (no read, lock or write-back after it). Under two timeouts.
+    assert!(took < Duration::from_millis(400), "{took:?}");
+    assert!(cache.stats().l2_errors >= 1);
+    sleeper.await.unwrap();
+}

@@ -293,7 +293,10 @@ where
                     guard.write.hold_lock(&l2.tier, lock, token);
                     return None;
                 }
-                Locked::Failed => return None,
+                Locked::Failed => {
+                    guard.write.unusable.store(true, Ordering::Release);
+                    return None;
+                }
                 Locked::HeldElsewhere => {}
             }
             // Another instance loads: its value will appear.
@@ -324,7 +327,9 @@ where
                 return Looked::Nothing;
             }
             Read::Failed => {
+                // Redis is slow or down: this load does not wait for it again.
                 self.counters.incr(Counter::L2Errors);
+                guard.write.unusable.store(true, Ordering::Release);
                 return Looked::Unavailable;
             }
         };

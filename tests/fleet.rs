@@ -1,0 +1,240 @@
+//! Instances as separate OS processes: this test binary runs itself again
+//! as children (the `fleet_child` test, which does nothing unless
+//! `HERDCACHE_FLEET_ROLE` is set), each with its own memory and its own
+//! Redis connection, against a `redis-server` the parent starts. The
+//! origin's calls are counted in Redis, so they add up across processes.
+//! Run with `--features redis`.
+#![cfg(feature = "redis")]
+
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use herdcache::cached;
+use redis::AsyncCommands;
+
+static LOCAL_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+fn url() -> String {
+    std::env::var("HERDCACHE_FLEET_URL").expect("set by the parent")
+}
+
+async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// The origin: slow, and counted in Redis across every process.
+async fn origin(sku: u64) -> String {
+    LOCAL_LOADS.fetch_add(1, SeqCst);
+    let calls: u64 = redis().await.incr("fleet:origin-calls", 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    format!("price of {sku} #{calls}")
+}
+
+#[cached(ttl = "1h", distributed = true)]
+async fn price(sku: u64) -> String {
+    origin(sku).await
+}
+
+#[cached(ttl = "1h", distributed = true, tags = ["fleet:sku:{sku}"])]
+async fn stock(sku: u64) -> String {
+    origin(sku).await
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// What a child process does, by its role; it prints `RESULT <...>` lines.
+#[test]
+fn fleet_child() {
+    let Ok(role) = std::env::var("HERDCACHE_FLEET_ROLE") else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        herdcache::Runtime::builder()
+            .redis(url())
+            .namespace("fleet")
+            .timeout(Duration::from_secs(5))
+            .install()
+            .unwrap();
+        let mut redis = redis().await;
+        match role.as_str() {
+            // 200 concurrent callers on one cold key, once every child is ready.
+            "stampede" => {
+                let _: u64 = redis.incr("fleet:ready", 1).await.unwrap();
+                while redis
+                    .get::<_, Option<u8>>("fleet:go")
+                    .await
+                    .unwrap()
+                    .is_none()
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let callers: Vec<_> = (0..200).map(|_| tokio::spawn(price(1))).collect();
+                let mut answers = std::collections::BTreeSet::new();
+                for caller in callers {
+                    answers.insert(caller.await.unwrap());
+                }
+                println!("RESULT answers={}", answers.len());
+            }
+            // One call: was the loader run here?
+            "reader" => {
+                let value = price(1).await;
+                println!(
+                    "RESULT value={value} local_loads={}",
+                    LOCAL_LOADS.load(SeqCst)
+                );
+            }
+            // Holds a key and a tagged key in memory, then reports how long
+            // after the parent's invalidations they were gone.
+            "watcher" => {
+                price(2).await;
+                stock(3).await;
+                assert_eq!(price_cache().len() + stock_cache().len(), 2);
+                let _: () = redis.set("fleet:watching", 1).await.unwrap();
+                let mut report = Vec::new();
+                for what in ["key", "tag"] {
+                    // Served from memory, a call answers at once; once the
+                    // invalidation arrived it loads (300 ms) instead.
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while Instant::now() < deadline {
+                        let call = async {
+                            match what {
+                                "key" => price(2).await,
+                                _ => stock(3).await,
+                            }
+                        };
+                        if tokio::time::timeout(Duration::from_millis(20), call)
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    let gone_at = now_ms().saturating_sub(20);
+                    let sent_at: u64 = redis
+                        .get(format!("fleet:{what}-invalidated-at"))
+                        .await
+                        .unwrap_or(u64::MAX);
+                    report.push(format!("{what}_ms={}", gone_at.saturating_sub(sent_at)));
+                }
+                println!("RESULT {}", report.join(" "));
+            }
+            other => panic!("unknown role {other}"),
+        }
+    });
+}
+
+fn child(role: &str, server: &herdcache::testing::RedisServer) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "fleet_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("HERDCACHE_FLEET_ROLE", role)
+        .env("HERDCACHE_FLEET_URL", server.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The `RESULT` line of a child that succeeded.
+fn result(output: Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        // libtest may print `test fleet_child ... ` on the same line.
+        .find_map(|line| line.split_once("RESULT ").map(|(_, result)| result))
+        .unwrap_or_else(|| panic!("no result in {stdout}"))
+        .to_owned()
+}
+
+fn field(result: &str, name: &str) -> u64 {
+    result
+        .split_whitespace()
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {result}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_share_values_loads_and_invalidations() {
+    let server = herdcache::testing::RedisServer::start().unwrap();
+    std::env::set_var("HERDCACHE_FLEET_URL", server.url());
+    let mut redis = redis().await;
+
+    // 2 processes × 200 callers on one cold key: one origin call.
+    let stampeders = [child("stampede", &server), child("stampede", &server)];
+    while redis.get::<_, Option<u64>>("fleet:ready").await.unwrap() != Some(2) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _: () = redis.set("fleet:go", 1).await.unwrap();
+    for stampeder in stampeders {
+        assert_eq!(
+            field(&result(stampeder.wait_with_output().unwrap()), "answers"),
+            1
+        );
+    }
+    let calls: u64 = redis.get("fleet:origin-calls").await.unwrap();
+    assert_eq!(calls, 1, "one origin call for 2 processes × 200 callers");
+
+    // A process that never loaded it is served without its loader.
+    let reader = result(child("reader", &server).wait_with_output().unwrap());
+    assert_eq!(field(&reader, "local_loads"), 0, "{reader}");
+
+    // This process invalidates a key and a tag; the other's memory drops
+    // them within 100 ms.
+    herdcache::Runtime::builder()
+        .redis(server.url())
+        .namespace("fleet")
+        .timeout(Duration::from_secs(5))
+        .install()
+        .unwrap();
+    let watcher = child("watcher", &server);
+    while redis
+        .get::<_, Option<u8>>("fleet:watching")
+        .await
+        .unwrap()
+        .is_none()
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _: () = redis
+        .set("fleet:key-invalidated-at", now_ms())
+        .await
+        .unwrap();
+    price_invalidate(2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _: () = redis
+        .set("fleet:tag-invalidated-at", now_ms())
+        .await
+        .unwrap();
+    herdcache::invalidate_tag("fleet:sku:3").await;
+    let report = result(watcher.wait_with_output().unwrap());
+    println!("invalidation seen by the other process after: {report}");
+    assert!(field(&report, "key_ms") < 100, "{report}");
+    assert!(field(&report, "tag_ms") < 100, "{report}");
+}
