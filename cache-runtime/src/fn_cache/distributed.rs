@@ -268,7 +268,8 @@ where
     ///
     /// With nothing fresh there, the fleet's single flight: take the key's
     /// lock (`SET NX PX`) and run the body, or, while another instance
-    /// holds it, wait for its value to appear (polling, with backoff) and
+    /// holds it, wait for its value: woken by the holder's "filled" message
+    /// on the bus, with a poll (2 ms doubling to 50 ms) as the backstop;
     /// run the body only once the lock is gone without a value.
     pub(super) async fn read_l2(&self, guard: &LeaderGuard<'_, K, V>) -> Option<V> {
         let l2 = self.l2.as_ref()?;
@@ -280,7 +281,13 @@ where
         let lock = format!("{name}:lock");
         let mut pause = Duration::from_millis(2);
         let mut first = true;
+        let fill = l2.tier.fill_of(&name);
         loop {
+            // Listening before looking: a fill between the look and the
+            // wait still wakes it.
+            let filled = fill.notified();
+            tokio::pin!(filled);
+            filled.as_mut().enable();
             match self.look_up_l2(l2, &name, guard, first).await {
                 Looked::Fresh(value) => return Some(value),
                 Looked::Unavailable => return None,
@@ -300,8 +307,12 @@ where
                 Locked::HeldElsewhere => {}
             }
             // Another instance loads: its value will appear.
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            tokio::select! {
+                () = &mut filled => {}
+                () = tokio::time::sleep(pause) => {
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+            }
         }
     }
 
@@ -460,14 +471,23 @@ where
     /// its value was stored.
     async fn send_l2_write(&self, write: PendingWrite) {
         let Some(l2) = self.l2.as_ref() else { return };
-        let stripe = &l2.stripes[write.stripe];
-        let _serial = stripe.lock.lock().await;
-        if stripe.epoch.load(Ordering::Acquire) != write.epoch {
-            return;
+        {
+            let stripe = &l2.stripes[write.stripe];
+            let _serial = stripe.lock.lock().await;
+            if stripe.epoch.load(Ordering::Acquire) != write.epoch {
+                return;
+            }
+            if !l2.tier.set(&write.name, &write.bytes, write.px).await {
+                self.counters.incr(Counter::L2Errors);
+                return;
+            }
         }
-        if !l2.tier.set(&write.name, &write.bytes, write.px).await {
-            self.counters.incr(Counter::L2Errors);
-        }
+        // Instances waiting for this key's value look again now.
+        let filled = Message::Filled {
+            node: l2.tier.node(),
+            key: write.name,
+        };
+        l2.tier.publish(&filled).await;
     }
 
     /// Deletes the key's entry in Redis, and tells the other instances to

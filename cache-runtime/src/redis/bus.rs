@@ -35,6 +35,9 @@ pub(crate) enum Message {
         tags: Vec<String>,
         gone: bool,
     },
+    /// A value was written at this Redis key (a digest, no user text):
+    /// instances waiting for it look again.
+    Filled { node: u64, key: String },
 }
 
 /// What a listening cache hears.
@@ -48,6 +51,58 @@ pub(crate) enum Heard<'a> {
 /// What a distributed cache does with what it hears (in memory only: never
 /// in Redis again, nor on the bus).
 pub(crate) type KeyListener = Box<dyn Fn(Heard<'_>) + Send + Sync>;
+
+/// Instances waiting for a key's value, by Redis key.
+#[derive(Default)]
+pub(crate) struct Fills(Mutex<HashMap<String, Arc<tokio::sync::Notify>>>);
+
+impl Fills {
+    /// The notifier of `key`, while someone holds it.
+    pub(crate) fn of(&self, key: &str) -> Fill<'_> {
+        let notify = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.to_owned())
+            .or_default()
+            .clone();
+        Fill {
+            fills: self,
+            key: key.to_owned(),
+            notify,
+        }
+    }
+
+    fn wake(&self, key: &str) {
+        let fills = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(notify) = fills.get(key) {
+            notify.notify_waiters();
+        }
+    }
+}
+
+/// A waiter's hold on a key's notifier; the last one removes it.
+pub(crate) struct Fill<'a> {
+    fills: &'a Fills,
+    key: String,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Fill<'_> {
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for Fill<'_> {
+    fn drop(&mut self) {
+        let mut fills = self.fills.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // This one and the map's: nobody else waits.
+        if Arc::strong_count(&self.notify) == 2 {
+            fills.remove(&self.key);
+        }
+    }
+}
 
 /// The caches listening on a tier, by function name and key space.
 #[derive(Default)]
@@ -153,7 +208,11 @@ impl RedisTier {
 
     fn apply(&self, message: Message) {
         match message {
-            Message::Key { node, .. } | Message::Tags { node, .. } if node == self.node => {}
+            Message::Key { node, .. }
+            | Message::Tags { node, .. }
+            | Message::Filled { node, .. }
+                if node == self.node => {}
+            Message::Filled { key, .. } => self.fills.wake(&key),
             Message::Key {
                 function,
                 version,

@@ -215,6 +215,7 @@ impl RuntimeBuilder {
             node: node_id(),
             tokens: AtomicU64::new(0),
             listeners: bus::Listeners::default(),
+            fills: bus::Fills::default(),
             bus_started: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
         }))
@@ -346,6 +347,8 @@ pub struct RedisTier {
     tokens: AtomicU64,
     /// The caches that hear the bus.
     listeners: bus::Listeners,
+    /// Loads waiting for another instance's value, by Redis key.
+    fills: bus::Fills,
     bus_started: AtomicBool,
     subscribed: AtomicBool,
 }
@@ -453,6 +456,11 @@ impl RedisTier {
 
     pub(crate) fn node(&self) -> u64 {
         self.node
+    }
+
+    /// A hold on the "filled" notifier of the Redis key `key`.
+    pub(crate) fn fill_of(&self, key: &str) -> bus::Fill<'_> {
+        self.fills.of(key)
     }
 
     pub(crate) fn listen(&self, function: String, version: u32, listener: bus::KeyListener) {
