@@ -108,3 +108,75 @@ fn raw_redis_get(bencher: Bencher) {
         })
     });
 }
+
+/// 64 tasks, each a memory miss answered by Redis, on their own keys, at
+/// once: the tier's throughput against 64 raw `GET`s on one connection.
+#[divan::bench]
+fn herdcache_from_redis_64_tasks(bencher: Bencher) {
+    let setup = setup();
+    setup.tokio.block_on(fill_64(setup.cache));
+    bencher.bench_local(|| {
+        for key in 100..164 {
+            setup.cache.invalidate(&key);
+        }
+        setup.tokio.block_on(async {
+            let tasks: Vec<_> = (100..164u64)
+                .map(|key| {
+                    tokio::spawn(async move {
+                        let value: Option<String> = setup
+                            .cache
+                            .load(key, LoadHooks::new(FailureShare::unit()), async {
+                                unreachable!("Redis has it")
+                            })
+                            .await;
+                        value.unwrap()
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+    });
+}
+
+#[divan::bench]
+fn raw_redis_get_64_tasks(bencher: Bencher) {
+    let setup = setup();
+    setup.tokio.block_on(fill_64(setup.cache));
+    let keys: Vec<String> = (100..164u64)
+        .map(|key| setup.cache.redis_key(&key).unwrap())
+        .collect();
+    bencher.bench_local(|| {
+        setup.tokio.block_on(async {
+            let tasks: Vec<_> = keys
+                .iter()
+                .cloned()
+                .map(|key| {
+                    let mut raw = setup.raw.clone();
+                    tokio::spawn(async move {
+                        let bytes: Vec<u8> = redis::cmd("GET")
+                            .arg(&key)
+                            .query_async(&mut raw)
+                            .await
+                            .unwrap();
+                        bytes
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+    });
+}
+
+async fn fill_64(cache: &'static FnCache<u64, String>) {
+    for key in 100..164u64 {
+        let _: Option<String> = cache
+            .load(key, LoadHooks::new(FailureShare::unit()), async move {
+                Some(format!("value {key}"))
+            })
+            .await;
+    }
+}

@@ -294,6 +294,9 @@ where
                 Looked::Nothing => {}
             }
             first = false;
+            if !l2.tier.fleet_lock() {
+                return None;
+            }
             match l2.tier.lock(&lock).await {
                 // Ours: this instance loads, and releases it after the write-back.
                 Locked::Taken(token) => {
