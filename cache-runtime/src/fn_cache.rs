@@ -413,7 +413,8 @@ where
         };
         #[cfg(feature = "redis")]
         if let Some(tags) = &redis_tags {
-            self.read_versions(&guard, tags).await;
+            let reads_redis = matches!(kind, LoadKind::Foreground | LoadKind::Detached);
+            self.read_versions(&guard, tags, reads_redis).await;
         }
         // A foreground load asks the Redis tier first, inside the flight.
         #[cfg(feature = "redis")]

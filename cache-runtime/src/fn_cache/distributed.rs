@@ -82,6 +82,8 @@ pub(crate) struct WriteSlot {
     tags: Mutex<Option<Vec<(u128, u64)>>>,
     /// The tags' versions could not be read: Redis is not used by this load.
     unusable: AtomicBool,
+    /// The value, read with the versions (`None` inside: none in Redis).
+    prefetched: Mutex<Option<Option<Vec<u8>>>>,
 }
 
 /// The fleet lock of a key this instance loads. While held, a task extends
@@ -180,15 +182,32 @@ where
     /// fleet bumps one, so a copy written by a load that began before it is
     /// never served, wherever and whenever it lands. Without them (Redis
     /// failed) nothing is read from or written to Redis for this load.
-    pub(super) async fn read_versions(&self, guard: &LeaderGuard<'_, K, V>, tags: &Tags) {
+    ///
+    /// With `with_value` (a load that reads Redis before its body), the
+    /// value is read in the same round trip (its key shares the version's
+    /// slot) for the first look.
+    pub(super) async fn read_versions(
+        &self,
+        guard: &LeaderGuard<'_, K, V>,
+        tags: &Tags,
+        with_value: bool,
+    ) {
         let Some(l2) = self.l2.as_ref() else { return };
         let Some((name, _)) = self.l2_name(l2, &guard.key) else {
             return;
         };
         let key_version = format!("{name}:ver");
         let digests: Vec<u128> = tags.names().map(tag_digest).collect();
-        match l2.tier.versions(&key_version, &digests).await {
-            Some(versions) => {
+        let value = with_value.then_some(name.as_str());
+        match l2.tier.versions(value, &key_version, &digests).await {
+            Some((value, versions)) => {
+                if with_value {
+                    *guard
+                        .write
+                        .prefetched
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(value);
+                }
                 // The key's version first, as the digest 0 (no tag's).
                 let listed: Vec<(u128, u64)> = std::iter::once(KEY_VERSION)
                     .chain(digests)
@@ -334,7 +353,19 @@ where
                 self.counters.incr(counter);
             }
         };
-        let bytes = match l2.tier.get(name).await {
+        let prefetched = guard
+            .write
+            .prefetched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let read = match prefetched {
+            // Read with the versions, in the same round trip.
+            Some(Some(bytes)) => Read::Hit(bytes),
+            Some(None) => Read::Miss,
+            None => l2.tier.get(name).await,
+        };
+        let bytes = match read {
             Read::Hit(bytes) => bytes,
             Read::Miss => {
                 counted(Counter::L2Misses);

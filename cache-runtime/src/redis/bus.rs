@@ -170,6 +170,11 @@ impl RedisTier {
         }
     }
 
+    /// Messages from other instances applied so far.
+    pub fn bus_messages_heard(&self) -> u64 {
+        self.heard.load(Ordering::Acquire)
+    }
+
     /// Whether the bus is subscribed now.
     pub fn bus_connected(&self) -> bool {
         self.subscribed.load(Ordering::Acquire)
@@ -212,15 +217,24 @@ impl RedisTier {
             | Message::Tags { node, .. }
             | Message::Filled { node, .. }
                 if node == self.node => {}
-            Message::Filled { key, .. } => self.fills.wake(&key),
+            Message::Filled { key, .. } => {
+                self.heard.fetch_add(1, Ordering::Relaxed);
+                self.fills.wake(&key);
+            }
             Message::Key {
                 function,
                 version,
                 key,
                 expire,
                 ..
-            } => self.listeners.key(&function, version, &key, expire),
-            Message::Tags { tags, gone, .. } => crate::tags::bump_local(tags.iter(), gone),
+            } => {
+                self.listeners.key(&function, version, &key, expire);
+                self.heard.fetch_add(1, Ordering::Release);
+            }
+            Message::Tags { tags, gone, .. } => {
+                crate::tags::bump_local(tags.iter(), gone);
+                self.heard.fetch_add(1, Ordering::Release);
+            }
         }
     }
 

@@ -230,6 +230,7 @@ impl RuntimeBuilder {
             fills: bus::Fills::default(),
             bus_started: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
+            heard: AtomicU64::new(0),
         }))
     }
 
@@ -365,6 +366,8 @@ pub struct RedisTier {
     fills: bus::Fills,
     bus_started: AtomicBool,
     subscribed: AtomicBool,
+    /// Messages from other instances applied.
+    heard: AtomicU64,
 }
 
 /// Never prints the URL's password.
@@ -645,19 +648,45 @@ impl RedisTier {
     }
 
     /// The versions in Redis of a key (at `key_version`) and of the tags
-    /// with these digests (0 for one never bumped), in that order; `None`
+    /// with these digests (0 for one never bumped), in that order, and with
+    /// `value` the bytes at that key (`None`: nothing there), read in the
+    /// same round trip as the key's version (they share a slot); `None`
     /// when Redis did not answer.
-    pub(crate) async fn versions(&self, key_version: &str, digests: &[u128]) -> Option<Vec<u64>> {
-        // One GET each, sent together (their keys may sit on different
+    pub(crate) async fn versions(
+        &self,
+        value: Option<&str>,
+        key_version: &str,
+        digests: &[u128],
+    ) -> Option<(Option<Vec<u8>>, Vec<u64>)> {
+        let first = async {
+            match value {
+                Some(value) => {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("GET").arg(value).cmd("GET").arg(key_version);
+                    self.attempt(|mut connection| async move {
+                        pipe.query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut connection)
+                            .await
+                    })
+                    .await
+                }
+                None => self
+                    .call::<Option<u64>>(redis::cmd("GET").arg(key_version).clone())
+                    .await
+                    .map(|version| (None, version)),
+            }
+        };
+        // One GET per tag, sent together (their keys may sit on different
         // Cluster slots, so not one MGET).
-        let keys = std::iter::once(key_version.to_owned())
-            .chain(digests.iter().map(|digest| self.tag_key(*digest)));
-        let reads = keys.map(|key| self.call::<Option<u64>>(redis::cmd("GET").arg(key).clone()));
-        let versions = futures_util::future::join_all(reads).await;
-        versions
-            .into_iter()
-            .map(|version| version.map(Option::unwrap_or_default))
-            .collect()
+        let tags = futures_util::future::join_all(digests.iter().map(|digest| {
+            self.call::<Option<u64>>(redis::cmd("GET").arg(self.tag_key(*digest)).clone())
+        }));
+        let (first, tags) = futures_util::future::join(first, tags).await;
+        let (value, key) = first?;
+        let mut versions = vec![key.unwrap_or_default()];
+        for tag in tags {
+            versions.push(tag?.unwrap_or_default());
+        }
+        Some((value, versions))
     }
 
     /// Bumps the versions in Redis of `tags` (invalidated or expired): every
