@@ -500,18 +500,23 @@ where
     /// key's entry in Redis deleted (the `_invalidate` helper of a
     /// `distributed` function).
     pub async fn invalidate_distributed(&self, key: &K) {
+        // Redis first: a miss in between must not find the old copy there.
+        #[cfg(feature = "redis")]
+        self.delete_l2(key).await;
         self.invalidate(key);
         #[cfg(feature = "redis")]
-        self.delete_l2(key, false).await;
+        self.publish_l2(key, false).await;
     }
 
     /// [`expire`](Self::expire), and with the `redis` feature the key's
     /// entry in Redis deleted: a fresh copy there would make it fresh here
     /// again on the next miss.
     pub async fn expire_distributed(&self, key: &K) {
+        #[cfg(feature = "redis")]
+        self.delete_l2(key).await;
         self.expire(key);
         #[cfg(feature = "redis")]
-        self.delete_l2(key, true).await;
+        self.publish_l2(key, true).await;
     }
 
     /// Drops every value, with the same guarantee as [`invalidate`](Self::invalidate).

@@ -518,9 +518,7 @@ impl Drop for Pinned {
 /// Async so that a tier shared by several processes can pass it on; in
 /// memory it is done at once.
 pub async fn invalidate_tag(tag: &str) {
-    bump_tags([tag], true);
-    #[cfg(feature = "redis")]
-    crate::redis::publish_tags(vec![tag.to_owned()], true).await;
+    end_tags(vec![tag.to_owned()], true).await;
 }
 
 /// [`invalidate_tag`] for each of `tags`.
@@ -529,13 +527,7 @@ where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
-    let tags: Vec<String> = tags
-        .into_iter()
-        .map(|tag| tag.as_ref().to_owned())
-        .collect();
-    bump_tags(&tags, true);
-    #[cfg(feature = "redis")]
-    crate::redis::publish_tags(tags, true).await;
+    end_tags(owned(tags), true).await;
 }
 
 /// Makes every entry that carries `tag` stale at once, for data that may
@@ -545,9 +537,7 @@ where
 /// swr or fail-safe the function has nothing to keep, and this is
 /// [`invalidate_tag`] for it.
 pub async fn expire_tag(tag: &str) {
-    bump_tags([tag], false);
-    #[cfg(feature = "redis")]
-    crate::redis::publish_tags(vec![tag.to_owned()], false).await;
+    end_tags(vec![tag.to_owned()], false).await;
 }
 
 /// [`expire_tag`] for each of `tags`.
@@ -556,13 +546,34 @@ where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
-    let tags: Vec<String> = tags
-        .into_iter()
+    end_tags(owned(tags), false).await;
+}
+
+fn owned<I>(tags: I) -> Vec<String>
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    tags.into_iter()
         .map(|tag| tag.as_ref().to_owned())
-        .collect();
-    bump_tags(&tags, false);
+        .collect()
+}
+
+/// Invalidates (`gone`) or expires `tags`: with a Redis tier, in Redis
+/// first (its shared copies), then in memory, then on the bus (the other
+/// instances' memory), so that a miss in between cannot bring a copy back.
+async fn end_tags(tags: Vec<String>, gone: bool) {
     #[cfg(feature = "redis")]
-    crate::redis::publish_tags(tags, false).await;
+    let tier = crate::redis::installed();
+    #[cfg(feature = "redis")]
+    if let Some(tier) = &tier {
+        tier.bump_tags(&tags).await;
+    }
+    bump_tags(&tags, gone);
+    #[cfg(feature = "redis")]
+    if let Some(tier) = &tier {
+        tier.publish_tags(tags, gone).await;
+    }
 }
 
 /// Invalidates (`gone`) or expires `tags` of the process (isolation scope

@@ -785,3 +785,116 @@ async fn a_slowed_redis_costs_a_caller_at_most_the_timeout() {
     assert!(cache.stats().l2_errors >= 1);
     sleeper.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_leader_releases_the_fleet_lock_at_once() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    // The default lock life, 10 s: waiting it out would be seen.
+    let a = instance(
+        CacheConfig::new("cancel", TTL),
+        tier(&server, "cancel"),
+        &clock,
+    );
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    origin.gate = Gate::closed();
+    let leader = {
+        let origin = origin.clone();
+        tokio::spawn(async move { call(a, 1, &origin, hooks()).await })
+    };
+    wait_until("a holds the lock and loads", || origin.loads() == 1).await;
+    let lock = format!("{}:lock", a.redis_key(&1).unwrap());
+    let mut redis = raw(&server).await;
+    let held: Option<String> = redis.get(&lock).await.unwrap();
+    assert!(held.is_some());
+    // The client disconnects: the leader's future is dropped.
+    leader.abort();
+    let _ = leader.await;
+    let started = std::time::Instant::now();
+    loop {
+        let held: Option<String> = redis.get(&lock).await.unwrap();
+        if held.is_none() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the lock stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn tags_in_any_order_share_one_copy() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let a = instance(
+        CacheConfig::new("order", TTL),
+        tier(&server, "order"),
+        &clock,
+    );
+    let b = instance(
+        CacheConfig::new("order", TTL),
+        tier(&server, "order"),
+        &clock,
+    );
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    let tagged = |names: [&str; 3]| {
+        let mut tags = herdcache_runtime::Tags::new();
+        for name in names {
+            tags.push(name);
+        }
+        hooks().tags(tags)
+    };
+    call(a, 1, &origin, tagged(["order:x", "order:y", "order:x"]))
+        .await
+        .unwrap();
+    // The same tags in another order (from a set, say): the same copy.
+    assert_eq!(
+        call(b, 1, &origin, tagged(["order:y", "order:x", "order:y"]))
+            .await
+            .unwrap(),
+        "v0"
+    );
+    assert_eq!((origin.loads(), b.stats().l2_hits), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_is_sent_even_while_the_breaker_is_open() {
+    let server = RedisServer::start_with(&["--enable-debug-command", "yes"]).unwrap();
+    let tier = Runtime::builder()
+        .redis(server.url())
+        .namespace("open")
+        .timeout(Duration::from_millis(100))
+        .breaker(1, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let cache = instance(CacheConfig::new("open", TTL), tier.clone(), &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    let key = cache.redis_key(&1).unwrap();
+    // Redis stalls for a moment: one timeout opens the breaker for a minute.
+    let mut redis = raw(&server).await;
+    let stall = {
+        let mut redis = redis.clone();
+        tokio::spawn(async move {
+            let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(0.5)
+                .query_async(&mut redis)
+                .await;
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    call(cache, 2, &origin, hooks()).await.unwrap();
+    assert!(tier.breaker_open());
+    stall.await.unwrap();
+    // Redis answers again, the breaker is still open: reads skip Redis, but
+    // the invalidation reaches it.
+    cache.invalidate_distributed(&1).await;
+    let stored: Option<Vec<u8>> = redis.get(&key).await.unwrap();
+    assert_eq!(stored, None, "deleted in Redis");
+    let version: Option<u64> = redis.get(format!("{key}:ver")).await.unwrap();
+    assert_eq!(version, Some(1));
+}

@@ -2,20 +2,14 @@
 //! before running the body, the write-back of a loaded value, and the
 //! delete an invalidation sends.
 //!
-//! Within one process an invalidation is never undone by a write-back:
-//! each write-back records its key stripe's epoch when the value is stored
-//! in memory, and sends its `SET` only if no invalidation of the stripe
-//! came since, holding the stripe's lock while it does; an invalidation
-//! bumps the epoch, then takes the lock to send its `DEL`. All commands go
-//! over one connection, which Redis executes in order, so a `SET` sent
-//! before the `DEL` is deleted by it. (Across instances, a write-back of a
-//! load that began before another instance's invalidation can still land
-//! after its `DEL`; the fleet-wide guarantee needs versions that Redis
-//! keeps, which this tier does not have yet.)
+//! An invalidation is never undone by a write-back, in this process or any
+//! other: a load reads its key's and its tags' versions in Redis before its
+//! body, its copy carries them, and an invalidation bumps them (in Redis
+//! first, then in memory, then on the bus), so a copy from a load that
+//! began before it never matches again, wherever and whenever it lands.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,23 +28,10 @@ use crate::tags::Tags;
 /// Where the key's own version sits in an envelope's version list.
 const KEY_VERSION: u128 = 0;
 
-/// Stripes of keys that serialise write-backs against invalidations.
-const STRIPES: usize = 64;
-
 /// One function's Redis tier.
 pub(crate) struct L2<K, V> {
     tier: Arc<RedisTier>,
     codec: Codec<K, V>,
-    stripes: Box<[Stripe]>,
-    hasher: RandomState,
-}
-
-#[derive(Default)]
-struct Stripe {
-    /// Bumped by every invalidation of a key of the stripe.
-    epoch: AtomicU64,
-    /// Held while a write-back or an invalidation talks to Redis.
-    lock: tokio::sync::Mutex<()>,
 }
 
 /// A write-back a load leaves for its leader to send.
@@ -58,8 +39,6 @@ pub(crate) struct PendingWrite {
     name: String,
     bytes: Vec<u8>,
     px: u64,
-    stripe: usize,
-    epoch: u64,
 }
 
 /// What one look at Redis found.
@@ -94,11 +73,32 @@ pub(crate) struct HeldLock {
     name: String,
     token: String,
     done: Arc<AtomicBool>,
+    tier: Arc<RedisTier>,
+    released: bool,
+}
+
+impl HeldLock {
+    /// Releases it now (compare-and-delete).
+    async fn release(mut self) {
+        self.released = true;
+        self.tier.unlock(&self.name, &self.token).await;
+    }
 }
 
 impl Drop for HeldLock {
     fn drop(&mut self) {
         self.done.store(true, Ordering::Release);
+        // Not released (its leader was cancelled, panicked, or its Redis
+        // write failed): release it off the caller's path, so that the
+        // other instances do not wait out its life.
+        if !self.released {
+            let (tier, name, token) = (
+                Arc::clone(&self.tier),
+                std::mem::take(&mut self.name),
+                std::mem::take(&mut self.token),
+            );
+            crate::background::spawn(async move { tier.unlock(&name, &token).await });
+        }
     }
 }
 
@@ -109,23 +109,42 @@ impl WriteSlot {
 
     fn hold_lock(&self, tier: &Arc<RedisTier>, name: String, token: String) {
         let done = Arc::new(AtomicBool::new(false));
-        let (tier, lock, held, stop) = (
+        let (extender, lock, held, stop) = (
             Arc::clone(tier),
             name.clone(),
             token.clone(),
             Arc::clone(&done),
         );
-        let every = tier.lock_ttl() / 3;
+        // At least every millisecond: a tiny lock_ttl must not spin.
+        let every = (tier.lock_ttl() / 3).max(Duration::from_millis(1));
+        let until = std::time::Instant::now() + tier.max_wait();
         crate::background::spawn(async move {
+            let mut missed = 0;
             loop {
                 tokio::time::sleep(every).await;
-                if stop.load(Ordering::Acquire) || !tier.extend_lock(&lock, &held).await {
+                // Past `max_wait` the others stop waiting: let it expire.
+                if stop.load(Ordering::Acquire) || std::time::Instant::now() > until {
                     return;
+                }
+                // Held no more (expired, taken), or Redis failing twice in
+                // a row: stop extending.
+                if extender.extend_lock(&lock, &held).await {
+                    missed = 0;
+                } else {
+                    missed += 1;
+                    if missed == 2 {
+                        return;
+                    }
                 }
             }
         });
-        *self.lock.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(HeldLock { name, token, done });
+        *self.lock.lock().unwrap_or_else(PoisonError::into_inner) = Some(HeldLock {
+            name,
+            token,
+            done,
+            tier: Arc::clone(tier),
+            released: false,
+        });
     }
 
     fn tag_versions(&self) -> Option<Vec<(u128, u64)>> {
@@ -160,12 +179,7 @@ where
     /// (`crate::CacheConfig::distributed`) so that values filled from
     /// Redis keep only the rest of their life.
     pub fn with_redis(mut self, tier: Arc<RedisTier>, codec: Codec<K, V>) -> Self {
-        self.l2 = Some(L2 {
-            tier,
-            codec,
-            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
-            hasher: RandomState::new(),
-        });
+        self.l2 = Some(L2 { tier, codec });
         self
     }
 
@@ -173,7 +187,7 @@ where
     /// for inspection; `None` without a Redis tier.
     pub fn redis_key(&self, key: &K) -> Option<String> {
         let l2 = self.l2.as_ref()?;
-        self.l2_name(l2, key).map(|(name, _)| name)
+        self.l2_name(l2, key)
     }
 
     /// Before a load of a distributed function runs (any kind): the
@@ -193,11 +207,14 @@ where
         with_value: bool,
     ) {
         let Some(l2) = self.l2.as_ref() else { return };
-        let Some((name, _)) = self.l2_name(l2, &guard.key) else {
+        let Some(name) = self.l2_name(l2, &guard.key) else {
             return;
         };
         let key_version = format!("{name}:ver");
-        let digests: Vec<u128> = tags.names().map(tag_digest).collect();
+        // In one order everywhere: tags may come from a set.
+        let mut digests: Vec<u128> = tags.names().map(tag_digest).collect();
+        digests.sort_unstable();
+        digests.dedup();
         let value = with_value.then_some(name.as_str());
         match l2.tier.versions(value, &key_version, &digests).await {
             Some((value, versions)) => {
@@ -266,17 +283,15 @@ where
         }
     }
 
-    /// The Redis key of `key`, and its stripe.
-    fn l2_name(&self, l2: &L2<K, V>, key: &K) -> Option<(String, usize)> {
+    /// The Redis key of `key`.
+    fn l2_name(&self, l2: &L2<K, V>, key: &K) -> Option<String> {
         let bytes = (l2.codec.key_bytes)(key)?;
-        let name = key_name(
+        Some(key_name(
             l2.tier.namespace(),
             &self.name,
             l2.codec.version,
             &digest(&bytes),
-        );
-        let stripe = (l2.hasher.hash_one(key) as usize) % STRIPES;
-        Some((name, stripe))
+        ))
     }
 
     /// Before a foreground load runs its body: the value Redis holds for
@@ -289,17 +304,19 @@ where
     /// lock (`SET NX PX`) and run the body, or, while another instance
     /// holds it, wait for its value: woken by the holder's "filled" message
     /// on the bus, with a poll (2 ms doubling to 50 ms) as the backstop;
-    /// run the body only once the lock is gone without a value.
+    /// run the body only once the lock is gone without a value, or once it
+    /// waited `max_wait` (a holder whose load is stuck).
     pub(super) async fn read_l2(&self, guard: &LeaderGuard<'_, K, V>) -> Option<V> {
         let l2 = self.l2.as_ref()?;
         if guard.write.unusable.load(Ordering::Acquire) {
             return None;
         }
         l2.tier.start_bus();
-        let (name, _) = self.l2_name(l2, &guard.key)?;
+        let name = self.l2_name(l2, &guard.key)?;
         let lock = format!("{name}:lock");
         let mut pause = Duration::from_millis(2);
         let mut first = true;
+        let waiting_since = std::time::Instant::now();
         let fill = l2.tier.fill_of(&name);
         loop {
             // Listening before looking: a fill between the look and the
@@ -316,10 +333,21 @@ where
             if !l2.tier.fleet_lock() {
                 return None;
             }
+            if waiting_since.elapsed() > l2.tier.max_wait() {
+                return None;
+            }
             match l2.tier.lock(&lock).await {
-                // Ours: this instance loads, and releases it after the write-back.
+                // Ours: this instance loads, and releases it after the
+                // write-back; unless the holder before it filled the value
+                // just now.
                 Locked::Taken(token) => {
                     guard.write.hold_lock(&l2.tier, lock, token);
+                    if let Looked::Fresh(value) = self.look_up_l2(l2, &name, guard, false).await {
+                        if let (_, Some(held)) = guard.write.take() {
+                            held.release().await;
+                        }
+                        return Some(value);
+                    }
                     return None;
                 }
                 Locked::Failed => {
@@ -395,7 +423,13 @@ where
         }
         let now = self.clock.now_nanos();
         let now_ms = unix_now_ms();
-        let at = |ms: u64| now.saturating_add(ms.saturating_sub(now_ms).saturating_mul(1_000_000));
+        // Never longer than this instance would keep one of its own values
+        // (a corrupt payload, or a writer whose clock runs ahead).
+        let longest = now.saturating_add(nanos(self.expiry.longest_lifetime()));
+        let at = |ms: u64| {
+            now.saturating_add(ms.saturating_sub(now_ms).saturating_mul(1_000_000))
+                .min(longest)
+        };
         let fail_safe_until = at(envelope.fail_safe_until_ms);
         if fail_safe_until <= now {
             counted(Counter::L2Misses);
@@ -439,35 +473,42 @@ where
         Looked::Fresh(value)
     }
 
-    /// After a load stored `value` in memory: the write-back its leader
+    /// The payload a load's value would travel as, made before the store
+    /// takes its lock (`Serialize` is user code); `None` when nothing goes
+    /// to Redis for this load.
+    pub(super) fn l2_payload(&self, guard: &LeaderGuard<'_, K, V>, value: &V) -> Option<Vec<u8>> {
+        let l2 = self.l2.as_ref()?;
+        if guard.write.unusable.load(Ordering::Acquire) {
+            return None;
+        }
+        let payload = (l2.codec.value_bytes)(value)?;
+        if payload.len() > l2.tier.max_payload() {
+            tracing::debug!(target: "herdcache", function = %self.name, bytes = payload.len(), "value too large for Redis: kept in memory only");
+            return None;
+        }
+        Some(payload)
+    }
+
+    /// After a load stored its value in memory: the write-back its leader
     /// sends, with the entry's horizons as wall-clock times and a Redis
-    /// expiry at the last one. The caller holds the key's shard lock (the
-    /// stripe's epoch is read in the same critical section as the store).
+    /// expiry at the last one.
     pub(super) fn prepare_l2_write(
         &self,
         guard: &LeaderGuard<'_, K, V>,
-        value: &V,
+        payload: Option<Vec<u8>>,
         horizons: Horizons,
         took: Duration,
     ) {
-        let Some(l2) = self.l2.as_ref() else { return };
-        if guard.write.unusable.load(Ordering::Acquire) {
+        let (Some(l2), Some(payload)) = (self.l2.as_ref(), payload) else {
             return;
-        }
+        };
         let tags = guard.write.tag_versions().unwrap_or_default();
         if tags.len() > 255 {
             return;
         }
-        let Some((name, stripe)) = self.l2_name(l2, &guard.key) else {
+        let Some(name) = self.l2_name(l2, &guard.key) else {
             return;
         };
-        let Some(payload) = (l2.codec.value_bytes)(value) else {
-            return;
-        };
-        if payload.len() > l2.tier.max_payload() {
-            tracing::debug!(target: "herdcache", function = %self.name, bytes = payload.len(), "value too large for Redis: kept in memory only");
-            return;
-        }
         let now = self.clock.now_nanos();
         let now_ms = unix_now_ms();
         let ms = |horizon: Nanos| now_ms.saturating_add(horizon.saturating_sub(now) / 1_000_000);
@@ -479,79 +520,65 @@ where
             tags,
         };
         let px = envelope.fail_safe_until_ms.saturating_sub(now_ms).max(1);
-        let epoch = l2.stripes[stripe].epoch.load(Ordering::Acquire);
         guard.write.put(PendingWrite {
             name,
             bytes: envelope.encode(&payload),
             px,
-            stripe,
-            epoch,
         });
     }
 
-    /// After a load: its write-back, then the release of its fleet lock
-    /// (after the write, so that waiting instances find the value).
+    /// After a load: its write-back, then (if it held the fleet lock) the
+    /// lock's release and a "filled" message for the instances waiting.
+    /// A failed write ends it: Redis is slow or down, and the caller does
+    /// not wait for it again (the lock is released off its path).
     pub(super) async fn finish_l2(&self, slot: &WriteSlot) {
-        let (write, lock) = slot.take();
-        if let Some(write) = write {
-            self.send_l2_write(write).await;
-        }
-        if let (Some(l2), Some(lock)) = (self.l2.as_ref(), lock) {
-            l2.tier.unlock(&lock.name, &lock.token).await;
-        }
-    }
-
-    /// Sends a write-back, unless an invalidation of its stripe came since
-    /// its value was stored.
-    async fn send_l2_write(&self, write: PendingWrite) {
         let Some(l2) = self.l2.as_ref() else { return };
-        {
-            let stripe = &l2.stripes[write.stripe];
-            let _serial = stripe.lock.lock().await;
-            if stripe.epoch.load(Ordering::Acquire) != write.epoch {
-                return;
-            }
-            if !l2.tier.set(&write.name, &write.bytes, write.px).await {
-                self.counters.incr(Counter::L2Errors);
-                return;
-            }
+        let (write, lock) = slot.take();
+        let Some(write) = write else { return };
+        if !l2.tier.set(&write.name, &write.bytes, write.px).await {
+            self.counters.incr(Counter::L2Errors);
+            return;
         }
-        // Instances waiting for this key's value look again now.
-        let filled = Message::Filled {
-            node: l2.tier.node(),
-            key: write.name,
-        };
-        l2.tier.publish(&filled).await;
+        if let Some(lock) = lock {
+            lock.release().await;
+            let filled = Message::Filled {
+                node: l2.tier.node(),
+                key: write.name,
+            };
+            l2.tier.publish(&filled).await;
+        }
     }
 
-    /// Deletes the key's entry in Redis, and tells the other instances to
-    /// drop (`expire`: expire) their copy in memory.
-    pub(super) async fn delete_l2(&self, key: &K, expire: bool) {
+    /// Deletes the key's entry in Redis and bumps its version: no copy
+    /// from a load that began before is served again. First of an
+    /// invalidation's three steps (Redis, memory, bus).
+    pub(super) async fn delete_l2(&self, key: &K) {
+        let Some(l2) = self.l2.as_ref() else { return };
+        let Some(name) = self.l2_name(l2, key) else {
+            return;
+        };
+        // The key's version outlives every copy that may carry an older
+        // one: the longest life a value has, and an hour for its load.
+        let keep = self
+            .expiry
+            .longest_lifetime()
+            .saturating_add(Duration::from_secs(3600));
+        if !l2
+            .tier
+            .delete_and_bump(&name, &format!("{name}:ver"), keep)
+            .await
+        {
+            self.counters.incr(Counter::L2Errors);
+        }
+    }
+
+    /// Tells the other instances to drop (`expire`: expire) their memory
+    /// copy of `key`. Last of an invalidation's three steps.
+    pub(super) async fn publish_l2(&self, key: &K, expire: bool) {
         let Some(l2) = self.l2.as_ref() else { return };
         let Some(bytes) = (l2.codec.key_bytes)(key) else {
             return;
         };
-        let Some((name, stripe)) = self.l2_name(l2, key) else {
-            return;
-        };
-        let stripe = &l2.stripes[stripe];
-        stripe.epoch.fetch_add(1, Ordering::AcqRel);
-        {
-            let _serial = stripe.lock.lock().await;
-            // The key's version outlives every copy that may carry an older
-            // one: the longest life a value has, and an hour for its load.
-            let keep = self
-                .expiry
-                .longest_lifetime()
-                .saturating_add(Duration::from_secs(3600));
-            if !l2
-                .tier
-                .delete_and_bump(&name, &format!("{name}:ver"), keep)
-                .await
-            {
-                self.counters.incr(Counter::L2Errors);
-            }
-        }
         let message = Message::Key {
             node: l2.tier.node(),
             function: self.name.clone(),

@@ -247,6 +247,13 @@ where
         // A load whose tags moved since it began stores nothing it could
         // serve: leave the entry there (invalidated or a fallback) alone.
         let dead = guard.stamps.stamps().state() == TagState::Gone;
+        // What goes to Redis, serialized before the lock (user code).
+        #[cfg(feature = "redis")]
+        let payload = if dead {
+            None
+        } else {
+            self.l2_payload(guard, value)
+        };
         let mut shard = self.flights.lock(key);
         if shard.detach_if(key, flight) && !dead {
             let horizons = self.expiry.horizons(self.clock.now_nanos(), ttl);
@@ -257,7 +264,7 @@ where
             // Only a value this load stored goes to Redis (not one a newer
             // load or an invalidation superseded); the leader sends it.
             #[cfg(feature = "redis")]
-            self.prepare_l2_write(guard, value, horizons, took);
+            self.prepare_l2_write(guard, payload, horizons, took);
         }
     }
 

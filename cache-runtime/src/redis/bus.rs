@@ -149,7 +149,15 @@ impl RedisTier {
             return false;
         };
         let command = redis::cmd("PUBLISH").arg(self.channel()).arg(bytes).clone();
-        self.call::<i64>(command).await.is_some()
+        // Invalidations are sent even while the breaker is open (fills, which
+        // only save polls, are not).
+        let send = |mut connection: super::Connection| async move {
+            command.query_async::<i64>(&mut connection).await
+        };
+        match message {
+            Message::Filled { .. } => self.attempt(send).await.is_some(),
+            Message::Key { .. } | Message::Tags { .. } => self.attempt_anyway(send).await.is_some(),
+        }
     }
 
     /// Starts the subscriber once, on the caller's runtime (the first

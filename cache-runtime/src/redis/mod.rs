@@ -84,6 +84,7 @@ pub struct RuntimeBuilder {
     breaker_open_for: Duration,
     lock_ttl: Duration,
     fleet_lock: bool,
+    max_wait: Duration,
 }
 
 impl Default for RuntimeBuilder {
@@ -98,6 +99,7 @@ impl Default for RuntimeBuilder {
             breaker_open_for: Duration::from_secs(1),
             lock_ttl: Duration::from_secs(10),
             fleet_lock: true,
+            max_wait: Duration::from_secs(30),
         }
     }
 }
@@ -122,6 +124,7 @@ impl fmt::Debug for RuntimeBuilder {
             .field("breaker_open_for", &self.breaker_open_for)
             .field("lock_ttl", &self.lock_ttl)
             .field("fleet_lock", &self.fleet_lock)
+            .field("max_wait", &self.max_wait)
             .finish()
     }
 }
@@ -183,6 +186,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long an instance waits for another's load of a key (default
+    /// 30 s) before it runs the body itself, and how long a holder extends
+    /// its lock: a load stuck past it no longer holds the fleet back.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+
     /// Whether a cold key's load takes the fleet's lock (default true).
     /// Without it each instance loads on its own (one load per instance,
     /// not per fleet): for an origin cheaper than two Redis round trips.
@@ -224,6 +235,7 @@ impl RuntimeBuilder {
             url,
             lock_ttl: self.lock_ttl,
             fleet_lock: self.fleet_lock,
+            max_wait: self.max_wait,
             node: node_id(),
             tokens: AtomicU64::new(0),
             listeners: bus::Listeners::default(),
@@ -306,24 +318,6 @@ fn node_id() -> u64 {
     hasher.finish()
 }
 
-/// Tells the other instances that `tags` were invalidated (`gone`) or
-/// expired, through the installed tier (if one was installed or read from
-/// the environment already).
-pub(crate) async fn publish_tags(tags: Vec<String>, gone: bool) {
-    let Some(Some(tier)) = INSTALLED.get() else {
-        return;
-    };
-    // First the versions in Redis (the shared copies), then the bus (every
-    // instance's memory).
-    tier.bump_tags(&tags).await;
-    let message = Message::Tags {
-        node: tier.node,
-        tags,
-        gone,
-    };
-    tier.publish(&message).await;
-}
-
 /// `redis://user:secret@host` as `redis://user:***@host`.
 fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -357,6 +351,8 @@ pub struct RedisTier {
     lock_ttl: Duration,
     /// Whether cold keys take the fleet's lock.
     fleet_lock: bool,
+    /// The longest wait for another instance's load.
+    max_wait: Duration,
     /// This process's id in lock tokens and bus messages.
     node: u64,
     tokens: AtomicU64,
@@ -504,7 +500,7 @@ impl RedisTier {
 
     /// Runs `send` on the shared connection within the timeout, through the
     /// breaker: skipped while it is open, counted by it either way.
-    async fn attempt<T, F, Fut>(&self, send: F) -> Option<T>
+    pub(crate) async fn attempt<T, F, Fut>(&self, send: F) -> Option<T>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
@@ -512,6 +508,16 @@ impl RedisTier {
         if !self.breaker.allows() {
             return None;
         }
+        self.attempt_anyway(send).await
+    }
+
+    /// [`attempt`](Self::attempt) even while the breaker is open: for
+    /// invalidations, which must not be skipped because reads failed.
+    pub(crate) async fn attempt_anyway<T, F, Fut>(&self, send: F) -> Option<T>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         let attempt = async {
             let connection = self
                 .connection
@@ -634,6 +640,10 @@ impl RedisTier {
         self.call::<i64>(command).await == Some(1)
     }
 
+    pub(crate) fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
     pub(crate) fn fleet_lock(&self) -> bool {
         self.fleet_lock
     }
@@ -693,16 +703,28 @@ impl RedisTier {
     /// copy in Redis stamped before is no longer served.
     pub(crate) async fn bump_tags(&self, tags: &[String]) -> bool {
         let bumps = tags.iter().map(|tag| {
-            self.call::<i64>(
-                redis::cmd("INCR")
-                    .arg(self.tag_key(tag_digest(tag)))
-                    .clone(),
-            )
+            let command = redis::cmd("INCR")
+                .arg(self.tag_key(tag_digest(tag)))
+                .clone();
+            self.attempt_anyway(|mut connection| async move {
+                command.query_async::<i64>(&mut connection).await
+            })
         });
         futures_util::future::join_all(bumps)
             .await
             .iter()
             .all(Option::is_some)
+    }
+
+    /// Tells the other instances that `tags` were invalidated (`gone`) or
+    /// expired.
+    pub(crate) async fn publish_tags(&self, tags: Vec<String>, gone: bool) {
+        let message = Message::Tags {
+            node: self.node,
+            tags,
+            gone,
+        };
+        self.publish(&message).await;
     }
 
     /// `DEL key` and `INCR version` (kept for `keep`), in one pipeline;
@@ -715,9 +737,11 @@ impl RedisTier {
             .arg(version)
             .arg(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX))
             .ignore();
-        self.attempt(|mut connection| async move { pipe.query_async::<()>(&mut connection).await })
-            .await
-            .is_some()
+        self.attempt_anyway(|mut connection| async move {
+            pipe.query_async::<()>(&mut connection).await
+        })
+        .await
+        .is_some()
     }
 }
 
