@@ -898,3 +898,37 @@ async fn an_invalidation_is_sent_even_while_the_breaker_is_open() {
     let version: Option<u64> = redis.get(format!("{key}:ver")).await.unwrap();
     assert_eq!(version, Some(1));
 }
+
+/// The tier's connection and bus live on a thread of their own: a runtime
+/// that made the first calls (one `#[tokio::test]`'s) can end, and the
+/// next runtime's calls still reach Redis and hear the bus.
+#[test]
+fn the_tier_outlives_the_runtime_of_its_first_call() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let (tier_a, tier_b) = (tier(&server, "runtimes"), tier(&server, "runtimes"));
+    let a = instance(CacheConfig::new("runtimes", TTL), tier_a.clone(), &clock);
+    let b = instance(CacheConfig::new("runtimes", TTL), tier_b.clone(), &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    first.block_on(async {
+        b.listen_bus();
+        call(a, 1, &origin, hooks()).await.unwrap();
+        wait_until("b hears the bus", || tier_b.bus_connected()).await;
+    });
+    drop(first);
+    runtime().block_on(async {
+        // Redis is still reached (b reads a's value)...
+        assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v0");
+        assert_eq!((origin.loads(), b.stats().l2_hits), (1, 1));
+        // ...and the bus still heard (a's invalidation drops b's copy).
+        a.invalidate_distributed(&1).await;
+        wait_until("b dropped its copy", || b.get_fresh(&1).is_none()).await;
+    });
+}

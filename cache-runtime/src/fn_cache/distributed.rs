@@ -97,7 +97,7 @@ impl Drop for HeldLock {
                 std::mem::take(&mut self.name),
                 std::mem::take(&mut self.token),
             );
-            crate::background::spawn(async move { tier.unlock(&name, &token).await });
+            crate::redis::spawn(async move { tier.unlock(&name, &token).await });
         }
     }
 }
@@ -118,7 +118,7 @@ impl WriteSlot {
         // At least every millisecond: a tiny lock_ttl must not spin.
         let every = (tier.lock_ttl() / 3).max(Duration::from_millis(1));
         let until = std::time::Instant::now() + tier.max_wait();
-        crate::background::spawn(async move {
+        crate::redis::spawn(async move {
             let mut missed = 0;
             loop {
                 tokio::time::sleep(every).await;

@@ -160,21 +160,17 @@ impl RedisTier {
         }
     }
 
-    /// Starts the subscriber once, on the caller's runtime (the first
-    /// distributed call made on one).
+    /// Starts the subscriber once, on the tier's own runtime.
     pub(crate) fn start_bus(self: &Arc<Self>) {
         if self.bus_started.load(Ordering::Acquire) {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         if self
             .bus_started
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            runtime.spawn(Arc::clone(self).subscribe_forever());
+            super::spawn(Arc::clone(self).subscribe_forever());
         }
     }
 

@@ -377,7 +377,38 @@ impl fmt::Debug for RedisTier {
     }
 }
 
+/// The runtime the tier's own tasks run on: the connection's drivers, the
+/// bus's subscription, lock extension and release. A thread of its own, so
+/// that they outlive whichever runtime made the first call (a
+/// `#[tokio::test]`'s, say), and callers on any runtime share them.
+fn tier_runtime() -> &'static tokio::runtime::Handle {
+    static RUNTIME: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("herdcache-redis".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("herdcache: the Redis tier's runtime");
+                let _ = handle_tx.send(runtime.handle().clone());
+                runtime.block_on(std::future::pending::<()>());
+            })
+            .expect("herdcache: spawning the Redis tier's thread");
+        handle_rx
+            .recv()
+            .expect("herdcache: the Redis tier's runtime started")
+    })
+}
+
+/// Runs `work` on the tier's own runtime.
+pub(crate) fn spawn(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    tier_runtime().spawn(work);
+}
+
 /// A single Redis, or a Cluster (and a node of it for the bus).
+#[derive(Clone)]
 enum Backend {
     Single(redis::Client),
     Cluster(Box<redis::cluster::ClusterClient>, redis::Client),
@@ -521,7 +552,14 @@ impl RedisTier {
         let attempt = async {
             let connection = self
                 .connection
-                .get_or_try_init(|| self.backend.connect())
+                .get_or_try_init(|| async {
+                    // Made on the tier's runtime, where its driver lives.
+                    let backend = self.backend.clone();
+                    tier_runtime()
+                        .spawn(async move { backend.connect().await })
+                        .await
+                        .map_err(|error| redis::RedisError::from(std::io::Error::other(error)))?
+                })
                 .await?;
             send(connection.clone()).await
         };
