@@ -413,12 +413,14 @@ where
         };
         #[cfg(feature = "redis")]
         if let Some(tags) = &redis_tags {
-            let reads_redis = matches!(kind, LoadKind::Foreground | LoadKind::Detached);
+            let reads_redis = kind != LoadKind::Explicit;
             self.read_versions(&guard, tags, reads_redis).await;
         }
-        // A foreground load asks the Redis tier first, inside the flight.
+        // A load asks the Redis tier first, inside the flight: a refresh
+        // too, so that a hot key is refreshed once for the fleet, not once
+        // per instance (only `<fn>_refresh` always runs the body).
         #[cfg(feature = "redis")]
-        if matches!(kind, LoadKind::Foreground | LoadKind::Detached) {
+        if kind != LoadKind::Explicit {
             if let Some(value) = self.read_l2(&guard).await {
                 guard.finished = true;
                 return R::from_value(value);

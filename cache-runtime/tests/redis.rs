@@ -932,3 +932,31 @@ fn the_tier_outlives_the_runtime_of_its_first_call() {
         wait_until("b dropped its copy", || b.get_fresh(&1).is_none()).await;
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_key_is_refreshed_once_for_the_fleet() {
+    // Real time: the copies in Redis carry wall-clock horizons, which a
+    // manual clock would not move.
+    let server = RedisServer::start().unwrap();
+    let instance = || {
+        let config = CacheConfig::new("refresh", Duration::from_secs(1))
+            .swr(Duration::from_secs(30))
+            .distributed();
+        let cache = FnCache::new(config).with_redis(tier(&server, "refresh"), Codec::of(1));
+        &*Box::leak(Box::new(cache))
+    };
+    let (a, b): (&'static FnCache<u64, String>, &'static FnCache<u64, String>) =
+        (instance(), instance());
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(a, 1, &origin, hooks()).await.unwrap();
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v0");
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    // a's stale hit refreshes it (and writes v1 back)...
+    assert_eq!(call(a, 1, &origin, hooks()).await.unwrap(), "v0");
+    wait_until("a refreshed", || a.get_fresh(&1).is_some()).await;
+    // ...and b's stale hit refreshes from Redis, not from the origin.
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v0");
+    wait_until("b refreshed", || b.get_fresh(&1).is_some()).await;
+    assert_eq!(b.get_fresh(&1).as_deref(), Some("v1"));
+    assert_eq!(origin.loads(), 2, "one initial load, one refresh for both");
+}
