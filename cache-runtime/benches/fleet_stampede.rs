@@ -23,6 +23,10 @@ static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
 
 fn main() {
     divan::main();
+    // The fleet lives in a static, which is never dropped.
+    if let Some(fleet) = FLEET.get() {
+        fleet._server.stop();
+    }
     for (variant, name) in ["with the fleet lock", "without it"].iter().enumerate() {
         println!(
             "origin calls per stampede {name}: {:.2}",
@@ -39,8 +43,9 @@ struct Fleet {
     _server: RedisServer,
 }
 
+static FLEET: OnceLock<Fleet> = OnceLock::new();
+
 fn fleet() -> &'static Fleet {
-    static FLEET: OnceLock<Fleet> = OnceLock::new();
     FLEET.get_or_init(|| {
         let server = RedisServer::start().expect("redis-server on PATH");
         let tokio = tokio::runtime::Builder::new_multi_thread()

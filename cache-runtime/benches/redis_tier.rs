@@ -17,6 +17,10 @@ use tokio::runtime::Runtime as Tokio;
 
 fn main() {
     divan::main();
+    // The setup lives in a static, which is never dropped.
+    if let Some(setup) = SETUP.get() {
+        setup._server.stop();
+    }
 }
 
 struct Setup {
@@ -27,8 +31,9 @@ struct Setup {
     key: String,
 }
 
+static SETUP: OnceLock<Setup> = OnceLock::new();
+
 fn setup() -> &'static Setup {
-    static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
         let server = RedisServer::start().expect("redis-server on PATH");
         let tokio = tokio::runtime::Builder::new_current_thread()

@@ -116,7 +116,7 @@ mod redis_server {
     /// ```
     #[derive(Debug)]
     pub struct RedisServer {
-        child: Child,
+        child: std::sync::Mutex<Child>,
         port: u16,
     }
 
@@ -166,7 +166,10 @@ mod redis_server {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Ok(RedisServer { child, port });
+                    return Ok(RedisServer {
+                        child: std::sync::Mutex::new(child),
+                        port,
+                    });
                 }
                 if let Some(status) = child.try_wait()? {
                     return Err(std::io::Error::other(format!(
@@ -193,10 +196,22 @@ mod redis_server {
         }
     }
 
+    impl RedisServer {
+        /// Stops it now (a server kept in a `static`, as a bench's, is
+        /// never dropped).
+        pub fn stop(&self) {
+            let mut child = self
+                .child
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     impl Drop for RedisServer {
         fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.stop();
         }
     }
 

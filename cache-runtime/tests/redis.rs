@@ -685,6 +685,14 @@ fn certificates(dir: &std::path::Path) {
 async fn rediss_urls_speak_tls() {
     let dir = std::env::temp_dir().join(format!("herdcache-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Removed however the test ends.
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = Remove(dir.clone());
     certificates(&dir);
     let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -692,32 +700,42 @@ async fn rediss_urls_speak_tls() {
         .local_addr()
         .unwrap()
         .port();
-    let mut server = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .args([
-            "--tls-cert-file",
-            &file("server.crt"),
-            "--tls-key-file",
-            &file("server.key"),
-        ])
-        .args([
-            "--tls-ca-cert-file",
-            &file("ca.crt"),
-            "--tls-auth-clients",
-            "no",
-        ])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // Stopped however the test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--tls-cert-file",
+                &file("server.crt"),
+                "--tls-key-file",
+                &file("server.key"),
+            ])
+            .args([
+                "--tls-ca-cert-file",
+                &file("ca.crt"),
+                "--tls-auth-clients",
+                "no",
+            ])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_until("the TLS server listens", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })
@@ -738,11 +756,11 @@ async fn rediss_urls_speak_tls() {
     let origin = Origin::new(|n| Ok(format!("v{n}")));
     call(a, 1, &origin, hooks()).await.unwrap();
     assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v0");
-    let shared = (b.stats().l2_hits, origin.loads());
-    let _ = server.kill();
-    let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(shared, (1, 1), "shared over TLS");
+    assert_eq!(
+        (b.stats().l2_hits, origin.loads()),
+        (1, 1),
+        "shared over TLS"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
