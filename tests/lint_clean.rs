@@ -59,6 +59,13 @@ async fn write(id: u64, org: String) -> Result<u64, std::io::Error> {
     Ok(id + parsed)
 }
 
+/// A distributed function: its codec probes and helpers lint-free too.
+#[cfg(feature = "redis")]
+#[cached(ttl = "60s", distributed = true, version = 2, tags = ["sku:{sku}"])]
+async fn shared(sku: u64, region: String) -> Result<String, std::io::Error> {
+    Ok(format!("{sku}@{region}"))
+}
+
 struct Repo {
     tenant: u64,
 }
@@ -96,4 +103,10 @@ async fn every_shape_compiles_without_a_warning() {
     assert_eq!(repo.find(2).await, 20);
     assert_eq!(tagged(1, "ab".to_owned()).await, 3);
     assert_eq!(write(1, "ab".to_owned()).await.unwrap(), 3);
+    #[cfg(feature = "redis")]
+    {
+        // No Redis installed: the function works from memory.
+        assert_eq!(shared(1, "eu".to_owned()).await.unwrap(), "1@eu");
+        shared_invalidate(1, "eu".to_owned()).await;
+    }
 }
