@@ -273,8 +273,12 @@
 //!   they take `self` or mention `Self`; an associated function with
 //!   neither cannot see its impl and shares one cache across instantiations.
 //! - Only `async fn`s are cached.
-//! - Each process has its own caches: one instance's invalidation, by key
-//!   or by tag, does not reach another's.
+//! - Without the `redis` feature each process has its own caches: one
+//!   instance's invalidation, by key or by tag, does not reach another's.
+//!   With it, `distributed = true` functions share values through Redis
+//!   (`Runtime::builder().redis(url).install()`), and tag invalidations and
+//!   their key invalidations reach every instance (see the README's "A
+//!   fleet" section).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

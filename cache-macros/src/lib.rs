@@ -43,6 +43,8 @@ use syn::parse::Parser;
 /// | `timeout = "300ms"` | with a stale or fail-safe fallback, wait this long for a load, then serve it | off |
 /// | `hard_timeout = "5s"` | wait at most this long: the fallback, else `herdcache::Error::Timeout` as `E` | off |
 /// | `tags = ["user:{id}", "all", expr]` | names `herdcache::invalidate_tag` drops the value by: templates over the arguments, constants, or expressions yielding tags | none |
+/// | `distributed = true` | share values with every instance through Redis (feature `redis`); key and value `Serialize + Deserialize` | off |
+/// | `version = 2` | the key space of a `distributed` function in Redis | `1` |
 ///
 /// `Ok`, `Some` and plain values are cached; `Err` and `None` are not. The
 /// value must be `Clone + Send + Sync + 'static` (return `Arc<T>` for big
