@@ -452,22 +452,7 @@ impl Context<'_> {
     /// (as tracing's `#[instrument]` does).
     fn loader(&self) -> TokenStream {
         let ret = &self.plan.ret;
-        let ret_span = syn::spanned::Spanned::span(ret);
-        let fake_return = quote_spanned! {ret_span=>
-            #[allow(
-                unknown_lints,
-                unreachable_code,
-                clippy::diverging_sub_expression,
-                clippy::empty_loop,
-                clippy::let_unit_value,
-                clippy::let_with_type_underscore,
-                clippy::unreachable
-            )]
-            if false {
-                let __herdcache_fake_return: #ret = loop {};
-                return __herdcache_fake_return;
-            }
-        };
+        let fake_return = fake_return(&quote!(#ret), syn::spanned::Spanned::span(ret));
         // The body's statements, not its block: a block as the last
         // expression would lint (`unused_braces`) at the user's braces.
         let statements = &self.item.block.stmts;
@@ -480,6 +465,28 @@ impl Context<'_> {
                 #fake_return
                 #(#statements)*
             }
+        }
+    }
+}
+
+/// An unreachable `return` of type `ret`, at `span`: inside an `async`
+/// block over a function's body, it pins the block's output to the
+/// declared return type at the user's span, so `?` infers and type errors
+/// land on the user's code (as tracing's `#[instrument]` does).
+pub(crate) fn fake_return(ret: &TokenStream, span: proc_macro2::Span) -> TokenStream {
+    quote_spanned! {span=>
+        #[allow(
+            unknown_lints,
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::let_with_type_underscore,
+            clippy::unreachable
+        )]
+        if false {
+            let __herdcache_fake_return: #ret = loop {};
+            return __herdcache_fake_return;
         }
     }
 }

@@ -167,21 +167,7 @@ fn write_body(item: &ItemFn) -> TokenStream {
         syn::ReturnType::Default => item.sig.ident.span(),
         syn::ReturnType::Type(_, ty) => syn::spanned::Spanned::span(ty),
     };
-    let fake_return = quote_spanned! {ret_span=>
-        #[allow(
-            unknown_lints,
-            unreachable_code,
-            clippy::diverging_sub_expression,
-            clippy::empty_loop,
-            clippy::let_unit_value,
-            clippy::let_with_type_underscore,
-            clippy::unreachable
-        )]
-        if false {
-            let __herdcache_fake_return: #ret = loop {};
-            return __herdcache_fake_return;
-        }
-    };
+    let fake_return = crate::expand::fake_return(&ret, ret_span);
     let statements = &item.block.stmts;
     let span = item.block.brace_token.span.join();
     let async_block = quote_spanned!(span=> async);
