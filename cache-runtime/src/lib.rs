@@ -47,14 +47,14 @@ pub use outcome::{
 };
 #[cfg(feature = "redis")]
 pub use redis::{
-    Codec, DistributedKey, DistributedValue, InstallError, KeyCannotTravel, KeyTravels, KeyWire,
-    KeyWireProbe, RedisTier, Runtime, RuntimeBuilder, ValueCannotTravel, ValueTravels, ValueWire,
-    ValueWireProbe, DEFAULT_MAX_PAYLOAD, DEFAULT_REDIS_TIMEOUT,
+    Codec, DistributedKey, DistributedValue, InstallError, KeyCannotTravel, KeyTravels,
+    KeyWireProbe, RedisTier, Runtime, RuntimeBuilder, ValueCannotTravel, ValueTravels,
+    ValueWireProbe, Wire, DEFAULT_MAX_PAYLOAD, DEFAULT_REDIS_TIMEOUT,
 };
 #[cfg(not(feature = "redis"))]
 pub use redis_off::{
-    Codec, KeyCannotTravel, KeyTravels, KeyWire, KeyWireProbe, RedisFeature, ValueCannotTravel,
-    ValueTravels, ValueWire, ValueWireProbe,
+    Codec, KeyCannotTravel, KeyTravels, KeyWireProbe, RedisFeature, ValueCannotTravel,
+    ValueTravels, ValueWireProbe, Wire,
 };
 pub use registry::{invalidate_all, stats, stats_table, CacheHandle, Slot};
 pub use stats::Stats;

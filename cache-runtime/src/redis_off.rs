@@ -25,13 +25,13 @@ impl<K, V> Copy for Codec<K, V> {}
 
 impl<K: RedisFeature, V> Codec<K, V> {
     /// Never callable: `K` is never [`RedisFeature`].
-    pub fn new(_version: u32, _key: KeyWire<K>, _value: ValueWire<V>) -> Self {
+    pub fn new(_version: u32, _key: Wire<K>, _value: Wire<V>) -> Self {
         Codec(PhantomData)
     }
 }
 
-/// Stands in for how a key travels.
-pub struct KeyWire<K>(PhantomData<fn() -> K>);
+/// Stands in for how a key or a value travels.
+pub struct Wire<T>(PhantomData<fn() -> T>);
 
 /// Stands in for the probe of a key's wire.
 pub struct KeyWireProbe<K>(PhantomData<fn() -> K>);
@@ -47,8 +47,8 @@ impl<K> KeyWireProbe<K> {
 /// reported.
 pub trait KeyTravels<K> {
     /// A wire that is never used.
-    fn wire(&self) -> KeyWire<K> {
-        KeyWire(PhantomData)
+    fn wire(&self) -> Wire<K> {
+        Wire(PhantomData)
     }
 }
 
@@ -56,9 +56,6 @@ impl<K> KeyTravels<K> for &&KeyWireProbe<K> {}
 
 /// Unused without the feature; named by generated code.
 pub trait KeyCannotTravel<K> {}
-
-/// Stands in for how a value travels.
-pub struct ValueWire<V>(PhantomData<fn() -> V>);
 
 /// Stands in for the probe of a value's wire.
 pub struct ValueWireProbe<V>(PhantomData<fn() -> V>);
@@ -79,8 +76,8 @@ impl<V> Default for ValueWireProbe<V> {
 /// Without the feature every value "travels".
 pub trait ValueTravels<V> {
     /// A wire that is never used.
-    fn wire(&self) -> ValueWire<V> {
-        ValueWire(PhantomData)
+    fn wire(&self) -> Wire<V> {
+        Wire(PhantomData)
     }
 }
 

@@ -255,7 +255,7 @@ where
     /// functions listen from the start; call this on one made by hand.
     pub fn listen_bus(&'static self) {
         let Some(l2) = self.l2.as_ref() else { return };
-        let decode = l2.codec.key_from_bytes;
+        let decode = l2.codec.key.from_bytes;
         l2.tier.listen(
             self.name.clone(),
             l2.codec.version,
@@ -285,7 +285,7 @@ where
 
     /// The Redis key of `key`.
     fn l2_name(&self, l2: &L2<K, V>, key: &K) -> Option<String> {
-        let bytes = (l2.codec.key_bytes)(key)?;
+        let bytes = (l2.codec.key.to_bytes)(key)?;
         Some(key_name(
             l2.tier.namespace(),
             &self.name,
@@ -407,7 +407,7 @@ where
             }
         };
         let decoded = Envelope::decode(&bytes).and_then(|(envelope, payload)| {
-            Some((envelope, (l2.codec.from_value_bytes)(payload)?))
+            Some((envelope, (l2.codec.value.from_bytes)(payload)?))
         });
         let Some((envelope, value)) = decoded else {
             // Corrupt, truncated or foreign: a miss; the load overwrites it.
@@ -481,7 +481,7 @@ where
         if guard.write.unusable.load(Ordering::Acquire) {
             return None;
         }
-        let payload = (l2.codec.value_bytes)(value)?;
+        let payload = (l2.codec.value.to_bytes)(value)?;
         if payload.len() > l2.tier.max_payload() {
             tracing::debug!(target: "herdcache", function = %self.name, bytes = payload.len(), "value too large for Redis: kept in memory only");
             return None;
@@ -576,7 +576,7 @@ where
     /// copy of `key`. Last of an invalidation's three steps.
     pub(super) async fn publish_l2(&self, key: &K, expire: bool) {
         let Some(l2) = self.l2.as_ref() else { return };
-        let Some(bytes) = (l2.codec.key_bytes)(key) else {
+        let Some(bytes) = (l2.codec.key.to_bytes)(key) else {
             return;
         };
         let message = Message::Key {

@@ -222,7 +222,7 @@ impl RedisTier {
             | Message::Filled { node, .. }
                 if node == self.node => {}
             Message::Filled { key, .. } => {
-                self.heard.fetch_add(1, Ordering::Relaxed);
+                self.heard.fetch_add(1, Ordering::Release);
                 self.fills.wake(&key);
             }
             Message::Key {

@@ -33,21 +33,33 @@ use serde::Serialize;
 const FORMAT: u8 = 1;
 const HEADER: usize = 30;
 
-/// How a key goes to Redis (its digest) and over the bus (its bytes, read
-/// back by the other instances): chosen by [`KeyWireProbe`].
-pub struct KeyWire<K> {
-    to_bytes: fn(&K) -> Option<Vec<u8>>,
-    from_bytes: fn(&[u8]) -> Option<K>,
+/// How a key (to Redis as its digest, over the bus as its bytes) or a
+/// value travels: postcard both ways. Chosen for a key by [`KeyWireProbe`],
+/// for a value by [`ValueWireProbe`], so that a type lacking a serde trait
+/// is one error naming it.
+pub struct Wire<T> {
+    pub(crate) to_bytes: fn(&T) -> Option<Vec<u8>>,
+    pub(crate) from_bytes: fn(&[u8]) -> Option<T>,
 }
 
-impl<K> Clone for KeyWire<K> {
+impl<T> Clone for Wire<T> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<K> Copy for KeyWire<K> {}
+impl<T> Copy for Wire<T> {}
 
-/// Picks the [`KeyWire`] of the key's type by autoref, from a reference to
+impl<T: Serialize + DeserializeOwned> Wire<T> {
+    /// Postcard, both ways.
+    pub fn postcard() -> Self {
+        Wire {
+            to_bytes: |item| postcard::to_allocvec(item).ok(),
+            from_bytes: |bytes| postcard::from_bytes(bytes).ok(),
+        }
+    }
+}
+
+/// Picks the [`Wire`] of the key's type by autoref, from a reference to
 /// the key (its type is not written anywhere): [`KeyTravels`] when it is
 /// `Serialize + DeserializeOwned`, else [`KeyCannotTravel`] (one error).
 pub struct KeyWireProbe<K>(std::marker::PhantomData<fn() -> K>);
@@ -62,15 +74,12 @@ impl<K> KeyWireProbe<K> {
 /// [`KeyWireProbe`] of a key that can travel.
 pub trait KeyTravels<K> {
     /// Its wire.
-    fn wire(&self) -> KeyWire<K>;
+    fn wire(&self) -> Wire<K>;
 }
 
 impl<K: Serialize + DeserializeOwned> KeyTravels<K> for &&KeyWireProbe<K> {
-    fn wire(&self) -> KeyWire<K> {
-        KeyWire {
-            to_bytes: |key| postcard::to_allocvec(key).ok(),
-            from_bytes: |bytes| postcard::from_bytes(bytes).ok(),
-        }
+    fn wire(&self) -> Wire<K> {
+        Wire::postcard()
     }
 }
 
@@ -85,7 +94,7 @@ pub trait DistributedKey {}
 /// [`KeyWireProbe`] of a key that cannot travel: one error.
 pub trait KeyCannotTravel<K> {
     /// Never callable.
-    fn wire(&self) -> KeyWire<K>
+    fn wire(&self) -> Wire<K>
     where
         K: DistributedKey,
     {
@@ -95,21 +104,7 @@ pub trait KeyCannotTravel<K> {
 
 impl<K> KeyCannotTravel<K> for &KeyWireProbe<K> {}
 
-/// How a value goes to Redis and back: chosen by [`ValueWireProbe`], so
-/// that a value type lacking either serde trait is one error.
-pub struct ValueWire<V> {
-    to_bytes: fn(&V) -> Option<Vec<u8>>,
-    from_bytes: fn(&[u8]) -> Option<V>,
-}
-
-impl<V> Clone for ValueWire<V> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<V> Copy for ValueWire<V> {}
-
-/// Picks the [`ValueWire`] of `V` by autoref: [`ValueTravels`] when `V` is
+/// Picks the [`Wire`] of `V` by autoref: [`ValueTravels`] when `V` is
 /// `Serialize + DeserializeOwned`, else [`ValueCannotTravel`], whose
 /// method asks for a trait nothing implements (one error, naming both).
 pub struct ValueWireProbe<V>(std::marker::PhantomData<fn() -> V>);
@@ -130,15 +125,12 @@ impl<V> Default for ValueWireProbe<V> {
 /// [`ValueWireProbe`] of a value that can travel.
 pub trait ValueTravels<V> {
     /// Its wire.
-    fn wire(&self) -> ValueWire<V>;
+    fn wire(&self) -> Wire<V>;
 }
 
 impl<V: Serialize + DeserializeOwned> ValueTravels<V> for &&ValueWireProbe<V> {
-    fn wire(&self) -> ValueWire<V> {
-        ValueWire {
-            to_bytes: |value| postcard::to_allocvec(value).ok(),
-            from_bytes: |bytes| postcard::from_bytes(bytes).ok(),
-        }
+    fn wire(&self) -> Wire<V> {
+        Wire::postcard()
     }
 }
 
@@ -153,7 +145,7 @@ pub trait DistributedValue {}
 /// [`ValueWireProbe`] of a value that cannot travel: one error.
 pub trait ValueCannotTravel<V> {
     /// Never callable.
-    fn wire(&self) -> ValueWire<V>
+    fn wire(&self) -> Wire<V>
     where
         V: DistributedValue,
     {
@@ -166,10 +158,8 @@ impl<V> ValueCannotTravel<V> for &ValueWireProbe<V> {}
 /// How one function's keys and values go to Redis: made by the macro for a
 /// `distributed = true` function, where the key and value types are known.
 pub struct Codec<K, V> {
-    pub(crate) key_bytes: fn(&K) -> Option<Vec<u8>>,
-    pub(crate) key_from_bytes: fn(&[u8]) -> Option<K>,
-    pub(crate) value_bytes: fn(&V) -> Option<Vec<u8>>,
-    pub(crate) from_value_bytes: fn(&[u8]) -> Option<V>,
+    pub(crate) key: Wire<K>,
+    pub(crate) value: Wire<V>,
     /// `version = n`: a new key space when the value's shape changes.
     pub(crate) version: u32,
 }
@@ -184,12 +174,10 @@ impl<K, V> Copy for Codec<K, V> {}
 impl<K, V> Codec<K, V> {
     /// The codec of keys (through `key`) and values (through `value`), in
     /// key space `version`.
-    pub fn new(version: u32, key: KeyWire<K>, value: ValueWire<V>) -> Self {
+    pub fn new(version: u32, key: Wire<K>, value: Wire<V>) -> Self {
         Codec {
-            key_bytes: key.to_bytes,
-            key_from_bytes: key.from_bytes,
-            value_bytes: value.to_bytes,
-            from_value_bytes: value.from_bytes,
+            key,
+            value,
             version,
         }
     }
@@ -202,11 +190,7 @@ where
 {
     /// [`new`](Self::new) for types known to travel (by hand).
     pub fn of(version: u32) -> Self {
-        let key = KeyWire {
-            to_bytes: |key: &K| postcard::to_allocvec(key).ok(),
-            from_bytes: |bytes| postcard::from_bytes(bytes).ok(),
-        };
-        Self::new(version, key, (&&&ValueWireProbe::<V>::new()).wire())
+        Self::new(version, Wire::postcard(), Wire::postcard())
     }
 }
 

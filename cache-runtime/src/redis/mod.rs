@@ -27,8 +27,8 @@ use redis::aio::ConnectionManager;
 pub(crate) use bus::{Heard, Message};
 pub(crate) use codec::{digest, key_name, tag_digest, unix_now_ms, Envelope};
 pub use codec::{
-    Codec, DistributedKey, DistributedValue, KeyCannotTravel, KeyTravels, KeyWire, KeyWireProbe,
-    ValueCannotTravel, ValueTravels, ValueWire, ValueWireProbe,
+    Codec, DistributedKey, DistributedValue, KeyCannotTravel, KeyTravels, KeyWireProbe,
+    ValueCannotTravel, ValueTravels, ValueWireProbe, Wire,
 };
 
 /// The default bound of one Redis call.
@@ -179,8 +179,8 @@ impl RuntimeBuilder {
     }
 
     /// How long an instance's claim to load a key for the fleet lasts if
-    /// it is never released (a crash); other instances wait for its value
-    /// until then (default 10 s). Make it longer than your slowest load.
+    /// its holder dies (default 10 s); while the load runs the holder
+    /// extends it every third of this, up to `max_wait`.
     pub fn lock_ttl(mut self, lock_ttl: Duration) -> Self {
         self.lock_ttl = lock_ttl.max(Duration::from_millis(1));
         self
