@@ -64,12 +64,16 @@ fn fleet_child() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        herdcache::Runtime::builder()
-            .redis(url())
-            .namespace("fleet")
-            .timeout(Duration::from_secs(5))
-            .install()
-            .unwrap();
+        // The reader is configured by the environment alone
+        // (HERDCACHE_REDIS_URL, HERDCACHE_NAMESPACE), the others in code.
+        if role != "reader" {
+            herdcache::Runtime::builder()
+                .redis(url())
+                .namespace("fleet")
+                .timeout(Duration::from_secs(5))
+                .install()
+                .unwrap();
+        }
         let mut redis = redis().await;
         match role.as_str() {
             // 200 concurrent callers on one cold key, once every child is ready.
@@ -150,6 +154,8 @@ fn child(role: &str, server: &herdcache::testing::RedisServer) -> std::process::
         ])
         .env("HERDCACHE_FLEET_ROLE", role)
         .env("HERDCACHE_FLEET_URL", server.url())
+        .env("HERDCACHE_REDIS_URL", server.url())
+        .env("HERDCACHE_NAMESPACE", "fleet")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -201,7 +207,8 @@ async fn processes_share_values_loads_and_invalidations() {
     let calls: u64 = redis.get("fleet:origin-calls").await.unwrap();
     assert_eq!(calls, 1, "one origin call for 2 processes × 200 callers");
 
-    // A process that never loaded it is served without its loader.
+    // A process that never loaded it, configured by its environment, is
+    // served without its loader.
     let reader = result(child("reader", &server).wait_with_output().unwrap());
     assert_eq!(field(&reader, "local_loads"), 0, "{reader}");
 

@@ -978,3 +978,78 @@ async fn a_stale_key_is_refreshed_once_for_the_fleet() {
     assert_eq!(b.get_fresh(&1).as_deref(), Some("v1"));
     assert_eq!(origin.loads(), 2, "one initial load, one refresh for both");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_fleet_lock_each_instance_loads_once() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let unlocked = || {
+        Runtime::builder()
+            .redis(server.url())
+            .namespace("unlocked")
+            .timeout(Duration::from_secs(5))
+            .fleet_lock(false)
+            .build()
+            .unwrap()
+    };
+    let fleet = [
+        instance(CacheConfig::new("unlocked", TTL), unlocked(), &clock),
+        instance(CacheConfig::new("unlocked", TTL), unlocked(), &clock),
+    ];
+    let mut origin = Origin::new(|n| Ok(format!("v{n}")));
+    origin.gate = Gate::closed();
+    let callers: Vec<_> = fleet
+        .iter()
+        .flat_map(|&cache| {
+            let origin = origin.clone();
+            (0..10).map(move |_| {
+                let origin = origin.clone();
+                tokio::spawn(async move { call(cache, 1, &origin, hooks()).await })
+            })
+        })
+        .collect();
+    wait_until("both instances load", || origin.loads() == 2).await;
+    origin.gate.release();
+    for caller in callers {
+        caller.await.unwrap().unwrap();
+    }
+    assert_eq!(origin.loads(), 2, "one load per instance, not per caller");
+}
+
+#[tokio::test]
+async fn an_instance_stops_waiting_for_a_stuck_holder_after_max_wait() {
+    let server = RedisServer::start().unwrap();
+    let tier = Runtime::builder()
+        .redis(server.url())
+        .namespace("stuck")
+        .timeout(Duration::from_secs(5))
+        .max_wait(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let cache = instance(CacheConfig::new("stuck", TTL), tier, &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    // Another instance holds the lock for a minute (its load is stuck and
+    // it keeps extending it).
+    let lock = format!("{}:lock", cache.redis_key(&1).unwrap());
+    let mut redis = raw(&server).await;
+    let _: () = redis::cmd("SET")
+        .arg(&lock)
+        .arg("stuck")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "it waited: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "not for the lock's minute: {waited:?}"
+    );
+}
