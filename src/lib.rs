@@ -286,7 +286,7 @@
 pub use herdcache_macros::{cached, cached_impl, invalidate};
 pub use herdcache_runtime::{
     expire_tag, expire_tags, invalidate_all, invalidate_tag, invalidate_tags, stats, stats_table,
-    testing, CacheHandle, Error, SharedError, Stats, TagSource,
+    testing, CacheHandle, Error, Memory, SharedError, Stats, TagSource,
 };
 
 #[cfg(feature = "redis")]
@@ -299,7 +299,7 @@ pub mod __private {
     pub use herdcache_runtime::{
         plain, BackgroundLoad, CacheConfig, CacheHandle, CacheableValue, CanCopy, CannotCopy,
         Codec, CopyProbe, FailureShare, FnCache, InvalidKeyPart, KeyCannotTravel, KeyProbe,
-        KeyTravels, KeyWireProbe, LoadHooks, Negative, NotCacheableValue, Outcome, Plain,
+        KeyTravels, KeyWireProbe, LoadHooks, Memory, Negative, NotCacheableValue, Outcome, Plain,
         PlainIsPlain, PlainIsResultOrOption, PlainProbe, ShareByClone, ShareByMessage,
         ShareBySharedError, ShareNotPossible, ShareProbe, Slot, Tags, Through, TimeoutConverts,
         TimeoutDoesNotConvert, TimeoutProbe, ValidKeyPart, ValueCannotTravel, ValueProbe,

@@ -1,4 +1,5 @@
-//! A hit allocates nothing, with or without policies, fresh or negative:
+//! A hit allocates nothing, with or without policies, fresh or negative,
+//! on either memory tier:
 //! counted by a global allocator that tallies the
 //! allocations of the calling thread (moka's upkeep runs on the caller's
 //! thread, so it is counted too).
@@ -88,6 +89,32 @@ async fn many_tags_value(key: u64) -> u64 {
     key + 4
 }
 
+/// The quick tier, whatever the process default: a plain hit, and one that
+/// reads the clock, the horizons and two tags.
+#[cached(ttl = "1h", memory = "quick")]
+async fn quick_value(key: u64) -> u64 {
+    key + 5
+}
+
+#[cached(
+    ttl = "1h",
+    swr = "30s",
+    fail_safe = "10m",
+    early_refresh = 1.0,
+    tags = ["q:{key}", "quick"],
+    memory = "quick"
+)]
+async fn quick_policy_value(key: u64) -> Result<u64, std::io::Error> {
+    Ok(key + 6)
+}
+
+/// And moka, whatever the process default (`HERDCACHE_MEMORY=quick` runs
+/// the rest of this test on the quick tier).
+#[cached(ttl = "1h", memory = "moka")]
+async fn moka_value(key: u64) -> u64 {
+    key + 7
+}
+
 /// A cached failure: a negative hit hands out a clone of the error.
 #[derive(Clone, Debug, PartialEq)]
 struct Missing;
@@ -113,6 +140,9 @@ fn a_hit_allocates_nothing() {
         ready(negative_value(key)).unwrap_err();
         ready(tagged_value(key));
         ready(many_tags_value(key));
+        ready(quick_value(key));
+        ready(quick_policy_value(key)).unwrap();
+        ready(moka_value(key));
     }
     // moka defers the bookkeeping of inserts (its LRU and timer nodes) to
     // whichever call comes next; settle it so the insert's cost is not
@@ -124,6 +154,7 @@ fn a_hit_allocates_nothing() {
     negative_value_cache().len();
     tagged_value_cache().len();
     many_tags_value_cache().len();
+    moka_value_cache().len();
     let before = allocations();
     for _ in 0..100 {
         for key in 0..KEYS {
@@ -134,10 +165,17 @@ fn a_hit_allocates_nothing() {
             assert_eq!(ready(negative_value(key)), Err(Missing));
             assert_eq!(ready(tagged_value(key)), key + 2);
             assert_eq!(ready(many_tags_value(key)), key + 4);
+            assert_eq!(ready(quick_value(key)), key + 5);
+            assert_eq!(ready(quick_policy_value(key)).unwrap(), key + 6);
+            assert_eq!(ready(moka_value(key)), key + 7);
         }
     }
     let during = allocations() - before;
-    assert_eq!(during, 0, "700 000 hits made {during} allocations");
+    assert_eq!(during, 0, "1 000 000 hits made {during} allocations");
+    assert_eq!(quick_value_cache().memory(), Some(herdcache::Memory::Quick));
+    assert_eq!(moka_value_cache().memory(), Some(herdcache::Memory::Moka));
+    assert_eq!(quick_value_cache().stats().hits, 100 * KEYS);
+    assert_eq!(quick_policy_value_cache().stats().hits, 100 * KEYS);
     assert_eq!(negative_value_cache().stats().negative_hits, 100 * KEYS);
     assert_eq!(plain_value_cache().stats().hits, 100 * KEYS);
     assert_eq!(tagged_value_cache().stats().hits, 100 * KEYS);

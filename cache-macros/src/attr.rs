@@ -36,6 +36,15 @@ pub(crate) struct CachedArgs {
     pub(crate) distributed: Option<(bool, Span)>,
     /// `version = n`, with the span of its name.
     pub(crate) version: Option<(u32, Span)>,
+    /// `memory = "moka"` or `"quick"`: the memory tier.
+    pub(crate) memory: Option<Memory>,
+}
+
+/// The memory tier a function chose.
+#[derive(Clone, Copy)]
+pub(crate) enum Memory {
+    Moka,
+    Quick,
 }
 
 /// `swr = "30s"`, or `swr = true` for a window as long as the ttl.
@@ -65,9 +74,10 @@ const NAMES: &[&str] = &[
     "tags",
     "distributed",
     "version",
+    "memory",
 ];
 
-const VALID: &str = "`ttl`, `jitter`, `key`, `max_capacity`, `name`, `crate`, `swr`, `early_refresh`, `fail_safe`, `fail_safe_throttle`, `negative_ttl`, `negative`, `ttl_for`, `timeout`, `hard_timeout`, `tags`, `distributed`, `version`";
+const VALID: &str = "`ttl`, `jitter`, `key`, `max_capacity`, `name`, `crate`, `swr`, `early_refresh`, `fail_safe`, `fail_safe_throttle`, `negative_ttl`, `negative`, `ttl_for`, `timeout`, `hard_timeout`, `tags`, `distributed`, `version`, `memory`";
 
 /// Designed but not built yet: say so instead of calling them unknown.
 const PLANNED: &[&str] = &[];
@@ -115,6 +125,7 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
         tags: None,
         distributed: None,
         version: None,
+        memory: None,
     };
     while !input.is_empty() {
         let name = input.call(Ident::parse_any)?;
@@ -221,6 +232,25 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
                     None => errors.at(
                         value.span(),
                         "`version` must be an integer literal, e.g. `version = 2`",
+                    ),
+                }
+            }
+            "memory" => {
+                let memory = match &value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(name), ..
+                    }) => match name.value().as_str() {
+                        "moka" => Some(Memory::Moka),
+                        "quick" => Some(Memory::Quick),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match memory {
+                    Some(memory) => set_once(&mut args.memory, memory, &name, errors),
+                    None => errors.at(
+                        value.span(),
+                        "`memory` must be \"moka\" (the default: TinyLFU admission, proactive expiry) or \"quick\" (quick_cache: faster hits that scale with cores, smaller entries)",
                     ),
                 }
             }

@@ -387,11 +387,15 @@ impl Context<'_> {
             || policy.ttl_for.is_some())
         .then(|| quote!(.varied_lifetimes()));
         let distributed = plan.distributed.map(|_| quote!(.distributed()));
+        let memory = plan.memory.map(|memory| match memory {
+            crate::attr::Memory::Moka => quote!(.memory(#private::Memory::Moka)),
+            crate::attr::Memory::Quick => quote!(.memory(#private::Memory::Quick)),
+        });
         quote! {
             || #private::CacheConfig::new(#name, #private::Duration::from_nanos(#ttl_nanos))
                 .jitter(#jitter)
                 #capacity #swr #fail_safe #throttle #early_refresh #varied #timeout #hard_timeout
-                #distributed
+                #distributed #memory
         }
     }
 

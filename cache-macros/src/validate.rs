@@ -100,6 +100,8 @@ pub(crate) struct Plan {
     /// `distributed = true`: the key space version, and the attribute's
     /// span (where a key or value that cannot travel is reported).
     pub(crate) distributed: Option<(u32, proc_macro2::Span)>,
+    /// `memory = ".."`: the memory tier, else the process default.
+    pub(crate) memory: Option<crate::attr::Memory>,
 }
 
 pub(crate) fn validate(
@@ -149,6 +151,7 @@ pub(crate) fn validate(
         policy,
         tags: args.tags.unwrap_or_default(),
         distributed,
+        memory: args.memory,
     })
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::outcome::FailureShare;
 use crate::tags::Tags;
+use crate::tier::Memory;
 
 /// The default bound of the in-memory tier, in entries.
 pub const DEFAULT_MAX_CAPACITY: u64 = 10_000;
@@ -44,6 +45,9 @@ pub struct CacheConfig {
     pub timeout: Option<Duration>,
     /// Callers wait at most this long for a load.
     pub hard_timeout: Option<Duration>,
+    /// The memory tier; `None`: the process default
+    /// ([`Memory::process_default`]).
+    pub memory: Option<Memory>,
 }
 
 impl CacheConfig {
@@ -64,6 +68,7 @@ impl CacheConfig {
             distributed: false,
             timeout: None,
             hard_timeout: None,
+            memory: None,
         }
     }
 
@@ -128,6 +133,13 @@ impl CacheConfig {
     /// for a load, which finishes in the background.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Keeps the values in `memory` (moka or quick), whatever the process
+    /// default.
+    pub fn memory(mut self, memory: Memory) -> Self {
+        self.memory = Some(memory);
         self
     }
 

@@ -11,10 +11,10 @@ use crate::clock::{nanos, Clock};
 use crate::config::{CacheConfig, LoadHooks};
 use crate::expiry::ExpiryPolicy;
 use crate::flight::{Flight, FlightMap, Landing, Role};
-use crate::memory::{MemoryTier, Payload};
 use crate::outcome::{FailureShare, Outcome, SharedFailure};
 use crate::stats::{Counter, Counters, LatencyHistogram, Stats};
 use crate::tags::{Pinned, TagState};
+use crate::tier::{Memory, MemoryTier, Payload};
 
 mod deadline;
 #[cfg(feature = "redis")]
@@ -77,9 +77,9 @@ pub struct FnCache<K, V> {
     name: String,
     expiry: ExpiryPolicy,
     clock: Clock,
-    /// On the system clock, without swr, fail-safe or early refresh, moka
-    /// drops an entry at its `fresh_until`, so an entry it returns is fresh
-    /// and a hit reads no clock; see the memory tier.
+    /// On the system clock, without swr, fail-safe or early refresh, the
+    /// moka tier drops an entry at its `fresh_until`, so an entry it returns
+    /// is fresh and a hit reads no clock; see the memory tiers.
     memory_expiry_is_freshness: bool,
     memory: MemoryTier<K, V>,
     flights: FlightMap<K, V>,
@@ -136,15 +136,20 @@ where
             crate::clock::start_coarse_clock();
         }
         let counters = Counters::new(&config.name);
+        let memory = MemoryTier::new(
+            config.memory.unwrap_or_else(Memory::process_default),
+            config.max_capacity,
+            expiry.same_lifetime(config.varied_lifetimes),
+            &config.clock,
+        );
         FnCache {
             name: config.name,
             expiry,
-            memory_expiry_is_freshness: matches!(config.clock, Clock::System) && !checks_freshness,
+            memory_expiry_is_freshness: matches!(config.clock, Clock::System)
+                && !checks_freshness
+                && memory.expires_by_itself(),
             clock: config.clock,
-            memory: MemoryTier::new(
-                config.max_capacity,
-                expiry.same_lifetime(config.varied_lifetimes),
-            ),
+            memory,
             flights: FlightMap::new(),
             counters,
             latency: LatencyHistogram::new(),
@@ -523,22 +528,18 @@ where
 
     /// Drops every value, with the same guarantee as [`invalidate`](Self::invalidate).
     pub fn invalidate_all(&self) {
-        // Stores made before the shards were locked are removed by the
-        // memory tier's invalidate_all below: moka hides entries written
-        // strictly before its invalidation time, so wait for the clock to
-        // move past the last possible store. (This relies on moka stamping
-        // with std's `Instant`, as it does without its `quanta` feature, and
-        // comparing `entry < valid_after`.)
         // Every shard locked at once: every store into the memory tier
-        // happens under its key's shard lock, so none can slip in between.
+        // happens under its key's shard lock, so none can slip in between
+        // (the tier's own invalidate_all removes what was stored before).
         let shards = self.flights.detach_all_locked();
-        let detached_at = Instant::now();
-        while Instant::now() <= detached_at {
-            std::hint::spin_loop();
-        }
         self.memory.invalidate_all();
         drop(shards);
         self.counters.incr(Counter::Invalidations);
+    }
+
+    /// The memory tier the values are kept in.
+    pub fn memory(&self) -> Memory {
+        self.memory.kind()
     }
 
     /// Entries held in memory (fresh or not yet removed).

@@ -17,7 +17,6 @@ mod expiry;
 mod flight;
 mod fn_cache;
 mod key;
-mod memory;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod outcome;
@@ -29,6 +28,7 @@ mod registry;
 mod stats;
 mod tags;
 pub mod testing;
+mod tier;
 mod value;
 
 pub use background::{BackgroundCopy, BackgroundLoad, CanCopy, CannotCopy, CopyProbe};
@@ -59,6 +59,7 @@ pub use redis_off::{
 pub use registry::{invalidate_all, stats, stats_table, CacheHandle, Slot};
 pub use stats::Stats;
 pub use tags::{expire_tag, expire_tags, invalidate_tag, invalidate_tags, TagSource, Tags};
+pub use tier::Memory;
 pub use value::{
     CacheableValue, CachedValue, Direct, NotAValue, NotCacheableValue, Refused, Through, ValueProbe,
 };

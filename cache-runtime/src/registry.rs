@@ -22,6 +22,7 @@ use crate::config::CacheConfig;
 use crate::fn_cache::FnCache;
 use crate::stats::Stats;
 use crate::testing::current_isolation;
+use crate::tier::Memory;
 use crate::Codec;
 
 /// What the registry needs of a cache without knowing its types.
@@ -30,6 +31,7 @@ trait ErasedCache: Send + Sync {
     fn stats(&self) -> Stats;
     fn len(&self) -> u64;
     fn invalidate_all(&self);
+    fn memory(&self) -> Memory;
 }
 
 impl<K, V> ErasedCache for FnCache<K, V>
@@ -48,6 +50,9 @@ where
     }
     fn invalidate_all(&self) {
         FnCache::invalidate_all(self)
+    }
+    fn memory(&self) -> Memory {
+        FnCache::memory(self)
     }
 }
 
@@ -283,6 +288,13 @@ impl CacheHandle {
             total.merge(&cache.stats());
         }
         total
+    }
+
+    /// The memory tier the function's values are kept in; `None` before
+    /// its first call (its cache is made then, and the process default
+    /// fixed).
+    pub fn memory(&self) -> Option<Memory> {
+        self.caches().first().map(|cache| cache.memory())
     }
 
     /// Entries held in memory.

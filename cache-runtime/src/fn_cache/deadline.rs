@@ -17,10 +17,10 @@ use crate::config::LoadHooks;
 use std::sync::Arc;
 
 use crate::flight::{Flight, Landing, Role};
-use crate::memory::Payload;
 use crate::outcome::Outcome;
 use crate::stats::Counter;
 use crate::tags::TagState;
+use crate::tier::Payload;
 
 impl<K, V> FnCache<K, V>
 where

@@ -11,10 +11,10 @@ use crate::clock::{nanos, Nanos};
 use crate::config::LoadHooks;
 use crate::expiry::Horizons;
 use crate::flight::Landing;
-use crate::memory::{Entry, Payload};
 use crate::outcome::Outcome;
 use crate::stats::Counter;
 use crate::tags::{Stamps, TagState};
+use crate::tier::{Entry, Payload};
 
 impl<K, V> FnCache<K, V>
 where

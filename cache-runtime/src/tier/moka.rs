@@ -1,4 +1,5 @@
-//! The in-memory tier: moka, holding each value with its freshness horizon.
+//! The moka tier (the default): each value with its horizons, and moka
+//! told to drop it at its last one.
 //!
 //! Each entry carries its horizons, and moka is told to drop it at its last
 //! one: a global `time_to_live` when every entry lives equally long (no
@@ -17,46 +18,13 @@
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 use moka::Expiry;
 
-use crate::clock::Nanos;
+use super::Entry;
 use crate::expiry::MAX_LIFETIME;
-use crate::outcome::SharedFailure;
-use crate::tags::Stamps;
-
-/// What an entry holds: a value, or a failure cached by a negative rule.
-#[derive(Clone, Debug)]
-pub(crate) enum Payload<V> {
-    Value(V),
-    /// Behind a thin pointer, so that a value's entry stays small.
-    Failure(Arc<SharedFailure>),
-}
-
-/// A cached value and its horizons (see `expiry.rs`).
-#[derive(Clone, Debug)]
-pub(crate) struct Entry<V> {
-    pub(crate) payload: Payload<V>,
-    pub(crate) fresh_until: Nanos,
-    /// Served stale, while one refresh runs, until here (`swr`).
-    pub(crate) stale_until: Nanos,
-    /// Kept as a fallback for a failing load until here (`fail_safe`).
-    pub(crate) fail_safe_until: Nanos,
-    /// How long the load took that wrote it: early refresh starts sooner
-    /// for a slower loader.
-    pub(crate) load_nanos: Nanos,
-    /// How long moka keeps the entry (with per-entry expiry): the span up
-    /// to its last horizon.
-    pub(crate) lifetime: Nanos,
-    /// A background refresh of it is running: a stale hit need not look
-    /// for one (which takes a lock).
-    pub(crate) refreshing: bool,
-    /// The versions of its tags when its load began.
-    pub(crate) tags: Stamps,
-}
 
 /// Tells moka to drop each entry when its own lifetime is over.
 struct EntryLifetime;
@@ -77,7 +45,7 @@ impl<K, V> Expiry<K, Entry<V>> for EntryLifetime {
     }
 }
 
-pub(crate) struct MemoryTier<K, V> {
+pub(crate) struct MokaTier<K, V> {
     cache: Cache<K, Entry<V>>,
     /// Entries added under a key that held none.
     admitted: AtomicU64,
@@ -85,7 +53,7 @@ pub(crate) struct MemoryTier<K, V> {
     removed: AtomicU64,
 }
 
-impl<K, V> MemoryTier<K, V>
+impl<K, V> MokaTier<K, V>
 where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
@@ -100,7 +68,7 @@ where
             Some(lifetime) => builder.time_to_live(lifetime).build(),
             None => builder.expire_after(EntryLifetime).build(),
         };
-        MemoryTier {
+        MokaTier {
             cache,
             admitted: AtomicU64::new(0),
             removed: AtomicU64::new(0),
@@ -131,7 +99,17 @@ where
         }
     }
 
+    /// Drops every entry stored before the call. The caller holds every
+    /// flight-shard lock, so no store runs meanwhile.
     pub(crate) fn invalidate_all(&self) {
+        // moka hides entries written strictly before its invalidation
+        // time: wait for the clock to move past the last possible store.
+        // (This relies on moka stamping with std's `Instant`, as it does
+        // without its `quanta` feature, and comparing `entry < valid_after`.)
+        let called_at = Instant::now();
+        while Instant::now() <= called_at {
+            std::hint::spin_loop();
+        }
         self.cache.run_pending_tasks();
         let held = self.cache.entry_count();
         self.cache.invalidate_all();

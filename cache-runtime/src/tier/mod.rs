@@ -1,0 +1,226 @@
+//! The memory tiers, behind one seam: [`MemoryTier`] is what the engine
+//! calls (get, insert, invalidate, invalidate-all, len, evictions), and
+//! nothing above it knows which tier it runs on.
+//!
+//! - [`moka`]: the default. TinyLFU admission and proactive expiry: moka
+//!   drops an entry at its last horizon on its own, so on the system clock a
+//!   plain function's hit reads no clock.
+//! - [`quick`]: `quick_cache` (S3-FIFO, sharded). Faster per hit, scales
+//!   with cores and holds an entry in less memory; expiry is the engine's
+//!   own (an entry past its last horizon is a miss until it is replaced or
+//!   evicted), so a hit reads the coarse clock.
+
+use std::hash::Hash;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::clock::{Clock, Nanos};
+use crate::outcome::SharedFailure;
+use crate::tags::Stamps;
+
+mod moka;
+mod quick;
+
+use self::moka::MokaTier;
+use self::quick::QuickTier;
+
+/// Which memory tier a cache keeps its values in (`memory = "moka"` or
+/// `memory = "quick"` on `#[cached]`).
+///
+/// | | moka (default) | quick |
+/// |---|---|---|
+/// | admission | TinyLFU: a one-off key rarely displaces a hot one | S3-FIFO: new keys pass a small probation queue |
+/// | expiry | proactive: expired entries are reclaimed on their own | lazy: an expired entry is a miss, and is replaced or evicted within the capacity |
+/// | hit | no clock read (plain functions) | a coarse clock read; no shared write, so it scales with cores |
+/// | memory | ~370 bytes per `u64` entry | see `BENCHMARKS.md` |
+///
+/// A function without the attribute gets the process default:
+/// [`Memory::set_default`] before the first cached call, else the
+/// `HERDCACHE_MEMORY` environment variable (`moka` or `quick`), else moka.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Memory {
+    /// moka: TinyLFU admission, proactive expiry.
+    #[default]
+    Moka,
+    /// quick_cache: S3-FIFO, sharded, lazy expiry.
+    Quick,
+}
+
+static DEFAULT_MEMORY: OnceLock<Memory> = OnceLock::new();
+
+impl Memory {
+    /// The tier named `name` (`"moka"` or `"quick"`).
+    pub fn from_name(name: &str) -> Option<Memory> {
+        match name {
+            "moka" => Some(Memory::Moka),
+            "quick" => Some(Memory::Quick),
+            _ => None,
+        }
+    }
+
+    /// The tier's name, as the attribute spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Memory::Moka => "moka",
+            Memory::Quick => "quick",
+        }
+    }
+
+    /// Sets the tier of every cache made from now on whose function does
+    /// not choose one. Returns `false` (and changes nothing) when the
+    /// default was already fixed: by an earlier call, or by a cache made
+    /// before this one, so call it first thing in `main`.
+    pub fn set_default(memory: Memory) -> bool {
+        DEFAULT_MEMORY.set(memory).is_ok()
+    }
+
+    /// The process default: what [`set_default`](Self::set_default) set,
+    /// else `HERDCACHE_MEMORY`, else moka. Fixed by the first call.
+    pub fn process_default() -> Memory {
+        *DEFAULT_MEMORY.get_or_init(|| match std::env::var("HERDCACHE_MEMORY") {
+            Ok(name) => Memory::from_name(name.trim()).unwrap_or_else(|| {
+                tracing::warn!(
+                    target: "herdcache",
+                    value = %name,
+                    "HERDCACHE_MEMORY is neither `moka` nor `quick`: caches use moka"
+                );
+                Memory::Moka
+            }),
+            Err(_) => Memory::Moka,
+        })
+    }
+}
+
+/// What an entry holds: a value, or a failure cached by a negative rule.
+#[derive(Clone, Debug)]
+pub(crate) enum Payload<V> {
+    Value(V),
+    /// Behind a thin pointer, so that a value's entry stays small.
+    Failure(Arc<SharedFailure>),
+}
+
+/// A cached value and its horizons (see `expiry.rs`). The last horizon is
+/// always `fail_safe_until` (`fresh_until <= stale_until <= fail_safe_until`).
+#[derive(Clone, Debug)]
+pub(crate) struct Entry<V> {
+    pub(crate) payload: Payload<V>,
+    pub(crate) fresh_until: Nanos,
+    /// Served stale, while one refresh runs, until here (`swr`).
+    pub(crate) stale_until: Nanos,
+    /// Kept as a fallback for a failing load until here (`fail_safe`).
+    pub(crate) fail_safe_until: Nanos,
+    /// How long the load took that wrote it: early refresh starts sooner
+    /// for a slower loader.
+    pub(crate) load_nanos: Nanos,
+    /// How long moka keeps the entry (with per-entry expiry): the span up
+    /// to its last horizon.
+    pub(crate) lifetime: Nanos,
+    /// A background refresh of it is running: a stale hit need not look
+    /// for one (which takes a lock).
+    pub(crate) refreshing: bool,
+    /// The versions of its tags when its load began.
+    pub(crate) tags: Stamps,
+}
+
+/// The memory tier of one cache. Every store and removal of a key happens
+/// under that key's flight-shard lock (held by the caller), which is what
+/// makes invalidation linearizable on either tier.
+pub(crate) enum MemoryTier<K, V> {
+    Moka(MokaTier<K, V>),
+    Quick(QuickTier<K, V>),
+}
+
+impl<K, V> MemoryTier<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A tier of `max_capacity` entries. With `same_lifetime`, every entry
+    /// lives exactly that long (moka: a global ttl); otherwise each its own.
+    pub(crate) fn new(
+        memory: Memory,
+        max_capacity: u64,
+        same_lifetime: Option<Duration>,
+        clock: &Clock,
+    ) -> Self {
+        match memory {
+            Memory::Moka => MemoryTier::Moka(MokaTier::new(max_capacity, same_lifetime)),
+            Memory::Quick => MemoryTier::Quick(QuickTier::new(max_capacity, clock.clone())),
+        }
+    }
+
+    /// Which tier this is.
+    pub(crate) fn kind(&self) -> Memory {
+        match self {
+            MemoryTier::Moka(_) => Memory::Moka,
+            MemoryTier::Quick(_) => Memory::Quick,
+        }
+    }
+
+    /// Whether the tier drops an entry at its last horizon by itself, on
+    /// the system clock: an entry it returns is then within its lifetime
+    /// without a clock read.
+    pub(crate) fn expires_by_itself(&self) -> bool {
+        matches!(self, MemoryTier::Moka(_))
+    }
+
+    /// The entry of `key`, if it is within its last horizon.
+    #[inline(always)]
+    pub(crate) fn get(&self, key: &K) -> Option<Entry<V>> {
+        match self {
+            MemoryTier::Moka(tier) => tier.get(key),
+            MemoryTier::Quick(tier) => tier.get(key),
+        }
+    }
+
+    /// Stores `entry`. The caller holds the key's flight-shard lock, so no
+    /// other store or invalidation of this key runs between the two calls.
+    pub(crate) fn insert(&self, key: K, entry: Entry<V>) {
+        match self {
+            MemoryTier::Moka(tier) => tier.insert(key, entry),
+            MemoryTier::Quick(tier) => tier.insert(key, entry),
+        }
+    }
+
+    /// Removes the entry of `key`, under its flight-shard lock.
+    pub(crate) fn invalidate(&self, key: &K) {
+        match self {
+            MemoryTier::Moka(tier) => tier.invalidate(key),
+            MemoryTier::Quick(tier) => tier.invalidate(key),
+        }
+    }
+
+    /// Removes every entry stored before the call; the caller holds every
+    /// flight-shard lock, so no store races it.
+    pub(crate) fn invalidate_all(&self) {
+        match self {
+            MemoryTier::Moka(tier) => tier.invalidate_all(),
+            MemoryTier::Quick(tier) => tier.invalidate_all(),
+        }
+    }
+
+    /// Entries the tier dropped on its own, for capacity or expiry.
+    pub(crate) fn evictions(&self) -> u64 {
+        match self {
+            MemoryTier::Moka(tier) => tier.evictions(),
+            MemoryTier::Quick(tier) => tier.evictions(),
+        }
+    }
+
+    /// [`evictions`](Self::evictions), cheap enough for the load path.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn evictions_estimate(&self) -> u64 {
+        match self {
+            MemoryTier::Moka(tier) => tier.evictions_estimate(),
+            MemoryTier::Quick(tier) => tier.evictions_estimate(),
+        }
+    }
+
+    /// Entries held, once expired ones are reclaimed.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            MemoryTier::Moka(tier) => tier.len(),
+            MemoryTier::Quick(tier) => tier.len(),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The quick tier: `quick_cache` (S3-FIFO over sharded `RwLock`s).
+//!
+//! A hit takes a shard's read lock and sets the entry's reference bits: no
+//! shared counter, no read buffer, so two threads serve about twice the
+//! hits of one. Expiry is the engine's own: an entry carries its horizons,
+//! and one past its last horizon (`fail_safe_until`) is a miss, which the
+//! load that follows replaces; one nobody asks for again is evicted like
+//! any cold entry. Expired entries therefore hold at most the capacity,
+//! never more. Reading stats (`len`, `evictions`) sweeps them out first, so
+//! the figures mean what they mean on moka.
+
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
+use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
+
+use super::Entry;
+use crate::clock::Clock;
+
+/// Counts what quick_cache evicts (for capacity), and drops it after the
+/// shard lock is released, as quick_cache's own default does.
+#[derive(Clone)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl<K, V> Lifecycle<K, V> for CountEvictions {
+    /// The evicted entries of one request, dropped when it ends (outside the
+    /// shard lock): one or two per insert in practice.
+    type RequestState = [Option<(K, V)>; 2];
+
+    #[inline]
+    fn on_evict(&self, state: &mut Self::RequestState, key: K, value: V) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = state.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some((key, value));
+        }
+    }
+}
+
+pub(crate) struct QuickTier<K, V> {
+    cache: Cache<K, Entry<V>, UnitWeighter, DefaultHashBuilder, CountEvictions>,
+    clock: Clock,
+    evicted: Arc<AtomicU64>,
+}
+
+impl<K, V> QuickTier<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A tier of at most `max_capacity` entries, reading "now" from `clock`.
+    pub(crate) fn new(max_capacity: u64, clock: Clock) -> Self {
+        if matches!(clock, Clock::System) {
+            crate::clock::start_coarse_clock();
+        }
+        let capacity = max_capacity.max(1);
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(usize::try_from(capacity).unwrap_or(usize::MAX))
+            .weight_capacity(capacity)
+            .build()
+            .expect("herdcache: quick_cache options (a capacity and its estimate) are valid");
+        let evicted = Arc::new(AtomicU64::new(0));
+        QuickTier {
+            cache: Cache::with_options(
+                options,
+                UnitWeighter,
+                DefaultHashBuilder::default(),
+                CountEvictions(Arc::clone(&evicted)),
+            ),
+            clock,
+            evicted,
+        }
+    }
+
+    /// The entry of `key`, unless it is past its last horizon.
+    #[inline(always)]
+    pub(crate) fn get(&self, key: &K) -> Option<Entry<V>> {
+        let entry = self.cache.get(key)?;
+        (self.clock.coarse_now_nanos() < entry.fail_safe_until).then_some(entry)
+    }
+
+    pub(crate) fn insert(&self, key: K, entry: Entry<V>) {
+        self.cache.insert(key, entry);
+    }
+
+    pub(crate) fn invalidate(&self, key: &K) {
+        self.cache.remove(key);
+    }
+
+    pub(crate) fn invalidate_all(&self) {
+        self.cache.clear();
+    }
+
+    /// Entries dropped for capacity, and expired ones (removed by
+    /// [`sweep`](Self::sweep) first, so that the count means what moka's
+    /// does).
+    pub(crate) fn evictions(&self) -> u64 {
+        self.sweep();
+        self.evictions_estimate()
+    }
+
+    /// [`evictions`](Self::evictions) without the sweep: expired entries
+    /// not yet reclaimed are not counted.
+    pub(crate) fn evictions_estimate(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Entries held that are within their last horizon (after a sweep).
+    pub(crate) fn len(&self) -> u64 {
+        self.sweep();
+        self.cache.len() as u64
+    }
+
+    /// Removes every entry past its last horizon, counted as evicted: what
+    /// moka does on its own, done here when stats are read. One pass over
+    /// the shards, each under its write lock in turn; a store racing it is
+    /// checked under that lock, so a fresh entry is never removed.
+    fn sweep(&self) {
+        let now = self.clock.now_nanos();
+        let expired = std::cell::Cell::new(0);
+        self.cache.retain(|_, entry| {
+            let live = now < entry.fail_safe_until;
+            expired.set(expired.get() + u64::from(!live));
+            live
+        });
+        self.evicted.fetch_add(expired.get(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::{nanos_since_epoch, ManualClock};
+    use crate::tags::Stamps;
+    use crate::tier::Payload;
+
+    fn entry(value: u64, now: u64, ttl: Duration) -> Entry<u64> {
+        let until = now + u64::try_from(ttl.as_nanos()).unwrap();
+        Entry {
+            payload: Payload::Value(value),
+            fresh_until: until,
+            stale_until: until,
+            fail_safe_until: until,
+            load_nanos: 0,
+            lifetime: 0,
+            refreshing: false,
+            tags: Stamps::None,
+        }
+    }
+
+    #[test]
+    fn expired_entries_never_hold_more_than_the_capacity() {
+        let clock = ManualClock::new();
+        let tier: QuickTier<u64, u64> = QuickTier::new(1_000, Clock::Manual(clock.clone()));
+        let shards = tier.cache.num_shards() as u64;
+        // 100 waves of 1 000 new keys, each expired before the next: nobody
+        // asks for them again, so only eviction can reclaim them.
+        for wave in 0..100_u64 {
+            let now = nanos_since_epoch(clock.now());
+            for key in wave * 1_000..(wave + 1) * 1_000 {
+                tier.insert(key, entry(key, now, Duration::from_secs(1)));
+            }
+            clock.advance(Duration::from_secs(2));
+            // The raw count, expired entries included (no sweep).
+            let held = tier.cache.len() as u64;
+            assert!(
+                held <= 1_000 + shards,
+                "wave {wave}: {held} entries held over a capacity of 1 000"
+            );
+        }
+        assert!(
+            tier.evictions_estimate() >= 98_000,
+            "{}",
+            tier.evictions_estimate()
+        );
+        assert!(tier.get(&99_999).is_none(), "expired: a miss");
+        assert_eq!(tier.len(), 0, "the sweep reclaims the rest");
+    }
+
+    #[test]
+    fn an_entry_is_served_until_its_last_horizon() {
+        let clock = ManualClock::new();
+        let tier: QuickTier<u64, u64> = QuickTier::new(10, Clock::Manual(clock.clone()));
+        let now = nanos_since_epoch(clock.now());
+        tier.insert(7, entry(70, now, Duration::from_secs(5)));
+        clock.advance(Duration::from_millis(4_999));
+        assert!(tier.get(&7).is_some());
+        clock.advance(Duration::from_millis(1));
+        assert!(tier.get(&7).is_none());
+    }
+}

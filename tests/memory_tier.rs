@@ -1,0 +1,116 @@
+//! The memory tier: chosen per function by `memory = ".."`, else by the
+//! process default (`HERDCACHE_MEMORY`, which `.ci/run` sets to run the whole
+//! suite on the quick tier too), and the same behaviour on both.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use herdcache::{cached, Memory};
+
+/// What this run's environment asks for: the test matrix is real only if
+/// the default follows it.
+fn expected_default() -> Memory {
+    match std::env::var("HERDCACHE_MEMORY").as_deref() {
+        Ok("quick") => Memory::Quick,
+        _ => Memory::Moka,
+    }
+}
+
+#[cached(ttl = "60s")]
+async fn on_the_default(id: u64) -> u64 {
+    id
+}
+
+#[cached(ttl = "60s", memory = "quick")]
+async fn on_quick(id: u64) -> u64 {
+    id * 2
+}
+
+static QUICK_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "60s", memory = "quick", max_capacity = 100)]
+async fn bounded(id: u64) -> u64 {
+    QUICK_LOADS.fetch_add(1, SeqCst);
+    id * 2
+}
+
+#[cached(ttl = "60s", memory = "moka")]
+async fn on_moka(id: u64) -> u64 {
+    id * 3
+}
+
+#[tokio::test]
+async fn the_default_follows_herdcache_memory() {
+    assert_eq!(
+        on_the_default_cache().memory(),
+        None,
+        "no cache before a call"
+    );
+    on_the_default(1).await;
+    assert_eq!(on_the_default_cache().memory(), Some(expected_default()));
+    assert_eq!(Memory::process_default(), expected_default());
+}
+
+#[tokio::test]
+async fn the_attribute_chooses_the_tier_whatever_the_default() {
+    on_quick(1).await;
+    on_moka(1).await;
+    assert_eq!(on_quick_cache().memory(), Some(Memory::Quick));
+    assert_eq!(on_moka_cache().memory(), Some(Memory::Moka));
+}
+
+#[tokio::test]
+async fn the_quick_tier_serves_hits_keeps_its_capacity_and_invalidates() {
+    for round in 0..3 {
+        for id in 10..20 {
+            assert_eq!(bounded(id).await, id * 2, "round {round}");
+        }
+    }
+    let stats = bounded_cache().stats();
+    assert_eq!((stats.misses, stats.loads), (10, 10), "{stats:?}");
+    assert!(stats.hits >= 20, "{stats:?}");
+    // Over its capacity, it evicts and counts it.
+    for id in 1_000..1_500 {
+        bounded(id).await;
+    }
+    let (len, evictions) = (bounded_cache().len(), bounded_cache().stats().evictions);
+    assert!(len <= 100, "{len} entries held over a capacity of 100");
+    assert!(evictions >= 400, "{evictions} evictions");
+    let loads = QUICK_LOADS.load(SeqCst);
+    bounded(1_499).await;
+    bounded_invalidate(1_499).await;
+    bounded(1_499).await;
+    assert_eq!(
+        QUICK_LOADS.load(SeqCst),
+        loads + 1,
+        "reloaded once, after the invalidation"
+    );
+}
+
+#[cached(ttl = "150ms", memory = "quick")]
+async fn short_lived(id: u64) -> u64 {
+    id
+}
+
+#[tokio::test]
+async fn an_expired_quick_entry_is_a_miss_and_counts_as_evicted() {
+    for id in 0..10 {
+        short_lived(id).await;
+    }
+    short_lived_invalidate(0).await;
+    // A wide margin over the ttl (and the coarse clock's millisecond).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        short_lived_cache().len(),
+        0,
+        "expired entries are not counted as held"
+    );
+    let stats = short_lived_cache().stats();
+    assert_eq!((stats.evictions, stats.invalidations), (9, 1), "{stats:?}");
+    short_lived(1).await;
+    assert_eq!(
+        short_lived_cache().stats().loads,
+        11,
+        "an expired entry is loaded again"
+    );
+}
