@@ -11,7 +11,7 @@
 mod common;
 
 use common::{
-    cached_crate_timed_lookup, herdcache_lookup, herdcache_policies_lookup,
+    cached_crate_timed_lookup, herdcache_lookup, herdcache_policies_lookup, herdcache_quick_lookup,
     herdcache_tagged_lookup, ready, KEYS,
 };
 
@@ -44,6 +44,29 @@ fn main() {
             }
             for i in 0..hits {
                 sum = sum.wrapping_add(ready(herdcache_tagged_lookup(std::hint::black_box(i % KEYS))));
+            }
+        }
+        "herdcache_quick" => {
+            for key in 0..KEYS {
+                ready(herdcache_quick_lookup(key));
+            }
+            for i in 0..hits {
+                sum = sum.wrapping_add(ready(herdcache_quick_lookup(std::hint::black_box(i % KEYS))));
+            }
+        }
+        "quick" => {
+            let cache = quick_cache::sync::Cache::new(10_000);
+            for key in 0..KEYS {
+                cache.insert(key, key);
+            }
+            for i in 0..hits {
+                sum = sum.wrapping_add(cache.get(&std::hint::black_box(i % KEYS)).unwrap_or(0));
+            }
+        }
+        "hashmap" => {
+            let map: std::collections::HashMap<u64, u64> = (0..KEYS).map(|key| (key, key)).collect();
+            for i in 0..hits {
+                sum = sum.wrapping_add(map.get(&std::hint::black_box(i % KEYS)).copied().unwrap_or(0));
             }
         }
         "moka" => {

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 mod common;
 
 use common::{
-    cached_crate_timed_lookup, herdcache_lookup, herdcache_policies_lookup,
+    cached_crate_timed_lookup, herdcache_lookup, herdcache_policies_lookup, herdcache_quick_lookup,
     herdcache_tagged_lookup, ready, KEYS,
 };
 use divan::{black_box, Bencher};
@@ -54,6 +54,15 @@ fn herdcache(bencher: Bencher) {
         ready(herdcache_lookup(key));
     }
     bencher.bench(|| ready(herdcache_lookup(black_box(next_key()))));
+}
+
+/// The same function on the quick memory tier.
+#[divan::bench(threads = [1, 2])]
+fn herdcache_quick(bencher: Bencher) {
+    for key in 0..KEYS {
+        ready(herdcache_quick_lookup(key));
+    }
+    bencher.bench(|| ready(herdcache_quick_lookup(black_box(next_key()))));
 }
 
 /// A function with swr, fail-safe and early refresh: the hit reads the clock.

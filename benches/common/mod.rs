@@ -36,3 +36,9 @@ pub async fn herdcache_tagged_lookup(key: u64) -> u64 {
 pub fn cached_crate_timed_lookup(key: u64) -> u64 {
     key
 }
+
+/// The quick memory tier: the same plain function.
+#[herdcache::cached(ttl = "1h", memory = "quick")]
+pub async fn herdcache_quick_lookup(key: u64) -> u64 {
+    key
+}

@@ -236,7 +236,13 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
                 }
             }
             "memory" => {
-                let memory = match &value {
+                // A literal passed through `macro_rules!` arrives in an
+                // invisible group.
+                let mut literal = &value;
+                while let Expr::Group(group) = literal {
+                    literal = &group.expr;
+                }
+                let memory = match literal {
                     Expr::Lit(ExprLit {
                         lit: Lit::Str(name), ..
                     }) => match name.value().as_str() {

@@ -140,14 +140,14 @@ where
             config.memory.unwrap_or_else(Memory::process_default),
             config.max_capacity,
             expiry.same_lifetime(config.varied_lifetimes),
+            !checks_freshness,
             &config.clock,
         );
         FnCache {
             name: config.name,
             expiry,
-            memory_expiry_is_freshness: matches!(config.clock, Clock::System)
-                && !checks_freshness
-                && memory.expires_by_itself(),
+            memory_expiry_is_freshness: !checks_freshness
+                && memory.returns_live_entries(&config.clock),
             clock: config.clock,
             memory,
             flights: FlightMap::new(),

@@ -22,7 +22,7 @@ mod moka;
 mod quick;
 
 use self::moka::MokaTier;
-use self::quick::QuickTier;
+use self::quick::{Plain, QuickTier};
 
 /// Which memory tier a cache keeps its values in (`memory = "moka"` or
 /// `memory = "quick"` on `#[cached]`).
@@ -128,6 +128,8 @@ pub(crate) struct Entry<V> {
 pub(crate) enum MemoryTier<K, V> {
     Moka(MokaTier<K, V>),
     Quick(QuickTier<K, V>),
+    /// The quick tier for a function whose only horizon is freshness.
+    QuickPlain(QuickTier<K, V, Plain<V>>),
 }
 
 impl<K, V> MemoryTier<K, V>
@@ -137,14 +139,20 @@ where
 {
     /// A tier of `max_capacity` entries. With `same_lifetime`, every entry
     /// lives exactly that long (moka: a global ttl); otherwise each its own.
+    /// `one_horizon`: entries are only ever fresh (no swr, fail-safe, early
+    /// refresh or Redis tier), which the quick tier holds in less memory.
     pub(crate) fn new(
         memory: Memory,
         max_capacity: u64,
         same_lifetime: Option<Duration>,
+        one_horizon: bool,
         clock: &Clock,
     ) -> Self {
         match memory {
             Memory::Moka => MemoryTier::Moka(MokaTier::new(max_capacity, same_lifetime)),
+            Memory::Quick if one_horizon => {
+                MemoryTier::QuickPlain(QuickTier::new(max_capacity, clock.clone()))
+            }
             Memory::Quick => MemoryTier::Quick(QuickTier::new(max_capacity, clock.clone())),
         }
     }
@@ -153,15 +161,18 @@ where
     pub(crate) fn kind(&self) -> Memory {
         match self {
             MemoryTier::Moka(_) => Memory::Moka,
-            MemoryTier::Quick(_) => Memory::Quick,
+            MemoryTier::Quick(_) | MemoryTier::QuickPlain(_) => Memory::Quick,
         }
     }
 
-    /// Whether the tier drops an entry at its last horizon by itself, on
-    /// the system clock: an entry it returns is then within its lifetime
-    /// without a clock read.
-    pub(crate) fn expires_by_itself(&self) -> bool {
-        matches!(self, MemoryTier::Moka(_))
+    /// Whether an entry the tier returns is within its last horizon on
+    /// `clock` with no further check: moka drops entries on the system
+    /// clock; the quick tier checks the horizon itself on either clock.
+    pub(crate) fn returns_live_entries(&self, clock: &Clock) -> bool {
+        match self {
+            MemoryTier::Moka(_) => matches!(clock, Clock::System),
+            MemoryTier::Quick(_) | MemoryTier::QuickPlain(_) => true,
+        }
     }
 
     /// The entry of `key`, if it is within its last horizon.
@@ -170,6 +181,7 @@ where
         match self {
             MemoryTier::Moka(tier) => tier.get(key),
             MemoryTier::Quick(tier) => tier.get(key),
+            MemoryTier::QuickPlain(tier) => tier.get(key),
         }
     }
 
@@ -179,6 +191,7 @@ where
         match self {
             MemoryTier::Moka(tier) => tier.insert(key, entry),
             MemoryTier::Quick(tier) => tier.insert(key, entry),
+            MemoryTier::QuickPlain(tier) => tier.insert(key, entry),
         }
     }
 
@@ -187,6 +200,7 @@ where
         match self {
             MemoryTier::Moka(tier) => tier.invalidate(key),
             MemoryTier::Quick(tier) => tier.invalidate(key),
+            MemoryTier::QuickPlain(tier) => tier.invalidate(key),
         }
     }
 
@@ -196,6 +210,7 @@ where
         match self {
             MemoryTier::Moka(tier) => tier.invalidate_all(),
             MemoryTier::Quick(tier) => tier.invalidate_all(),
+            MemoryTier::QuickPlain(tier) => tier.invalidate_all(),
         }
     }
 
@@ -204,6 +219,7 @@ where
         match self {
             MemoryTier::Moka(tier) => tier.evictions(),
             MemoryTier::Quick(tier) => tier.evictions(),
+            MemoryTier::QuickPlain(tier) => tier.evictions(),
         }
     }
 
@@ -213,6 +229,7 @@ where
         match self {
             MemoryTier::Moka(tier) => tier.evictions_estimate(),
             MemoryTier::Quick(tier) => tier.evictions_estimate(),
+            MemoryTier::QuickPlain(tier) => tier.evictions_estimate(),
         }
     }
 
@@ -221,6 +238,7 @@ where
         match self {
             MemoryTier::Moka(tier) => tier.len(),
             MemoryTier::Quick(tier) => tier.len(),
+            MemoryTier::QuickPlain(tier) => tier.len(),
         }
     }
 }

@@ -16,8 +16,80 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
 
-use super::Entry;
-use crate::clock::Clock;
+use super::{Entry, Payload};
+use crate::clock::{Clock, Nanos};
+use crate::tags::Stamps;
+
+/// How the quick tier holds an entry: whole, or in a smaller form.
+pub(crate) trait Held<V>: Clone + Send + Sync + 'static {
+    fn hold(entry: Entry<V>) -> Self;
+    fn entry(self) -> Entry<V>;
+    /// Past this instant the entry is never served.
+    fn last_horizon(&self) -> Nanos;
+}
+
+impl<V: Clone + Send + Sync + 'static> Held<V> for Entry<V> {
+    #[inline(always)]
+    fn hold(entry: Entry<V>) -> Self {
+        entry
+    }
+
+    #[inline(always)]
+    fn entry(self) -> Entry<V> {
+        self
+    }
+
+    #[inline(always)]
+    fn last_horizon(&self) -> Nanos {
+        self.fail_safe_until
+    }
+}
+
+/// An entry of a function without swr, fail-safe, early refresh or a
+/// Redis tier: its only horizon is freshness, it is never refreshed in the
+/// background and its load time is never read, so it keeps just the
+/// payload, `fresh_until` and the tag stamps (48 bytes for a `u64` value
+/// where [`Entry`] takes 88).
+#[derive(Clone)]
+pub(crate) struct Plain<V> {
+    payload: Payload<V>,
+    fresh_until: Nanos,
+    tags: Stamps,
+}
+
+impl<V: Clone + Send + Sync + 'static> Held<V> for Plain<V> {
+    #[inline(always)]
+    fn hold(entry: Entry<V>) -> Self {
+        debug_assert!(
+            entry.stale_until == entry.fresh_until && entry.fail_safe_until == entry.fresh_until,
+            "a plain entry has one horizon"
+        );
+        Plain {
+            payload: entry.payload,
+            fresh_until: entry.fresh_until,
+            tags: entry.tags,
+        }
+    }
+
+    #[inline(always)]
+    fn entry(self) -> Entry<V> {
+        Entry {
+            payload: self.payload,
+            fresh_until: self.fresh_until,
+            stale_until: self.fresh_until,
+            fail_safe_until: self.fresh_until,
+            load_nanos: 0,
+            lifetime: 0,
+            refreshing: false,
+            tags: self.tags,
+        }
+    }
+
+    #[inline(always)]
+    fn last_horizon(&self) -> Nanos {
+        self.fresh_until
+    }
+}
 
 /// Counts what quick_cache evicts (for capacity), and drops it after the
 /// shard lock is released, as quick_cache's own default does.
@@ -38,16 +110,18 @@ impl<K, V> Lifecycle<K, V> for CountEvictions {
     }
 }
 
-pub(crate) struct QuickTier<K, V> {
-    cache: Cache<K, Entry<V>, UnitWeighter, DefaultHashBuilder, CountEvictions>,
+pub(crate) struct QuickTier<K, V, H = Entry<V>> {
+    cache: Cache<K, H, UnitWeighter, DefaultHashBuilder, CountEvictions>,
     clock: Clock,
     evicted: Arc<AtomicU64>,
+    _values: std::marker::PhantomData<fn() -> V>,
 }
 
-impl<K, V> QuickTier<K, V>
+impl<K, V, H> QuickTier<K, V, H>
 where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    H: Held<V>,
 {
     /// A tier of at most `max_capacity` entries, reading "now" from `clock`.
     pub(crate) fn new(max_capacity: u64, clock: Clock) -> Self {
@@ -70,18 +144,19 @@ where
             ),
             clock,
             evicted,
+            _values: std::marker::PhantomData,
         }
     }
 
     /// The entry of `key`, unless it is past its last horizon.
     #[inline(always)]
     pub(crate) fn get(&self, key: &K) -> Option<Entry<V>> {
-        let entry = self.cache.get(key)?;
-        (self.clock.coarse_now_nanos() < entry.fail_safe_until).then_some(entry)
+        let held = self.cache.get(key)?;
+        (self.clock.coarse_now_nanos() < held.last_horizon()).then(|| held.entry())
     }
 
     pub(crate) fn insert(&self, key: K, entry: Entry<V>) {
-        self.cache.insert(key, entry);
+        self.cache.insert(key, H::hold(entry));
     }
 
     pub(crate) fn invalidate(&self, key: &K) {
@@ -119,8 +194,8 @@ where
     fn sweep(&self) {
         let now = self.clock.now_nanos();
         let expired = std::cell::Cell::new(0);
-        self.cache.retain(|_, entry| {
-            let live = now < entry.fail_safe_until;
+        self.cache.retain(|_, held| {
+            let live = now < held.last_horizon();
             expired.set(expired.get() + u64::from(!live));
             live
         });
@@ -134,8 +209,6 @@ mod tests {
 
     use super::*;
     use crate::clock::{nanos_since_epoch, ManualClock};
-    use crate::tags::Stamps;
-    use crate::tier::Payload;
 
     fn entry(value: u64, now: u64, ttl: Duration) -> Entry<u64> {
         let until = now + u64::try_from(ttl.as_nanos()).unwrap();
@@ -154,7 +227,8 @@ mod tests {
     #[test]
     fn expired_entries_never_hold_more_than_the_capacity() {
         let clock = ManualClock::new();
-        let tier: QuickTier<u64, u64> = QuickTier::new(1_000, Clock::Manual(clock.clone()));
+        let tier: QuickTier<u64, u64, Plain<u64>> =
+            QuickTier::new(1_000, Clock::Manual(clock.clone()));
         let shards = tier.cache.num_shards() as u64;
         // 100 waves of 1 000 new keys, each expired before the next: nobody
         // asks for them again, so only eviction can reclaim them.
@@ -185,9 +259,40 @@ mod tests {
         let clock = ManualClock::new();
         let tier: QuickTier<u64, u64> = QuickTier::new(10, Clock::Manual(clock.clone()));
         let now = nanos_since_epoch(clock.now());
+        let mut with_fallback = entry(70, now, Duration::from_secs(5));
+        with_fallback.stale_until += 1_000_000_000;
+        with_fallback.fail_safe_until += 2_000_000_000;
+        tier.insert(7, with_fallback);
+        clock.advance(Duration::from_millis(6_999));
+        let held = tier.get(&7).expect("within its fail-safe window");
+        assert_eq!(
+            (held.fresh_until, held.stale_until, held.fail_safe_until),
+            (
+                now + 5_000_000_000,
+                now + 6_000_000_000,
+                now + 7_000_000_000
+            ),
+            "every horizon kept"
+        );
+        clock.advance(Duration::from_millis(1));
+        assert!(tier.get(&7).is_none());
+    }
+
+    #[test]
+    fn a_plain_entry_is_smaller_and_keeps_what_a_plain_function_reads() {
+        assert!(std::mem::size_of::<Plain<u64>>() <= 48);
+        assert!(std::mem::size_of::<Plain<u64>>() < std::mem::size_of::<Entry<u64>>());
+        let clock = ManualClock::new();
+        let tier: QuickTier<u64, u64, Plain<u64>> =
+            QuickTier::new(10, Clock::Manual(clock.clone()));
+        let now = nanos_since_epoch(clock.now());
         tier.insert(7, entry(70, now, Duration::from_secs(5)));
         clock.advance(Duration::from_millis(4_999));
-        assert!(tier.get(&7).is_some());
+        let held = tier.get(&7).expect("fresh");
+        assert!(matches!(held.payload, Payload::Value(70)));
+        assert_eq!(held.fresh_until, now + 5_000_000_000);
+        assert_eq!(held.stale_until, held.fresh_until);
+        assert_eq!(held.fail_safe_until, held.fresh_until);
         clock.advance(Duration::from_millis(1));
         assert!(tier.get(&7).is_none());
     }
