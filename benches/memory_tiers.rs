@@ -451,3 +451,18 @@ mod hit_100000_keys {
         bencher.bench(|| ready(quick_tier_wide(black_box(next_key(WIDE)))));
     }
 }
+
+/// What knowing "now" costs a hit: the quick tier reads the coarse clock.
+mod clock_read {
+    use super::*;
+
+    #[divan::bench(sample_size = 2_000, sample_count = 200)]
+    fn instant_now(bencher: Bencher) {
+        bencher.bench(std::time::Instant::now);
+    }
+
+    #[divan::bench(sample_size = 2_000, sample_count = 200)]
+    fn coarse_clock(bencher: Bencher) {
+        bencher.bench(herdcache::testing::coarse_clock_nanos);
+    }
+}

@@ -14,7 +14,7 @@ use crate::flight::{Flight, FlightMap, Landing, Role};
 use crate::outcome::{FailureShare, Outcome, SharedFailure};
 use crate::stats::{Counter, Counters, LatencyHistogram, Stats};
 use crate::tags::{Pinned, TagState};
-use crate::tier::{Memory, MemoryTier, Payload};
+use crate::tier::{Entry, Memory, MemoryTier, Payload};
 
 mod deadline;
 #[cfg(feature = "redis")]
@@ -186,7 +186,19 @@ where
     /// epilogue moving the entry cost as much as its checks.
     #[inline(always)]
     fn find(&self, key: &K) -> Found<V> {
-        let Some(entry) = self.memory.get(key) else {
+        // One copy of the judgement per tier: through a common `get`, the
+        // entry would be moved once more (measured: ~20 instructions a hit).
+        match &self.memory {
+            MemoryTier::Moka(tier) => self.judge(tier.get(key)),
+            MemoryTier::Quick(tier) => self.judge(tier.get(key)),
+            MemoryTier::QuickPlain(tier) => self.judge(tier.get(key)),
+        }
+    }
+
+    /// What an entry the memory tier returned (if any) can answer.
+    #[inline(always)]
+    fn judge(&self, entry: Option<Entry<V>>) -> Found<V> {
+        let Some(entry) = entry else {
             return Found::Miss;
         };
         // A tag invalidated since the load began: gone; expired: stale.

@@ -75,7 +75,7 @@ where
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, key: &K) -> Option<Entry<V>> {
         self.cache.get(key)
     }
