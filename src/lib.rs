@@ -113,6 +113,16 @@
 //! the function's visibility; on a trait impl under [`cached_impl`] (whose
 //! methods have none) they are `pub`.
 //!
+//! ## Memory tiers
+//!
+//! Values live in moka (the default: TinyLFU admission, expired entries
+//! reclaimed on their own) or in quick_cache (`memory = "quick"`: S3-FIFO,
+//! a hit about 3× faster that scales with cores, an entry about a quarter of
+//! the memory; an expired entry is a miss and is reclaimed when replaced or
+//! evicted, never past the capacity). Everything else behaves the same on
+//! both. Per function with the attribute, or for the process before the
+//! first cached call with [`Memory::set_default`] or `HERDCACHE_MEMORY=quick`.
+//!
 //! ## Methods, keys and `self`
 //!
 //! **`self` is not part of the key unless the key reads it.** Without `key`,

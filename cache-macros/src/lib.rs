@@ -45,6 +45,7 @@ use syn::parse::Parser;
 /// | `tags = ["user:{id}", "all", expr]` | names `herdcache::invalidate_tag` drops the value by: templates over the arguments, constants, or expressions yielding tags | none |
 /// | `distributed = true` | share values with every instance through Redis (feature `redis`); key and value `Serialize + Deserialize` | off |
 /// | `version = 2` | the key space of a `distributed` function in Redis | `1` |
+/// | `memory = "quick"` / `"moka"` | the memory tier: moka (TinyLFU, proactive expiry) or quick_cache (S3-FIFO: faster hits that scale with cores, smaller entries) | the process default (`herdcache::Memory::set_default`, else `HERDCACHE_MEMORY`, else moka) |
 ///
 /// `Ok`, `Some` and plain values are cached; `Err` and `None` are not. The
 /// value must be `Clone + Send + Sync + 'static` (return `Arc<T>` for big

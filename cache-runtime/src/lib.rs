@@ -1,7 +1,7 @@
 //! The engine behind [herdcache](https://docs.rs/herdcache): one
 //! [`FnCache`] per cached function, with single flight per key, expiry with
-//! jitter, linearizable invalidation and striped stats, over a moka memory
-//! tier.
+//! jitter, linearizable invalidation and striped stats, over a memory tier
+//! (moka, or quick_cache: see [`Memory`]).
 //!
 //! Users depend on the `herdcache` facade and its `#[cached]` attribute; this
 //! crate is what the generated code calls, and can be used by hand.
