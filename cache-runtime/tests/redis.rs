@@ -177,9 +177,27 @@ async fn a_corrupt_payload_is_a_miss_and_is_overwritten() {
         assert!(call(a, 1, &origin, hooks()).await.is_ok());
         assert_eq!(origin.loads(), loads + 1, "a miss: loaded");
     }
-    assert_eq!(a.stats().l2_corrupt, 3);
+    // And garbage written by hand, with redis-cli, as an operator would.
+    let written = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &server.port().to_string(),
+            "SET",
+            &key,
+            "not an envelope",
+        ])
+        .output()
+        .expect("redis-cli is on PATH (.ci/run installs redis-tools)");
+    assert_eq!(String::from_utf8_lossy(&written.stdout).trim(), "OK");
+    a.invalidate(&1);
+    assert_eq!(
+        call(a, 1, &origin, hooks()).await.unwrap(),
+        "v3",
+        "a miss: loaded"
+    );
+    assert_eq!(a.stats().l2_corrupt, 4);
     // Overwritten with a good entry, which another instance reads.
-    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v2");
+    assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v3");
     assert_eq!(b.stats().l2_hits, 1);
 }
 
@@ -1051,5 +1069,66 @@ async fn an_instance_stops_waiting_for_a_stuck_holder_after_max_wait() {
     assert!(
         waited < Duration::from_secs(10),
         "not for the lock's minute: {waited:?}"
+    );
+}
+
+/// Counts the warnings herdcache logs, with their messages.
+#[derive(Clone, Default)]
+struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN
+            && event.metadata().target() == "herdcache"
+        {
+            let mut text = Text(String::new());
+            event.record(&mut text);
+            self.0.lock().unwrap().push(text.0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_degrades_to_memory_with_one_clear_log_line() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let server = RedisServer::start_with(&["--requirepass", "the-secret"]).unwrap();
+    let warnings = Warnings::default();
+    let _logging =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
+    let wrong = Runtime::builder()
+        .redis(format!(
+            "redis://:not-the-secret@127.0.0.1:{}",
+            server.port()
+        ))
+        .namespace("wrongpass")
+        .timeout(Duration::from_secs(2))
+        .breaker(3, Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let cache = instance(CacheConfig::new("wrongpass", TTL), wrong, &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    // Many calls, each a miss (the key changes), each trying Redis: the
+    // breaker opens and reopens (1 ms), and every call is answered.
+    for key in 0..20 {
+        assert_eq!(
+            call(cache, key, &origin, hooks()).await.unwrap(),
+            format!("v{key}")
+        );
+    }
+    assert!(cache.stats().l2_errors >= 3, "{:?}", cache.stats());
+    let warnings = warnings.0.lock().unwrap().clone();
+    assert_eq!(warnings.len(), 1, "one line: {warnings:#?}");
+    assert!(
+        warnings[0].contains("refused the user or password")
+            && !warnings[0].contains("not-the-secret"),
+        "{}",
+        warnings[0]
     );
 }

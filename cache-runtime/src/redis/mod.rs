@@ -243,6 +243,7 @@ impl RuntimeBuilder {
             bus_started: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             heard: AtomicU64::new(0),
+            credentials_refused: AtomicBool::new(false),
         }))
     }
 
@@ -364,6 +365,8 @@ pub struct RedisTier {
     subscribed: AtomicBool,
     /// Messages from other instances applied.
     heard: AtomicU64,
+    /// Redis refused the URL's credentials, and it was said once.
+    credentials_refused: AtomicBool,
 }
 
 /// Never prints the URL's password.
@@ -417,9 +420,18 @@ enum Backend {
 impl Backend {
     async fn connect(&self) -> redis::RedisResult<Connection> {
         match self {
-            Backend::Single(client) => ConnectionManager::new(client.clone())
-                .await
-                .map(Connection::Single),
+            // Few retries: a call waits at most the tier's timeout anyway,
+            // and a refused password must come back as itself, not as a
+            // timeout after six backed-off attempts. (A failed connect is
+            // tried again by the next call; a dropped one, by the manager.)
+            Backend::Single(client) => ConnectionManager::new_with_config(
+                client.clone(),
+                redis::aio::ConnectionManagerConfig::new()
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(10)),
+            )
+            .await
+            .map(Connection::Single),
             Backend::Cluster(cluster, _) => cluster
                 .get_async_connection()
                 .await
@@ -565,6 +577,9 @@ impl RedisTier {
         };
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => {
+                if self.credentials_refused.load(Ordering::Relaxed) {
+                    self.credentials_refused.store(false, Ordering::Relaxed);
+                }
                 if self.breaker.succeeded() {
                     tracing::info!(target: "herdcache", url = %self.url, "Redis answers again: the breaker is closed");
                     #[cfg(feature = "metrics")]
@@ -573,6 +588,9 @@ impl RedisTier {
                 Some(value)
             }
             Ok(Err(error)) => {
+                if refuses_credentials(&error) {
+                    self.refused_credentials(&error);
+                }
                 self.failed(&error.to_string());
                 None
             }
@@ -583,8 +601,22 @@ impl RedisTier {
         }
     }
 
+    /// Says once, clearly, that the URL's user or password is wrong: the
+    /// breaker's own warning would only say that calls keep failing.
+    fn refused_credentials(&self, error: &redis::RedisError) {
+        if !self.credentials_refused.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                target: "herdcache",
+                url = %self.url,
+                %error,
+                "Redis refused the user or password in its URL: distributed functions work from memory until it accepts them"
+            );
+        }
+    }
+
     fn failed(&self, why: &str) {
-        if self.breaker.failed() {
+        // A refused password was already said, once and more clearly.
+        if self.breaker.failed() && !self.credentials_refused.load(Ordering::Acquire) {
             #[cfg(feature = "metrics")]
             metrics::gauge!("herdcache_l2_breaker_open", "namespace" => self.namespace.clone())
                 .set(1.0);
@@ -781,6 +813,13 @@ impl RedisTier {
         .await
         .is_some()
     }
+}
+
+/// Whether `error` is Redis refusing the credentials (a wrong password, an
+/// unknown or disabled ACL user, or none given where one is required).
+fn refuses_credentials(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(error.code(), Some("WRONGPASS" | "NOAUTH"))
 }
 
 /// Consecutive failures open it for a while; the first call after that
