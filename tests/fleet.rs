@@ -3,6 +3,8 @@
 //! `HERDCACHE_FLEET_ROLE` is set), each with its own memory and its own
 //! Redis connection, against a `redis-server` the parent starts. The
 //! origin's calls are counted in Redis, so they add up across processes.
+//! One test drives every scenario in turn: the runtime it installs is
+//! process-wide.
 //! Run with `--features redis`.
 #![cfg(feature = "redis")]
 
@@ -67,8 +69,10 @@ fn fleet_child() {
         // The reader is configured by the environment alone
         // (HERDCACHE_REDIS_URL, HERDCACHE_NAMESPACE), the others in code.
         if role != "reader" {
+            // The dropper connects as an ACL user the parent can lock out.
+            let url = std::env::var("HERDCACHE_FLEET_CHILD_URL").unwrap_or_else(|_| url());
             herdcache::Runtime::builder()
-                .redis(url())
+                .redis(url)
                 .namespace("fleet")
                 .timeout(Duration::from_secs(5))
                 .install()
@@ -137,6 +141,38 @@ fn fleet_child() {
                     report.push(format!("{what}_ms={}", gone_at.saturating_sub(sent_at)));
                 }
                 println!("RESULT {}", report.join(" "));
+            }
+            // Holds a key and a tagged key in memory while its Redis links
+            // are cut; the parent invalidates both meanwhile (the messages
+            // are lost to it), then lets it reconnect.
+            "dropper" => {
+                let old_price = price(5).await;
+                let old_stock = stock(6).await;
+                let _: () = redis.set("fleet:dropper-ready", 1).await.unwrap();
+                let wait_for = |key: &'static str| {
+                    let mut redis = redis.clone();
+                    async move {
+                        let deadline = Instant::now() + Duration::from_secs(30);
+                        while redis.get::<_, Option<u8>>(key).await.unwrap().is_none() {
+                            assert!(Instant::now() < deadline, "waited too long for {key}");
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                };
+                // Cut off: the invalidations never reached this process.
+                wait_for("fleet:invalidated-while-cut").await;
+                let stale_while_cut = price(5).await == old_price && stock(6).await == old_stock;
+                // Linked again: nothing from before the cut is served.
+                wait_for("fleet:relinked").await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let price_kept = price(5).await == old_price;
+                let stock_kept = stock(6).await == old_stock;
+                println!(
+                    "RESULT stale_while_cut={} price_kept={} stock_kept={}",
+                    u8::from(stale_while_cut),
+                    u8::from(price_kept),
+                    u8::from(stock_kept)
+                );
             }
             other => panic!("unknown role {other}"),
         }
@@ -244,4 +280,106 @@ async fn processes_share_values_loads_and_invalidations() {
     println!("invalidation seen by the other process after: {report}");
     assert!(field(&report, "key_ms") < 100, "{report}");
     assert!(field(&report, "tag_ms") < 100, "{report}");
+
+    a_process_whose_bus_dropped_serves_nothing_invalidated_meanwhile(&server).await;
+}
+
+/// The Redis clients of ACL user `user`, one per line (`CLIENT LIST`
+/// filtered here: Redis 7.0 has no `USER` filter).
+async fn clients_of(redis: &mut redis::aio::MultiplexedConnection, user: &str) -> String {
+    let all: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(redis)
+        .await
+        .unwrap();
+    let mine = format!(" user={user} ");
+    all.lines()
+        .filter(|line| line.contains(&mine))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn acl(redis: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(args)
+        .query_async(redis)
+        .await
+        .unwrap();
+}
+
+/// A process whose bus dropped serves nothing invalidated meanwhile, once
+/// it is linked again. (Part of the one fleet test: the runtime this
+/// process installs is process-wide.)
+async fn a_process_whose_bus_dropped_serves_nothing_invalidated_meanwhile(
+    server: &herdcache::testing::RedisServer,
+) {
+    let mut redis = redis().await;
+    acl(
+        &mut redis,
+        &["child", "on", ">child-secret", "~*", "&*", "+@all"],
+    )
+    .await;
+    let dropper = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "fleet_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("HERDCACHE_FLEET_ROLE", "dropper")
+        .env("HERDCACHE_FLEET_URL", server.url())
+        .env(
+            "HERDCACHE_FLEET_CHILD_URL",
+            format!("redis://child:child-secret@127.0.0.1:{}", server.port()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis
+        .get::<_, Option<u8>>("fleet:dropper-ready")
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the dropper never got ready");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Cut the child off: its user disabled, its connections (the bus
+    // included) killed.
+    assert!(
+        clients_of(&mut redis, "child").await.contains("sub=1"),
+        "the child listens"
+    );
+    acl(&mut redis, &["child", "off"]).await;
+    let _: u64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "USER", "child"][..])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(clients_of(&mut redis, "child").await.trim(), "", "cut off");
+    // Invalidate both while it cannot hear; give a message time to arrive.
+    price_invalidate(5).await;
+    herdcache::invalidate_tag("fleet:sku:6").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _: () = redis.set("fleet:invalidated-while-cut", 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let it back in, and tell it once its bus listens again.
+    acl(&mut redis, &["child", "on"]).await;
+    while !clients_of(&mut redis, "child").await.contains("sub=1") {
+        assert!(Instant::now() < deadline, "the child's bus never came back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _: () = redis.set("fleet:relinked", 1).await.unwrap();
+    let report = result(dropper.wait_with_output().unwrap());
+    assert_eq!(
+        field(&report, "stale_while_cut"),
+        1,
+        "the messages were lost: {report}"
+    );
+    assert_eq!(field(&report, "price_kept"), 0, "{report}");
+    assert_eq!(field(&report, "stock_kept"), 0, "{report}");
 }
