@@ -191,7 +191,32 @@ where
         match &self.memory {
             MemoryTier::Moka(tier) => self.judge(tier.get(key)),
             MemoryTier::Quick(tier) => self.judge(tier.get(key)),
-            MemoryTier::QuickPlain(tier) => self.judge(tier.get(key)),
+            // Only ever made for a function whose one horizon the tier
+            // checks itself: no `Entry` to build, only payload and tags.
+            MemoryTier::QuickPlain(tier) => match tier.get_held(key) {
+                Some(held) => {
+                    let (payload, tags) = held.into_parts();
+                    Self::live(payload, tags.state())
+                }
+                None => Found::Miss,
+            },
+        }
+    }
+
+    /// What an entry the tier vouches is within its only horizon answers:
+    /// its payload, unless a tag moved (without a stale window, an expired
+    /// tag is a miss too).
+    #[inline(always)]
+    fn live(payload: Payload<V>, tags: TagState) -> Found<V> {
+        if tags != TagState::Current {
+            return Found::Miss;
+        }
+        match payload {
+            Payload::Value(value) => Found::Fresh {
+                value,
+                refresh: false,
+            },
+            Payload::Failure(failure) => Found::Negative(failure),
         }
     }
 
@@ -204,18 +229,11 @@ where
         // A tag invalidated since the load began: gone; expired: stale.
         // Without a stale window, expired is a miss too.
         let tags = entry.tags.state();
-        if tags != TagState::Current && (tags == TagState::Gone || self.memory_expiry_is_freshness)
-        {
-            return Found::Miss;
-        }
         if self.memory_expiry_is_freshness {
-            return match entry.payload {
-                Payload::Value(value) => Found::Fresh {
-                    value,
-                    refresh: false,
-                },
-                Payload::Failure(failure) => Found::Negative(failure),
-            };
+            return Self::live(entry.payload, tags);
+        }
+        if tags == TagState::Gone {
+            return Found::Miss;
         }
         let now = self.clock.coarse_now_nanos();
         // An expired tag: stale at once, for as long as the entry has a

@@ -57,6 +57,14 @@ pub(crate) struct Plain<V> {
     tags: Stamps,
 }
 
+impl<V> Plain<V> {
+    /// The payload and the tag stamps: all a hit reads.
+    #[inline(always)]
+    pub(crate) fn into_parts(self) -> (Payload<V>, Stamps) {
+        (self.payload, self.tags)
+    }
+}
+
 impl<V: Clone + Send + Sync + 'static> Held<V> for Plain<V> {
     #[inline(always)]
     fn hold(entry: Entry<V>) -> Self {
@@ -151,8 +159,14 @@ where
     /// The entry of `key`, unless it is past its last horizon.
     #[inline(always)]
     pub(crate) fn get(&self, key: &K) -> Option<Entry<V>> {
+        self.get_held(key).map(H::entry)
+    }
+
+    /// [`get`](Self::get), in the form the tier holds it.
+    #[inline(always)]
+    pub(crate) fn get_held(&self, key: &K) -> Option<H> {
         let held = self.cache.get(key)?;
-        (self.clock.coarse_now_nanos() < held.last_horizon()).then(|| held.entry())
+        (self.clock.coarse_now_nanos() < held.last_horizon()).then_some(held)
     }
 
     pub(crate) fn insert(&self, key: K, entry: Entry<V>) {
