@@ -414,6 +414,67 @@ mod hit_1000_keys {
     }
 }
 
+/// The engine alone (`FnCache::get_fresh`, no future, no registry): where a
+/// `#[cached]` call's time goes.
+fn engine(memory: herdcache::Memory) -> &'static herdcache::__private::FnCache<u64, u64> {
+    let cache = Box::leak(Box::new(herdcache::__private::FnCache::new(
+        herdcache::__private::CacheConfig::new("engine", std::time::Duration::from_secs(3600))
+            .memory(memory),
+    )));
+    for key in 0..WARM {
+        let _: Option<u64> = ready(cache.get_or_load(
+            key,
+            herdcache::__private::FailureShare::unit(),
+            async move { Some(key) },
+        ));
+    }
+    cache
+}
+
+mod engine_hit_1000_keys {
+    use super::*;
+
+    #[divan::bench(sample_size = 2_000, sample_count = 200)]
+    fn quick(bencher: Bencher) {
+        let cache = engine(herdcache::Memory::Quick);
+        bencher.bench(|| cache.get_fresh(&black_box(next_key(WARM))));
+    }
+
+    #[divan::bench(sample_size = 2_000, sample_count = 200)]
+    fn moka(bencher: Bencher) {
+        let cache = engine(herdcache::Memory::Moka);
+        bencher.bench(|| cache.get_fresh(&black_box(next_key(WARM))));
+    }
+}
+
+/// As a caller's async code pays for a hit: an `async` block awaiting the
+/// call, polled once (the call's future is built and polled inside it).
+mod awaited_hit_1000_keys {
+    use super::*;
+
+    #[divan::bench(threads = [1, 2], sample_size = 2_000, sample_count = 200)]
+    fn herdcache_quick(bencher: Bencher) {
+        for key in 0..WARM {
+            ready(quick_tier(key));
+        }
+        bencher.bench(|| {
+            let key = black_box(next_key(WARM));
+            ready(async move { quick_tier(key).await })
+        });
+    }
+
+    #[divan::bench(threads = [1, 2], sample_size = 2_000, sample_count = 200)]
+    fn herdcache_moka(bencher: Bencher) {
+        for key in 0..WARM {
+            ready(moka_tier(key));
+        }
+        bencher.bench(|| {
+            let key = black_box(next_key(WARM));
+            ready(async move { moka_tier(key).await })
+        });
+    }
+}
+
 mod hit_100000_keys {
     use super::*;
 
