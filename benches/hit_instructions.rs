@@ -54,6 +54,23 @@ fn main() {
                 sum = sum.wrapping_add(ready(herdcache_quick_lookup(std::hint::black_box(i % KEYS))));
             }
         }
+        "engine_quick" => {
+            // The engine alone: `FnCache::get_fresh`, no future, no registry.
+            let cache = herdcache::__private::FnCache::<u64, u64>::new(
+                herdcache::__private::CacheConfig::new("engine", std::time::Duration::from_secs(3600))
+                    .memory(herdcache::Memory::Quick),
+            );
+            for key in 0..KEYS {
+                let _: Option<u64> = ready(cache.get_or_load(
+                    key,
+                    herdcache::__private::FailureShare::unit(),
+                    async move { Some(key) },
+                ));
+            }
+            for i in 0..hits {
+                sum = sum.wrapping_add(cache.get_fresh(&std::hint::black_box(i % KEYS)).unwrap_or(0));
+            }
+        }
         "quick" => {
             let cache = quick_cache::sync::Cache::new(10_000);
             for key in 0..KEYS {

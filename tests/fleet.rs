@@ -179,8 +179,10 @@ fn fleet_child() {
     });
 }
 
-fn child(role: &str, server: &herdcache::testing::RedisServer) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
+/// This test binary again, as a child of `role`.
+fn child_command(role: &str, server: &herdcache::testing::RedisServer) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args([
             "--exact",
             "fleet_child",
@@ -193,9 +195,12 @@ fn child(role: &str, server: &herdcache::testing::RedisServer) -> std::process::
         .env("HERDCACHE_REDIS_URL", server.url())
         .env("HERDCACHE_NAMESPACE", "fleet")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::piped());
+    command
+}
+
+fn child(role: &str, server: &herdcache::testing::RedisServer) -> std::process::Child {
+    child_command(role, server).spawn().unwrap()
 }
 
 /// The `RESULT` line of a child that succeeded.
@@ -320,22 +325,11 @@ async fn a_process_whose_bus_dropped_serves_nothing_invalidated_meanwhile(
         &["child", "on", ">child-secret", "~*", "&*", "+@all"],
     )
     .await;
-    let dropper = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "fleet_child",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env("HERDCACHE_FLEET_ROLE", "dropper")
-        .env("HERDCACHE_FLEET_URL", server.url())
+    let dropper = child_command("dropper", server)
         .env(
             "HERDCACHE_FLEET_CHILD_URL",
             format!("redis://child:child-secret@127.0.0.1:{}", server.port()),
         )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
