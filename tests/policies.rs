@@ -230,6 +230,47 @@ async fn a_hard_timeout_converts_into_the_error_type_and_the_load_goes_on() {
     .await;
 }
 
+static EXPIRING_LOADS: AtomicUsize = AtomicUsize::new(0);
+static EXPIRING_FAILS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A hard timeout without fail-safe, on a tagged function: after
+/// `expire_tag`, a caller whose load outlives the deadline may be given the
+/// expired value, but the value is never kept past its own ttl.
+#[cached(ttl = "2s", hard_timeout = "100ms", tags = ["report:{id}"])]
+async fn expiring_report(id: u64) -> Result<u64, std::io::Error> {
+    let n = EXPIRING_LOADS.fetch_add(1, SeqCst) as u64;
+    if EXPIRING_FAILS.load(SeqCst) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        return Err(std::io::Error::other("the origin is down"));
+    }
+    Ok(id * 10 + n)
+}
+
+#[tokio::test]
+async fn a_value_served_at_a_hard_timeout_is_not_kept_past_its_ttl() {
+    testing::isolate(async {
+        assert_eq!(expiring_report(1).await.unwrap(), 10);
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        herdcache::expire_tag("report:1").await;
+        EXPIRING_FAILS.store(true, SeqCst);
+        // The load fails after the deadline: the caller gets the expired
+        // value or the timeout, and nothing is stored.
+        let at_deadline = expiring_report(1).await;
+        assert!(
+            matches!(at_deadline, Ok(10)) || at_deadline.is_err(),
+            "{at_deadline:?}"
+        );
+        EXPIRING_FAILS.store(false, SeqCst);
+        // Past the value's own ttl (2 s after it was loaded, with 0.7 s of
+        // margin either way): loaded again, not served from memory.
+        tokio::time::sleep(Duration::from_millis(1_400)).await;
+        let loads = EXPIRING_LOADS.load(SeqCst);
+        assert_ne!(expiring_report(1).await.unwrap(), 10, "served past its ttl");
+        assert_eq!(EXPIRING_LOADS.load(SeqCst), loads + 1);
+    })
+    .await;
+}
+
 static SAME_LOADS: AtomicUsize = AtomicUsize::new(0);
 
 /// `swr = true`: the stale window is as long as the ttl.

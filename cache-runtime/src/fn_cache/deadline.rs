@@ -181,6 +181,13 @@ where
     /// an invalidated key stays gone (both checked under the shard lock).
     fn fail_safe_answered(&self, key: &K, flight: &Flight<V>) {
         self.counters.incr(Counter::FailSafeHits);
+        // Without a fail-safe window there is no throttle to serve it for:
+        // the value keeps its own horizons. (Stored again, a plain
+        // function's entry would restart moka's global ttl and be served
+        // past its own.)
+        if self.expiry.fail_safe_window().is_zero() {
+            return;
+        }
         let _shard = self.flights.lock(key);
         let Some(mut entry) = self.memory.get(key) else {
             return;

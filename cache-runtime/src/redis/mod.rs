@@ -577,8 +577,9 @@ impl RedisTier {
         };
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => {
+                // Accepted again: a later refusal is said again.
                 if self.credentials_refused.load(Ordering::Relaxed) {
-                    self.credentials_refused.store(false, Ordering::Relaxed);
+                    self.credentials_refused.swap(false, Ordering::AcqRel);
                 }
                 if self.breaker.succeeded() {
                     tracing::info!(target: "herdcache", url = %self.url, "Redis answers again: the breaker is closed");
@@ -588,14 +589,15 @@ impl RedisTier {
                 Some(value)
             }
             Ok(Err(error)) => {
-                if refuses_credentials(&error) {
+                let refused = refuses_credentials(&error);
+                if refused {
                     self.refused_credentials(&error);
                 }
-                self.failed(&error.to_string());
+                self.failed(&error.to_string(), refused);
                 None
             }
             Err(_) => {
-                self.failed("timed out");
+                self.failed("timed out", false);
                 None
             }
         }
@@ -609,17 +611,22 @@ impl RedisTier {
                 target: "herdcache",
                 url = %self.url,
                 %error,
-                "Redis refused the user or password in its URL: distributed functions work from memory until it accepts them"
+                "Redis refused the user or password in its URL: distributed functions work from memory"
             );
         }
     }
 
-    fn failed(&self, why: &str) {
-        // A refused password was already said, once and more clearly.
-        if self.breaker.failed() && !self.credentials_refused.load(Ordering::Acquire) {
+    /// Counts a failure; when it opens the breaker, says so, unless the
+    /// failure is a refused password (`quiet`), which was said already and
+    /// more clearly.
+    fn failed(&self, why: &str, quiet: bool) {
+        if self.breaker.failed() {
             #[cfg(feature = "metrics")]
             metrics::gauge!("herdcache_l2_breaker_open", "namespace" => self.namespace.clone())
                 .set(1.0);
+            if quiet {
+                return;
+            }
             tracing::warn!(
                 target: "herdcache",
                 url = %self.url,
