@@ -28,6 +28,10 @@ struct Setup {
     tokio: Tokio,
     cache: &'static FnCache<u64, String>,
     raw: redis::aio::MultiplexedConnection,
+    /// The same kind of connection, driven on a runtime of its own on
+    /// another thread, as the tier's is: what the hop between threads costs.
+    raw_elsewhere: redis::aio::MultiplexedConnection,
+    _elsewhere: Tokio,
     key: String,
 }
 
@@ -67,11 +71,31 @@ fn setup() -> &'static Setup {
                 .unwrap()
         });
         let key = cache.redis_key(&7).unwrap();
+        let elsewhere = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = server.url();
+        let raw_elsewhere = elsewhere
+            .block_on(async move {
+                tokio::spawn(async move {
+                    redis::Client::open(url)
+                        .unwrap()
+                        .get_multiplexed_async_connection()
+                        .await
+                })
+                .await
+            })
+            .unwrap()
+            .unwrap();
         Setup {
             _server: server,
             tokio,
             cache,
             raw,
+            raw_elsewhere,
+            _elsewhere: elsewhere,
             key,
         }
     })
@@ -116,6 +140,23 @@ fn raw_redis_get(bencher: Bencher) {
 
 /// 64 tasks, each a memory miss answered by Redis, on their own keys, at
 /// once: the tier's throughput against 64 raw `GET`s on one connection.
+/// A raw `GET` on a connection driven on another thread (as the tier's).
+#[divan::bench]
+fn raw_redis_get_driven_elsewhere(bencher: Bencher) {
+    let setup = setup();
+    bencher.bench_local(|| {
+        let mut raw = setup.raw_elsewhere.clone();
+        setup.tokio.block_on(async {
+            let bytes: Vec<u8> = redis::cmd("GET")
+                .arg(&setup.key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            bytes
+        })
+    });
+}
+
 #[divan::bench]
 fn herdcache_from_redis_64_tasks(bencher: Bencher) {
     let setup = setup();
