@@ -175,9 +175,9 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// This cache, backed by `tier`: loads ask Redis first and write their
-    /// values back. Make the cache with [`CacheConfig::distributed`]
-    /// (`crate::CacheConfig::distributed`) so that values filled from
-    /// Redis keep only the rest of their life.
+    /// values back. Make the cache with
+    /// [`CacheConfig::distributed`](crate::CacheConfig::distributed) so that
+    /// values filled from Redis keep only the rest of their life.
     pub fn with_redis(mut self, tier: Arc<RedisTier>, codec: Codec<K, V>) -> Self {
         self.l2 = Some(L2 { tier, codec });
         self
