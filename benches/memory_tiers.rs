@@ -475,6 +475,62 @@ mod awaited_hit_1000_keys {
     }
 }
 
+/// As a long-lived task pays for hits: one `async` block awaiting 100
+/// calls in a row, polled once; the time is per call. (The call's future is
+/// built and polled in the task's own state: nothing moves it.)
+mod in_a_task_hit_1000_keys {
+    use super::*;
+
+    const CALLS: usize = 100;
+
+    #[divan::bench(threads = [1, 2], sample_size = 20, sample_count = 200, counters = [divan::counter::ItemsCount::new(CALLS)])]
+    fn herdcache_quick(bencher: Bencher) {
+        for key in 0..WARM {
+            ready(quick_tier(key));
+        }
+        bencher.bench(|| {
+            ready(async {
+                let mut sum = 0u64;
+                for _ in 0..CALLS {
+                    sum = sum.wrapping_add(quick_tier(black_box(next_key(WARM))).await);
+                }
+                sum
+            })
+        });
+    }
+
+    #[divan::bench(threads = [1, 2], sample_size = 20, sample_count = 200, counters = [divan::counter::ItemsCount::new(CALLS)])]
+    fn herdcache_moka(bencher: Bencher) {
+        for key in 0..WARM {
+            ready(moka_tier(key));
+        }
+        bencher.bench(|| {
+            ready(async {
+                let mut sum = 0u64;
+                for _ in 0..CALLS {
+                    sum = sum.wrapping_add(moka_tier(black_box(next_key(WARM))).await);
+                }
+                sum
+            })
+        });
+    }
+
+    #[divan::bench(threads = [1, 2], sample_size = 20, sample_count = 200, counters = [divan::counter::ItemsCount::new(CALLS)])]
+    fn hash_map(bencher: Bencher) {
+        let map = raw_map(WARM);
+        bencher.bench(|| {
+            ready(async {
+                let mut sum = 0u64;
+                for _ in 0..CALLS {
+                    sum =
+                        sum.wrapping_add(map.get(&black_box(next_key(WARM))).copied().unwrap_or(0));
+                }
+                sum
+            })
+        });
+    }
+}
+
 mod hit_100000_keys {
     use super::*;
 
