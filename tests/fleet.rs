@@ -29,6 +29,15 @@ async fn redis() -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// Waits (30 s at most) until another process has set `key`.
+async fn wait_for_key(redis: &mut redis::aio::MultiplexedConnection, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis.get::<_, Option<u8>>(key).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "waited too long for {key}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// The origin: slow, and counted in Redis across every process.
 async fn origin(sku: u64) -> String {
     LOCAL_LOADS.fetch_add(1, SeqCst);
@@ -83,14 +92,7 @@ fn fleet_child() {
             // 200 concurrent callers on one cold key, once every child is ready.
             "stampede" => {
                 let _: u64 = redis.incr("fleet:ready", 1).await.unwrap();
-                while redis
-                    .get::<_, Option<u8>>("fleet:go")
-                    .await
-                    .unwrap()
-                    .is_none()
-                {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
+                wait_for_key(&mut redis, "fleet:go").await;
                 let callers: Vec<_> = (0..200).map(|_| tokio::spawn(price(1))).collect();
                 let mut answers = std::collections::BTreeSet::new();
                 for caller in callers {
@@ -149,21 +151,11 @@ fn fleet_child() {
                 let old_price = price(5).await;
                 let old_stock = stock(6).await;
                 let _: () = redis.set("fleet:dropper-ready", 1).await.unwrap();
-                let wait_for = |key: &'static str| {
-                    let mut redis = redis.clone();
-                    async move {
-                        let deadline = Instant::now() + Duration::from_secs(30);
-                        while redis.get::<_, Option<u8>>(key).await.unwrap().is_none() {
-                            assert!(Instant::now() < deadline, "waited too long for {key}");
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                    }
-                };
                 // Cut off: the invalidations never reached this process.
-                wait_for("fleet:invalidated-while-cut").await;
+                wait_for_key(&mut redis, "fleet:invalidated-while-cut").await;
                 let stale_while_cut = price(5).await == old_price && stock(6).await == old_stock;
                 // Linked again: nothing from before the cut is served.
-                wait_for("fleet:relinked").await;
+                wait_for_key(&mut redis, "fleet:relinked").await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let price_kept = price(5).await == old_price;
                 let stock_kept = stock(6).await == old_stock;
@@ -262,14 +254,7 @@ async fn processes_share_values_loads_and_invalidations() {
         .install()
         .unwrap();
     let watcher = child("watcher", &server);
-    while redis
-        .get::<_, Option<u8>>("fleet:watching")
-        .await
-        .unwrap()
-        .is_none()
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_key(&mut redis, "fleet:watching").await;
     let _: () = redis
         .set("fleet:key-invalidated-at", now_ms())
         .await
@@ -332,16 +317,7 @@ async fn a_process_whose_bus_dropped_serves_nothing_invalidated_meanwhile(
         )
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while redis
-        .get::<_, Option<u8>>("fleet:dropper-ready")
-        .await
-        .unwrap()
-        .is_none()
-    {
-        assert!(Instant::now() < deadline, "the dropper never got ready");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_key(&mut redis, "fleet:dropper-ready").await;
     // Cut the child off: its user disabled, its connections (the bus
     // included) killed.
     assert!(
@@ -363,6 +339,7 @@ async fn a_process_whose_bus_dropped_serves_nothing_invalidated_meanwhile(
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Let it back in, and tell it once its bus listens again.
     acl(&mut redis, &["child", "on"]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !clients_of(&mut redis, "child").await.contains("sub=1") {
         assert!(Instant::now() < deadline, "the child's bus never came back");
         tokio::time::sleep(Duration::from_millis(10)).await;
