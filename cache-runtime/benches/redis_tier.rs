@@ -125,8 +125,24 @@ fn herdcache_from_redis(bencher: Bencher) {
 #[divan::bench]
 fn raw_redis_get(bencher: Bencher) {
     let setup = setup();
+    raw_get(bencher, setup, &setup.raw);
+}
+
+/// A raw `GET` on a connection driven on another thread (as the tier's).
+#[divan::bench]
+fn raw_redis_get_driven_elsewhere(bencher: Bencher) {
+    let setup = setup();
+    raw_get(bencher, setup, &setup.raw_elsewhere);
+}
+
+/// `GET` of the entry on `connection`, from the bench's own runtime.
+fn raw_get(
+    bencher: Bencher,
+    setup: &'static Setup,
+    connection: &redis::aio::MultiplexedConnection,
+) {
     bencher.bench_local(|| {
-        let mut raw = setup.raw.clone();
+        let mut raw = connection.clone();
         setup.tokio.block_on(async {
             let bytes: Vec<u8> = redis::cmd("GET")
                 .arg(&setup.key)
@@ -140,23 +156,6 @@ fn raw_redis_get(bencher: Bencher) {
 
 /// 64 tasks, each a memory miss answered by Redis, on their own keys, at
 /// once: the tier's throughput against 64 raw `GET`s on one connection.
-/// A raw `GET` on a connection driven on another thread (as the tier's).
-#[divan::bench]
-fn raw_redis_get_driven_elsewhere(bencher: Bencher) {
-    let setup = setup();
-    bencher.bench_local(|| {
-        let mut raw = setup.raw_elsewhere.clone();
-        setup.tokio.block_on(async {
-            let bytes: Vec<u8> = redis::cmd("GET")
-                .arg(&setup.key)
-                .query_async(&mut raw)
-                .await
-                .unwrap();
-            bytes
-        })
-    });
-}
-
 #[divan::bench]
 fn herdcache_from_redis_64_tasks(bencher: Bencher) {
     let setup = setup();
