@@ -376,6 +376,43 @@ fn raw_quick(keys: u64) -> &'static quick_cache::sync::Cache<u64, u64> {
     })
 }
 
+/// Warms `call` on `keys` keys, then times one call at a time, each
+/// future built here and moved into the poller. (`call` is a function
+/// item, statically dispatched: a `fn` pointer would stop inlining.)
+fn one_off<F: Future<Output = u64>>(bencher: Bencher, keys: u64, call: impl Fn(u64) -> F + Sync) {
+    for key in 0..keys {
+        ready(call(key));
+    }
+    bencher.bench(|| ready(call(black_box(next_key(keys)))));
+}
+
+/// [`one_off`], each call awaited inside an `async` block.
+fn awaited<F: Future<Output = u64>>(bencher: Bencher, call: impl Fn(u64) -> F + Copy + Sync) {
+    for key in 0..WARM {
+        ready(call(key));
+    }
+    bencher.bench(|| {
+        let key = black_box(next_key(WARM));
+        ready(async move { call(key).await })
+    });
+}
+
+/// Calls awaited in one task, [`in_a_task_hit_1000_keys::CALLS`] in a row.
+fn in_a_task<F: Future<Output = u64>>(bencher: Bencher, call: impl Fn(u64) -> F + Sync) {
+    for key in 0..WARM {
+        ready(call(key));
+    }
+    bencher.bench(|| {
+        ready(async {
+            let mut sum = 0u64;
+            for _ in 0..in_a_task_hit_1000_keys::CALLS {
+                sum = sum.wrapping_add(call(black_box(next_key(WARM))).await);
+            }
+            sum
+        })
+    });
+}
+
 mod hit_1000_keys {
     use super::*;
 
@@ -399,18 +436,12 @@ mod hit_1000_keys {
 
     #[divan::bench(threads = [1, 2], sample_size = 2_000, sample_count = 200)]
     fn herdcache_moka(bencher: Bencher) {
-        for key in 0..WARM {
-            ready(moka_tier(key));
-        }
-        bencher.bench(|| ready(moka_tier(black_box(next_key(WARM)))));
+        one_off(bencher, WARM, moka_tier);
     }
 
     #[divan::bench(threads = [1, 2], sample_size = 2_000, sample_count = 200)]
     fn herdcache_quick(bencher: Bencher) {
-        for key in 0..WARM {
-            ready(quick_tier(key));
-        }
-        bencher.bench(|| ready(quick_tier(black_box(next_key(WARM)))));
+        one_off(bencher, WARM, quick_tier);
     }
 }
 
@@ -454,24 +485,12 @@ mod awaited_hit_1000_keys {
 
     #[divan::bench(threads = [1, 2], sample_size = 2_000, sample_count = 200)]
     fn herdcache_quick(bencher: Bencher) {
-        for key in 0..WARM {
-            ready(quick_tier(key));
-        }
-        bencher.bench(|| {
-            let key = black_box(next_key(WARM));
-            ready(async move { quick_tier(key).await })
-        });
+        awaited(bencher, quick_tier);
     }
 
     #[divan::bench(threads = [1, 2], sample_size = 2_000, sample_count = 200)]
     fn herdcache_moka(bencher: Bencher) {
-        for key in 0..WARM {
-            ready(moka_tier(key));
-        }
-        bencher.bench(|| {
-            let key = black_box(next_key(WARM));
-            ready(async move { moka_tier(key).await })
-        });
+        awaited(bencher, moka_tier);
     }
 }
 
@@ -481,52 +500,28 @@ mod awaited_hit_1000_keys {
 mod in_a_task_hit_1000_keys {
     use super::*;
 
-    const CALLS: usize = 100;
+    pub(super) const CALLS: usize = 100;
 
     #[divan::bench(threads = [1, 2], sample_size = 20, sample_count = 200, counters = [divan::counter::ItemsCount::new(CALLS)])]
     fn herdcache_quick(bencher: Bencher) {
-        for key in 0..WARM {
-            ready(quick_tier(key));
-        }
-        bencher.bench(|| {
-            ready(async {
-                let mut sum = 0u64;
-                for _ in 0..CALLS {
-                    sum = sum.wrapping_add(quick_tier(black_box(next_key(WARM))).await);
-                }
-                sum
-            })
-        });
+        in_a_task(bencher, quick_tier);
     }
 
     #[divan::bench(threads = [1, 2], sample_size = 20, sample_count = 200, counters = [divan::counter::ItemsCount::new(CALLS)])]
     fn herdcache_moka(bencher: Bencher) {
-        for key in 0..WARM {
-            ready(moka_tier(key));
-        }
-        bencher.bench(|| {
-            ready(async {
-                let mut sum = 0u64;
-                for _ in 0..CALLS {
-                    sum = sum.wrapping_add(moka_tier(black_box(next_key(WARM))).await);
-                }
-                sum
-            })
-        });
+        in_a_task(bencher, moka_tier);
     }
 
     #[divan::bench(threads = [1, 2], sample_size = 20, sample_count = 200, counters = [divan::counter::ItemsCount::new(CALLS)])]
     fn hash_map(bencher: Bencher) {
+        // The plain `get` in the same loop, not through a future.
         let map = raw_map(WARM);
         bencher.bench(|| {
-            ready(async {
-                let mut sum = 0u64;
-                for _ in 0..CALLS {
-                    sum =
-                        sum.wrapping_add(map.get(&black_box(next_key(WARM))).copied().unwrap_or(0));
-                }
-                sum
-            })
+            let mut sum = 0u64;
+            for _ in 0..CALLS {
+                sum = sum.wrapping_add(map.get(&black_box(next_key(WARM))).copied().unwrap_or(0));
+            }
+            sum
         });
     }
 }
@@ -554,18 +549,12 @@ mod hit_100000_keys {
 
     #[divan::bench(sample_size = 2_000, sample_count = 200)]
     fn herdcache_moka(bencher: Bencher) {
-        for key in 0..WIDE {
-            ready(moka_tier_wide(key));
-        }
-        bencher.bench(|| ready(moka_tier_wide(black_box(next_key(WIDE)))));
+        one_off(bencher, WIDE, moka_tier_wide);
     }
 
     #[divan::bench(sample_size = 2_000, sample_count = 200)]
     fn herdcache_quick(bencher: Bencher) {
-        for key in 0..WIDE {
-            ready(quick_tier_wide(key));
-        }
-        bencher.bench(|| ready(quick_tier_wide(black_box(next_key(WIDE)))));
+        one_off(bencher, WIDE, quick_tier_wide);
     }
 }
 
