@@ -114,3 +114,22 @@ async fn an_expired_quick_entry_is_a_miss_and_counts_as_evicted() {
         "an expired entry is loaded again"
     );
 }
+
+/// A tier named through `macro_rules!` arrives in an invisible group: the
+/// attribute still reads it.
+macro_rules! cached_on {
+    ($name:ident, $memory:literal) => {
+        #[cached(ttl = "60s", memory = $memory)]
+        async fn $name(id: u64) -> u64 {
+            id
+        }
+    };
+}
+
+cached_on!(through_a_macro, "quick");
+
+#[tokio::test]
+async fn a_tier_passed_through_macro_rules_is_read() {
+    through_a_macro(1).await;
+    assert_eq!(through_a_macro_cache().memory(), Some(Memory::Quick));
+}
