@@ -58,14 +58,6 @@ impl Memory {
         }
     }
 
-    /// The tier's name, as the attribute spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Memory::Moka => "moka",
-            Memory::Quick => "quick",
-        }
-    }
-
     /// Sets the tier of every cache made from now on whose function does
     /// not choose one. Returns `false` (and changes nothing) when the
     /// default was already fixed: by an earlier call, or by a cache made
@@ -120,6 +112,18 @@ pub(crate) struct Entry<V> {
     pub(crate) refreshing: bool,
     /// The versions of its tags when its load began.
     pub(crate) tags: Stamps,
+}
+
+/// Runs `$body` on whichever tier `$tier` is: the three share their method
+/// names, not a type.
+macro_rules! on_tier {
+    ($tier:expr, $each:ident => $body:expr) => {
+        match $tier {
+            MemoryTier::Moka($each) => $body,
+            MemoryTier::Quick($each) => $body,
+            MemoryTier::QuickPlain($each) => $body,
+        }
+    };
 }
 
 /// The memory tier of one cache. Every store and removal of a key happens
@@ -178,67 +182,39 @@ where
     /// The entry of `key`, if it is within its last horizon.
     #[inline(always)]
     pub(crate) fn get(&self, key: &K) -> Option<Entry<V>> {
-        match self {
-            MemoryTier::Moka(tier) => tier.get(key),
-            MemoryTier::Quick(tier) => tier.get(key),
-            MemoryTier::QuickPlain(tier) => tier.get(key),
-        }
+        on_tier!(self, tier => tier.get(key))
     }
 
     /// Stores `entry`. The caller holds the key's flight-shard lock, so no
     /// other store or invalidation of this key runs between the two calls.
     pub(crate) fn insert(&self, key: K, entry: Entry<V>) {
-        match self {
-            MemoryTier::Moka(tier) => tier.insert(key, entry),
-            MemoryTier::Quick(tier) => tier.insert(key, entry),
-            MemoryTier::QuickPlain(tier) => tier.insert(key, entry),
-        }
+        on_tier!(self, tier => tier.insert(key, entry))
     }
 
     /// Removes the entry of `key`, under its flight-shard lock.
     pub(crate) fn invalidate(&self, key: &K) {
-        match self {
-            MemoryTier::Moka(tier) => tier.invalidate(key),
-            MemoryTier::Quick(tier) => tier.invalidate(key),
-            MemoryTier::QuickPlain(tier) => tier.invalidate(key),
-        }
+        on_tier!(self, tier => tier.invalidate(key))
     }
 
     /// Removes every entry stored before the call; the caller holds every
     /// flight-shard lock, so no store races it.
     pub(crate) fn invalidate_all(&self) {
-        match self {
-            MemoryTier::Moka(tier) => tier.invalidate_all(),
-            MemoryTier::Quick(tier) => tier.invalidate_all(),
-            MemoryTier::QuickPlain(tier) => tier.invalidate_all(),
-        }
+        on_tier!(self, tier => tier.invalidate_all())
     }
 
     /// Entries the tier dropped on its own, for capacity or expiry.
     pub(crate) fn evictions(&self) -> u64 {
-        match self {
-            MemoryTier::Moka(tier) => tier.evictions(),
-            MemoryTier::Quick(tier) => tier.evictions(),
-            MemoryTier::QuickPlain(tier) => tier.evictions(),
-        }
+        on_tier!(self, tier => tier.evictions())
     }
 
     /// [`evictions`](Self::evictions), cheap enough for the load path.
     #[cfg(feature = "metrics")]
     pub(crate) fn evictions_estimate(&self) -> u64 {
-        match self {
-            MemoryTier::Moka(tier) => tier.evictions_estimate(),
-            MemoryTier::Quick(tier) => tier.evictions_estimate(),
-            MemoryTier::QuickPlain(tier) => tier.evictions_estimate(),
-        }
+        on_tier!(self, tier => tier.evictions_estimate())
     }
 
     /// Entries held, once expired ones are reclaimed.
     pub(crate) fn len(&self) -> u64 {
-        match self {
-            MemoryTier::Moka(tier) => tier.len(),
-            MemoryTier::Quick(tier) => tier.len(),
-            MemoryTier::QuickPlain(tier) => tier.len(),
-        }
+        on_tier!(self, tier => tier.len())
     }
 }
