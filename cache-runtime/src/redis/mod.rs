@@ -579,7 +579,7 @@ impl RedisTier {
             Ok(Ok(value)) => {
                 // Accepted again: a later refusal is said again.
                 if self.credentials_refused.load(Ordering::Relaxed) {
-                    self.credentials_refused.swap(false, Ordering::AcqRel);
+                    self.credentials_refused.store(false, Ordering::Relaxed);
                 }
                 if self.breaker.succeeded() {
                     tracing::info!(target: "herdcache", url = %self.url, "Redis answers again: the breaker is closed");
