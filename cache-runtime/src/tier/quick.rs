@@ -1,9 +1,18 @@
-//! The quick tier: `quick_cache` (S3-FIFO over sharded `RwLock`s).
+//! The quick tier: `quick_cache`'s S3-FIFO, one single-threaded cache per
+//! shard, each behind a reader-sharded lock.
 //!
-//! A hit takes a shard's read lock and sets the entry's reference bits: no
-//! shared counter, no read buffer. The read lock is the one write two
-//! threads share (an atomic on the shard's lock word), which is what keeps
-//! two threads at about 1.6× the hits of one rather than 2×. Expiry is the engine's own: an entry carries its horizons,
+//! A hit takes its shard's read lock and sets the entry's reference bits
+//! (only until they saturate): no shared counter, no read buffer. The read
+//! lock is crossbeam's `ShardedLock`: eight cache-padded `RwLock`s, a reader
+//! takes the one its thread's index picks, a writer takes all eight. So two
+//! threads reading the same shard write two different cache lines, and a
+//! hit scales with cores; quick_cache's own concurrent cache takes one
+//! `RwLock` per shard, whose lock word every reader of the shard writes,
+//! which held two threads to about 1.6× the hits of one (raw quick_cache:
+//! 1.07×). A write (an insert, a removal) locks eight words instead of one,
+//! on the miss path only.
+//!
+//! Expiry is the engine's own: an entry carries its horizons,
 //! and one past its last horizon (`fail_safe_until`) is a miss, which the
 //! load that follows replaces; one nobody asks for again is evicted like
 //! any cold entry. Expired entries therefore hold at most the capacity,
@@ -14,11 +23,12 @@
 //! (quick_cache does not hand back a replaced value, and finding it out
 //! would cost a clone of the value under the key's lock on every load).
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
-use quick_cache::sync::Cache;
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
+use quick_cache::unsync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
 
 use super::{Entry, Payload};
@@ -123,8 +133,12 @@ impl<K, V> Lifecycle<K, V> for CountEvictions {
     }
 }
 
+type Shard<K, H> = Cache<K, H, UnitWeighter, DefaultHashBuilder, CountEvictions>;
+
 pub(crate) struct QuickTier<K, V, H = Entry<V>> {
-    cache: Cache<K, H, UnitWeighter, DefaultHashBuilder, CountEvictions>,
+    shards: Box<[ShardedLock<Shard<K, H>>]>,
+    /// Picks a key's shard (each shard hashes again to find it).
+    hasher: DefaultHashBuilder,
     clock: Clock,
     evicted: Arc<AtomicU64>,
     _values: std::marker::PhantomData<fn() -> V>,
@@ -137,28 +151,66 @@ where
     H: Held<V>,
 {
     /// A tier of at most `max_capacity` entries, reading "now" from `clock`.
+    ///
+    /// Shards as quick_cache's concurrent cache makes them: four per core,
+    /// fewer when a shard would hold under 32 entries, the capacity split
+    /// evenly (rounded up); so both hold the same keys together and evict
+    /// alike.
     pub(crate) fn new(max_capacity: u64, clock: Clock) -> Self {
         if matches!(clock, Clock::System) {
             crate::clock::start_coarse_clock();
         }
         let capacity = max_capacity.max(1);
-        let options = OptionsBuilder::new()
-            .estimated_items_capacity(usize::try_from(capacity).unwrap_or(usize::MAX))
-            .weight_capacity(capacity)
-            .build()
-            .expect("herdcache: quick_cache options (a capacity and its estimate) are valid");
+        let cores = std::thread::available_parallelism().map_or(4, std::num::NonZero::get);
+        let mut shards = (cores as u64 * 4).next_power_of_two();
+        while capacity.div_ceil(shards) < 32 && shards > 1 {
+            shards /= 2;
+        }
+        let per_shard = capacity.div_ceil(shards);
         let evicted = Arc::new(AtomicU64::new(0));
-        QuickTier {
-            cache: Cache::with_options(
+        let hasher = DefaultHashBuilder::default();
+        let shard = || {
+            let options = OptionsBuilder::new()
+                .estimated_items_capacity(usize::try_from(per_shard).unwrap_or(usize::MAX))
+                .weight_capacity(per_shard)
+                .build()
+                .expect("herdcache: quick_cache options (a capacity and its estimate) are valid");
+            ShardedLock::new(Cache::with_options(
                 options,
                 UnitWeighter,
-                DefaultHashBuilder::default(),
+                hasher.clone(),
                 CountEvictions(Arc::clone(&evicted)),
-            ),
+            ))
+        };
+        QuickTier {
+            shards: (0..shards).map(|_| shard()).collect(),
+            hasher,
             clock,
             evicted,
             _values: std::marker::PhantomData,
         }
+    }
+
+    /// The shard that holds `key`: the hash's middle bits, as quick_cache
+    /// picks them (its low bits choose the bucket inside the shard).
+    #[inline(always)]
+    fn shard(&self, key: &K) -> &ShardedLock<Shard<K, H>> {
+        let hash = self.hasher.hash_one(key);
+        let index = hash.rotate_right(usize::BITS / 2) as usize & (self.shards.len() - 1);
+        &self.shards[index]
+    }
+
+    /// The read lock of `shard`. A panic under a write lock (in a key's own
+    /// `Hash` or `Eq`) leaves quick_cache's shard consistent, so a poisoned
+    /// lock is used as it is, as quick_cache's own `parking_lot` locks are.
+    #[inline(always)]
+    fn read(shard: &ShardedLock<Shard<K, H>>) -> ShardedLockReadGuard<'_, Shard<K, H>> {
+        shard.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[inline]
+    fn write(shard: &ShardedLock<Shard<K, H>>) -> ShardedLockWriteGuard<'_, Shard<K, H>> {
+        shard.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The entry of `key`, unless it is past its last horizon.
@@ -170,26 +222,43 @@ where
     /// [`get`](Self::get), in the form the tier holds it.
     #[inline(always)]
     pub(crate) fn get_held(&self, key: &K) -> Option<H> {
-        let held = self.cache.get(key)?;
+        let held = Self::read(self.shard(key)).get(key)?.clone();
         (self.clock.coarse_now_nanos() < held.last_horizon()).then_some(held)
     }
 
+    /// Stores `entry`. What it evicts is dropped after the lock is released.
     pub(crate) fn insert(&self, key: K, entry: Entry<V>) {
-        self.cache.insert(key, H::hold(entry));
+        let mut evicted = Default::default();
+        let shard = self.shard(&key);
+        Self::write(shard).insert_with_lifecycle(key, H::hold(entry), &mut evicted);
+        drop(evicted);
     }
 
     /// Removes the entry of `key`. One already past its last horizon was
     /// dead: counted as evicted, as moka counts an expired entry.
     pub(crate) fn invalidate(&self, key: &K) {
-        if let Some((_, held)) = self.cache.remove(key) {
+        let removed = Self::write(self.shard(key)).remove(key);
+        if let Some((_, held)) = removed {
             if self.clock.now_nanos() >= held.last_horizon() {
                 self.evicted.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
+    /// Empties every shard, one after the other (each under its write
+    /// lock), as quick_cache's own `clear` does.
     pub(crate) fn invalidate_all(&self) {
-        self.cache.clear();
+        for shard in &self.shards {
+            Self::write(shard).clear();
+        }
+    }
+
+    /// Entries held, expired ones included.
+    fn raw_len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| Self::read(shard).len())
+            .sum()
     }
 
     /// Entries dropped for capacity, and expired ones (removed by
@@ -209,7 +278,7 @@ where
     /// Entries held that are within their last horizon (after a sweep).
     pub(crate) fn len(&self) -> u64 {
         self.sweep();
-        self.cache.len() as u64
+        self.raw_len() as u64
     }
 
     /// Removes every entry past its last horizon, counted as evicted: what
@@ -219,11 +288,13 @@ where
     fn sweep(&self) {
         let now = self.clock.now_nanos();
         let expired = std::cell::Cell::new(0);
-        self.cache.retain(|_, held| {
-            let live = now < held.last_horizon();
-            expired.set(expired.get() + u64::from(!live));
-            live
-        });
+        for shard in &self.shards {
+            Self::write(shard).retain(|_, held| {
+                let live = now < held.last_horizon();
+                expired.set(expired.get() + u64::from(!live));
+                live
+            });
+        }
         self.evicted.fetch_add(expired.get(), Ordering::Relaxed);
     }
 }
@@ -254,7 +325,7 @@ mod tests {
         let clock = ManualClock::new();
         let tier: QuickTier<u64, u64, Plain<u64>> =
             QuickTier::new(1_000, Clock::Manual(clock.clone()));
-        let shards = tier.cache.num_shards() as u64;
+        let shards = tier.shards.len() as u64;
         // 100 waves of 1 000 new keys, each expired before the next: nobody
         // asks for them again, so only eviction can reclaim them.
         for wave in 0..100_u64 {
@@ -264,7 +335,7 @@ mod tests {
             }
             clock.advance(Duration::from_secs(2));
             // The raw count, expired entries included (no sweep).
-            let held = tier.cache.len() as u64;
+            let held = tier.raw_len() as u64;
             assert!(
                 held <= 1_000 + shards,
                 "wave {wave}: {held} entries held over a capacity of 1 000"
