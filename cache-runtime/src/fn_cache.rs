@@ -14,7 +14,7 @@ use crate::flight::{Flight, FlightMap, Landing, Role};
 use crate::outcome::{FailureShare, Outcome, SharedFailure};
 use crate::stats::{Counter, Counters, LatencyHistogram, Stats};
 use crate::tags::{Pinned, TagState};
-use crate::tier::{Entry, Memory, MemoryTier, Payload};
+use crate::tier::{Entry, Memory, MemoryTier, Payload, Plain};
 
 mod deadline;
 #[cfg(feature = "redis")]
@@ -193,13 +193,20 @@ where
             MemoryTier::Quick(tier) => self.judge(tier.get(key)),
             // Only ever made for a function whose one horizon the tier
             // checks itself: no `Entry` to build, only payload and tags.
-            MemoryTier::QuickPlain(tier) => match tier.get_held(key) {
-                Some(held) => {
-                    let (payload, tags) = held.into_parts();
-                    Self::live(payload, tags.state())
-                }
-                None => Found::Miss,
-            },
+            MemoryTier::MokaPlain(tier) => Self::plain(tier.get_held(key)),
+            MemoryTier::QuickPlain(tier) => Self::plain(tier.get_held(key)),
+        }
+    }
+
+    /// What a plain entry the tier vouches is fresh answers (if any).
+    #[inline(always)]
+    fn plain(held: Option<Plain<V>>) -> Found<V> {
+        match held {
+            Some(held) => {
+                let (payload, tags) = held.into_parts();
+                Self::live(payload, tags.state())
+            }
+            None => Found::Miss,
         }
     }
 
@@ -284,22 +291,31 @@ where
         R: Outcome<Value = V>,
         S: FnOnce() -> FailureShare<R::Failure>,
     {
-        let (outcome, kind) = match found {
-            Found::Fresh { value, .. } => (R::from_value(value), None),
-            Found::Stale { value, .. } => (R::from_value(value), Some(Counter::StaleHits)),
-            Found::Negative(failure) => (
-                R::from_failure(share().unshare(&failure)),
-                Some(Counter::NegativeHits),
-            ),
-            Found::Miss => return None,
-        };
-        if count {
-            self.counters.incr(Counter::Hits);
-            if let Some(kind) = kind {
-                self.counters.incr(kind);
+        // Each arm counts for itself: a fresh hit (the hot one) then does
+        // one increment and no test of a second.
+        let count_as = |kind: Option<Counter>| {
+            if count {
+                self.counters.incr(Counter::Hits);
+                if let Some(kind) = kind {
+                    self.counters.incr(kind);
+                }
             }
+        };
+        match found {
+            Found::Fresh { value, .. } => {
+                count_as(None);
+                Some(R::from_value(value))
+            }
+            Found::Stale { value, .. } => {
+                count_as(Some(Counter::StaleHits));
+                Some(R::from_value(value))
+            }
+            Found::Negative(failure) => {
+                count_as(Some(Counter::NegativeHits));
+                Some(R::from_failure(share().unshare(&failure)))
+            }
+            Found::Miss => None,
         }
-        Some(outcome)
     }
 
     /// The fresh value of `key`, or the outcome of `loader`, run at most once

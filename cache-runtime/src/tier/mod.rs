@@ -18,11 +18,13 @@ use crate::clock::{Clock, Nanos};
 use crate::outcome::SharedFailure;
 use crate::tags::Stamps;
 
+mod held;
 mod moka;
 mod quick;
 
+pub(crate) use self::held::{Held, Plain};
 use self::moka::MokaTier;
-use self::quick::{Plain, QuickTier};
+use self::quick::QuickTier;
 
 /// Which memory tier a cache keeps its values in (`memory = "moka"` or
 /// `memory = "quick"` on `#[cached]`).
@@ -114,12 +116,13 @@ pub(crate) struct Entry<V> {
     pub(crate) tags: Stamps,
 }
 
-/// Runs `$body` on whichever tier `$tier` is: the three share their method
+/// Runs `$body` on whichever tier `$tier` is: the four share their method
 /// names, not a type.
 macro_rules! on_tier {
     ($tier:expr, $each:ident => $body:expr) => {
         match $tier {
             MemoryTier::Moka($each) => $body,
+            MemoryTier::MokaPlain($each) => $body,
             MemoryTier::Quick($each) => $body,
             MemoryTier::QuickPlain($each) => $body,
         }
@@ -131,6 +134,10 @@ macro_rules! on_tier {
 /// makes invalidation linearizable on either tier.
 pub(crate) enum MemoryTier<K, V> {
     Moka(MokaTier<K, V>),
+    /// The moka tier for a function whose only horizon is freshness, under
+    /// a global ttl on the system clock: moka drops an entry at that
+    /// horizon, so one it returns is fresh and needs no horizon kept.
+    MokaPlain(MokaTier<K, V, Plain<V>>),
     Quick(QuickTier<K, V>),
     /// The quick tier for a function whose only horizon is freshness.
     QuickPlain(QuickTier<K, V, Plain<V>>),
@@ -144,7 +151,8 @@ where
     /// A tier of `max_capacity` entries. With `same_lifetime`, every entry
     /// lives exactly that long (moka: a global ttl); otherwise each its own.
     /// `one_horizon`: entries are only ever fresh (no swr, fail-safe, early
-    /// refresh or Redis tier), which the quick tier holds in less memory.
+    /// refresh or Redis tier), which either tier then holds in less memory
+    /// (moka only under a global ttl on the system clock).
     pub(crate) fn new(
         memory: Memory,
         max_capacity: u64,
@@ -153,7 +161,13 @@ where
         clock: &Clock,
     ) -> Self {
         match memory {
-            Memory::Moka => MemoryTier::Moka(MokaTier::new(max_capacity, same_lifetime)),
+            Memory::Moka => match same_lifetime {
+                // moka drops it at its one horizon, on the clock it reads.
+                Some(lifetime) if one_horizon && matches!(clock, Clock::System) => {
+                    MemoryTier::MokaPlain(MokaTier::with_ttl(max_capacity, lifetime))
+                }
+                _ => MemoryTier::Moka(MokaTier::new(max_capacity, same_lifetime)),
+            },
             Memory::Quick if one_horizon => {
                 MemoryTier::QuickPlain(QuickTier::new(max_capacity, clock.clone()))
             }
@@ -164,7 +178,7 @@ where
     /// Which tier this is.
     pub(crate) fn kind(&self) -> Memory {
         match self {
-            MemoryTier::Moka(_) => Memory::Moka,
+            MemoryTier::Moka(_) | MemoryTier::MokaPlain(_) => Memory::Moka,
             MemoryTier::Quick(_) | MemoryTier::QuickPlain(_) => Memory::Quick,
         }
     }
@@ -174,7 +188,7 @@ where
     /// clock; the quick tier checks the horizon itself on either clock.
     pub(crate) fn returns_live_entries(&self, clock: &Clock) -> bool {
         match self {
-            MemoryTier::Moka(_) => matches!(clock, Clock::System),
+            MemoryTier::Moka(_) | MemoryTier::MokaPlain(_) => matches!(clock, Clock::System),
             MemoryTier::Quick(_) | MemoryTier::QuickPlain(_) => true,
         }
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 use moka::Expiry;
 
-use super::Entry;
+use super::{Entry, Held};
 use crate::expiry::MAX_LIFETIME;
 
 /// Tells moka to drop each entry when its own lifetime is over.
@@ -45,12 +45,18 @@ impl<K, V> Expiry<K, Entry<V>> for EntryLifetime {
     }
 }
 
-pub(crate) struct MokaTier<K, V> {
-    cache: Cache<K, Entry<V>>,
+/// A moka cache of entries held as `H`: whole ([`Entry`]), or [`Plain`]
+/// for a one-horizon function under a global ttl (40 bytes less per entry,
+/// and a hit that copies less).
+///
+/// [`Plain`]: super::Plain
+pub(crate) struct MokaTier<K, V, H = Entry<V>> {
+    cache: Cache<K, H>,
     /// Entries added under a key that held none.
     admitted: AtomicU64,
     /// Entries removed by invalidation.
     removed: AtomicU64,
+    _values: std::marker::PhantomData<fn() -> V>,
 }
 
 impl<K, V> MokaTier<K, V>
@@ -58,25 +64,56 @@ where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// A tier of `max_capacity` entries. With `same_lifetime`, every entry
-    /// lives exactly that long (a global ttl); otherwise each its own.
+    /// A tier of `max_capacity` whole entries. With `same_lifetime`, every
+    /// entry lives exactly that long (a global ttl); otherwise each its own.
     pub(crate) fn new(max_capacity: u64, same_lifetime: Option<Duration>) -> Self {
-        let builder = Cache::builder().max_capacity(max_capacity);
-        // Per-entry expiry costs moka about a quarter more per read; only
-        // varying lifetimes need it.
-        let cache = match same_lifetime {
-            Some(lifetime) => builder.time_to_live(lifetime).build(),
-            None => builder.expire_after(EntryLifetime).build(),
-        };
+        match same_lifetime {
+            Some(lifetime) => Self::with_ttl(max_capacity, lifetime),
+            // Per-entry expiry costs moka about a quarter more per read;
+            // only varying lifetimes need it.
+            None => Self::over(
+                Cache::builder()
+                    .max_capacity(max_capacity)
+                    .expire_after(EntryLifetime)
+                    .build(),
+            ),
+        }
+    }
+}
+
+impl<K, V, H> MokaTier<K, V, H>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    H: Held<V>,
+{
+    /// A tier of `max_capacity` entries, each living `lifetime`.
+    pub(crate) fn with_ttl(max_capacity: u64, lifetime: Duration) -> Self {
+        Self::over(
+            Cache::builder()
+                .max_capacity(max_capacity)
+                .time_to_live(lifetime)
+                .build(),
+        )
+    }
+
+    fn over(cache: Cache<K, H>) -> Self {
         MokaTier {
             cache,
             admitted: AtomicU64::new(0),
             removed: AtomicU64::new(0),
+            _values: std::marker::PhantomData,
         }
     }
 
     #[inline(always)]
     pub(crate) fn get(&self, key: &K) -> Option<Entry<V>> {
+        self.get_held(key).map(H::entry)
+    }
+
+    /// [`get`](Self::get), in the form the tier holds it.
+    #[inline(always)]
+    pub(crate) fn get_held(&self, key: &K) -> Option<H> {
         self.cache.get(key)
     }
 
@@ -84,7 +121,7 @@ where
     /// other store or invalidation of this key runs between the two calls.
     pub(crate) fn insert(&self, key: K, entry: Entry<V>) {
         let replaces = self.cache.contains_key(&key);
-        self.cache.insert(key, entry);
+        self.cache.insert(key, H::hold(entry));
         if !replaces {
             self.admitted.fetch_add(1, Ordering::Relaxed);
         }
