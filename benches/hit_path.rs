@@ -1,6 +1,8 @@
 //! The hit path, side by side in one run: a `#[herdcache::cached]` call
 //! (creating and polling its future, as a caller pays it) against raw
-//! `moka::sync::Cache::get` and against the `cached` crate's `#[cached]`, on
+//! `moka::sync::Cache::get` (without expiry, and with the same 1 h
+//! `time_to_live`, which makes moka read the clock on every get) and
+//! against the `cached` crate's `#[cached]`, on
 //! the same 1 000 warm `u64` keys, with 1 and 2 threads.
 //!
 //! Run: `cargo bench --bench hit_path`
@@ -83,9 +85,30 @@ fn herdcache_tags(bencher: Bencher) {
     bencher.bench(|| ready(herdcache_tagged_lookup(black_box(next_key()))));
 }
 
+/// moka with herdcache's set-up for this function: a global `time_to_live`.
+fn raw_moka_ttl() -> &'static moka::sync::Cache<u64, u64> {
+    static CACHE: OnceLock<moka::sync::Cache<u64, u64>> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(std::time::Duration::from_secs(3600))
+            .build();
+        for key in 0..KEYS {
+            cache.insert(key, key);
+        }
+        cache
+    })
+}
+
 #[divan::bench(threads = [1, 2])]
 fn moka_get(bencher: Bencher) {
     let cache = raw_moka();
+    bencher.bench(|| cache.get(&black_box(next_key())));
+}
+
+#[divan::bench(threads = [1, 2])]
+fn moka_ttl_get(bencher: Bencher) {
+    let cache = raw_moka_ttl();
     bencher.bench(|| cache.get(&black_box(next_key())));
 }
 

@@ -117,7 +117,7 @@
 //!
 //! Values live in moka (the default: TinyLFU admission, expired entries
 //! reclaimed on their own) or in quick_cache (`memory = "quick"`: S3-FIFO,
-//! a hit about 5× faster that scales with cores, an entry about a quarter of
+//! a hit 3 to 5 times faster that scales with cores, an entry under a third of
 //! the memory; an expired entry is a miss and is reclaimed when replaced or
 //! evicted, never past the capacity). Everything else behaves the same on
 //! both. Per function with the attribute, or for the process before the
