@@ -35,7 +35,9 @@ impl<V: Clone + Send + Sync + 'static> Held<V> for Entry<V> {
 /// Redis tier: its only horizon is freshness, it is never refreshed in the
 /// background and its load time is never read, so it keeps just the
 /// payload, `fresh_until` and the tag stamps (48 bytes for a `u64` value
-/// where [`Entry`] takes 88).
+/// where [`Entry`] takes 88). On moka, only under one lifetime for every
+/// entry (a global ttl: no jitter, negative entries or per-value ttl) on
+/// the system clock, so that moka itself drops it at that horizon.
 #[derive(Clone)]
 pub(crate) struct Plain<V> {
     payload: Payload<V>,

@@ -9,19 +9,17 @@
 //! hit scales with cores; quick_cache's own concurrent cache takes one
 //! `RwLock` per shard, whose lock word every reader of the shard writes,
 //! which held two threads to about 1.6× the hits of one (raw quick_cache:
-//! 1.07×). A write (an insert, a removal) locks eight words instead of one,
-//! on the miss path only.
+//! 1.07×). A write locks eight words instead of one: stores (a load's
+//! value, a refresh mark), removals, and the stats sweep.
 //!
 //! Expiry is the engine's own: an entry carries its horizons,
 //! and one past its last horizon (`fail_safe_until`) is a miss, which the
 //! load that follows replaces; one nobody asks for again is evicted like
 //! any cold entry. Expired entries therefore hold at most the capacity,
 //! never more. Reading stats (`len`, `evictions`) sweeps them out first
-//! (one pass over the shards, each under its write lock in turn), so the
-//! figures mean what they mean on moka, with one difference: an expired
-//! entry that its own reload replaces is not counted as evicted
-//! (quick_cache does not hand back a replaced value, and finding it out
-//! would cost a clone of the value under the key's lock on every load).
+//! (one pass over the shards, each under its write lock in turn), and an
+//! expired entry replaced, removed or swept is counted as evicted, so the
+//! figures mean what they mean on moka.
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,15 +37,37 @@ use crate::clock::Clock;
 #[derive(Clone)]
 struct CountEvictions(Arc<AtomicU64>);
 
+/// One insert's evictions: what it pushed out, dropped when the request
+/// ends (outside the shard lock), and whether it replaces an entry still
+/// live.
+struct Evicted<K, V> {
+    dropped: [Option<(K, V)>; 2],
+    /// quick_cache hands the entry an insert replaces to `on_evict`, as if
+    /// evicted: a live one was not (its key keeps a value), an expired one
+    /// was (as moka counts an expired entry).
+    replaces_live: bool,
+}
+
+impl<K, V> Default for Evicted<K, V> {
+    fn default() -> Self {
+        Evicted {
+            dropped: [None, None],
+            replaces_live: false,
+        }
+    }
+}
+
 impl<K, V> Lifecycle<K, V> for CountEvictions {
-    /// The evicted entries of one request, dropped when it ends (outside the
-    /// shard lock): one or two per insert in practice.
-    type RequestState = [Option<(K, V)>; 2];
+    type RequestState = Evicted<K, V>;
 
     #[inline]
     fn on_evict(&self, state: &mut Self::RequestState, key: K, value: V) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        if let Some(slot) = state.iter_mut().find(|slot| slot.is_none()) {
+        // With unit weights a replacement evicts nothing else: its one call
+        // is the replaced entry.
+        if !std::mem::take(&mut state.replaces_live) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(slot) = state.dropped.iter_mut().find(|slot| slot.is_none()) {
             *slot = Some((key, value));
         }
     }
@@ -121,8 +141,9 @@ where
     }
 
     /// The read lock of `shard`. A panic under a write lock (in a key's own
-    /// `Hash` or `Eq`) leaves quick_cache's shard consistent, so a poisoned
-    /// lock is used as it is, as quick_cache's own `parking_lot` locks are.
+    /// `Hash` or `Eq`, or a value's `Drop` in a clear or a sweep) leaves
+    /// quick_cache's shard consistent, so a poisoned lock is used as it is,
+    /// as quick_cache's own `parking_lot` locks are.
     #[inline(always)]
     fn read(shard: &ShardedLock<Shard<K, H>>) -> ShardedLockReadGuard<'_, Shard<K, H>> {
         shard.read().unwrap_or_else(PoisonError::into_inner)
@@ -148,9 +169,15 @@ where
 
     /// Stores `entry`. What it evicts is dropped after the lock is released.
     pub(crate) fn insert(&self, key: K, entry: Entry<V>) {
-        let mut evicted = Default::default();
+        let mut evicted = Evicted::default();
         let shard = self.shard(&key);
-        Self::write(shard).insert_with_lifecycle(key, H::hold(entry), &mut evicted);
+        let mut cache = Self::write(shard);
+        // `peek`: a look that does not make the entry hotter.
+        evicted.replaces_live = cache
+            .peek(&key)
+            .is_some_and(|held| self.clock.now_nanos() < held.last_horizon());
+        cache.insert_with_lifecycle(key, H::hold(entry), &mut evicted);
+        drop(cache);
         drop(evicted);
     }
 
@@ -309,6 +336,24 @@ mod tests {
         tier.invalidate(&2);
         assert_eq!(tier.evictions(), 1, "the expired one only");
         assert_eq!(tier.len(), 0);
+    }
+
+    #[test]
+    fn replacing_a_live_entry_is_no_eviction_and_replacing_an_expired_one_is() {
+        let clock = ManualClock::new();
+        let tier: QuickTier<u64, u64> = QuickTier::new(10, Clock::Manual(clock.clone()));
+        let now = nanos_since_epoch(clock.now());
+        tier.insert(1, entry(10, now, Duration::from_secs(5)));
+        tier.insert(1, entry(11, now, Duration::from_secs(5)));
+        tier.insert(1, entry(12, now, Duration::from_secs(5)));
+        assert_eq!(tier.evictions_estimate(), 0, "a reload of a live entry");
+        clock.advance(Duration::from_secs(6));
+        let now = nanos_since_epoch(clock.now());
+        tier.insert(1, entry(13, now, Duration::from_secs(5)));
+        assert_eq!(tier.evictions_estimate(), 1, "the expired one it replaced");
+        assert!(matches!(tier.get(&1).unwrap().payload, Payload::Value(13)));
+        assert_eq!(tier.evictions(), 1);
+        assert_eq!(tier.len(), 1);
     }
 
     #[test]
