@@ -16,6 +16,7 @@ use herdcache_runtime::{CacheConfig, Codec, FailureShare, FnCache, LoadHooks, Ru
 use tokio::runtime::Runtime as Tokio;
 
 fn main() {
+    interleaved();
     divan::main();
     // The setup lives in a static, which is never dropped.
     if let Some(setup) = SETUP.get() {
@@ -101,6 +102,73 @@ fn setup() -> &'static Setup {
     })
 }
 
+/// One read of each kind in turn, 10 000 times, each timed alone: the VM's
+/// wake-up latency, which moves a median by 2× between runs, then falls
+/// on both alike. Prints the median and the mean of each and their ratio.
+fn interleaved() {
+    let setup = setup();
+    let herdcache = || {
+        setup.cache.invalidate(&7);
+        setup.tokio.block_on(async {
+            let value: Option<String> = setup
+                .cache
+                .load(7, LoadHooks::new(FailureShare::unit()), async {
+                    unreachable!("Redis has it")
+                })
+                .await;
+            value.unwrap()
+        })
+    };
+    let raw = || {
+        let mut raw = setup.raw.clone();
+        setup.tokio.block_on(async {
+            let bytes: Vec<u8> = redis::cmd("GET")
+                .arg(&setup.key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            bytes
+        })
+    };
+    let time = |read: &dyn Fn()| {
+        let start = std::time::Instant::now();
+        read();
+        start.elapsed()
+    };
+    // Warm up: the tier's connection for this runtime is made meanwhile.
+    for _ in 0..500 {
+        herdcache();
+        raw();
+    }
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..10_000 {
+        if round % 2 == 0 {
+            ours.push(time(&|| drop(herdcache())));
+            theirs.push(time(&|| drop(raw())));
+        } else {
+            theirs.push(time(&|| drop(raw())));
+            ours.push(time(&|| drop(herdcache())));
+        }
+    }
+    let summary = |times: &mut Vec<Duration>| {
+        times.sort();
+        let mean = times.iter().sum::<Duration>() / u32::try_from(times.len()).unwrap();
+        (times[times.len() / 2], mean)
+    };
+    let (ours_median, ours_mean) = summary(&mut ours);
+    let (raw_median, raw_mean) = summary(&mut theirs);
+    println!("one read, interleaved with a raw GET, 10 000 of each (current-thread runtime)");
+    println!("| read | median | mean |");
+    println!("|---|---|---|");
+    println!("| raw `GET` | {raw_median:.1?} | {raw_mean:.1?} |");
+    println!("| herdcache, memory miss answered by Redis | {ours_median:.1?} | {ours_mean:.1?} |");
+    println!(
+        "| ratio | {:.2} | {:.2} |\n",
+        ours_median.as_secs_f64() / raw_median.as_secs_f64(),
+        ours_mean.as_secs_f64() / raw_mean.as_secs_f64()
+    );
+}
+
 /// A memory miss answered by Redis: the value is dropped from this
 /// instance's memory, then read back.
 #[divan::bench]
@@ -133,6 +201,29 @@ fn raw_redis_get(bencher: Bencher) {
 fn raw_redis_get_driven_elsewhere(bencher: Bencher) {
     let setup = setup();
     raw_get(bencher, setup, &setup.raw_elsewhere);
+}
+
+/// The two `GET`s the tier sends for a read, as one pipeline (the value
+/// and its key's version), on a connection driven on another thread: the
+/// protocol's own cost, without herdcache's.
+#[divan::bench]
+fn raw_redis_pipeline_driven_elsewhere(bencher: Bencher) {
+    let setup = setup();
+    let version = format!("{}:ver", setup.key);
+    bencher.bench_local(|| {
+        let mut raw = setup.raw_elsewhere.clone();
+        setup.tokio.block_on(async {
+            let (bytes, version): (Vec<u8>, Option<u64>) = redis::pipe()
+                .cmd("GET")
+                .arg(&setup.key)
+                .cmd("GET")
+                .arg(&version)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            (bytes, version)
+        })
+    });
 }
 
 /// `GET` of the entry on `connection`, from the bench's own runtime.

@@ -16,6 +16,7 @@
 
 mod bus;
 mod codec;
+mod local;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -228,6 +229,7 @@ impl RuntimeBuilder {
         Ok(Arc::new(RedisTier {
             backend,
             connection: tokio::sync::OnceCell::new(),
+            locals: local::Locals::default(),
             namespace: self.namespace,
             timeout: self.timeout,
             max_payload: self.max_payload,
@@ -342,7 +344,11 @@ fn redacted(url: &str) -> String {
 /// timeout and circuit breaker.
 pub struct RedisTier {
     backend: Backend,
+    /// Driven on the tier's own runtime: for its own tasks, and for callers
+    /// whose runtime has no connection of its own (yet).
     connection: tokio::sync::OnceCell<Connection>,
+    /// A connection per calling runtime, driven there.
+    locals: local::Locals,
     namespace: String,
     timeout: Duration,
     max_payload: usize,
@@ -562,6 +568,11 @@ impl RedisTier {
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let attempt = async {
+            // The caller's runtime's own connection, once it has one: no
+            // thread hop (see `local`).
+            if let Some(connection) = self.locals.here(&self.backend, tier_runtime()) {
+                return send(connection).await;
+            }
             let connection = self
                 .connection
                 .get_or_try_init(|| async {
@@ -896,6 +907,94 @@ mod tests {
         assert!(!format!("{tier:?}").contains("s3cret"));
         assert_eq!(redacted("redis://:pw@h"), "redis://:***@h");
         assert_eq!(redacted("rediss://h:6380"), "rediss://h:6380");
+    }
+
+    /// Reads from `runtime` until its own connection is ready (or 5 s).
+    fn read_until_local(tier: &RedisTier, runtime: &tokio::runtime::Runtime, ready: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tier.locals.ready() < ready && Instant::now() < deadline {
+            runtime.block_on(async {
+                assert!(matches!(tier.get("herdcache-test").await, Read::Hit(_)));
+            });
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn clients(server: &crate::testing::RedisServer) -> usize {
+        let mut connection = redis::Client::open(server.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut connection)
+            .unwrap();
+        // Less this connection itself.
+        list.lines().count() - 1
+    }
+
+    #[test]
+    fn each_runtime_that_reads_gets_a_connection_driven_on_it() {
+        let server = crate::testing::RedisServer::start().expect("redis-server on PATH");
+        let tier = Runtime::builder()
+            .redis(server.url())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        first.block_on(async {
+            assert!(tier.set("herdcache-test", b"v", 60_000).await);
+        });
+        read_until_local(&tier, &first, 1);
+        assert_eq!(tier.locals.ready(), 1, "the first runtime's own connection");
+        let before = clients(&server);
+        // Reads from that runtime now go through its own connection: no new
+        // connection, and they answer.
+        read_until_local(&tier, &first, 1);
+        assert_eq!(clients(&server), before);
+        // A second runtime gets one of its own.
+        let second = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        read_until_local(&tier, &second, 2);
+        assert_eq!(tier.locals.ready(), 2);
+        assert_eq!(clients(&server), before + 1);
+        server.stop();
+    }
+
+    #[test]
+    fn a_runtime_without_io_reads_through_the_shared_connection() {
+        let server = crate::testing::RedisServer::start().expect("redis-server on PATH");
+        let tier = Runtime::builder()
+            .redis(server.url())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let no_io = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        no_io.block_on(async {
+            assert!(tier.set("herdcache-test", b"v", 60_000).await);
+        });
+        for _ in 0..20 {
+            no_io.block_on(async {
+                assert!(matches!(tier.get("herdcache-test").await, Read::Hit(_)));
+            });
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            tier.locals.ready(),
+            0,
+            "it cannot host one, and reads still answer"
+        );
+        assert_eq!(tier.locals.unable(), 1, "and it is known");
+        server.stop();
     }
 
     #[test]
