@@ -11,6 +11,7 @@ mod attr;
 mod expand;
 mod impl_block;
 mod invalidate;
+mod source;
 mod stubs;
 mod tags;
 mod validate;
@@ -69,6 +70,12 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
         proc_macro2::TokenStream::from(args),
         proc_macro2::TokenStream::from(item),
     );
+    if let Some(error) = in_trait_impl(&item) {
+        // The method as written is a valid member of the trait: one error.
+        let mut out = error.to_compile_error();
+        out.extend(item);
+        return out.into();
+    }
     match cached_fn(args.clone(), item.clone()) {
         Ok(expanded) => expanded.into(),
         // The function is still emitted unchanged, and its helpers as stubs,
@@ -147,6 +154,22 @@ pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
             out.into()
         }
     }
+}
+
+/// The error for an `async fn` whose source shows it in a trait impl with
+/// no `#[cached_impl]` (its helpers cannot be members of the trait). With
+/// `#[async_trait]` the method arrives rewritten, and `validate` says it.
+fn in_trait_impl(item: &proc_macro2::TokenStream) -> Option<syn::Error> {
+    let function: syn::ItemFn = syn::parse2(item.clone()).ok()?;
+    function.sig.asyncness?;
+    let name = &function.sig.ident;
+    let tr = source::enclosing_trait(name.span(), &name.to_string())?;
+    Some(syn::Error::new(
+        name.span(),
+        format_args!(
+            "#[cached] on `{name}`, a method of `impl {tr} for ..`: its helpers (`{name}_invalidate`, ..) cannot be members of the trait; put #[herdcache::cached_impl] on the impl, which moves them to an inherent impl"
+        ),
+    ))
 }
 
 fn cached_fn(

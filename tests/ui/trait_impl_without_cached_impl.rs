@@ -41,4 +41,17 @@ impl NativeStore for PgRepo {
     }
 }
 
+trait GenericStore<T> {
+    async fn load(&self, id: T) -> Option<String>;
+}
+
+/// Doc comments, attributes and generics before the impl change nothing.
+#[allow(dead_code)]
+impl<T: Send + Sync + 'static> GenericStore<u64> for Vec<T> {
+    #[cached(ttl = "1m")]
+    async fn load(&self, id: u64) -> Option<String> {
+        Some(id.to_string())
+    }
+}
+
 fn main() {}
