@@ -619,6 +619,11 @@ where
             l2_misses: c(Counter::L2Misses),
             l2_errors: c(Counter::L2Errors),
             l2_corrupt: c(Counter::L2Corrupt),
+            remote_fills: c(Counter::RemoteFills),
+            #[cfg(feature = "redis")]
+            bus_messages: self.bus_messages(),
+            #[cfg(not(feature = "redis"))]
+            bus_messages: 0,
             #[cfg(feature = "redis")]
             l2_breaker_open: self.l2_breaker_open(),
             #[cfg(not(feature = "redis"))]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::stats::Counter;
 
 /// The metric behind each counter, in `Counter`'s order.
-const COUNTERS: [&str; 16] = [
+const COUNTERS: [&str; 17] = [
     "herdcache_hits_total",
     "herdcache_misses_total",
     "herdcache_coalesced_total",
@@ -27,11 +27,12 @@ const COUNTERS: [&str; 16] = [
     "herdcache_l2_misses_total",
     "herdcache_l2_errors_total",
     "herdcache_l2_corrupt_total",
+    "herdcache_remote_fills_total",
 ];
 
 /// One cache's metric handles.
 pub(crate) struct Exported {
-    counters: [metrics::Counter; 16],
+    counters: [metrics::Counter; 17],
     evictions: metrics::Counter,
     load_duration: metrics::Histogram,
     in_flight: metrics::Gauge,

@@ -54,6 +54,13 @@ pub struct Stats {
     /// Payloads read from the Redis tier that could not be decoded (corrupt,
     /// truncated or foreign): each counted as a miss too, and overwritten.
     pub l2_corrupt: u64,
+    /// Loads this instance did not run because another instance filled the
+    /// value while this one waited for it (the fleet's single flight).
+    pub remote_fills: u64,
+    /// Bus messages from other instances that this process's Redis tier
+    /// applied (key and tag invalidations, fills): the tier's count, the
+    /// same for every `distributed` function of the process.
+    pub bus_messages: u64,
     /// The Redis tier's circuit breaker is open now: Redis is being
     /// skipped after consecutive failures.
     pub l2_breaker_open: bool,
@@ -96,6 +103,9 @@ impl Stats {
         self.l2_misses += other.l2_misses;
         self.l2_errors += other.l2_errors;
         self.l2_corrupt += other.l2_corrupt;
+        self.remote_fills += other.remote_fills;
+        // One tier's count, seen by each function: not a sum.
+        self.bus_messages = self.bus_messages.max(other.bus_messages);
         self.l2_breaker_open |= other.l2_breaker_open;
         self.load_p50 = self.load_p50.max(other.load_p50);
         self.load_p95 = self.load_p95.max(other.load_p95);
@@ -141,6 +151,8 @@ impl std::fmt::Display for Stats {
             (self.l2_misses, "Redis misses"),
             (self.l2_errors, "Redis errors"),
             (self.l2_corrupt, "corrupt Redis payloads"),
+            (self.remote_fills, "loads filled by another instance"),
+            (self.bus_messages, "bus messages"),
         ] {
             if count > 0 {
                 write!(f, ", {count} {what}")?;
@@ -233,9 +245,10 @@ pub(crate) enum Counter {
     L2Misses,
     L2Errors,
     L2Corrupt,
+    RemoteFills,
 }
 
-const COUNTERS: usize = 16;
+const COUNTERS: usize = 17;
 const STRIPES: usize = 16;
 
 /// One thread's share of the counters, alone on its cache lines.

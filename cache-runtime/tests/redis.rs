@@ -339,6 +339,11 @@ async fn instances_asking_for_one_cold_key_at_once_make_one_origin_call() {
     assert_eq!(origin.loads(), 1, "one origin call for the fleet");
     let from_redis: u64 = fleet.iter().map(|cache| cache.stats().l2_hits).sum();
     assert_eq!(from_redis, 2, "the two other instances read it from Redis");
+    let filled: u64 = fleet.iter().map(|cache| cache.stats().remote_fills).sum();
+    assert_eq!(
+        filled, 2,
+        "both waited for the loader's value: two loads avoided"
+    );
 }
 
 #[tokio::test]
@@ -401,9 +406,19 @@ async fn an_invalidation_reaches_the_memory_of_every_other_instance() {
     call(b, 1, &origin, hooks()).await.unwrap();
     call(b, 2, &origin, hooks()).await.unwrap();
     assert_eq!(b.get_fresh(&1).as_deref(), Some("v0"));
+    assert_eq!(
+        b.stats().remote_fills,
+        0,
+        "read from Redis at once: no wait"
+    );
+    let heard = b.stats().bus_messages;
 
     a.invalidate_distributed(&1).await;
     wait_until("b dropped its copy", || b.get_fresh(&1).is_none()).await;
+    assert!(
+        b.stats().bus_messages > heard,
+        "b counts the message it applied"
+    );
     assert_eq!(b.get_fresh(&2).as_deref(), Some("v1"), "other keys stay");
     assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v2");
     // a ignored its own message: one invalidation, not two.

@@ -243,6 +243,13 @@ where
         }
     }
 
+    /// Bus messages from other instances its Redis tier applied (0 without).
+    pub(super) fn bus_messages(&self) -> u64 {
+        self.l2
+            .as_ref()
+            .map_or(0, |l2| l2.tier.bus_messages_heard())
+    }
+
     /// Whether this cache's Redis tier skips Redis now (breaker open).
     pub(super) fn l2_breaker_open(&self) -> bool {
         self.l2.as_ref().is_some_and(|l2| l2.tier.breaker_open())
@@ -325,7 +332,14 @@ where
             tokio::pin!(filled);
             filled.as_mut().enable();
             match self.look_up_l2(l2, &name, guard, first).await {
-                Looked::Fresh(value) => return Some(value),
+                Looked::Fresh(value) => {
+                    // Found after waiting for the instance that held the
+                    // lock: a load this one did not run.
+                    if !first {
+                        self.counters.incr(Counter::RemoteFills);
+                    }
+                    return Some(value);
+                }
                 Looked::Unavailable => return None,
                 Looked::Nothing => {}
             }
@@ -343,6 +357,8 @@ where
                 Locked::Taken(token) => {
                     guard.write.hold_lock(&l2.tier, lock, token);
                     if let Looked::Fresh(value) = self.look_up_l2(l2, &name, guard, false).await {
+                        // The holder before filled it just now.
+                        self.counters.incr(Counter::RemoteFills);
                         if let (_, Some(held)) = guard.write.take() {
                             held.release().await;
                         }
