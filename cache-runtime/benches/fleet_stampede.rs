@@ -1,13 +1,15 @@
 //! The fleet's stampede: 4 instances (each its own cache and connection)
 //! × 50 callers ask for one cold key at once; the origin takes 20 ms. With
 //! the fleet lock one instance loads and the others wait for its value;
-//! without it each instance loads once. Prints origin calls per stampede.
+//! without it each instance loads once. Prints origin calls per stampede
+//! and the callers' latency (p50, p99, max over every caller of every
+//! stampede), after divan's table of whole stampedes.
 //!
 //! Run: `cargo bench -p herdcache-runtime --features redis --bench fleet_stampede`
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use divan::Bencher;
 use herdcache_runtime::testing::RedisServer;
@@ -20,6 +22,8 @@ const CALLERS: usize = 50;
 static CALLS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 static STAMPEDES: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
+/// Each caller's time from its spawn to its value.
+static LATENCIES: [Mutex<Vec<Duration>>; 2] = [Mutex::new(Vec::new()), Mutex::new(Vec::new())];
 
 fn main() {
     divan::main();
@@ -27,11 +31,24 @@ fn main() {
     if let Some(fleet) = FLEET.get() {
         fleet._server.stop();
     }
+    println!("| {INSTANCES} instances × {CALLERS} callers, one cold key | origin calls per stampede | caller p50 | caller p99 | caller max |");
+    println!("|---|---|---|---|---|");
     for (variant, name) in ["with the fleet lock", "without it"].iter().enumerate() {
+        let mut latencies = LATENCIES[variant].lock().unwrap().clone();
+        latencies.sort();
+        let at = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
         println!(
-            "origin calls per stampede {name}: {:.2}",
+            "| {name} | {:.2} | {:.1?} | {:.1?} | {:.1?} |",
             CALLS[variant].load(Ordering::Relaxed) as f64
-                / STAMPEDES[variant].load(Ordering::Relaxed).max(1) as f64
+                / STAMPEDES[variant].load(Ordering::Relaxed).max(1) as f64,
+            at(0.50),
+            at(0.99),
+            latencies.last().copied().unwrap_or_default(),
         );
     }
 }
@@ -98,6 +115,7 @@ fn stampede(bencher: Bencher, variant: usize) {
                 .iter()
                 .flat_map(|&cache| {
                     (0..CALLERS).map(move |_| {
+                        let spawned = Instant::now();
                         tokio::spawn(async move {
                             let value: Option<u64> = cache
                                 .load(key, LoadHooks::new(FailureShare::unit()), async move {
@@ -106,6 +124,7 @@ fn stampede(bencher: Bencher, variant: usize) {
                                     Some(key)
                                 })
                                 .await;
+                            LATENCIES[variant].lock().unwrap().push(spawned.elapsed());
                             value.unwrap()
                         })
                     })
