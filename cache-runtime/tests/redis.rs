@@ -4,6 +4,7 @@
 //! on invalidation. Run with `--features redis`.
 #![cfg(feature = "redis")]
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -269,6 +270,94 @@ async fn the_breaker_closes_again_once_redis_answers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(closed, "{:?}", cache.stats());
+}
+
+/// Two instances under steady calls; `redis-server` is killed mid-run and
+/// started again on its port: no call fails (memory or the loader answer
+/// while it is down), and the same processes share values through it
+/// again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_redis_mid_run_fails_no_caller_and_a_restart_brings_it_back() {
+    let server = RedisServer::start().unwrap();
+    let port = server.port();
+    let tier = |_| {
+        Runtime::builder()
+            .redis(server.url())
+            .namespace("killed")
+            .timeout(Duration::from_millis(200))
+            .breaker(2, Duration::from_millis(200))
+            .build()
+            .unwrap()
+    };
+    let clock = ManualClock::new();
+    let a = instance(CacheConfig::new("killed", TTL), tier(0), &clock);
+    let b = instance(CacheConfig::new("killed", TTL), tier(1), &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    let running = Arc::new(AtomicBool::new(true));
+    let answered = Arc::new(AtomicU64::new(0));
+    // Callers on both instances: a few hot keys (memory answers) and a new
+    // key now and then (Redis, or the loader while it is down).
+    let callers: Vec<_> = [a, b]
+        .into_iter()
+        .enumerate()
+        .flat_map(|(side, cache)| {
+            let (origin, running, answered) = (origin.clone(), running.clone(), answered.clone());
+            (0..4u64).map(move |task| {
+                let (origin, running, answered) =
+                    (origin.clone(), running.clone(), answered.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while running.load(Ordering::Relaxed) {
+                        let key = if n.is_multiple_of(4) {
+                            1_000_000 * (side as u64 + 1) + task * 10_000 + n
+                        } else {
+                            n % 5
+                        };
+                        call(cache, key, &origin, hooks())
+                            .await
+                            .unwrap_or_else(|error| panic!("a caller failed: {error}"));
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        n += 1;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+            })
+        })
+        .collect();
+    let answered_by = |count: u64| {
+        let answered = answered.clone();
+        move || answered.load(Ordering::Relaxed) >= count
+    };
+    wait_until("calls before the kill", answered_by(200)).await;
+    server.stop();
+    let at_kill = answered.load(Ordering::Relaxed);
+    wait_until("calls while Redis is down", answered_by(at_kill + 400)).await;
+    assert!(
+        a.stats().l2_errors + b.stats().l2_errors > 0,
+        "Redis was down"
+    );
+    let _server = RedisServer::start_on(port).unwrap();
+    let at_restart = answered.load(Ordering::Relaxed);
+    wait_until("calls after the restart", answered_by(at_restart + 200)).await;
+    running.store(false, Ordering::Relaxed);
+    for caller in callers {
+        caller.await.expect("no caller failed or panicked");
+    }
+    // The same processes share through Redis again: b is served what a
+    // loaded, without its loader (retried until the breakers have closed).
+    let mut shared = false;
+    for key in 0..200u64 {
+        let key = 5_000_000 + key;
+        call(a, key, &origin, hooks()).await.unwrap();
+        let (loads, l2_hits) = (b.stats().loads, b.stats().l2_hits);
+        call(b, key, &origin, hooks()).await.unwrap();
+        if b.stats().loads == loads && b.stats().l2_hits == l2_hits + 1 {
+            shared = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(shared, "{:?}", b.stats());
 }
 
 #[tokio::test]
