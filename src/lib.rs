@@ -309,10 +309,10 @@ pub mod __private {
     pub use herdcache_runtime::{
         plain, BackgroundLoad, CacheConfig, CacheHandle, CacheableValue, CanCopy, CannotCopy,
         Codec, CopyProbe, FailureShare, FnCache, InvalidKeyPart, KeyCannotTravel, KeyProbe,
-        KeyTravels, KeyWireProbe, LoadHooks, Memory, Negative, NotCacheableValue, Outcome, Plain,
-        PlainIsPlain, PlainIsResultOrOption, PlainProbe, ShareByClone, ShareByMessage,
-        ShareBySharedError, ShareNotPossible, ShareProbe, Slot, Tags, Through, TimeoutConverts,
-        TimeoutDoesNotConvert, TimeoutProbe, ValidKeyPart, ValueCannotTravel, ValueProbe,
-        ValueTravels, ValueWireProbe, WriteIsPlain, WriteIsResultOrOption, WriteProbe,
+        KeyTravels, KeyWireProbe, LoadHooks, Memory, Negative, NotCacheableValue, NotSharedValue,
+        Outcome, Plain, PlainIsPlain, PlainIsResultOrOption, PlainProbe, ShareByClone,
+        ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe, Slot, Tags, Through,
+        TimeoutConverts, TimeoutDoesNotConvert, TimeoutProbe, ValidKeyPart, ValueCannotTravel,
+        ValueProbe, ValueTravels, ValueWireProbe, WriteIsPlain, WriteIsResultOrOption, WriteProbe,
     };
 }

@@ -254,7 +254,7 @@ impl Context<'_> {
         let through = quote_spanned! {span=>
             {
                 #[allow(unused_imports)]
-                use #private::{CacheableValue as _, NotCacheableValue as _};
+                use #private::{CacheableValue as _, NotCacheableValue as _, NotSharedValue as _};
                 (&&&#private::ValueProbe::<#outcome>::new()).through()
             }
         };

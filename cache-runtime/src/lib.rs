@@ -61,5 +61,6 @@ pub use stats::Stats;
 pub use tags::{expire_tag, expire_tags, invalidate_tag, invalidate_tags, TagSource, Tags};
 pub use tier::Memory;
 pub use value::{
-    CacheableValue, CachedValue, Direct, NotAValue, NotCacheableValue, Refused, Through, ValueProbe,
+    CacheableValue, CachedValue, Direct, NotAValue, NotCacheableValue, NotSharedValue, Refused,
+    SharedValue, Through, ValueProbe,
 };

@@ -108,6 +108,36 @@ where
     }
 }
 
+/// Chosen second, for a value that is `Clone` but not `Send + Sync` (an
+/// `Rc`, a `RefCell` inside): a compile error at the return type that says
+/// so, not advice to wrap it in an `Arc` (which would not be `Send` either).
+pub trait NotSharedValue<R: Outcome> {
+    /// Never callable: the value does not implement [`SharedValue`].
+    fn through(&self) -> Refused<R>
+    where
+        R::Value: SharedValue;
+}
+
+impl<R> NotSharedValue<R> for &ValueProbe<R>
+where
+    R: Outcome<Value: Clone + 'static>,
+{
+    fn through(&self) -> Refused<R>
+    where
+        R::Value: SharedValue,
+    {
+        Refused(PhantomData)
+    }
+}
+
+/// Implemented by no type: its only use is the error message below.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the value of a #[cached] function: it is `Clone`, but not `Send + Sync`",
+    label = "the value returned here is stored and cloned out to every caller, from any thread",
+    note = "use `std::sync::Arc` instead of `Rc`, and `Mutex` or `RwLock` instead of `RefCell` or `Cell`, in `{Self}`"
+)]
+pub trait SharedValue {}
+
 /// Chosen otherwise: a compile error at the return type.
 pub trait NotCacheableValue<R: Outcome> {
     /// Never callable: the value does not implement [`CachedValue`].
@@ -116,7 +146,7 @@ pub trait NotCacheableValue<R: Outcome> {
         R::Value: CachedValue;
 }
 
-impl<R: Outcome> NotCacheableValue<R> for &ValueProbe<R> {
+impl<R: Outcome> NotCacheableValue<R> for ValueProbe<R> {
     fn through(&self) -> Refused<R>
     where
         R::Value: CachedValue,
