@@ -308,11 +308,12 @@ pub mod __private {
     pub use core::time::Duration;
     pub use herdcache_runtime::{
         plain, BackgroundLoad, CacheConfig, CacheHandle, CacheableValue, CanCopy, CannotCopy,
-        Codec, CopyProbe, FailureShare, FnCache, InvalidKeyPart, KeyCannotTravel, KeyProbe,
-        KeyTravels, KeyWireProbe, LoadHooks, Memory, Negative, NotCacheableValue, NotSharedValue,
-        Outcome, Plain, PlainIsPlain, PlainIsResultOrOption, PlainProbe, ShareByClone,
-        ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe, Slot, Tags, Through,
-        TimeoutConverts, TimeoutDoesNotConvert, TimeoutProbe, ValidKeyPart, ValueCannotTravel,
-        ValueProbe, ValueTravels, ValueWireProbe, WriteIsPlain, WriteIsResultOrOption, WriteProbe,
+        Codec, CopiedReceiver, CopyProbe, FailureShare, FnCache, InvalidKeyPart, KeyCannotTravel,
+        KeyProbe, KeyTravels, KeyWireProbe, LentReceiver, LoadHooks, Memory, Negative,
+        NotCacheableValue, NotSharedValue, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,
+        PlainProbe, ReceiverProbe, ShareByClone, ShareByMessage, ShareBySharedError,
+        ShareNotPossible, ShareProbe, Slot, Tags, Through, TimeoutConverts, TimeoutDoesNotConvert,
+        TimeoutProbe, ValidKeyPart, ValueCannotTravel, ValueProbe, ValueTravels, ValueWireProbe,
+        WriteIsPlain, WriteIsResultOrOption, WriteProbe,
     };
 }

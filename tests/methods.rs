@@ -107,6 +107,37 @@ async fn a_key_expression_picks_what_identifies_the_value() {
     assert_eq!(FIELD_LOADS.load(SeqCst), 2);
 }
 
+static RECEIVER_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+struct Page {
+    number: u32,
+    name: String,
+}
+
+/// Methods on the argument's fields in the key: a `Copy` field consumed by
+/// value (`max`) and a `String` read through `&self` (`to_lowercase`). The
+/// key moves neither: the body still owns the whole `page`.
+#[cached(ttl = "60s", key = (page.number.max(1), page.name.to_lowercase()))]
+async fn page_title(page: Page) -> String {
+    RECEIVER_LOADS.fetch_add(1, SeqCst);
+    format!("{} {}", page.name, page.number)
+}
+
+#[tokio::test]
+async fn methods_on_fields_in_a_key_read_them_without_moving_them() {
+    let first = Page {
+        number: 0,
+        name: "Intro".into(),
+    };
+    let same_key = Page {
+        number: 1,
+        name: "INTRO".into(),
+    };
+    assert_eq!(page_title(first).await, "Intro 0");
+    assert_eq!(page_title(same_key).await, "Intro 0", "the same key: a hit");
+    assert_eq!(RECEIVER_LOADS.load(SeqCst), 1);
+}
+
 struct Cats;
 struct Dogs;
 

@@ -97,3 +97,44 @@ pub struct NotAKey;
     note = "a key part must have an owned form (`Clone`, or `ToOwned` like `str`) that is `Hash + Eq + Clone + Send + Sync + 'static`; without `key = ...` every argument but `self` is part of the key, so name the ones that identify the value, e.g. `key = user_id` or `key = (org, page)`"
 )]
 pub trait CacheKeyPart {}
+
+/// Reads a place that is the receiver of a method in a key expression
+/// (`req.id.into_bytes()`, `page.max(1)`) without moving it: a `Copy` value
+/// is copied, anything else is lent. A `&self` method then reads it as
+/// before, and a method that consumes a value that is not `Copy` is one
+/// error at the expression ("cannot move out of a shared reference", with
+/// `.clone()` as the fix) rather than a use-after-move in the body.
+pub struct ReceiverProbe<T>(PhantomData<fn(&T)>);
+
+impl<T> ReceiverProbe<T> {
+    /// A probe for the type of `place`.
+    pub fn of(_place: &T) -> Self {
+        ReceiverProbe(PhantomData)
+    }
+}
+
+/// Chosen first: a `Copy` receiver, copied.
+pub trait CopiedReceiver<T> {
+    /// The place's value.
+    fn receiver(&self, place: &T) -> T;
+}
+
+impl<T: Copy> CopiedReceiver<T> for &&ReceiverProbe<T> {
+    #[inline(always)]
+    fn receiver(&self, place: &T) -> T {
+        *place
+    }
+}
+
+/// Chosen otherwise: the receiver, lent.
+pub trait LentReceiver<T> {
+    /// The place, borrowed.
+    fn receiver<'a>(&self, place: &'a T) -> &'a T;
+}
+
+impl<T> LentReceiver<T> for &ReceiverProbe<T> {
+    #[inline(always)]
+    fn receiver<'a>(&self, place: &'a T) -> &'a T {
+        place
+    }
+}

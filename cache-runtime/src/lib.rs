@@ -39,7 +39,10 @@ pub use config::{
 pub use error::{Error, TimeoutConverts, TimeoutDoesNotConvert, TimeoutError, TimeoutProbe};
 pub use expiry::ExpiryPolicy;
 pub use fn_cache::FnCache;
-pub use key::{CacheKeyPart, InvalidKeyPart, KeyProbe, NotAKey, ValidKeyPart};
+pub use key::{
+    CacheKeyPart, CopiedReceiver, InvalidKeyPart, KeyProbe, LentReceiver, NotAKey, ReceiverProbe,
+    ValidKeyPart,
+};
 pub use outcome::{
     plain, FailureShare, NamedResultOrOption, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,
     PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe,

@@ -57,8 +57,13 @@ impl Context<'_> {
         // the places passed by value are cloned, so that the key does not
         // move what the body still uses.
         let mut part = part.clone();
-        syn::visit_mut::VisitMut::visit_expr_mut(&mut ClonePlacesPassedByValue, &mut part);
         let private = &self.private;
+        syn::visit_mut::VisitMut::visit_expr_mut(
+            &mut ClonePlacesPassedByValue {
+                receivers: Some(private),
+            },
+            &mut part,
+        );
         self.probe(
             span,
             quote_spanned! {span=>
@@ -90,7 +95,9 @@ impl Context<'_> {
         quote_spanned! {span=>
             {
                 #[allow(unused_imports)]
-                use #private::{InvalidKeyPart as _, ValidKeyPart as _};
+                use #private::{
+                    CopiedReceiver as _, InvalidKeyPart as _, LentReceiver as _, ValidKeyPart as _,
+                };
                 #call
             }
         }
@@ -124,7 +131,10 @@ pub(crate) fn tag_value(expr: &Expr) -> TokenStream {
         return quote_spanned!(span=> ::core::clone::Clone::clone(&(#expr)));
     }
     let mut expr = expr.clone();
-    syn::visit_mut::VisitMut::visit_expr_mut(&mut ClonePlacesPassedByValue, &mut expr);
+    syn::visit_mut::VisitMut::visit_expr_mut(
+        &mut ClonePlacesPassedByValue { receivers: None },
+        &mut expr,
+    );
     quote!(#expr)
 }
 
@@ -153,9 +163,13 @@ fn is_self(expr: &Expr) -> bool {
 /// Rewrites each place passed by value inside a key expression (a call's or
 /// a tuple's, an array's or a struct literal's operand) into a clone of it.
 /// Method receivers and macro arguments are left alone: they borrow.
-struct ClonePlacesPassedByValue;
+struct ClonePlacesPassedByValue<'a> {
+    /// The runtime's path, to read method receivers through
+    /// `ReceiverProbe` (key parts, where its traits are in scope).
+    receivers: Option<&'a TokenStream>,
+}
 
-impl ClonePlacesPassedByValue {
+impl ClonePlacesPassedByValue<'_> {
     fn clone_if_place(expr: &mut Expr) {
         if is_place(expr) && !is_self(expr) {
             let span = syn::spanned::Spanned::span(&*expr);
@@ -165,7 +179,7 @@ impl ClonePlacesPassedByValue {
     }
 }
 
-impl syn::visit_mut::VisitMut for ClonePlacesPassedByValue {
+impl syn::visit_mut::VisitMut for ClonePlacesPassedByValue<'_> {
     fn visit_expr_mut(&mut self, expr: &mut Expr) {
         match expr {
             Expr::Call(call) => call.args.iter_mut().for_each(Self::clone_if_place),
@@ -175,6 +189,27 @@ impl syn::visit_mut::VisitMut for ClonePlacesPassedByValue {
                 .fields
                 .iter_mut()
                 .for_each(|field| Self::clone_if_place(&mut field.expr)),
+            // A method's receiver, when a place, is read through
+            // `ReceiverProbe`: copied if `Copy`, lent otherwise.
+            Expr::MethodCall(call) if is_place(&call.receiver) && !is_self(&call.receiver) => {
+                let Some(private) = self.receivers else {
+                    return syn::visit_mut::visit_expr_mut(self, expr);
+                };
+                // The probe's tokens span the place from its first token to
+                // its last, so that an error covers `req.id`, not `req`.
+                let place = (*call.receiver).clone();
+                let mut tokens = quote::ToTokens::to_token_stream(&place).into_iter();
+                let first = tokens.next().map(|token| token.span());
+                let last = tokens.last().map(|token| token.span()).or(first);
+                let (first, last) = (
+                    first.unwrap_or_else(proc_macro2::Span::call_site),
+                    last.unwrap_or_else(proc_macro2::Span::call_site),
+                );
+                let head =
+                    quote_spanned!(first=> (&&&#private::ReceiverProbe::of(&#place)).receiver);
+                let args = quote_spanned!(last=> (&#place));
+                *call.receiver = syn::parse_quote!(#head #args);
+            }
             _ => {}
         }
         syn::visit_mut::visit_expr_mut(self, expr);
