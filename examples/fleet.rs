@@ -132,29 +132,59 @@ fn fleet() {
         "A fleet of 3 processes sharing one cache through Redis; the API takes 300 ms a quote.\n"
     );
 
+    // What the demo shows is also checked: a fleet that did otherwise
+    // exits with an error (CI runs this example).
+    let mut wrong: Vec<&str> = Vec::new();
+    let show = |answer: String| {
+        println!("   {answer}");
+        answer
+    };
+
     println!("1. A burst: 100 callers on each instance ask for EUR/USD at once");
     for answer in ask_all(&mut instances, "burst EUR/USD") {
-        println!("   {answer}");
+        if !show(answer).contains("[\"EUR/USD = 1.01 (quote #1)\"]") {
+            wrong.push("every caller gets quote #1");
+        }
     }
     println!("   API calls so far: {}\n", api.calls());
+    if api.calls() != 1 {
+        wrong.push("one API call for the burst");
+    }
 
     println!("2. One instance loads GBP/USD; the others read it from Redis");
-    println!("   {}", instances[0].ask("get GBP/USD"));
-    println!("   {}", instances[1].ask("get GBP/USD"));
-    println!("   {}", instances[2].ask("get GBP/USD"));
+    show(instances[0].ask("get GBP/USD"));
+    for other in &mut instances[1..] {
+        let answer = show(other.ask("get GBP/USD"));
+        if !(answer.contains("quote #2") && answer.contains("read from Redis")) {
+            wrong.push("the others read it from Redis");
+        }
+    }
     println!("   API calls so far: {}\n", api.calls());
+    if api.calls() != 2 {
+        wrong.push("one API call for GBP/USD");
+    }
 
     println!("3. Instance 3 invalidates GBP/USD; the bus tells the others");
-    println!("   {}", instances[2].ask("invalidate GBP/USD"));
+    show(instances[2].ask("invalidate GBP/USD"));
     // The bus takes a few milliseconds.
     std::thread::sleep(Duration::from_millis(100));
-    println!("   {}", instances[0].ask("get GBP/USD"));
-    println!("   {}", instances[1].ask("get GBP/USD"));
+    for other in &mut instances[..2] {
+        if !show(other.ask("get GBP/USD")).contains("quote #3") {
+            wrong.push("the old quote is gone everywhere");
+        }
+    }
     println!("   API calls so far: {}", api.calls());
+    if api.calls() != 3 {
+        wrong.push("one API call after the invalidation");
+    }
     println!("   (neither served quote #2 from its memory: the invalidation reached both)");
 
     for instance in &mut instances {
         instance.stop();
+    }
+    if !wrong.is_empty() {
+        eprintln!("The fleet did not do what this demo shows: {wrong:?}");
+        std::process::exit(1);
     }
 }
 

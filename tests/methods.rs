@@ -138,6 +138,38 @@ async fn methods_on_fields_in_a_key_read_them_without_moving_them() {
     assert_eq!(RECEIVER_LOADS.load(SeqCst), 1);
 }
 
+static REGION_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Clone, Copy)]
+enum Region {
+    Eu,
+    Us,
+}
+
+impl Region {
+    /// A borrow of `self`: the key reads it from a copy of the argument.
+    fn name(&self) -> &str {
+        match self {
+            Region::Eu => "eu",
+            Region::Us => "us",
+        }
+    }
+}
+
+#[cached(ttl = "60s", key = region.name().to_owned())]
+async fn region_label(region: Region) -> String {
+    REGION_LOADS.fetch_add(1, SeqCst);
+    region.name().to_uppercase()
+}
+
+#[tokio::test]
+async fn a_key_may_borrow_from_a_copy_argument_s_method() {
+    assert_eq!(region_label(Region::Eu).await, "EU");
+    assert_eq!(region_label(Region::Eu).await, "EU");
+    assert_eq!(region_label(Region::Us).await, "US");
+    assert_eq!(REGION_LOADS.load(SeqCst), 2);
+}
+
 struct Cats;
 struct Dogs;
 

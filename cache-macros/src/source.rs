@@ -23,96 +23,192 @@ pub(crate) fn enclosing_trait(span: proc_macro2::Span, name: &str) -> Option<Str
     let span = span.unwrap();
     let file = span.local_file()?;
     let line = span.line();
-    let text = read(file)?;
-    trait_of_impl_around(&text, line, name)
+    let (text, clean) = read(file)?;
+    let path = trait_of_impl_around_clean(&clean, line, name)?;
+    text.get(path).map(str::to_owned)
 }
 
-/// The file's text, read once per file and expansion process.
-fn read(file: PathBuf) -> Option<std::rc::Rc<str>> {
+/// A file's text and its cleaned copy (see [`clean`]).
+type Read = (std::rc::Rc<str>, std::rc::Rc<[u8]>);
+
+/// The file's text and cleaned text, read once per file and modification
+/// time in this expansion process.
+fn read(file: PathBuf) -> Option<Read> {
+    type Files = HashMap<PathBuf, (Option<std::time::SystemTime>, Read)>;
     thread_local! {
-        static FILES: std::cell::RefCell<HashMap<PathBuf, Option<std::rc::Rc<str>>>> =
-            std::cell::RefCell::new(HashMap::new());
+        static FILES: std::cell::RefCell<Files> = std::cell::RefCell::new(HashMap::new());
     }
+    let modified = std::fs::metadata(&file)
+        .and_then(|meta| meta.modified())
+        .ok();
     FILES.with(|files| {
-        files
-            .borrow_mut()
-            .entry(file)
-            .or_insert_with_key(|file| std::fs::read_to_string(file).ok().map(Into::into))
-            .clone()
+        let mut files = files.borrow_mut();
+        if let Some((seen, read)) = files.get(&file) {
+            if *seen == modified {
+                return Some(read.clone());
+            }
+        }
+        let text = std::fs::read_to_string(&file).ok()?;
+        let cleaned = clean(&text)?;
+        let read: Read = (text.into(), cleaned.into());
+        files.insert(file, (modified, read.clone()));
+        Some(read)
     })
 }
 
 /// [`enclosing_trait`] on `text`, the method's name on line `line`
 /// (1-based).
+#[cfg(test)]
 pub(crate) fn trait_of_impl_around(text: &str, line: usize, name: &str) -> Option<String> {
-    let line_start = text
-        .split_inclusive('\n')
+    let path = trait_of_impl_around_clean(&clean(text)?, line, name)?;
+    text.get(path).map(str::to_owned)
+}
+
+/// Where the trait's path is, in bytes of the file.
+fn trait_of_impl_around_clean(
+    clean: &[u8],
+    line: usize,
+    name: &str,
+) -> Option<std::ops::Range<usize>> {
+    let line_start = clean
+        .split_inclusive(|&b| b == b'\n')
         .take(line.checked_sub(1)?)
-        .map(str::len)
+        .map(<[u8]>::len)
         .sum::<usize>();
-    let line_text = text.get(line_start..)?.lines().next()?;
-    let at = line_start + find_fn_named(line_text, name)?;
-    let header = innermost_header(text, at)?;
-    trait_in_header(header)
-}
-
-/// Where `fn <name>` starts on `line`, `name` as a whole word.
-fn find_fn_named(line: &str, name: &str) -> Option<usize> {
-    let mut from = 0;
-    while let Some(found) = line.get(from..)?.find("fn") {
-        let start = from + found;
-        let rest = &line[start + 2..];
-        let trimmed = rest.trim_start();
-        let word_before = line[..start]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_');
-        if !word_before
-            && trimmed.len() < rest.len()
-            && trimmed.starts_with(name)
-            && !trimmed[name.len()..]
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_alphanumeric() || c == '_')
-        {
-            return Some(start);
-        }
-        from = start + 2;
+    let line_text = clean.get(line_start..)?.split(|&b| b == b'\n').next()?;
+    let at = line_start + find_fn_named(line_text, &ascii(name))?;
+    let headers = open_headers(clean, at)?;
+    // Inside a macro's body (`macro_rules!`, `dsl! { … }`) the source is
+    // not what is compiled: no answer.
+    if headers.iter().any(|header| {
+        let header = trim(header);
+        header.ends_with(b"!") || contains(header, b"macro_rules!")
+    }) {
+        return None;
     }
-    None
+    let header = headers.last()?;
+    let path = trait_in_header(header)?;
+    // The header is a slice of `clean`: its offset in the file.
+    let offset = header.as_ptr() as usize - clean.as_ptr() as usize;
+    Some(offset + path.start..offset + path.end)
 }
 
-/// The text before the `{` of the innermost block open at byte `at`, from
-/// the end of the item or statement before it; `None` when `at` is in no
-/// block or inside a comment or literal.
-fn innermost_header(text: &str, at: usize) -> Option<&str> {
+/// `text` as ASCII of the same length, with what cannot hold a brace or an
+/// item blanked: comments and the insides of string, raw string and char
+/// literals become spaces, and every other non-ASCII byte `_` (part of an
+/// identifier), so that byte offsets stay those of the file and any slice
+/// is valid. `None` when a comment or literal never ends.
+fn clean(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    // (where the header starts, where its `{` is) of each open block.
-    let mut open: Vec<(usize, usize)> = Vec::new();
-    let mut boundary = 0;
+    let mut out: Vec<u8> = bytes
+        .iter()
+        .map(|&b| if b.is_ascii() { b } else { b'_' })
+        .collect();
+    let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
+        for b in &mut out[from..to] {
+            if *b != b'\n' {
+                *b = b' ';
+            }
+        }
+    };
     let mut i = 0;
-    while i < at {
+    while i < bytes.len() {
         match bytes[i] {
             b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                i = text[i..].find('\n').map_or(text.len(), |end| i + end);
-                continue;
+                let end = text[i..].find('\n').map_or(text.len(), |end| i + end);
+                blank(&mut out, i, end);
+                i = end;
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = skip_block_comment(bytes, i)?;
-                continue;
+                let end = skip_block_comment(bytes, i)?;
+                blank(&mut out, i, end);
+                i = end;
             }
             b'"' => {
-                i = skip_string(bytes, i + 1)?;
-                continue;
+                let end = skip_string(bytes, i + 1)?;
+                blank(&mut out, i + 1, end - 1);
+                i = end;
             }
             b'r' | b'b' if starts_raw_string(bytes, i) => {
-                i = skip_raw_string(bytes, i)?;
-                continue;
+                let end = skip_raw_string(bytes, i)?;
+                blank(&mut out, i, end);
+                out[i] = b'"';
+                out[end - 1] = b'"';
+                i = end;
             }
             b'\'' => {
-                i = skip_char_or_lifetime(text, i);
-                continue;
+                let end = skip_char_or_lifetime(text, i);
+                if bytes.get(end.wrapping_sub(1)) == Some(&b'\'') && end > i + 1 {
+                    // A char literal: its inside blanked.
+                    blank(&mut out, i + 1, end - 1);
+                }
+                i = end;
             }
+            _ => i += 1,
+        }
+    }
+    Some(out)
+}
+
+/// `name` as it reads in the cleaned text.
+fn ascii(name: &str) -> Vec<u8> {
+    name.bytes()
+        .map(|b| if b.is_ascii() { b } else { b'_' })
+        .collect()
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn trim(text: &[u8]) -> &[u8] {
+    let start = text
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(text.len());
+    let end = text
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |end| end + 1);
+    &text[start..end.max(start)]
+}
+
+fn contains(text: &[u8], needle: &[u8]) -> bool {
+    text.windows(needle.len()).any(|window| window == needle)
+}
+
+/// Where the one `fn <name>` on `line` starts, `name` as a whole word;
+/// `None` when there is none, or more than one (which is meant is unclear).
+fn find_fn_named(line: &[u8], name: &[u8]) -> Option<usize> {
+    let mut found = None;
+    for start in 0..line.len() {
+        if !line[start..].starts_with(b"fn") || (start > 0 && is_word(line[start - 1])) {
+            continue;
+        }
+        let rest = &line[start + 2..];
+        let gap = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        let after = &rest[gap..];
+        if gap > 0
+            && after.starts_with(name)
+            && !after.get(name.len()).copied().is_some_and(is_word)
+        {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(start);
+        }
+    }
+    found
+}
+
+/// The headers (the text before each `{`, from the end of the item or
+/// statement before it) of the blocks open at byte `at` of the cleaned
+/// text, outermost first.
+fn open_headers(clean: &[u8], at: usize) -> Option<Vec<&[u8]>> {
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    let mut boundary = 0;
+    for (i, &b) in clean.iter().enumerate().take(at) {
+        match b {
             b'{' => {
                 open.push((boundary, i));
                 boundary = i + 1;
@@ -124,13 +220,12 @@ fn innermost_header(text: &str, at: usize) -> Option<&str> {
             b';' => boundary = i + 1,
             _ => {}
         }
-        i += 1;
     }
-    if i != at {
-        return None;
-    }
-    let (start, brace) = *open.last()?;
-    Some(&text[start..brace])
+    Some(
+        open.into_iter()
+            .map(|(start, brace)| &clean[start..brace])
+            .collect(),
+    )
 }
 
 fn skip_block_comment(bytes: &[u8], mut i: usize) -> Option<usize> {
@@ -168,7 +263,7 @@ fn skip_string(bytes: &[u8], mut i: usize) -> Option<usize> {
 
 /// `r"`, `r#"`, `br"`, `br#"`, not inside an identifier.
 fn starts_raw_string(bytes: &[u8], i: usize) -> bool {
-    if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_') {
+    if i > 0 && is_word(bytes[i - 1]) {
         return false;
     }
     let mut j = i;
@@ -225,36 +320,22 @@ fn skip_char_or_lifetime(text: &str, i: usize) -> usize {
 }
 
 /// The trait of an `impl … for …` header (outer attributes and `unsafe`
-/// allowed); `None` for an inherent impl, any other block, or a header
-/// naming `async_trait` or `cached_impl`.
-fn trait_in_header(header: &str) -> Option<String> {
-    if header.contains("async_trait") || header.contains("cached_impl") {
+/// allowed; comments and literals already blanked); `None` for an inherent
+/// impl, any other block, or a header naming `async_trait` or `cached_impl`.
+fn trait_in_header(header: &[u8]) -> Option<std::ops::Range<usize>> {
+    if contains(header, b"async_trait") || contains(header, b"cached_impl") {
         return None;
     }
-    let mut rest = header.trim();
-    // Comments and outer attributes (`#[…]`, brackets balanced).
-    loop {
-        if rest.starts_with("//") {
-            rest = rest.find('\n').map_or("", |end| &rest[end..]).trim_start();
-            continue;
-        }
-        if rest.starts_with("/*") {
-            rest = rest
-                .find("*/")
-                .map_or("", |end| &rest[end + 2..])
-                .trim_start();
-            continue;
-        }
-        let Some(attribute) = rest.strip_prefix('#') else {
-            break;
-        };
-        let attribute = attribute.trim_start();
+    let mut rest = trim(header);
+    // Outer attributes: `#[…]`, brackets balanced (literals are blank).
+    while let Some(attribute) = rest.strip_prefix(b"#") {
+        let attribute = trim(attribute);
         let mut depth = 0usize;
         let mut end = None;
-        for (at, c) in attribute.char_indices() {
-            match c {
-                '[' => depth += 1,
-                ']' => {
+        for (at, &b) in attribute.iter().enumerate() {
+            match b {
+                b'[' => depth += 1,
+                b']' => {
                     depth = depth.checked_sub(1)?;
                     if depth == 0 {
                         end = Some(at + 1);
@@ -264,45 +345,50 @@ fn trait_in_header(header: &str) -> Option<String> {
                 _ => {}
             }
         }
-        rest = attribute[end?..].trim_start();
+        rest = trim(&attribute[end?..]);
     }
-    for prefix in ["unsafe", "default"] {
+    for prefix in [&b"unsafe"[..], b"default"] {
         if let Some(after) = rest.strip_prefix(prefix) {
-            if after.starts_with(char::is_whitespace) {
-                rest = after.trim_start();
+            if after.first().is_some_and(u8::is_ascii_whitespace) {
+                rest = trim(after);
             }
         }
     }
-    let after_impl = rest.strip_prefix("impl")?;
-    if !after_impl.starts_with(|c: char| c.is_whitespace() || c == '<') {
+    let after_impl = rest.strip_prefix(b"impl")?;
+    if !after_impl
+        .first()
+        .is_some_and(|&b| b.is_ascii_whitespace() || b == b'<')
+    {
         return None;
     }
-    // The first `for` outside angle brackets and parentheses, not a
-    // `for<'a>` bound, ends the trait's path.
+    // The first `for` outside brackets, not a `for<'a>` bound, ends the
+    // trait's path; a `where` before it means an inherent impl.
     let mut depth = 0i32;
-    let bytes = after_impl.as_bytes();
     let mut start = None;
-    for (at, &b) in bytes.iter().enumerate() {
+    for (at, &b) in after_impl.iter().enumerate() {
         match b {
             b'<' | b'(' | b'[' => depth += 1,
-            b'>' if at > 0 && bytes[at - 1] == b'-' => {}
+            b'>' if at > 0 && after_impl[at - 1] == b'-' => {}
             b'>' | b')' | b']' => depth -= 1,
             _ => {}
         }
         if depth == 0 && start.is_none() && !b.is_ascii_whitespace() && b != b'>' {
             start = Some(at);
         }
-        let word = at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
-        if depth == 0
-            && word
-            && after_impl[at..].starts_with("for")
-            && after_impl[at + 3..].starts_with(char::is_whitespace)
-        {
-            let path = after_impl[start?..at].trim();
-            return (!path.is_empty()).then(|| path.to_owned());
-        }
-        if depth == 0 && word && after_impl[at..].starts_with("where") {
-            return None;
+        let word_start = at == 0 || !is_word(after_impl[at - 1]);
+        if depth == 0 && word_start {
+            let tail = &after_impl[at..];
+            if tail.starts_with(b"for") && tail.get(3).is_some_and(u8::is_ascii_whitespace) {
+                let path = trim(&after_impl[start?..at]);
+                if path.is_empty() {
+                    return None;
+                }
+                let from = path.as_ptr() as usize - header.as_ptr() as usize;
+                return Some(from..from + path.len());
+            }
+            if tail.starts_with(b"where") && !tail.get(5).copied().is_some_and(is_word) {
+                return None;
+            }
         }
     }
     None
@@ -368,6 +454,71 @@ mod tests {
     fn braces_in_comments_strings_and_chars_are_not_blocks() {
         let text = "impl T for A {\n // }\n /* } { */ const S: &str = \"}\"; const C: char = '}';\n const R: &str = r#\"}\"#; fn l<'a>(x: &'a u8) {}\n async fn get(&self) {}\n}";
         assert_eq!(around(text, "get").as_deref(), Some("T"));
+    }
+
+    #[test]
+    fn comments_literals_and_non_ascii_text_are_not_read_as_code() {
+        // Non-ASCII names and comments: no panic, and an inherent impl.
+        assert_eq!(
+            around(
+                "struct Café;\nimpl Café {\n async fn price(&self) {}\n}",
+                "price"
+            ),
+            None
+        );
+        assert_eq!(
+            around(
+                "impl A // prix pour A\n{\n async fn get(&self) {}\n}",
+                "get"
+            ),
+            None
+        );
+        assert_eq!(
+            around(
+                "impl A // inherent methods for A\n{\n async fn get(&self) {}\n}",
+                "get"
+            ),
+            None
+        );
+        assert_eq!(
+            around(
+                "impl A /* cached for speed */ {\n async fn get(&self) {}\n}",
+                "get"
+            ),
+            None
+        );
+        assert_eq!(
+            around(
+                "#[doc = \"x ] impl Foo for Bar\"]\nimpl A {\n async fn get(&self) {}\n}",
+                "get"
+            ),
+            None
+        );
+        let with_chars = "impl T for A {\n const C: char = '{';\n const D: char = '\\'';\n async fn get(&self) {}\n}";
+        assert_eq!(around(with_chars, "get").as_deref(), Some("T"));
+        let non_ascii_trait = "impl Größe for A {\n async fn get(&self) {}\n}";
+        assert_eq!(around(non_ascii_trait, "get").as_deref(), Some("Größe"));
+    }
+
+    #[test]
+    fn a_macro_body_or_an_unclear_line_is_no_answer() {
+        assert_eq!(
+            around(
+                "dsl! {\n impl Svc for T {\n async fn get(&self) {}\n }\n}",
+                "get"
+            ),
+            None
+        );
+        assert_eq!(
+            around(
+                "macro_rules! m { () => {\n impl Svc for T {\n async fn get(&self) {}\n }\n} }",
+                "get"
+            ),
+            None
+        );
+        // Two `fn get` on one line: which one is meant is unclear.
+        let both = "impl Tr for A { fn get(&self) {} } impl A { async fn get(&self) -> u8 { 1 } }";
+        assert_eq!(trait_of_impl_around(both, 1, "get"), None);
     }
 
     #[test]

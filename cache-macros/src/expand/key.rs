@@ -66,6 +66,9 @@ impl Context<'_> {
         );
         self.probe(
             span,
+            // The temporaries of `#part` (a `Copy` receiver's copy, which
+            // `region.name().to_owned()` borrows) live to the end of this
+            // statement; a part must be owned anyway.
             quote_spanned! {span=>
                 let __herdcache_part = #part;
                 (&&&#private::KeyProbe::of(&__herdcache_part)).key_value(__herdcache_part)

@@ -8,28 +8,33 @@
 //! trip (a raw `GET` driven on the caller's thread: ~21 µs; driven on
 //! another: ~80 µs).
 //!
-//! So each runtime that reads gets a connection of its own, made on it (its
-//! driver is a task there): on a current-thread runtime a read never leaves
-//! the caller's thread, and on a multi-thread one the driver is woken on
-//! the caller's worker. It is made in the background on the runtime's first
-//! read, which goes through the shared connection meanwhile, as does every
-//! read when the runtime cannot host one:
+//! So each runtime that calls Redis again gets a connection of its own, made
+//! on it (its driver is a task there): on a current-thread runtime a read
+//! never leaves the caller's thread, and on a multi-thread one the driver
+//! is woken on the caller's worker. It is made in the background on the
+//! runtime's second call (a runtime made for one call never connects), and
+//! calls go through the shared connection meanwhile, as they do when the
+//! runtime cannot host one:
 //!
 //! - a runtime built without I/O (`enable_io`): making the connection
 //!   panics inside the task that tries (tokio reports it, once per such
 //!   runtime, on stderr), and that runtime keeps the shared connection;
 //! - a build with `panic = "abort"`, where that panic would end the
 //!   process: no runtime gets its own connection;
-//! - Redis refusing or failing the connection: tried again a second later.
+//! - Redis refusing or failing the connection: tried again a second later;
+//! - a current-thread runtime's connection used from a thread other than
+//!   the one that drives it (`Handle::block_on` elsewhere while nobody runs
+//!   the runtime would wait on a driver that never runs).
 //!
 //! A runtime that ends takes its connection's driver with it; its entry
-//! stays until [`MAX_RUNTIMES`] newer runtimes push it out (a test suite
-//! makes one runtime per test).
+//! stays until it is the least recently used of [`MAX_RUNTIMES`] (a test
+//! suite makes one runtime per test).
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use tokio::runtime::{Handle, Id};
+use tokio::runtime::{Handle, Id, RuntimeFlavor};
 
 use super::{Backend, Connection};
 
@@ -40,8 +45,11 @@ pub(super) const MAX_RUNTIMES: usize = 16;
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 enum State {
+    /// Called once: a second call makes the connection.
+    Seen,
     Connecting,
-    Ready(Connection),
+    /// With the thread that drives it, for a current-thread runtime.
+    Ready(Connection, Option<ThreadId>),
     /// The runtime cannot host a connection (no I/O driver).
     Unable,
     Failed(Instant),
@@ -50,11 +58,22 @@ enum State {
 struct Local {
     runtime: Id,
     state: Arc<Mutex<State>>,
+    /// When this runtime last called, in calls: the least recent is
+    /// forgotten first.
+    used: u64,
 }
 
 /// The connections of the runtimes that read, by runtime.
 #[derive(Default)]
-pub(super) struct Locals(Mutex<Vec<Local>>);
+pub(super) struct Locals(Mutex<(Vec<Local>, u64)>);
+
+/// The calling thread's id, read once per thread.
+fn this_thread() -> ThreadId {
+    thread_local! {
+        static ID: ThreadId = std::thread::current().id();
+    }
+    ID.with(|id| *id)
+}
 
 impl Locals {
     /// The calling runtime's own connection, if it has one by now; on its
@@ -70,31 +89,47 @@ impl Locals {
         if runtime == tier.id() {
             return None;
         }
-        let mut locals = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = match locals.iter().find(|local| local.runtime == runtime) {
+        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (locals, clock) = &mut *guard;
+        *clock += 1;
+        let now = *clock;
+        let state = match locals.iter_mut().find(|local| local.runtime == runtime) {
             Some(local) => {
+                local.used = now;
                 let mut state = local.state.lock().unwrap_or_else(PoisonError::into_inner);
                 match &*state {
-                    State::Ready(connection) => return Some(connection.clone()),
+                    State::Ready(connection, driver) => {
+                        return match driver {
+                            Some(thread) if *thread != this_thread() => None,
+                            _ => Some(connection.clone()),
+                        };
+                    }
                     State::Connecting | State::Unable => return None,
                     State::Failed(at) if at.elapsed() < RETRY_AFTER => return None,
-                    State::Failed(_) => *state = State::Connecting,
+                    State::Seen | State::Failed(_) => *state = State::Connecting,
                 }
                 Arc::clone(&local.state)
             }
             None => {
                 if locals.len() == MAX_RUNTIMES {
-                    locals.remove(0);
+                    if let Some(oldest) = locals
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, local)| local.used)
+                        .map(|(at, _)| at)
+                    {
+                        locals.swap_remove(oldest);
+                    }
                 }
-                let state = Arc::new(Mutex::new(State::Connecting));
                 locals.push(Local {
                     runtime,
-                    state: Arc::clone(&state),
+                    state: Arc::new(Mutex::new(State::Seen)),
+                    used: now,
                 });
-                state
+                return None;
             }
         };
-        drop(locals);
+        drop(guard);
         connect_on(&handle, backend.clone(), state);
         None
     }
@@ -102,7 +137,7 @@ impl Locals {
     /// How many runtimes have a connection of their own ready.
     #[cfg(test)]
     pub(super) fn ready(&self) -> usize {
-        self.count(|state| matches!(state, State::Ready(_)))
+        self.count(|state| matches!(state, State::Ready(..)))
     }
 
     /// How many runtimes were found unable to host one.
@@ -113,8 +148,9 @@ impl Locals {
 
     #[cfg(test)]
     fn count(&self, which: impl Fn(&State) -> bool) -> usize {
-        let locals = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        locals
+        let guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        guard
+            .0
             .iter()
             .filter(|local| which(&local.state.lock().unwrap_or_else(PoisonError::into_inner)))
             .count()
@@ -124,10 +160,15 @@ impl Locals {
 /// Makes a connection on `handle`'s runtime (where its driver then runs)
 /// and records how it went in `state`.
 fn connect_on(handle: &Handle, backend: Backend, state: Arc<Mutex<State>>) {
+    let current_thread = handle.runtime_flavor() == RuntimeFlavor::CurrentThread;
     let made = handle.spawn(async move { backend.connect().await });
     handle.spawn(async move {
         let outcome = match made.await {
-            Ok(Ok(connection)) => State::Ready(connection),
+            // On a current-thread runtime this task runs on the thread
+            // that drives it.
+            Ok(Ok(connection)) => {
+                State::Ready(connection, current_thread.then(this_thread))
+            }
             Ok(Err(error)) => {
                 tracing::debug!(target: "herdcache", %error, "a runtime's own Redis connection failed: its reads use the shared one");
                 State::Failed(Instant::now())

@@ -86,6 +86,7 @@ pub struct RuntimeBuilder {
     lock_ttl: Duration,
     fleet_lock: bool,
     max_wait: Duration,
+    per_runtime: bool,
 }
 
 impl Default for RuntimeBuilder {
@@ -101,6 +102,7 @@ impl Default for RuntimeBuilder {
             lock_ttl: Duration::from_secs(10),
             fleet_lock: true,
             max_wait: Duration::from_secs(30),
+            per_runtime: true,
         }
     }
 }
@@ -126,6 +128,7 @@ impl fmt::Debug for RuntimeBuilder {
             .field("lock_ttl", &self.lock_ttl)
             .field("fleet_lock", &self.fleet_lock)
             .field("max_wait", &self.max_wait)
+            .field("connection_per_runtime", &self.per_runtime)
             .finish()
     }
 }
@@ -203,6 +206,19 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Whether each tokio runtime that calls Redis again gets a connection
+    /// of its own, driven on it (default true): a read then does not wake
+    /// the tier's thread and wait to be woken back, which costs more than a
+    /// loopback round trip on a small VM. The connection is made by a task
+    /// of that runtime, and on a runtime built without I/O that task panics
+    /// (tokio prints the panic once; the runtime then uses the shared
+    /// connection): turn this off where a panic hook must never run, or to
+    /// keep one connection per process.
+    pub fn connection_per_runtime(mut self, on: bool) -> Self {
+        self.per_runtime = on;
+        self
+    }
+
     /// The tier, without installing it (for tests, and to build a cache by
     /// hand).
     ///
@@ -230,6 +246,7 @@ impl RuntimeBuilder {
             backend,
             connection: tokio::sync::OnceCell::new(),
             locals: local::Locals::default(),
+            per_runtime: self.per_runtime,
             namespace: self.namespace,
             timeout: self.timeout,
             max_payload: self.max_payload,
@@ -349,6 +366,8 @@ pub struct RedisTier {
     connection: tokio::sync::OnceCell<Connection>,
     /// A connection per calling runtime, driven there.
     locals: local::Locals,
+    /// Whether `locals` is used.
+    per_runtime: bool,
     namespace: String,
     timeout: Duration,
     max_payload: usize,
@@ -570,8 +589,10 @@ impl RedisTier {
         let attempt = async {
             // The caller's runtime's own connection, once it has one: no
             // thread hop (see `local`).
-            if let Some(connection) = self.locals.here(&self.backend, tier_runtime()) {
-                return send(connection).await;
+            if self.per_runtime {
+                if let Some(connection) = self.locals.here(&self.backend, tier_runtime()) {
+                    return send(connection).await;
+                }
             }
             let connection = self
                 .connection
@@ -964,6 +985,65 @@ mod tests {
         read_until_local(&tier, &second, 2);
         assert_eq!(tier.locals.ready(), 2);
         assert_eq!(clients(&server), before + 1);
+        server.stop();
+    }
+
+    /// A current-thread runtime's own connection is driven only while its
+    /// thread runs it: `Handle::block_on` from another thread meanwhile
+    /// reads through the shared connection instead of waiting forever.
+    #[test]
+    fn another_thread_s_block_on_never_waits_on_a_runtime_nobody_drives() {
+        let server = crate::testing::RedisServer::start().expect("redis-server on PATH");
+        let tier = Runtime::builder()
+            .redis(server.url())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            assert!(tier.set("herdcache-test", b"v", 60_000).await);
+        });
+        read_until_local(&tier, &runtime, 1);
+        assert_eq!(tier.locals.ready(), 1);
+        let (handle, reader) = (runtime.handle().clone(), Arc::clone(&tier));
+        let (done, answered) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let read = handle.block_on(async { reader.get("herdcache-test").await });
+            let _ = done.send(matches!(read, Read::Hit(_)));
+        });
+        assert_eq!(
+            answered.recv_timeout(Duration::from_secs(20)),
+            Ok(true),
+            "answered through the shared connection"
+        );
+        drop(runtime);
+        server.stop();
+    }
+
+    /// A runtime that calls once (one made per request, say) never
+    /// connects.
+    #[test]
+    fn a_runtime_that_calls_once_makes_no_connection() {
+        let server = crate::testing::RedisServer::start().expect("redis-server on PATH");
+        let tier = Runtime::builder()
+            .redis(server.url())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        for _ in 0..5 {
+            let once = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            once.block_on(async {
+                assert!(!matches!(tier.get("herdcache-test").await, Read::Failed));
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(tier.locals.ready(), 0);
         server.stop();
     }
 
