@@ -50,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         caller.await??;
     }
     println!(
-        "   {} database query served all 1 000 callers in {:?} (without the cache: 1 000 queries)",
+        "   {} database query served all 1 000 callers in {:.0?} (without the cache: 1 000 queries)",
         queries(),
         started.elapsed()
     );
@@ -59,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let user = get_user(42, "primary").await?;
     println!(
-        "   {user:?} in {:?}; database queries still {}",
+        "   {user:?} in {:.1?}; database queries still {}",
         started.elapsed(),
         queries()
     );
@@ -82,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let stats = get_user_cache().stats();
     println!(
-        "\nstats: hits {}, misses {} ({} of them joined a load in flight), loads {}, invalidations {}, load p50 {:?}",
+        "\nstats: hits {}, misses {} ({} of them joined a load in flight), loads {}, invalidations {}, load p50 {:.0?}",
         stats.hits, stats.misses, stats.coalesced, stats.loads, stats.invalidations, stats.load_p50
     );
     Ok(())

@@ -16,7 +16,8 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Calls answered from the cache with a fresh value.
+    /// Calls answered from the cache: a fresh value, and also a stale one
+    /// (`stale_hits`) or a cached failure (`negative_hits`).
     pub hits: u64,
     /// Calls that found no fresh value.
     pub misses: u64,
@@ -59,7 +60,8 @@ pub struct Stats {
     pub remote_fills: u64,
     /// Bus messages from other instances that this process's Redis tier
     /// applied (key and tag invalidations, fills): the tier's count, the
-    /// same for every `distributed` function of the process.
+    /// same for every `distributed` function of the process (0 for a
+    /// function that is not distributed).
     pub bus_messages: u64,
     /// The Redis tier's circuit breaker is open now: Redis is being
     /// skipped after consecutive failures.

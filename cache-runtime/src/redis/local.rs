@@ -76,8 +76,9 @@ fn this_thread() -> ThreadId {
 }
 
 impl Locals {
-    /// The calling runtime's own connection, if it has one by now; on its
-    /// first read, starts making it. `None`: use the shared connection.
+    /// The calling runtime's own connection, if it has one by now (and, on a
+    /// current-thread runtime, this is its thread); on the runtime's second
+    /// call, starts making it. `None`: use the shared connection.
     pub(super) fn here(&self, backend: &Backend, tier: &Handle) -> Option<Connection> {
         // Without unwinding, a runtime without I/O could not be told apart
         // from one with it without ending the process.

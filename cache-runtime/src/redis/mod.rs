@@ -213,7 +213,8 @@ impl RuntimeBuilder {
     /// of that runtime, and on a runtime built without I/O that task panics
     /// (tokio prints the panic once; the runtime then uses the shared
     /// connection): turn this off where a panic hook must never run, or to
-    /// keep one connection per process.
+    /// keep to the tier's own connections (one for calls, one for the
+    /// bus). In the environment: `HERDCACHE_REDIS_CONNECTION_PER_RUNTIME=false`.
     pub fn connection_per_runtime(mut self, on: bool) -> Self {
         self.per_runtime = on;
         self
@@ -304,6 +305,14 @@ impl std::error::Error for InstallError {}
 /// The process's tier: installed, else from the environment, else none.
 static INSTALLED: OnceLock<Option<Arc<RedisTier>>> = OnceLock::new();
 
+/// An environment switch: anything but `false`, `0`, `no` or `off` is on.
+fn switched_on(value: &str) -> bool {
+    !matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "false" | "0" | "no" | "off"
+    )
+}
+
 /// The tier `distributed` functions use, decided once.
 pub(crate) fn installed() -> Option<Arc<RedisTier>> {
     INSTALLED
@@ -317,6 +326,9 @@ pub(crate) fn installed() -> Option<Arc<RedisTier>> {
             };
             if let Ok(namespace) = std::env::var("HERDCACHE_NAMESPACE") {
                 builder = builder.namespace(namespace);
+            }
+            if let Ok(value) = std::env::var("HERDCACHE_REDIS_CONNECTION_PER_RUNTIME") {
+                builder = builder.connection_per_runtime(switched_on(&value));
             }
             match builder.build() {
                 Ok(tier) => Some(tier),
@@ -557,8 +569,8 @@ impl RedisTier {
         self.breaker.is_open()
     }
 
-    /// Runs `command` on the shared connection within the timeout, through
-    /// the breaker.
+    /// Runs `command` within the timeout, through the breaker, on the
+    /// calling runtime's own connection or the shared one.
     async fn call<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Option<T> {
         self.attempt(
             |mut connection| async move { command.query_async::<T>(&mut connection).await },
@@ -566,8 +578,9 @@ impl RedisTier {
         .await
     }
 
-    /// Runs `send` on the shared connection within the timeout, through the
-    /// breaker: skipped while it is open, counted by it either way.
+    /// Runs `send` within the timeout, through the breaker (skipped while it
+    /// is open, counted by it either way), on the calling runtime's own
+    /// connection or the shared one.
     pub(crate) async fn attempt<T, F, Fut>(&self, send: F) -> Option<T>
     where
         F: FnOnce(Connection) -> Fut,
@@ -1020,6 +1033,31 @@ mod tests {
             "answered through the shared connection"
         );
         drop(runtime);
+        server.stop();
+    }
+
+    #[test]
+    fn connections_per_runtime_can_be_turned_off() {
+        assert!(!switched_on("false") && !switched_on(" OFF ") && !switched_on("0"));
+        assert!(switched_on("true") && switched_on("1") && switched_on("yes"));
+        let server = crate::testing::RedisServer::start().expect("redis-server on PATH");
+        let tier = Runtime::builder()
+            .redis(server.url())
+            .timeout(Duration::from_secs(5))
+            .connection_per_runtime(false)
+            .build()
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for _ in 0..20 {
+            runtime.block_on(async {
+                assert!(!matches!(tier.get("herdcache-test").await, Read::Failed));
+            });
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(tier.locals.ready(), 0, "the shared connection only");
         server.stop();
     }
 
