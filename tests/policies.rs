@@ -41,7 +41,9 @@ async fn swr_serves_the_stale_value_and_refreshes_from_copies_of_the_arguments()
             futures_now(display_name(1, "eu")) == "user 1 in eu (load 1)"
         })
         .await;
-        assert_eq!(display_name_cache().stats().stale_hits, 1);
+        // The loader counts as it starts: polls before its value lands may
+        // be stale hits too.
+        assert!(display_name_cache().stats().stale_hits >= 1);
     })
     .await;
 }
