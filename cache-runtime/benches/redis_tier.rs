@@ -107,29 +107,8 @@ fn setup() -> &'static Setup {
 /// on both alike. Prints the median and the mean of each and their ratio.
 fn interleaved() {
     let setup = setup();
-    let herdcache = || {
-        setup.cache.invalidate(&7);
-        setup.tokio.block_on(async {
-            let value: Option<String> = setup
-                .cache
-                .load(7, LoadHooks::new(FailureShare::unit()), async {
-                    unreachable!("Redis has it")
-                })
-                .await;
-            value.unwrap()
-        })
-    };
-    let raw = || {
-        let mut raw = setup.raw.clone();
-        setup.tokio.block_on(async {
-            let bytes: Vec<u8> = redis::cmd("GET")
-                .arg(&setup.key)
-                .query_async(&mut raw)
-                .await
-                .unwrap();
-            bytes
-        })
-    };
+    let herdcache = || herdcache_read(setup);
+    let raw = || raw_read(setup, &setup.raw);
     let time = |read: &dyn Fn()| {
         let start = std::time::Instant::now();
         read();
@@ -171,21 +150,35 @@ fn interleaved() {
 
 /// A memory miss answered by Redis: the value is dropped from this
 /// instance's memory, then read back.
+fn herdcache_read(setup: &'static Setup) -> String {
+    setup.cache.invalidate(&7);
+    setup.tokio.block_on(async {
+        let value: Option<String> = setup
+            .cache
+            .load(7, LoadHooks::new(FailureShare::unit()), async {
+                unreachable!("Redis has it")
+            })
+            .await;
+        value.unwrap()
+    })
+}
+
+/// A raw `GET` of the entry on `connection`, from the bench's own runtime.
+fn raw_read(setup: &'static Setup, connection: &redis::aio::MultiplexedConnection) -> Vec<u8> {
+    let mut raw = connection.clone();
+    setup.tokio.block_on(async {
+        redis::cmd("GET")
+            .arg(&setup.key)
+            .query_async(&mut raw)
+            .await
+            .unwrap()
+    })
+}
+
 #[divan::bench]
 fn herdcache_from_redis(bencher: Bencher) {
     let setup = setup();
-    bencher.bench_local(|| {
-        setup.cache.invalidate(&7);
-        setup.tokio.block_on(async {
-            let value: Option<String> = setup
-                .cache
-                .load(7, LoadHooks::new(FailureShare::unit()), async {
-                    unreachable!("Redis has it")
-                })
-                .await;
-            value.unwrap()
-        })
-    });
+    bencher.bench_local(|| herdcache_read(setup));
     assert!(setup.cache.stats().l2_hits > 0);
 }
 
@@ -193,14 +186,14 @@ fn herdcache_from_redis(bencher: Bencher) {
 #[divan::bench]
 fn raw_redis_get(bencher: Bencher) {
     let setup = setup();
-    raw_get(bencher, setup, &setup.raw);
+    bencher.bench_local(|| raw_read(setup, &setup.raw));
 }
 
 /// A raw `GET` on a connection driven on another thread (as the tier's).
 #[divan::bench]
 fn raw_redis_get_driven_elsewhere(bencher: Bencher) {
     let setup = setup();
-    raw_get(bencher, setup, &setup.raw_elsewhere);
+    bencher.bench_local(|| raw_read(setup, &setup.raw_elsewhere));
 }
 
 /// The two `GET`s the tier sends for a read, as one pipeline (the value
@@ -222,25 +215,6 @@ fn raw_redis_pipeline_driven_elsewhere(bencher: Bencher) {
                 .await
                 .unwrap();
             (bytes, version)
-        })
-    });
-}
-
-/// `GET` of the entry on `connection`, from the bench's own runtime.
-fn raw_get(
-    bencher: Bencher,
-    setup: &'static Setup,
-    connection: &redis::aio::MultiplexedConnection,
-) {
-    bencher.bench_local(|| {
-        let mut raw = connection.clone();
-        setup.tokio.block_on(async {
-            let bytes: Vec<u8> = redis::cmd("GET")
-                .arg(&setup.key)
-                .query_async(&mut raw)
-                .await
-                .unwrap();
-            bytes
         })
     });
 }

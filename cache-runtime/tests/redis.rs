@@ -36,6 +36,28 @@ fn instance(
     Box::leak(Box::new(cache))
 }
 
+/// Takes the fleet lock of `key` as another instance would, for `px` ms:
+/// the lock's name, and the raw connection that took it.
+async fn hold_lock(
+    server: &RedisServer,
+    cache: &FnCache<u64, String>,
+    key: u64,
+    holder: &str,
+    px: u64,
+) -> (String, redis::aio::MultiplexedConnection) {
+    let lock = format!("{}:lock", cache.redis_key(&key).unwrap());
+    let mut redis = raw(server).await;
+    let _: () = redis::cmd("SET")
+        .arg(&lock)
+        .arg(holder)
+        .arg("PX")
+        .arg(px)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    (lock, redis)
+}
+
 async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(server.url())
         .unwrap()
@@ -408,16 +430,7 @@ async fn instances_asking_for_one_cold_key_at_once_make_one_origin_call() {
     let mut origin = Origin::new(|n| Ok(format!("v{n}")));
     origin.gate = Gate::closed();
     // 3 instances × 20 callers on one cold key.
-    let callers: Vec<_> = fleet
-        .iter()
-        .flat_map(|&cache| {
-            let origin = origin.clone();
-            (0..20).map(move |_| {
-                let origin = origin.clone();
-                tokio::spawn(async move { call(cache, 1, &origin, hooks()).await })
-            })
-        })
-        .collect();
+    let callers = callers_on(&fleet, 1, 20, &origin);
     wait_until("one instance is loading", || origin.loads() == 1).await;
     // Give the others time to (wrongly) start loads of their own.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -446,16 +459,7 @@ async fn a_lock_whose_holder_died_expires_and_another_instance_loads() {
     );
     let origin = Origin::new(|n| Ok(format!("v{n}")));
     // An instance took the lock and crashed: it expires in 300 ms.
-    let lock = format!("{}:lock", cache.redis_key(&1).unwrap());
-    let mut redis = raw(&server).await;
-    let _: () = redis::cmd("SET")
-        .arg(&lock)
-        .arg("crashed")
-        .arg("PX")
-        .arg(300)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let (lock, mut redis) = hold_lock(&server, cache, 1, "crashed", 300).await;
     let started = std::time::Instant::now();
     assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
     assert!(
@@ -1120,16 +1124,7 @@ async fn without_the_fleet_lock_each_instance_loads_once() {
     ];
     let mut origin = Origin::new(|n| Ok(format!("v{n}")));
     origin.gate = Gate::closed();
-    let callers: Vec<_> = fleet
-        .iter()
-        .flat_map(|&cache| {
-            let origin = origin.clone();
-            (0..10).map(move |_| {
-                let origin = origin.clone();
-                tokio::spawn(async move { call(cache, 1, &origin, hooks()).await })
-            })
-        })
-        .collect();
+    let callers = callers_on(&fleet, 1, 10, &origin);
     wait_until("both instances load", || origin.loads() == 2).await;
     origin.gate.release();
     for caller in callers {
@@ -1153,16 +1148,7 @@ async fn an_instance_stops_waiting_for_a_stuck_holder_after_max_wait() {
     let origin = Origin::new(|n| Ok(format!("v{n}")));
     // Another instance holds the lock for a minute (its load is stuck and
     // it keeps extending it).
-    let lock = format!("{}:lock", cache.redis_key(&1).unwrap());
-    let mut redis = raw(&server).await;
-    let _: () = redis::cmd("SET")
-        .arg(&lock)
-        .arg("stuck")
-        .arg("PX")
-        .arg(60_000)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let (_lock, _redis) = hold_lock(&server, cache, 1, "stuck", 60_000).await;
     let started = std::time::Instant::now();
     assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
     let waited = started.elapsed();

@@ -75,16 +75,7 @@ async fn a_fleet_on_a_redis_cluster_behaves_as_on_one_server() {
     // One origin call for 3 instances × 10 callers on a cold key.
     let mut origin = Origin::new(|n| Ok(format!("v{n}")));
     origin.gate = Gate::closed();
-    let callers: Vec<_> = fleet
-        .iter()
-        .flat_map(|&cache| {
-            let origin = origin.clone();
-            (0..10).map(move |_| {
-                let origin = origin.clone();
-                tokio::spawn(async move { call(cache, 1, &origin, hooks()).await })
-            })
-        })
-        .collect();
+    let callers = callers_on(&fleet, 1, 10, &origin);
     wait_until("one instance is loading", || origin.loads() == 1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     origin.gate.release();

@@ -943,6 +943,26 @@ mod tests {
         assert_eq!(redacted("rediss://h:6380"), "rediss://h:6380");
     }
 
+    /// A `redis-server` of the test's own, and a tier on it (a generous
+    /// timeout: a loaded machine must not time calls out).
+    fn server_and_tier(
+        configure: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder,
+    ) -> (crate::testing::RedisServer, Arc<RedisTier>) {
+        let server = crate::testing::RedisServer::start().expect("redis-server on PATH");
+        let builder = Runtime::builder()
+            .redis(server.url())
+            .timeout(Duration::from_secs(5));
+        let tier = configure(builder).build().unwrap();
+        (server, tier)
+    }
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     /// Reads from `runtime` until its own connection is ready (or 5 s).
     fn read_until_local(tier: &RedisTier, runtime: &tokio::runtime::Runtime, ready: usize) {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -969,16 +989,8 @@ mod tests {
 
     #[test]
     fn each_runtime_that_reads_gets_a_connection_driven_on_it() {
-        let server = crate::testing::RedisServer::start().expect("redis-server on PATH");
-        let tier = Runtime::builder()
-            .redis(server.url())
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let first = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (server, tier) = server_and_tier(|builder| builder);
+        let first = current_thread();
         first.block_on(async {
             assert!(tier.set("herdcache-test", b"v", 60_000).await);
         });
@@ -1006,16 +1018,8 @@ mod tests {
     /// reads through the shared connection instead of waiting forever.
     #[test]
     fn another_thread_s_block_on_never_waits_on_a_runtime_nobody_drives() {
-        let server = crate::testing::RedisServer::start().expect("redis-server on PATH");
-        let tier = Runtime::builder()
-            .redis(server.url())
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (server, tier) = server_and_tier(|builder| builder);
+        let runtime = current_thread();
         runtime.block_on(async {
             assert!(tier.set("herdcache-test", b"v", 60_000).await);
         });
@@ -1040,17 +1044,8 @@ mod tests {
     fn connections_per_runtime_can_be_turned_off() {
         assert!(!switched_on("false") && !switched_on(" OFF ") && !switched_on("0"));
         assert!(switched_on("true") && switched_on("1") && switched_on("yes"));
-        let server = crate::testing::RedisServer::start().expect("redis-server on PATH");
-        let tier = Runtime::builder()
-            .redis(server.url())
-            .timeout(Duration::from_secs(5))
-            .connection_per_runtime(false)
-            .build()
-            .unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (server, tier) = server_and_tier(|builder| builder.connection_per_runtime(false));
+        let runtime = current_thread();
         for _ in 0..20 {
             runtime.block_on(async {
                 assert!(!matches!(tier.get("herdcache-test").await, Read::Failed));
@@ -1065,17 +1060,9 @@ mod tests {
     /// connects.
     #[test]
     fn a_runtime_that_calls_once_makes_no_connection() {
-        let server = crate::testing::RedisServer::start().expect("redis-server on PATH");
-        let tier = Runtime::builder()
-            .redis(server.url())
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+        let (server, tier) = server_and_tier(|builder| builder);
         for _ in 0..5 {
-            let once = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let once = current_thread();
             once.block_on(async {
                 assert!(!matches!(tier.get("herdcache-test").await, Read::Failed));
             });
@@ -1087,12 +1074,7 @@ mod tests {
 
     #[test]
     fn a_runtime_without_io_reads_through_the_shared_connection() {
-        let server = crate::testing::RedisServer::start().expect("redis-server on PATH");
-        let tier = Runtime::builder()
-            .redis(server.url())
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+        let (server, tier) = server_and_tier(|builder| builder);
         let no_io = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()

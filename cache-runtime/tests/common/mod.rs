@@ -109,3 +109,22 @@ pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
+
+/// `per_instance` callers of `key` on every cache of `fleet` at once, each
+/// a task; their answers in the order of the caches.
+pub fn callers_on(
+    fleet: &[&'static FnCache<u64, String>],
+    key: u64,
+    per_instance: usize,
+    origin: &Origin,
+) -> Vec<tokio::task::JoinHandle<Result<String, String>>> {
+    fleet
+        .iter()
+        .flat_map(|&cache| {
+            (0..per_instance).map(move |_| {
+                let origin = origin.clone();
+                tokio::spawn(async move { call(cache, key, &origin, hooks()).await })
+            })
+        })
+        .collect()
+}
