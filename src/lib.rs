@@ -295,8 +295,8 @@
 
 pub use herdcache_macros::{cached, cached_impl, invalidate};
 pub use herdcache_runtime::{
-    expire_tag, expire_tags, invalidate_all, invalidate_tag, invalidate_tags, stats, stats_table,
-    testing, CacheHandle, Error, Memory, SharedError, Stats, TagSource,
+    expire_tag, expire_tags, flush_fleet, invalidate_all, invalidate_tag, invalidate_tags, stats,
+    stats_table, testing, CacheHandle, Error, Memory, SharedError, Stats, TagSource,
 };
 
 #[cfg(feature = "redis")]

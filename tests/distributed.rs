@@ -56,11 +56,12 @@ async fn a_fleet_shares_values_and_invalidations_through_redis() {
     let stored = keys(&mut redis).await;
     assert_eq!(stored.len(), 1, "{stored:?}");
     let name = &stored[0];
-    assert!(name.starts_with("it:distributed::price:v1:{"), "{name}");
-    // A digest, not the key: fixed length, no user text.
+    // The function's key space, its epochs (namespace, function), then a
+    // digest, not the key: fixed length, no user text.
+    assert!(name.starts_with("it:distributed::price:v1:e0.0:{"), "{name}");
     assert_eq!(
         name.len(),
-        "it:distributed::price:v1:{}".len() + 32,
+        "it:distributed::price:v1:e0.0:{}".len() + 32,
         "{name}"
     );
 
@@ -77,7 +78,7 @@ async fn a_fleet_shares_values_and_invalidations_through_redis() {
     assert!(keys(&mut redis)
         .await
         .iter()
-        .any(|key| key.starts_with("it:prices.v2:v2:{")));
+        .any(|key| key.starts_with("it:prices.v2:v2:e0.0:{")));
 
     // `_invalidate` deletes the shared copy: the other instance loads.
     price_invalidate(7).await;
@@ -91,4 +92,33 @@ async fn a_fleet_shares_values_and_invalidations_through_redis() {
     })
     .await;
     assert_eq!(LOADS.load(SeqCst), 3);
+
+    // `invalidate_all` ends the shared copies too: neither this instance
+    // nor another is served the old value from Redis.
+    herdcache::invalidate_all().await;
+    assert_eq!(price(7).await.unwrap().cents, 999);
+    assert_eq!(LOADS.load(SeqCst), 4, "loaded: not read back from Redis");
+    herdcache::testing::isolate(async {
+        price(7).await.unwrap();
+        assert_eq!(price_cache().stats().l2_hits, 1, "the new value");
+    })
+    .await;
+    assert_eq!(LOADS.load(SeqCst), 4);
+    // The same through the function's handle.
+    price_cache().invalidate_all().await;
+    herdcache::testing::isolate(async {
+        price(7).await.unwrap();
+        assert_eq!(price_cache().stats().l2_hits, 0, "nothing in Redis");
+    })
+    .await;
+    assert_eq!(LOADS.load(SeqCst), 5);
+    price(7).await.unwrap();
+    assert_eq!(LOADS.load(SeqCst), 5, "the other instance's load, from Redis");
+    let mut epochs: Vec<String> = redis.keys("it:*:epoch").await.unwrap();
+    epochs.sort();
+    assert_eq!(
+        epochs,
+        ["it:distributed::price:v1:epoch", "it:prices.v2:v2:epoch"],
+        "one epoch key a distributed function, bumped by invalidate_all"
+    );
 }

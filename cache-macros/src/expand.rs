@@ -179,13 +179,10 @@ impl Context<'_> {
         });
         let receiver = self.plan.key_uses_self.then(|| quote!(&self,));
         let private_path = &self.private;
-        // A distributed function's entry in Redis goes too.
-        let call = if self.plan.distributed.is_some() {
-            let method = format_ident!("{}_distributed", verb);
-            quote!(#private_path::FnCache::#method(__herdcache_cache, &__herdcache_key).await;)
-        } else {
-            quote!(#private_path::FnCache::#method(__herdcache_cache, &__herdcache_key);)
-        };
+        // A distributed function's entry in Redis goes too: the cache's
+        // verbs always consult its shared tier.
+        let call =
+            quote!(#private_path::FnCache::#method(__herdcache_cache, &__herdcache_key).await;);
         let head = self.helper_head(&doc);
         let generics = &sig.generics;
         let where_clause = &sig.generics.where_clause;

@@ -71,7 +71,7 @@ fn setup() -> &'static Setup {
                 .await
                 .unwrap()
         });
-        let key = cache.redis_key(&7).unwrap();
+        let key = tokio.block_on(cache.redis_key(&7)).unwrap();
         let elsewhere = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -151,7 +151,7 @@ fn interleaved() {
 /// A memory miss answered by Redis: the value is dropped from this
 /// instance's memory, then read back.
 fn herdcache_read(setup: &'static Setup) -> String {
-    setup.cache.invalidate(&7);
+    setup.cache.invalidate_here(&7);
     setup.tokio.block_on(async {
         let value: Option<String> = setup
             .cache
@@ -227,7 +227,7 @@ fn herdcache_from_redis_64_tasks(bencher: Bencher) {
     setup.tokio.block_on(fill_64(setup.cache));
     bencher.bench_local(|| {
         for key in 100..164 {
-            setup.cache.invalidate(&key);
+            setup.cache.invalidate_here(&key);
         }
         setup.tokio.block_on(async {
             let tasks: Vec<_> = (100..164u64)
@@ -255,7 +255,7 @@ fn raw_redis_get_64_tasks(bencher: Bencher) {
     let setup = setup();
     setup.tokio.block_on(fill_64(setup.cache));
     let keys: Vec<String> = (100..164u64)
-        .map(|key| setup.cache.redis_key(&key).unwrap())
+        .map(|key| setup.tokio.block_on(setup.cache.redis_key(&key)).unwrap())
         .collect();
     bencher.bench_local(|| {
         setup.tokio.block_on(async {

@@ -17,7 +17,7 @@ use crate::tags::{Pinned, TagState};
 use crate::tier::{Entry, Memory, MemoryTier, Payload, Plain};
 
 mod deadline;
-#[cfg(feature = "redis")]
+#[cfg_attr(not(feature = "redis"), path = "fn_cache/memory_only.rs")]
 mod distributed;
 mod landing;
 mod refresh;
@@ -88,7 +88,6 @@ pub struct FnCache<K, V> {
     /// `timeout` and `hard_timeout`: loads then run detached, see `deadline`.
     deadlines: Deadlines,
     /// The Redis tier of a `distributed` function.
-    #[cfg(feature = "redis")]
     l2: Option<distributed::L2<K, V>>,
     /// The isolation scope the cache was made for (`testing::isolate`; 0
     /// for a cache made by hand): its tags are those of that scope.
@@ -158,7 +157,6 @@ where
                 hard: config.hard_timeout,
             },
             isolation,
-            #[cfg(feature = "redis")]
             l2: None,
         }
     }
@@ -446,7 +444,6 @@ where
         F: Future<Output = R>,
     {
         // A tagged distributed function's tags, for their versions in Redis.
-        #[cfg(feature = "redis")]
         let redis_tags = self.l2.is_some().then(|| hooks.tags.clone());
         // The versions of its tags, before the loader runs: an invalidation
         // from here on ends the value it will store.
@@ -459,10 +456,8 @@ where
             stamps,
             background: kind == LoadKind::Background,
             finished: false,
-            #[cfg(feature = "redis")]
             write: distributed::WriteSlot::default(),
         };
-        #[cfg(feature = "redis")]
         if let Some(tags) = &redis_tags {
             let reads_redis = kind != LoadKind::Explicit;
             self.read_versions(&guard, tags, reads_redis).await;
@@ -470,7 +465,6 @@ where
         // A load asks the Redis tier first, inside the flight: a refresh
         // too, so that a hot key is refreshed once for the fleet, not once
         // per instance (only `<fn>_refresh` always runs the body).
-        #[cfg(feature = "redis")]
         if kind != LoadKind::Explicit {
             if let Some(value) = self.read_l2(&guard).await {
                 guard.finished = true;
@@ -486,7 +480,6 @@ where
         let outcome = self.landed(&guard, caught, started.elapsed(), hooks, kind, &span);
         // Only now: a panic above (in a `Clone`, say) still wakes the waiters.
         guard.finished = true;
-        #[cfg(feature = "redis")]
         self.finish_l2(&guard.write).await;
         outcome
     }
@@ -503,14 +496,15 @@ where
     /// Drops the value of `key`. When this returns, no later call sees a
     /// value whose load began before it: a load in flight still answers the
     /// callers that joined it, but does not store.
-    pub fn invalidate(&self, key: &K) {
-        let mut shard = self.flights.lock(key);
-        shard.detach(key);
-        // Inside the shard lock, so that a landing load cannot store between
-        // the detach and the removal.
-        self.memory.invalidate(key);
-        drop(shard);
-        self.counters.incr(Counter::Invalidations);
+    ///
+    /// With a Redis tier, the key's copy there ends first and the other
+    /// instances hear of it last. If Redis does not take it, the
+    /// invalidation is kept and replayed once Redis answers, and this
+    /// instance does not use the key's copy in Redis until then.
+    pub async fn invalidate(&self, key: &K) {
+        let begun = self.begin_key(key, false).await;
+        self.invalidate_here(key);
+        distributed::announce(begun).await;
     }
 
     /// Makes the value of `key` stale at once, for data that may have
@@ -520,10 +514,44 @@ where
     /// expired now. When this returns, no later call sees a value whose load
     /// began before it as fresh: a load in flight does not store. Without
     /// swr or fail-safe there is nothing to keep, and this is
-    /// [`invalidate`](Self::invalidate).
-    pub fn expire(&self, key: &K) {
+    /// [`invalidate`](Self::invalidate). With a Redis tier, as
+    /// `invalidate` (the copy there is deleted: a fresh copy would make the
+    /// key fresh here again on the next miss).
+    pub async fn expire(&self, key: &K) {
+        let begun = self.begin_key(key, true).await;
+        self.expire_here(key);
+        distributed::announce(begun).await;
+    }
+
+    /// Drops every value, with the same guarantee as
+    /// [`invalidate`](Self::invalidate). With a Redis tier, every copy of
+    /// the function there ends too (its epoch, part of every key name,
+    /// moves) and the other instances drop theirs; kept and replayed as
+    /// `invalidate` is when Redis does not take it.
+    pub async fn invalidate_all(&self) {
+        let begun = self.begin_all().await;
+        self.invalidate_all_here();
+        distributed::announce(begun).await;
+    }
+
+    /// [`invalidate`](Self::invalidate) in this instance's memory only: what
+    /// the bus applies. Redis and the other instances keep their copies:
+    /// for benchmarks and tests that need a memory miss.
+    #[doc(hidden)]
+    pub fn invalidate_here(&self, key: &K) {
+        let mut shard = self.flights.lock(key);
+        shard.detach(key);
+        // Inside the shard lock, so that a landing load cannot store between
+        // the detach and the removal.
+        self.memory.invalidate(key);
+        drop(shard);
+        self.counters.incr(Counter::Invalidations);
+    }
+
+    /// [`expire`](Self::expire) in this instance's memory only.
+    pub(crate) fn expire_here(&self, key: &K) {
         if !self.expiry.has_policies() {
-            return self.invalidate(key);
+            return self.invalidate_here(key);
         }
         let mut shard = self.flights.lock(key);
         shard.detach(key);
@@ -534,7 +562,10 @@ where
                 Payload::Value(_) => {
                     let now = self.clock.now_nanos();
                     let horizons = self.expiry.horizons(now, Duration::ZERO);
-                    entry.fresh_until = horizons.fresh_until;
+                    // Fresh until the start of time, not until "now": hits
+                    // judge freshness by the coarse clock, which lags the
+                    // precise one, and must see it stale at once.
+                    entry.fresh_until = 0;
                     entry.stale_until = horizons.stale_until;
                     entry.fail_safe_until = horizons.fail_safe_until;
                     entry.lifetime = nanos(horizons.lifetime);
@@ -549,31 +580,9 @@ where
         self.counters.incr(Counter::Invalidations);
     }
 
-    /// [`invalidate`](Self::invalidate), and with the `redis` feature the
-    /// key's entry in Redis deleted (the `_invalidate` helper of a
-    /// `distributed` function).
-    pub async fn invalidate_distributed(&self, key: &K) {
-        // Redis first: a miss in between must not find the old copy there.
-        #[cfg(feature = "redis")]
-        self.delete_l2(key).await;
-        self.invalidate(key);
-        #[cfg(feature = "redis")]
-        self.publish_l2(key, false).await;
-    }
-
-    /// [`expire`](Self::expire), and with the `redis` feature the key's
-    /// entry in Redis deleted: a fresh copy there would make it fresh here
-    /// again on the next miss.
-    pub async fn expire_distributed(&self, key: &K) {
-        #[cfg(feature = "redis")]
-        self.delete_l2(key).await;
-        self.expire(key);
-        #[cfg(feature = "redis")]
-        self.publish_l2(key, true).await;
-    }
-
-    /// Drops every value, with the same guarantee as [`invalidate`](Self::invalidate).
-    pub fn invalidate_all(&self) {
+    /// [`invalidate_all`](Self::invalidate_all) in this instance's memory
+    /// only.
+    pub(crate) fn invalidate_all_here(&self) {
         // Every shard locked at once: every store into the memory tier
         // happens under its key's shard lock, so none can slip in between
         // (the tier's own invalidate_all removes what was stored before).
@@ -620,14 +629,9 @@ where
             l2_errors: c(Counter::L2Errors),
             l2_corrupt: c(Counter::L2Corrupt),
             remote_fills: c(Counter::RemoteFills),
-            #[cfg(feature = "redis")]
             bus_messages: self.bus_messages(),
-            #[cfg(not(feature = "redis"))]
-            bus_messages: 0,
-            #[cfg(feature = "redis")]
+            fleet_pending: self.fleet_pending(),
             l2_breaker_open: self.l2_breaker_open(),
-            #[cfg(not(feature = "redis"))]
-            l2_breaker_open: false,
             load_p50: self.latency.quantile(0.50),
             load_p95: self.latency.quantile(0.95),
             load_p99: self.latency.quantile(0.99),
@@ -664,7 +668,6 @@ where
     background: bool,
     finished: bool,
     /// The write-back to Redis the load leaves (`distributed`).
-    #[cfg(feature = "redis")]
     write: distributed::WriteSlot,
 }
 

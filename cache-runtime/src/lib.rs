@@ -23,7 +23,8 @@ mod outcome;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(not(feature = "redis"))]
-mod redis_off;
+#[path = "redis_off.rs"]
+mod redis;
 mod registry;
 mod stats;
 mod tags;
@@ -48,14 +49,15 @@ pub use outcome::{
     PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe,
     ShareableError, SharedError, SharedFailure, WriteIsPlain, WriteIsResultOrOption, WriteProbe,
 };
+pub use redis::flush_fleet;
 #[cfg(feature = "redis")]
 pub use redis::{
     Codec, DistributedKey, DistributedValue, InstallError, KeyCannotTravel, KeyTravels,
     KeyWireProbe, RedisTier, Runtime, RuntimeBuilder, ValueCannotTravel, ValueTravels,
-    ValueWireProbe, Wire, DEFAULT_MAX_PAYLOAD, DEFAULT_REDIS_TIMEOUT,
+    ValueWireProbe, Wire, DEFAULT_MAX_PAYLOAD, DEFAULT_PENDING_LIMIT, DEFAULT_REDIS_TIMEOUT,
 };
 #[cfg(not(feature = "redis"))]
-pub use redis_off::{
+pub use redis::{
     Codec, KeyCannotTravel, KeyTravels, KeyWireProbe, RedisFeature, ValueCannotTravel,
     ValueTravels, ValueWireProbe, Wire,
 };

@@ -85,3 +85,19 @@ impl<V> ValueTravels<V> for &&ValueWireProbe<V> {}
 
 /// Unused without the feature; named by generated code.
 pub trait ValueCannotTravel<V> {}
+
+/// Tags whose bump the Redis tier took: never any without the feature.
+pub(crate) type BegunTags = ();
+
+/// Without a Redis tier, tags end in memory only.
+pub(crate) async fn begin_tags(_tags: &[String], _gone: bool) -> BegunTags {}
+
+/// Nothing to tell the fleet.
+pub(crate) async fn announce_tags(_begun: BegunTags, _gone: bool) {}
+
+/// Waits until every fleet invalidation the process's Redis tier kept for
+/// replay has reached Redis: without the `redis` feature there is none, and
+/// this returns 0 at once.
+pub async fn flush_fleet(_timeout: std::time::Duration) -> usize {
+    0
+}

@@ -15,7 +15,9 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
+use std::pin::Pin;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::config::CacheConfig;
@@ -30,7 +32,10 @@ trait ErasedCache: Send + Sync {
     fn name(&self) -> &str;
     fn stats(&self) -> Stats;
     fn len(&self) -> u64;
-    fn invalidate_all(&self);
+    /// Every entry, in memory and (a distributed function) in Redis.
+    fn invalidate_all(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// Every entry in this instance's memory.
+    fn invalidate_all_here(&self);
     fn memory(&self) -> Memory;
 }
 
@@ -48,8 +53,11 @@ where
     fn len(&self) -> u64 {
         FnCache::len(self)
     }
-    fn invalidate_all(&self) {
-        FnCache::invalidate_all(self)
+    fn invalidate_all(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(FnCache::invalidate_all(self))
+    }
+    fn invalidate_all_here(&self) {
+        FnCache::invalidate_all_here(self)
     }
     fn memory(&self) -> Memory {
         FnCache::memory(self)
@@ -308,10 +316,12 @@ impl CacheHandle {
     }
 
     /// Drops every entry of the function. When this returns, no later call
-    /// sees a value whose load began before it.
+    /// sees a value whose load began before it. A `distributed` function's
+    /// copies in Redis end too, and the other instances drop theirs (see
+    /// [`FnCache::invalidate_all`]).
     pub async fn invalidate_all(&self) {
         for cache in self.caches() {
-            cache.invalidate_all();
+            cache.invalidate_all().await;
         }
     }
 }
@@ -351,13 +361,15 @@ pub fn stats_table() -> String {
 /// Drops every entry of every cached function (inside
 /// [`testing::isolate`](crate::testing::isolate): of the isolated caches).
 /// When this returns, no later call sees a value whose load began before it.
+/// The copies of `distributed` functions in Redis end too, and the other
+/// instances drop theirs (see [`FnCache::invalidate_all`]).
 pub async fn invalidate_all() {
     let caches: Vec<&'static dyn ErasedCache> = registry()
         .caches_of(current_isolation())
         .map(|(_, registered)| registered.erased)
         .collect();
     for cache in caches {
-        cache.invalidate_all();
+        cache.invalidate_all().await;
     }
 }
 
@@ -378,6 +390,6 @@ pub(crate) fn drop_isolation(isolation: Isolation) {
         dropped
     };
     for cache in dropped {
-        cache.invalidate_all();
+        cache.invalidate_all_here();
     }
 }

@@ -63,6 +63,11 @@ pub struct Stats {
     /// same for every `distributed` function of the process (0 for a
     /// function that is not distributed).
     pub bus_messages: u64,
+    /// Fleet invalidations (of keys, tags, or a whole function) that Redis
+    /// did not take and that the Redis tier keeps for replay now: the
+    /// tier's count, the same for every `distributed` function of the
+    /// process. Above 0 during an outage; see `flush_fleet`.
+    pub fleet_pending: u64,
     /// The Redis tier's circuit breaker is open now: Redis is being
     /// skipped after consecutive failures.
     pub l2_breaker_open: bool,
@@ -108,6 +113,7 @@ impl Stats {
         self.remote_fills += other.remote_fills;
         // One tier's count, seen by each function: not a sum.
         self.bus_messages = self.bus_messages.max(other.bus_messages);
+        self.fleet_pending = self.fleet_pending.max(other.fleet_pending);
         self.l2_breaker_open |= other.l2_breaker_open;
         self.load_p50 = self.load_p50.max(other.load_p50);
         self.load_p95 = self.load_p95.max(other.load_p95);
@@ -155,6 +161,7 @@ impl std::fmt::Display for Stats {
             (self.l2_corrupt, "corrupt Redis payloads"),
             (self.remote_fills, "loads filled by another instance"),
             (self.bus_messages, "bus messages"),
+            (self.fleet_pending, "fleet invalidations pending"),
         ] {
             if count > 0 {
                 write!(f, ", {count} {what}")?;

@@ -562,18 +562,11 @@ where
 /// Invalidates (`gone`) or expires `tags`: with a Redis tier, in Redis
 /// first (its shared copies), then in memory, then on the bus (the other
 /// instances' memory), so that a miss in between cannot bring a copy back.
+/// A bump Redis does not take is kept and replayed by the tier.
 async fn end_tags(tags: Vec<String>, gone: bool) {
-    #[cfg(feature = "redis")]
-    let tier = crate::redis::installed();
-    #[cfg(feature = "redis")]
-    if let Some(tier) = &tier {
-        tier.bump_tags(&tags).await;
-    }
+    let fleet = crate::redis::begin_tags(&tags, gone).await;
     bump_tags(&tags, gone);
-    #[cfg(feature = "redis")]
-    if let Some(tier) = &tier {
-        tier.publish_tags(tags, gone).await;
-    }
+    crate::redis::announce_tags(fleet, gone).await;
 }
 
 /// Invalidates (`gone`) or expires `tags` of the process (isolation scope

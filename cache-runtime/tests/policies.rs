@@ -304,7 +304,7 @@ async fn an_invalidation_during_a_background_refresh_is_never_undone() {
     assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
     wait_until("the refresh started", || origin.loads() == 2).await;
 
-    cache.invalidate(&1);
+    cache.invalidate(&1).await;
     // Gone: not stale, not a fallback.
     origin.gate.release();
     let after = call(cache, 1, &origin, hooks()).await.unwrap();
@@ -330,7 +330,7 @@ async fn an_invalidation_leaves_no_fail_safe_fallback() {
         }
     });
     call(cache, 1, &origin, hooks()).await.unwrap();
-    cache.invalidate(&1);
+    cache.invalidate(&1).await;
     clock.advance(TTL + Duration::from_secs(1));
     assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap_err(), "down");
 }
@@ -483,7 +483,7 @@ async fn an_invalidation_during_a_timed_out_load_is_never_undone() {
     let mut origin = Origin::new(|n| Ok(format!("v{n}")));
     origin.gate = Gate::closed();
     assert!(call(cache, 1, &origin, timeout_hooks()).await.is_err());
-    cache.invalidate(&1);
+    cache.invalidate(&1).await;
     origin.gate.release();
     wait_until("the old load answered", || {
         origin.answered.load(SeqCst) == 1
@@ -567,7 +567,7 @@ async fn an_invalidation_during_a_soft_timed_out_load_is_never_undone() {
         "v0",
         "the fallback"
     );
-    cache.invalidate(&1);
+    cache.invalidate(&1).await;
     origin.gate.release();
     wait_until("the timed-out load answered", || {
         origin.answered.load(SeqCst) == 2
@@ -700,7 +700,7 @@ async fn expire_makes_a_value_stale_at_once_and_keeps_it_as_a_fallback() {
     });
     call(cache, 1, &origin, hooks()).await.unwrap();
     // Fresh for another minute, but a webhook says it changed.
-    cache.expire(&1);
+    cache.expire(&1).await;
     origin.gate = Gate::closed();
     assert_eq!(
         call(cache, 1, &origin, hooks()).await.unwrap(),
@@ -712,13 +712,13 @@ async fn expire_makes_a_value_stale_at_once_and_keeps_it_as_a_fallback() {
     wait_until("refreshed", || cache.get_fresh(&1).as_deref() == Some("v1")).await;
 
     // Expired past its stale window, the origin down: still a fallback.
-    cache.expire(&1);
+    cache.expire(&1).await;
     clock.advance(Duration::from_secs(31));
     assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v1");
     assert_eq!(cache.stats().fail_safe_hits, 1);
 
     // Invalidated, by contrast: gone, no fallback.
-    cache.invalidate(&1);
+    cache.invalidate(&1).await;
     assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap_err(), "down");
 }
 
@@ -728,6 +728,6 @@ async fn expire_without_swr_or_fail_safe_is_invalidate() {
     let cache = leak(CacheConfig::new("expire-plain", TTL), &clock);
     let origin = Origin::new(|n| Ok(format!("v{n}")));
     call(cache, 1, &origin, hooks()).await.unwrap();
-    cache.expire(&1);
+    cache.expire(&1).await;
     assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v1");
 }

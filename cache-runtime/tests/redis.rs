@@ -45,7 +45,7 @@ async fn hold_lock(
     holder: &str,
     px: u64,
 ) -> (String, redis::aio::MultiplexedConnection) {
-    let lock = format!("{}:lock", cache.redis_key(&key).unwrap());
+    let lock = format!("{}:lock", cache.redis_key(&key).await.unwrap());
     let mut redis = raw(server).await;
     let _: () = redis::cmd("SET")
         .arg(&lock)
@@ -106,7 +106,7 @@ async fn a_value_from_redis_keeps_only_the_rest_of_its_life() {
     let b = instance(CacheConfig::new("life", TTL), tier(&server, "life"), &clock);
     let origin = Origin::new(|n| Ok(format!("v{n}")));
     // Another instance stored it with 2 s of freshness left.
-    let key = b.redis_key(&1).unwrap();
+    let key = b.redis_key(&1).await.unwrap();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -157,7 +157,7 @@ async fn a_stale_value_in_redis_is_the_fail_safe_fallback_of_an_instance_that_ne
     call(a, 1, &origin, hooks()).await.unwrap();
     // b's clock runs ahead of the value's freshness; the origin is down.
     clock.advance(TTL + Duration::from_secs(1));
-    let key = b.redis_key(&1).unwrap();
+    let key = b.redis_key(&1).await.unwrap();
     let mut redis = raw(&server).await;
     let bytes: Vec<u8> = redis.get(&key).await.unwrap();
     // Rewrite its horizons as wall-clock times past freshness but within
@@ -191,11 +191,11 @@ async fn a_corrupt_payload_is_a_miss_and_is_overwritten() {
         &clock,
     );
     let origin = Origin::new(|n| Ok(format!("v{n}")));
-    let key = a.redis_key(&1).unwrap();
+    let key = a.redis_key(&1).await.unwrap();
     let mut redis = raw(&server).await;
     for garbage in [&b"{\"json\": true}"[..], &[1u8, 2, 3][..], &[1u8; 40][..]] {
         let _: () = redis.set(&key, garbage).await.unwrap();
-        a.invalidate(&1);
+        a.invalidate_here(&1);
         let loads = origin.loads();
         assert!(call(a, 1, &origin, hooks()).await.is_ok());
         assert_eq!(origin.loads(), loads + 1, "a miss: loaded");
@@ -212,7 +212,7 @@ async fn a_corrupt_payload_is_a_miss_and_is_overwritten() {
         .output()
         .expect("redis-cli is on PATH (.ci/run installs redis-tools)");
     assert_eq!(String::from_utf8_lossy(&written.stdout).trim(), "OK");
-    a.invalidate(&1);
+    a.invalidate_here(&1);
     assert_eq!(
         call(a, 1, &origin, hooks()).await.unwrap(),
         "v3",
@@ -390,7 +390,7 @@ async fn an_invalidation_deletes_the_shared_copy() {
     let b = instance(CacheConfig::new("bust", TTL), tier(&server, "bust"), &clock);
     let origin = Origin::new(|n| Ok(format!("v{n}")));
     call(a, 1, &origin, hooks()).await.unwrap();
-    a.invalidate_distributed(&1).await;
+    a.invalidate(&1).await;
     assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v1");
     assert_eq!(
         call(a, 1, &origin, hooks()).await.unwrap(),
@@ -415,7 +415,7 @@ async fn a_payload_over_the_limit_stays_in_memory() {
     let origin = Origin::new(|n| Ok(format!("a value longer than sixteen bytes {n}")));
     call(cache, 1, &origin, hooks()).await.unwrap();
     let mut redis = raw(&server).await;
-    let stored: Option<Vec<u8>> = redis.get(cache.redis_key(&1).unwrap()).await.unwrap();
+    let stored: Option<Vec<u8>> = redis.get(cache.redis_key(&1).await.unwrap()).await.unwrap();
     assert_eq!(stored, None);
     assert!(cache.get_fresh(&1).is_some());
 }
@@ -506,7 +506,7 @@ async fn an_invalidation_reaches_the_memory_of_every_other_instance() {
     );
     let heard = b.stats().bus_messages;
 
-    a.invalidate_distributed(&1).await;
+    a.invalidate(&1).await;
     wait_until("b dropped its copy", || b.get_fresh(&1).is_none()).await;
     assert!(
         b.stats().bus_messages > heard,
@@ -518,7 +518,7 @@ async fn an_invalidation_reaches_the_memory_of_every_other_instance() {
     assert_eq!(a.stats().invalidations, 1);
 
     // An expiry travels as an expiry: without swr or fail-safe, a miss.
-    b.expire_distributed(&2).await;
+    b.expire(&2).await;
     wait_until("a heard the expiry", || a.stats().invalidations == 2).await;
 }
 
@@ -738,12 +738,12 @@ async fn a_write_back_that_lands_after_another_instances_invalidation_is_never_s
     };
     wait_until("a is loading", || origin.loads() == 1).await;
     // b invalidates the key meanwhile (the data changed).
-    b.invalidate_distributed(&1).await;
+    b.invalidate(&1).await;
     // a's load lands after that and writes its value back.
     origin.gate.release();
     assert_eq!(early.await.unwrap().unwrap(), "v0");
     let mut redis = raw(&server).await;
-    let stored: Option<Vec<u8>> = redis.get(a.redis_key(&1).unwrap()).await.unwrap();
+    let stored: Option<Vec<u8>> = redis.get(a.redis_key(&1).await.unwrap()).await.unwrap();
     assert!(stored.is_some(), "the late write-back landed");
     // It carries the key's version from before the invalidation: b does
     // not serve it, and loads.
@@ -947,7 +947,7 @@ async fn a_cancelled_leader_releases_the_fleet_lock_at_once() {
         tokio::spawn(async move { call(a, 1, &origin, hooks()).await })
     };
     wait_until("a holds the lock and loads", || origin.loads() == 1).await;
-    let lock = format!("{}:lock", a.redis_key(&1).unwrap());
+    let lock = format!("{}:lock", a.redis_key(&1).await.unwrap());
     let mut redis = raw(&server).await;
     let held: Option<String> = redis.get(&lock).await.unwrap();
     assert!(held.is_some());
@@ -1017,7 +1017,7 @@ async fn an_invalidation_is_sent_even_while_the_breaker_is_open() {
     let cache = instance(CacheConfig::new("open", TTL), tier.clone(), &clock);
     let origin = Origin::new(|n| Ok(format!("v{n}")));
     call(cache, 1, &origin, hooks()).await.unwrap();
-    let key = cache.redis_key(&1).unwrap();
+    let key = cache.redis_key(&1).await.unwrap();
     // Redis stalls for a moment: one timeout opens the breaker for a minute.
     let mut redis = raw(&server).await;
     let stall = {
@@ -1036,7 +1036,7 @@ async fn an_invalidation_is_sent_even_while_the_breaker_is_open() {
     stall.await.unwrap();
     // Redis answers again, the breaker is still open: reads skip Redis, but
     // the invalidation reaches it.
-    cache.invalidate_distributed(&1).await;
+    cache.invalidate(&1).await;
     let stored: Option<Vec<u8>> = redis.get(&key).await.unwrap();
     assert_eq!(stored, None, "deleted in Redis");
     let version: Option<u64> = redis.get(format!("{key}:ver")).await.unwrap();
@@ -1072,7 +1072,7 @@ fn the_tier_outlives_the_runtime_of_its_first_call() {
         assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v0");
         assert_eq!((origin.loads(), b.stats().l2_hits), (1, 1));
         // ...and the bus still heard (a's invalidation drops b's copy).
-        a.invalidate_distributed(&1).await;
+        a.invalidate(&1).await;
         wait_until("b dropped its copy", || b.get_fresh(&1).is_none()).await;
     });
 }

@@ -64,7 +64,7 @@ async fn a_fleet_on_a_redis_cluster_behaves_as_on_one_server() {
     .await;
 
     // A value, its lock and its version share a slot.
-    let key = a.redis_key(&1).unwrap();
+    let key = a.redis_key(&1).await.unwrap();
     let slots = (
         slot(&cluster, &key).await,
         slot(&cluster, &format!("{key}:lock")).await,
@@ -87,7 +87,7 @@ async fn a_fleet_on_a_redis_cluster_behaves_as_on_one_server() {
     // An invalidation reaches every instance's memory (the bus, through
     // one node: PUBLISH reaches the whole cluster), and the copy in Redis.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    a.invalidate_distributed(&1).await;
+    a.invalidate(&1).await;
     wait_until("b and c dropped their copies", || {
         b.get_fresh(&1).is_none() && c.get_fresh(&1).is_none()
     })

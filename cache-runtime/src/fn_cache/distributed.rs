@@ -19,8 +19,8 @@ use crate::clock::{nanos, Nanos};
 use crate::expiry::Horizons;
 use crate::flight::Landing;
 use crate::redis::{
-    digest, key_name, tag_digest, unix_now_ms, Codec, Envelope, Heard, Locked, Message, Read,
-    RedisTier,
+    digest, function_prefix, key_name, tag_digest, unix_now_ms, Codec, Envelope, Heard, Locked,
+    Message, Op, Read, RedisTier,
 };
 use crate::stats::Counter;
 use crate::tags::Tags;
@@ -32,7 +32,13 @@ const KEY_VERSION: u128 = 0;
 pub(crate) struct L2<K, V> {
     tier: Arc<RedisTier>,
     codec: Codec<K, V>,
+    /// `{ns}:{name}:v{version}`: the start of its keys in Redis.
+    prefix: String,
 }
+
+/// A fleet operation whose first step was taken, and whose bus message the
+/// caller sends once its memory is done (`None`: nothing to send).
+pub(crate) type Begun = Option<(Arc<RedisTier>, Op)>;
 
 /// A write-back a load leaves for its leader to send.
 pub(crate) struct PendingWrite {
@@ -63,6 +69,9 @@ pub(crate) struct WriteSlot {
     unusable: AtomicBool,
     /// The value, read with the versions (`None` inside: none in Redis).
     prefetched: Mutex<Option<Option<Vec<u8>>>>,
+    /// The key's name in Redis when the load began (its epochs then) and
+    /// its bytes: the write-back goes there, or nowhere.
+    name: Mutex<Option<(String, Vec<u8>)>>,
 }
 
 /// The fleet lock of a key this instance loads. While held, a task extends
@@ -147,6 +156,14 @@ impl WriteSlot {
         });
     }
 
+    fn name(&self) -> Option<String> {
+        self.name
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(name, _)| name.clone())
+    }
+
     fn tag_versions(&self) -> Option<Vec<(u128, u64)>> {
         self.tags
             .lock()
@@ -179,15 +196,23 @@ where
     /// [`CacheConfig::distributed`](crate::CacheConfig::distributed) so that
     /// values filled from Redis keep only the rest of their life.
     pub fn with_redis(mut self, tier: Arc<RedisTier>, codec: Codec<K, V>) -> Self {
-        self.l2 = Some(L2 { tier, codec });
+        let prefix = function_prefix(tier.namespace(), &self.name, codec.version);
+        self.l2 = Some(L2 {
+            tier,
+            codec,
+            prefix,
+        });
         self
     }
 
-    /// The Redis key of `key`'s entry (`{ns}:{name}:v{version}:{<digest>}`),
-    /// for inspection; `None` without a Redis tier.
-    pub fn redis_key(&self, key: &K) -> Option<String> {
+    /// The Redis key of `key`'s entry
+    /// (`{ns}:{name}:v{version}:e{epochs}:{<digest>}`), for inspection;
+    /// `None` without a Redis tier, or when Redis does not answer the
+    /// function's epochs (read once, then known).
+    pub async fn redis_key(&self, key: &K) -> Option<String> {
         let l2 = self.l2.as_ref()?;
-        self.l2_name(l2, key)
+        let epochs = l2.tier.epochs(&l2.prefix).await?;
+        self.l2_name(l2, epochs, key)
     }
 
     /// Before a load of a distributed function runs (any kind): the
@@ -207,14 +232,29 @@ where
         with_value: bool,
     ) {
         let Some(l2) = self.l2.as_ref() else { return };
-        let Some(name) = self.l2_name(l2, &guard.key) else {
+        let Some(bytes) = (l2.codec.key.to_bytes)(&guard.key) else {
             return;
         };
-        let key_version = format!("{name}:ver");
         // In one order everywhere: tags may come from a set.
         let mut digests: Vec<u128> = tags.names().map(tag_digest).collect();
         digests.sort_unstable();
         digests.dedup();
+        // An invalidation of this key, a tag or the function that did not
+        // reach Redis yet: its copies there may be stale, and are left alone.
+        if l2
+            .tier
+            .distrusts(&self.name, l2.codec.version, &bytes, &digests)
+        {
+            guard.write.unusable.store(true, Ordering::Release);
+            return;
+        }
+        let Some(epochs) = l2.tier.epochs(&l2.prefix).await else {
+            self.counters.incr(Counter::L2Errors);
+            guard.write.unusable.store(true, Ordering::Release);
+            return;
+        };
+        let name = key_name(&l2.prefix, epochs, &digest(&bytes));
+        let key_version = format!("{name}:ver");
         let value = with_value.then_some(name.as_str());
         match l2.tier.versions(value, &key_version, &digests).await {
             Some((value, versions)) => {
@@ -235,6 +275,11 @@ where
                     .tags
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner) = Some(listed);
+                *guard
+                    .write
+                    .name
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((name, bytes));
             }
             None => {
                 self.counters.incr(Counter::L2Errors);
@@ -250,6 +295,13 @@ where
             .map_or(0, |l2| l2.tier.bus_messages_heard())
     }
 
+    /// Fleet operations its Redis tier keeps for replay (0 without).
+    pub(super) fn fleet_pending(&self) -> u64 {
+        self.l2
+            .as_ref()
+            .map_or(0, |l2| l2.tier.pending_operations() as u64)
+    }
+
     /// Whether this cache's Redis tier skips Redis now (breaker open).
     pub(super) fn l2_breaker_open(&self) -> bool {
         self.l2.as_ref().is_some_and(|l2| l2.tier.breaker_open())
@@ -257,8 +309,9 @@ where
 
     /// Hears the bus: another instance's invalidation or expiry of a key
     /// of this function (same name and `version`) drops or expires it in
-    /// this cache's memory, and after the bus reconnects (messages may have
-    /// been lost) the whole memory is dropped. Made caches of `#[cached]`
+    /// this cache's memory, and its `invalidate_all` or a reconnect of the
+    /// bus (messages may have been lost) drops the whole memory. What is
+    /// heard is applied to memory only: never sent on again. Made caches of `#[cached]`
     /// functions listen from the start; call this on one made by hand.
     pub fn listen_bus(&'static self) {
         let Some(l2) = self.l2.as_ref() else { return };
@@ -270,13 +323,13 @@ where
                 Heard::Key(bytes, expire) => {
                     if let Some(key) = decode(bytes) {
                         if expire {
-                            self.expire(&key);
+                            self.expire_here(&key);
                         } else {
-                            self.invalidate(&key);
+                            self.invalidate_here(&key);
                         }
                     }
                 }
-                Heard::Everything => self.invalidate_all(),
+                Heard::Everything => self.invalidate_all_here(),
             }),
         );
         l2.tier.start_bus();
@@ -290,15 +343,10 @@ where
         }
     }
 
-    /// The Redis key of `key`.
-    fn l2_name(&self, l2: &L2<K, V>, key: &K) -> Option<String> {
+    /// The Redis key of `key` under these epochs.
+    fn l2_name(&self, l2: &L2<K, V>, epochs: crate::redis::Epochs, key: &K) -> Option<String> {
         let bytes = (l2.codec.key.to_bytes)(key)?;
-        Some(key_name(
-            l2.tier.namespace(),
-            &self.name,
-            l2.codec.version,
-            &digest(&bytes),
-        ))
+        Some(key_name(&l2.prefix, epochs, &digest(&bytes)))
     }
 
     /// Before a foreground load runs its body: the value Redis holds for
@@ -319,7 +367,7 @@ where
             return None;
         }
         l2.tier.start_bus();
-        let name = self.l2_name(l2, &guard.key)?;
+        let name = guard.write.name()?;
         let lock = format!("{name}:lock");
         let mut pause = Duration::from_millis(2);
         let mut first = true;
@@ -515,14 +563,14 @@ where
         horizons: Horizons,
         took: Duration,
     ) {
-        let (Some(l2), Some(payload)) = (self.l2.as_ref(), payload) else {
+        let (Some(_), Some(payload)) = (self.l2.as_ref(), payload) else {
             return;
         };
         let tags = guard.write.tag_versions().unwrap_or_default();
         if tags.len() > 255 {
             return;
         }
-        let Some(name) = self.l2_name(l2, &guard.key) else {
+        let Some(name) = guard.write.name() else {
             return;
         };
         let now = self.clock.now_nanos();
@@ -551,6 +599,27 @@ where
         let Some(l2) = self.l2.as_ref() else { return };
         let (write, lock) = slot.take();
         let Some(write) = write else { return };
+        // An invalidation that did not reach Redis since the load began:
+        // the copy is not written (Redis may still hold what it ends).
+        if l2.tier.pending_operations() > 0 {
+            let key = slot
+                .name
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(|(_, bytes)| bytes.clone())
+                .unwrap_or_default();
+            let tags: Vec<u128> = slot
+                .tag_versions()
+                .unwrap_or_default()
+                .iter()
+                .skip(1)
+                .map(|(digest, _)| *digest)
+                .collect();
+            if l2.tier.distrusts(&self.name, l2.codec.version, &key, &tags) {
+                return;
+            }
+        }
         if !l2.tier.set(&write.name, &write.bytes, write.px).await {
             self.counters.incr(Counter::L2Errors);
             return;
@@ -565,45 +634,55 @@ where
         }
     }
 
-    /// Deletes the key's entry in Redis and bumps its version: no copy
-    /// from a load that began before is served again. First of an
-    /// invalidation's three steps (Redis, memory, bus).
-    pub(super) async fn delete_l2(&self, key: &K) {
-        let Some(l2) = self.l2.as_ref() else { return };
-        let Some(name) = self.l2_name(l2, key) else {
-            return;
-        };
+    /// The first step of ending `key` for the fleet (`expire` or not): its
+    /// version bumped and its copy deleted in Redis, or, when Redis does
+    /// not take it, the operation kept for replay (and its copies
+    /// distrusted until then). Before memory: a miss in between must not
+    /// find the old copy there.
+    pub(super) async fn begin_key(&self, key: &K, expire: bool) -> Begun {
+        let l2 = self.l2.as_ref()?;
+        let bytes = (l2.codec.key.to_bytes)(key)?;
         // The key's version outlives every copy that may carry an older
         // one: the longest life a value has, and an hour for its load.
         let keep = self
             .expiry
             .longest_lifetime()
             .saturating_add(Duration::from_secs(3600));
-        if !l2
-            .tier
-            .delete_and_bump(&name, &format!("{name}:ver"), keep)
-            .await
-        {
-            self.counters.incr(Counter::L2Errors);
-        }
-    }
-
-    /// Tells the other instances to drop (`expire`: expire) their memory
-    /// copy of `key`. Last of an invalidation's three steps.
-    pub(super) async fn publish_l2(&self, key: &K, expire: bool) {
-        let Some(l2) = self.l2.as_ref() else { return };
-        let Some(bytes) = (l2.codec.key.to_bytes)(key) else {
-            return;
-        };
-        let message = Message::Key {
-            node: l2.tier.node(),
+        let op = Op::Key {
             function: self.name.clone(),
             version: l2.codec.version,
             key: bytes,
+            keep,
             expire,
         };
-        if !l2.tier.publish(&message).await {
+        self.begin(l2, op).await
+    }
+
+    /// The first step of ending every entry of the function for the fleet:
+    /// its epoch bumped (every copy's key name moves), or kept for replay.
+    pub(super) async fn begin_all(&self) -> Begun {
+        let l2 = self.l2.as_ref()?;
+        let op = Op::All {
+            function: self.name.clone(),
+            version: l2.codec.version,
+        };
+        self.begin(l2, op).await
+    }
+
+    async fn begin(&self, l2: &L2<K, V>, op: Op) -> Begun {
+        if l2.tier.begin(&op).await {
+            Some((Arc::clone(&l2.tier), op))
+        } else {
             self.counters.incr(Counter::L2Errors);
+            None
         }
+    }
+}
+
+/// The last step of a fleet operation begun: its bus message, once memory
+/// is done (kept for replay if Redis does not take it).
+pub(super) async fn announce(begun: Begun) {
+    if let Some((tier, op)) = begun {
+        tier.announce_or_keep(op).await;
     }
 }

@@ -248,7 +248,6 @@ where
         // serve: leave the entry there (invalidated or a fallback) alone.
         let dead = guard.stamps.stamps().state() == TagState::Gone;
         // What goes to Redis, serialized before the lock (user code).
-        #[cfg(feature = "redis")]
         let payload = if dead {
             None
         } else {
@@ -263,7 +262,6 @@ where
                 .insert(key.clone(), entry_of(stored, horizons, nanos(took), tags));
             // Only a value this load stored goes to Redis (not one a newer
             // load or an invalidation superseded); the leader sends it.
-            #[cfg(feature = "redis")]
             self.prepare_l2_write(guard, payload, horizons, took);
         }
     }

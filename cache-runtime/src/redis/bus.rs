@@ -38,6 +38,16 @@ pub(crate) enum Message {
     /// A value was written at this Redis key (a digest, no user text):
     /// instances waiting for it look again.
     Filled { node: u64, key: String },
+    /// Every entry of this function ended (`invalidate_all`): drop them
+    /// from memory, and read its epoch again.
+    All {
+        node: u64,
+        function: String,
+        version: u32,
+    },
+    /// Every copy in the namespace ended (kept operations overflowed):
+    /// drop every distributed and tagged entry, read every epoch again.
+    Everything { node: u64 },
 }
 
 /// What a listening cache hears.
@@ -118,14 +128,15 @@ impl Listeners {
             .push(listener);
     }
 
-    fn key(&self, function: &str, version: u32, key: &[u8], expire: bool) {
+    /// Tells the listeners of one function what was heard.
+    fn of_function<'a>(&self, function: &str, version: u32, heard: impl Fn() -> Heard<'a>) {
         let listeners = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         for listener in listeners
             .get(&(function.to_owned(), version))
             .into_iter()
             .flatten()
         {
-            listener(Heard::Key(key, expire));
+            listener(heard());
         }
     }
 
@@ -156,7 +167,10 @@ impl RedisTier {
         };
         match message {
             Message::Filled { .. } => self.attempt(send).await.is_some(),
-            Message::Key { .. } | Message::Tags { .. } => self.attempt_anyway(send).await.is_some(),
+            Message::Key { .. }
+            | Message::Tags { .. }
+            | Message::All { .. }
+            | Message::Everything { .. } => self.attempt_anyway(send).await.is_some(),
         }
     }
 
@@ -220,6 +234,8 @@ impl RedisTier {
             Message::Key { node, .. }
             | Message::Tags { node, .. }
             | Message::Filled { node, .. }
+            | Message::All { node, .. }
+            | Message::Everything { node }
                 if node == self.node => {}
             Message::Filled { key, .. } => {
                 self.heard.fetch_add(1, Ordering::Release);
@@ -232,11 +248,28 @@ impl RedisTier {
                 expire,
                 ..
             } => {
-                self.listeners.key(&function, version, &key, expire);
+                self.listeners
+                    .of_function(&function, version, || Heard::Key(&key, expire));
                 self.heard.fetch_add(1, Ordering::Release);
             }
             Message::Tags { tags, gone, .. } => {
                 crate::tags::bump_local(tags.iter(), gone);
+                self.heard.fetch_add(1, Ordering::Release);
+            }
+            Message::All {
+                function, version, ..
+            } => {
+                self.forget_epochs(Some(&super::function_prefix(
+                    &self.namespace,
+                    &function,
+                    version,
+                )));
+                self.listeners
+                    .of_function(&function, version, || Heard::Everything);
+                self.heard.fetch_add(1, Ordering::Release);
+            }
+            Message::Everything { .. } => {
+                self.drop_what_may_be_missed();
                 self.heard.fetch_add(1, Ordering::Release);
             }
         }
@@ -245,6 +278,7 @@ impl RedisTier {
     /// After a reconnect: every distributed function's memory copies, and
     /// every tagged entry, may be stale.
     fn drop_what_may_be_missed(&self) {
+        self.forget_epochs(None);
         self.listeners.everything();
         crate::tags::bump_all();
     }

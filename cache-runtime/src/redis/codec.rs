@@ -199,10 +199,10 @@ pub(crate) fn digest(key_bytes: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(key_bytes))
 }
 
-/// The Redis key of a function's entry: `{ns}:{name}:v{version}:{<digest>}`.
+/// The prefix of a function's keys in Redis: `{ns}:{name}:v{version}`.
 /// The name is reduced to characters that are safe in any key (no glob
 /// characters, no spaces).
-pub(crate) fn key_name(namespace: &str, name: &str, version: u32, digest: &str) -> String {
+pub(crate) fn function_prefix(namespace: &str, name: &str, version: u32) -> String {
     let name: String = name
         .chars()
         .map(|c| {
@@ -213,7 +213,27 @@ pub(crate) fn key_name(namespace: &str, name: &str, version: u32, digest: &str) 
             }
         })
         .collect();
-    format!("{namespace}:{name}:v{version}:{{{digest}}}")
+    format!("{namespace}:{name}:v{version}")
+}
+
+/// The Redis key of a function's entry:
+/// `{ns}:{name}:v{version}:e{namespace epoch}.{function epoch}:{<digest>}`.
+/// The epochs move on `invalidate_all` (the function's) and when the
+/// operations kept for replay overflow (the namespace's): every copy under
+/// the old name is then out of reach, and expires.
+pub(crate) fn key_name(prefix: &str, epochs: Epochs, digest: &str) -> String {
+    let Epochs {
+        namespace,
+        function,
+    } = epochs;
+    format!("{prefix}:e{namespace}.{function}:{{{digest}}}")
+}
+
+/// The namespace's and a function's epochs, as this instance knows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Epochs {
+    pub(crate) namespace: u64,
+    pub(crate) function: u64,
 }
 
 /// An entry as Redis holds it: its horizons in ms since the Unix epoch.
@@ -320,12 +340,17 @@ mod tests {
 
     #[test]
     fn key_names_hold_no_user_text_and_no_glob_characters() {
-        let name = key_name("app", "my_crate::users::get*user [v]", 2, &digest(b"k"));
-        assert!(name.starts_with("app:my_crate::users::get_user__v_:v2:{"));
+        let prefix = function_prefix("app", "my_crate::users::get*user [v]", 2);
+        let epochs = Epochs {
+            namespace: 3,
+            function: 4,
+        };
+        let name = key_name(&prefix, epochs, &digest(b"k"));
+        assert!(name.starts_with("app:my_crate::users::get_user__v_:v2:e3.4:{"));
         assert!(!name.contains(['*', '?', '[', ']', ' ']));
         assert_eq!(
             name.len(),
-            "app:my_crate::users::get_user__v_:v2:{}".len() + 32
+            "app:my_crate::users::get_user__v_:v2:e3.4:{}".len() + 32
         );
     }
 

@@ -17,20 +17,31 @@
 mod bus;
 mod codec;
 mod local;
+mod pending;
+mod replay;
 
+pub use replay::flush_fleet;
+pub(crate) use replay::{announce_tags, begin_tags};
+
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 
 pub(crate) use bus::{Heard, Message};
-pub(crate) use codec::{digest, key_name, tag_digest, unix_now_ms, Envelope};
+pub(crate) use codec::{
+    digest, function_prefix, key_name, tag_digest, unix_now_ms, Envelope, Epochs,
+};
 pub use codec::{
     Codec, DistributedKey, DistributedValue, KeyCannotTravel, KeyTravels, KeyWireProbe,
     ValueCannotTravel, ValueTravels, ValueWireProbe, Wire,
 };
+pub(crate) use pending::Op;
+pub use pending::DEFAULT_PENDING_LIMIT;
+use pending::{Pending, Queued};
 
 /// The default bound of one Redis call.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
@@ -87,6 +98,7 @@ pub struct RuntimeBuilder {
     fleet_lock: bool,
     max_wait: Duration,
     per_runtime: bool,
+    pending_limit: usize,
 }
 
 impl Default for RuntimeBuilder {
@@ -103,6 +115,7 @@ impl Default for RuntimeBuilder {
             fleet_lock: true,
             max_wait: Duration::from_secs(30),
             per_runtime: true,
+            pending_limit: DEFAULT_PENDING_LIMIT,
         }
     }
 }
@@ -129,6 +142,7 @@ impl fmt::Debug for RuntimeBuilder {
             .field("fleet_lock", &self.fleet_lock)
             .field("max_wait", &self.max_wait)
             .field("connection_per_runtime", &self.per_runtime)
+            .field("pending_limit", &self.pending_limit)
             .finish()
     }
 }
@@ -220,6 +234,17 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How many fleet operations Redis did not take this instance keeps
+    /// for replay (default [`DEFAULT_PENDING_LIMIT`]): invalidations and
+    /// expiries of keys and tags, and `invalidate_all`s, coalesced by what
+    /// they end. Past it, they become one operation that ends every copy in
+    /// the namespace and every tagged entry in the fleet: misses, never a
+    /// lost invalidation. See [`RedisTier`] for the guarantee.
+    pub fn pending_limit(mut self, operations: usize) -> Self {
+        self.pending_limit = operations.max(1);
+        self
+    }
+
     /// The tier, without installing it (for tests, and to build a cache by
     /// hand).
     ///
@@ -251,7 +276,11 @@ impl RuntimeBuilder {
             namespace: self.namespace,
             timeout: self.timeout,
             max_payload: self.max_payload,
-            breaker: Breaker::new(self.breaker_failures, self.breaker_open_for),
+            breaker: Breaker::new(
+                self.breaker_failures,
+                self.breaker_open_for,
+                self.timeout.saturating_mul(2),
+            ),
             url,
             lock_ttl: self.lock_ttl,
             fleet_lock: self.fleet_lock,
@@ -264,6 +293,11 @@ impl RuntimeBuilder {
             subscribed: AtomicBool::new(false),
             heard: AtomicU64::new(0),
             credentials_refused: AtomicBool::new(false),
+            pending: Pending::new(self.pending_limit),
+            replaying: AtomicBool::new(false),
+            replay_wake: tokio::sync::Notify::new(),
+            replay_off: AtomicBool::new(false),
+            epochs: Mutex::new(KnownEpochs::default()),
         }))
     }
 
@@ -404,6 +438,25 @@ pub struct RedisTier {
     heard: AtomicU64,
     /// Redis refused the URL's credentials, and it was said once.
     credentials_refused: AtomicBool,
+    /// Fleet operations Redis did not take, kept for replay.
+    pending: Pending,
+    /// The replay task runs.
+    replaying: AtomicBool,
+    /// Wakes the replay task: Redis answered a call.
+    replay_wake: tokio::sync::Notify,
+    /// Replays switched off: a test of the soak's checker only.
+    replay_off: AtomicBool,
+    /// The epochs this instance knows (read from Redis when unknown).
+    epochs: Mutex<KnownEpochs>,
+}
+
+/// The namespace's epoch and each function's, by the function's prefix:
+/// forgotten when the bus reconnects or says one moved, so that the next
+/// load reads them again.
+#[derive(Default)]
+struct KnownEpochs {
+    namespace: Option<u64>,
+    functions: HashMap<String, u64>,
 }
 
 /// Never prints the URL's password.
@@ -622,6 +675,10 @@ impl RedisTier {
         };
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => {
+                // Redis answers: what was kept for it goes now.
+                if self.pending.len() > 0 {
+                    self.replay_wake.notify_one();
+                }
                 // Accepted again: a later refusal is said again.
                 if self.credentials_refused.load(Ordering::Relaxed) {
                     self.credentials_refused.store(false, Ordering::Relaxed);
@@ -821,32 +878,16 @@ impl RedisTier {
         Some((value, versions))
     }
 
-    /// Bumps the versions in Redis of `tags` (invalidated or expired): every
-    /// copy in Redis stamped before is no longer served.
-    pub(crate) async fn bump_tags(&self, tags: &[String]) -> bool {
-        let bumps = tags.iter().map(|tag| {
-            let command = redis::cmd("INCR")
-                .arg(self.tag_key(tag_digest(tag)))
-                .clone();
-            self.attempt_anyway(|mut connection| async move {
-                command.query_async::<i64>(&mut connection).await
-            })
-        });
-        futures_util::future::join_all(bumps)
-            .await
-            .iter()
-            .all(Option::is_some)
-    }
-
-    /// Tells the other instances that `tags` were invalidated (`gone`) or
-    /// expired.
-    pub(crate) async fn publish_tags(&self, tags: Vec<String>, gone: bool) {
-        let message = Message::Tags {
-            node: self.node,
-            tags,
-            gone,
-        };
-        self.publish(&message).await;
+    /// Bumps the version in Redis of the tag with this digest (invalidated
+    /// or expired), bypassing the breaker: every copy in Redis stamped
+    /// before is no longer served. Whether Redis took it.
+    pub(crate) async fn bump_tag(&self, digest: u128) -> bool {
+        let command = redis::cmd("INCR").arg(self.tag_key(digest)).clone();
+        self.attempt_anyway(|mut connection| async move {
+            command.query_async::<i64>(&mut connection).await
+        })
+        .await
+        .is_some()
     }
 
     /// `DEL key` and `INCR version` (kept for `keep`), in one pipeline;
@@ -874,43 +915,75 @@ fn refuses_credentials(error: &redis::RedisError) -> bool {
         || matches!(error.code(), Some("WRONGPASS" | "NOAUTH"))
 }
 
-/// Consecutive failures open it for a while; the first call after that
-/// probes, and a success closes it.
+/// Consecutive failures open it for a while; then one call probes
+/// (half-open: the others still skip Redis), and its success closes it, its
+/// failure opens it again.
 struct Breaker {
     failures: AtomicU32,
     threshold: u32,
-    /// Process-relative nanos until which calls are skipped.
+    /// Process-relative nanos until which calls are skipped; 0 once closed.
     open_until: AtomicU64,
     open_for: Duration,
+    /// When the half-open probe started (0: none). A probe that never
+    /// finished (its caller went away) is given up after `probe_for`.
+    probe_started: AtomicU64,
+    probe_for: Duration,
     origin: Instant,
 }
 
 impl Breaker {
-    fn new(threshold: u32, open_for: Duration) -> Self {
+    fn new(threshold: u32, open_for: Duration, probe_for: Duration) -> Self {
         Breaker {
             failures: AtomicU32::new(0),
             threshold,
             open_until: AtomicU64::new(0),
             open_for,
+            probe_started: AtomicU64::new(0),
+            probe_for,
             origin: Instant::now(),
         }
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        // Never 0: 0 means "none" in `probe_started`.
+        u64::try_from(self.origin.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     fn is_open(&self) -> bool {
         self.now() < self.open_until.load(Ordering::Acquire)
     }
 
+    /// Whether a call may go to Redis: always while closed; never while
+    /// open; once half-open, to one probe at a time.
+    #[inline]
     fn allows(&self) -> bool {
-        !self.is_open()
+        let until = self.open_until.load(Ordering::Acquire);
+        if until == 0 {
+            return true;
+        }
+        let now = self.now();
+        if now < until {
+            return false;
+        }
+        let probe = self.probe_started.load(Ordering::Acquire);
+        if probe != 0 && now.saturating_sub(probe) < crate::clock::nanos(self.probe_for) {
+            return false;
+        }
+        self.probe_started
+            .compare_exchange(probe, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// Counts a success; true when the breaker had opened before it.
     fn succeeded(&self) -> bool {
-        self.failures.swap(0, Ordering::AcqRel) >= self.threshold
+        let was_open = self.failures.swap(0, Ordering::AcqRel) >= self.threshold;
+        if was_open {
+            self.open_until.store(0, Ordering::Release);
+            self.probe_started.store(0, Ordering::Release);
+        }
+        was_open
     }
 
     /// Counts a failure; true when it opened the breaker.
@@ -923,6 +996,7 @@ impl Breaker {
             .now()
             .saturating_add(u64::try_from(self.open_for.as_nanos()).unwrap_or(u64::MAX));
         self.open_until.store(until, Ordering::Release);
+        self.probe_started.store(0, Ordering::Release);
         failures == self.threshold
     }
 }
@@ -1099,7 +1173,7 @@ mod tests {
 
     #[test]
     fn the_breaker_opens_after_consecutive_failures_and_closes_after_its_time() {
-        let breaker = Breaker::new(3, Duration::from_millis(50));
+        let breaker = Breaker::new(3, Duration::from_millis(50), Duration::from_secs(60));
         assert!(!breaker.failed());
         breaker.succeeded();
         assert!(!breaker.failed());
@@ -1111,5 +1185,45 @@ mod tests {
         assert!(breaker.allows(), "half-open: a probe goes through");
         breaker.failed();
         assert!(!breaker.allows(), "a failed probe opens it again");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(breaker.allows(), "the next probe");
+        assert!(breaker.succeeded(), "its success closes it");
+        assert!(breaker.allows() && breaker.allows(), "closed: every call");
+    }
+
+    /// 100 misses at once when the breaker turns half-open: one of them
+    /// probes Redis, the 99 others skip it.
+    #[test]
+    fn a_half_open_breaker_admits_one_probe_among_a_hundred_callers() {
+        let breaker = Arc::new(Breaker::new(
+            1,
+            Duration::from_millis(20),
+            Duration::from_secs(60),
+        ));
+        breaker.failed();
+        assert!(!breaker.allows());
+        std::thread::sleep(Duration::from_millis(30));
+        let start = Arc::new(std::sync::Barrier::new(100));
+        let admitted: usize = (0..100)
+            .map(|_| {
+                let (breaker, start) = (Arc::clone(&breaker), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    usize::from(breaker.allows())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|caller| caller.join().unwrap())
+            .sum();
+        assert_eq!(admitted, 1, "one probe");
+        // A probe whose caller went away is given up after its bound.
+        let short = Breaker::new(1, Duration::from_millis(1), Duration::from_millis(20));
+        short.failed();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(short.allows(), "the probe");
+        assert!(!short.allows(), "while it runs");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(short.allows(), "a probe lost is replaced");
     }
 }

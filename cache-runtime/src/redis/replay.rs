@@ -1,0 +1,376 @@
+//! The tier's side of fleet operations: the epochs in key names, running an
+//! operation against Redis, keeping the ones Redis did not take and
+//! replaying them (see `pending`), and waiting until none is left.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::{
+    digest, function_prefix, key_name, tag_digest, Epochs, Message, Op, Queued, RedisTier,
+};
+
+/// The first pause between replays; it doubles to [`LONGEST_PAUSE`], each
+/// drawn at random below it (full jitter), and a Redis call that succeeds
+/// meanwhile cuts it short.
+const FIRST_PAUSE: Duration = Duration::from_millis(20);
+const LONGEST_PAUSE: Duration = Duration::from_secs(1);
+
+impl RedisTier {
+    fn namespace_epoch_key(&self) -> String {
+        format!("{}:epoch", self.namespace)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, super::KnownEpochs> {
+        self.epochs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The epochs in the key names of the function with this prefix, as
+    /// this instance knows them (`None` until a load read them).
+    pub(crate) fn known_epochs(&self, prefix: &str) -> Option<Epochs> {
+        let known = self.known();
+        Some(Epochs {
+            namespace: known.namespace?,
+            function: *known.functions.get(prefix)?,
+        })
+    }
+
+    /// The epochs of the function with this prefix: known, else read from
+    /// Redis (after start-up, a reconnect of the bus, or a message saying
+    /// one moved); `None` when Redis did not answer.
+    pub(crate) async fn epochs(&self, prefix: &str) -> Option<Epochs> {
+        if let Some(epochs) = self.known_epochs(prefix) {
+            return Some(epochs);
+        }
+        let (namespace, function) = futures_util::future::join(
+            self.call::<Option<u64>>(redis::cmd("GET").arg(self.namespace_epoch_key()).clone()),
+            self.call::<Option<u64>>(redis::cmd("GET").arg(format!("{prefix}:epoch")).clone()),
+        )
+        .await;
+        let epochs = Epochs {
+            namespace: namespace?.unwrap_or_default(),
+            function: function?.unwrap_or_default(),
+        };
+        let mut known = self.known();
+        known.namespace.get_or_insert(epochs.namespace);
+        known
+            .functions
+            .entry(prefix.to_owned())
+            .or_insert(epochs.function);
+        Some(epochs)
+    }
+
+    /// Forgets the epochs of the function with this prefix (`None`: every
+    /// epoch): the next load reads them again.
+    pub(crate) fn forget_epochs(&self, prefix: Option<&str>) {
+        let mut known = self.known();
+        match prefix {
+            Some(prefix) => {
+                known.functions.remove(prefix);
+            }
+            None => {
+                known.namespace = None;
+                known.functions.clear();
+            }
+        }
+    }
+
+    /// The first step of `op` (its version bump and delete in Redis).
+    /// When Redis does not take it, it is kept for replay (bus message
+    /// included), and until then this instance distrusts what it would end:
+    /// false, and the caller does not send the message itself.
+    pub(crate) async fn begin(self: &Arc<Self>, op: &Op) -> bool {
+        if self.replay_off.load(Ordering::Relaxed) {
+            return self.run_in_redis(op).await;
+        }
+        if self.run_in_redis(op).await {
+            return true;
+        }
+        self.keep(op.clone());
+        false
+    }
+
+    /// The last step of `op`: its bus message; kept for replay (whole) when
+    /// Redis does not take it.
+    pub(crate) async fn announce_or_keep(self: &Arc<Self>, op: Op) {
+        if !self.announce(&op).await && !self.replay_off.load(Ordering::Relaxed) {
+            self.keep(op);
+        }
+    }
+
+    /// `op` against Redis, bypassing the breaker (an invalidation must not
+    /// be skipped because reads failed); whether Redis took it.
+    async fn run_in_redis(&self, op: &Op) -> bool {
+        match op {
+            Op::Key {
+                function,
+                version,
+                key,
+                keep,
+                ..
+            } => {
+                let prefix = function_prefix(&self.namespace, function, *version);
+                let Some(epochs) = self.epochs(&prefix).await else {
+                    return false;
+                };
+                let name = key_name(&prefix, epochs, &digest(key));
+                self.delete_and_bump(&name, &format!("{name}:ver"), *keep)
+                    .await
+            }
+            Op::Tag { tag, .. } => self.bump_tag(tag_digest(tag)).await,
+            Op::All { function, version } => {
+                let prefix = function_prefix(&self.namespace, function, *version);
+                let Some(epoch) = self.incr(format!("{prefix}:epoch")).await else {
+                    return false;
+                };
+                // The new epoch is this instance's at once: its next load
+                // reads and writes under the new names.
+                self.known().functions.insert(prefix, epoch);
+                true
+            }
+            Op::Everything => {
+                let Some(epoch) = self.incr(self.namespace_epoch_key()).await else {
+                    return false;
+                };
+                self.known().namespace = Some(epoch);
+                true
+            }
+        }
+    }
+
+    /// `INCR key`, bypassing the breaker: the new value.
+    async fn incr(&self, key: String) -> Option<u64> {
+        let command = redis::cmd("INCR").arg(key).clone();
+        self.attempt_anyway(|mut connection| async move {
+            command.query_async::<u64>(&mut connection).await
+        })
+        .await
+    }
+
+    /// The bus message of `op`; whether Redis took it.
+    async fn announce(&self, op: &Op) -> bool {
+        let node = self.node;
+        let message = match op.clone() {
+            Op::Key {
+                function,
+                version,
+                key,
+                expire,
+                ..
+            } => Message::Key {
+                node,
+                function,
+                version,
+                key,
+                expire,
+            },
+            Op::Tag { tag, gone } => Message::Tags {
+                node,
+                tags: vec![tag],
+                gone,
+            },
+            Op::All { function, version } => Message::All {
+                node,
+                function,
+                version,
+            },
+            Op::Everything => Message::Everything { node },
+        };
+        self.publish(&message).await
+    }
+
+    /// Keeps `op` for replay, says so once per outage, and makes sure the
+    /// replay runs.
+    fn keep(self: &Arc<Self>, op: Op) {
+        let function = op.function().map(str::to_owned);
+        match self.pending.keep(op) {
+            Queued::First => tracing::warn!(
+                target: "herdcache",
+                url = %self.url,
+                function = function.as_deref().unwrap_or("(tags)"),
+                "a fleet invalidation could not reach Redis: kept, and replayed once Redis answers; until then this instance does not use the Redis copies it ends"
+            ),
+            Queued::Overflowed => tracing::warn!(
+                target: "herdcache",
+                url = %self.url,
+                "more fleet invalidations are pending than the tier keeps: they become one that ends every copy in the namespace and every tagged entry of the fleet"
+            ),
+            Queued::More => {}
+        }
+        self.pending_gauge();
+        if !self.replaying.swap(true, Ordering::AcqRel) {
+            super::spawn(Arc::clone(self).replay());
+        }
+    }
+
+    fn pending_gauge(&self) {
+        #[cfg(feature = "metrics")]
+        metrics::gauge!("herdcache_fleet_pending", "namespace" => self.namespace.clone())
+            .set(self.pending.len() as f64);
+    }
+
+    /// Replays what was kept, oldest first, until none is left: each one's
+    /// Redis step, then its message. A failure pauses the replay (jittered
+    /// backoff, cut short when Redis answers another call).
+    async fn replay(self: Arc<Self>) {
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let mut stalled = false;
+            while let Some(next) = self.pending.next() {
+                if self.replay_off.load(Ordering::Relaxed)
+                    || !(self.run_in_redis(&next.op).await && self.announce(&next.op).await)
+                {
+                    stalled = true;
+                    break;
+                }
+                pause = FIRST_PAUSE;
+                self.pending.settle(&next);
+                self.pending_gauge();
+            }
+            if !stalled {
+                self.replaying.store(false, Ordering::Release);
+                // One kept after the last look, before the flag fell: its
+                // keeper saw the replay running, so this one goes on.
+                if self.pending.len() == 0 || self.replaying.swap(true, Ordering::AcqRel) {
+                    tracing::info!(target: "herdcache", url = %self.url, "every kept fleet invalidation reached Redis");
+                    return;
+                }
+                continue;
+            }
+            let wait = jittered(pause);
+            tokio::select! {
+                () = self.replay_wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+            pause = (pause * 2).min(LONGEST_PAUSE);
+        }
+    }
+
+    /// Fleet operations kept for replay now (0 while Redis takes them).
+    pub fn pending_operations(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Waits until every fleet operation kept for replay has reached
+    /// Redis, or `timeout` passed: the number still pending (0: all
+    /// reached it). When some are left, logs how many, by function (never
+    /// key text). For a graceful shutdown, or a write that must be seen by
+    /// the whole fleet before it answers.
+    pub async fn flush(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        while self.pending.len() > 0 && Instant::now() < deadline {
+            self.replay_wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let left = self.pending.len();
+        if left > 0 {
+            let by_function: Vec<String> = self
+                .pending
+                .by_function()
+                .into_iter()
+                .map(|(function, count)| {
+                    format!("{}: {count}", function.as_deref().unwrap_or("(tags)"))
+                })
+                .collect();
+            tracing::warn!(
+                target: "herdcache",
+                url = %self.url,
+                pending = left,
+                functions = %by_function.join(", "),
+                "fleet invalidations still pending: Redis has not taken them"
+            );
+        }
+        left
+    }
+
+    /// Switches the replay of kept operations off (or on again): a failed
+    /// fleet operation is then lost, as it was before they were kept. For
+    /// proving that a history checker catches the stale reads that follows;
+    /// never in production.
+    #[doc(hidden)]
+    pub fn replay_switch(&self, on: bool) {
+        self.replay_off.store(!on, Ordering::Relaxed);
+    }
+
+    /// Whether a load of `function`'s key with these bytes, carrying these
+    /// tags, must leave Redis alone: an operation that would end its copy
+    /// is pending.
+    #[inline]
+    pub(crate) fn distrusts(
+        &self,
+        function: &str,
+        version: u32,
+        key: &[u8],
+        tags: &[u128],
+    ) -> bool {
+        self.pending.distrusts(function, version, key, tags)
+    }
+}
+
+/// A pause drawn at random in `[pause / 2, pause]`.
+fn jittered(pause: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    let fraction = (hasher.finish() % 1_000) as u32;
+    pause / 2 + pause / 2 * fraction / 1_000
+}
+
+/// Waits until every fleet operation the process's Redis tier kept for
+/// replay has reached Redis, or `timeout` passed: the number still pending
+/// (0 without a tier, or once all reached it). See
+/// [`RedisTier::flush`].
+pub async fn flush_fleet(timeout: Duration) -> usize {
+    match super::installed() {
+        Some(tier) => tier.flush(timeout).await,
+        None => 0,
+    }
+}
+
+/// Tags whose bump Redis took, whose bus message is still to send.
+pub(crate) type BegunTags = Option<(Arc<RedisTier>, Vec<String>)>;
+
+/// The first step of ending `tags` for the fleet: each one's version bumped
+/// in Redis, or kept for replay (and its copies distrusted until then).
+pub(crate) async fn begin_tags(tags: &[String], gone: bool) -> BegunTags {
+    let tier = super::installed()?;
+    let begun = futures_util::future::join_all(tags.iter().map(|tag| {
+        let (tier, op) = (
+            Arc::clone(&tier),
+            Op::Tag {
+                tag: tag.clone(),
+                gone,
+            },
+        );
+        async move { tier.begin(&op).await.then_some(op) }
+    }))
+    .await;
+    let taken = begun
+        .into_iter()
+        .flatten()
+        .filter_map(|op| match op {
+            Op::Tag { tag, .. } => Some(tag),
+            _ => None,
+        })
+        .collect();
+    Some((tier, taken))
+}
+
+/// The last step: one bus message for the tags Redis took; each kept for
+/// replay if Redis does not take it.
+pub(crate) async fn announce_tags(begun: BegunTags, gone: bool) {
+    let Some((tier, tags)) = begun else { return };
+    if tags.is_empty() {
+        return;
+    }
+    let message = Message::Tags {
+        node: tier.node,
+        tags: tags.clone(),
+        gone,
+    };
+    if !tier.publish(&message).await && !tier.replay_off.load(Ordering::Relaxed) {
+        for tag in tags {
+            tier.keep(Op::Tag { tag, gone });
+        }
+    }
+}
