@@ -108,7 +108,7 @@ fn fleet() {
     let own_server;
     let url = match std::env::var("HERDCACHE_REDIS_URL") {
         Ok(url) => url,
-        Err(_) => match herdcache::testing::RedisServer::start() {
+        Err(_) => match herdcache_test_support::RedisServer::start() {
             Ok(server) => {
                 own_server = server;
                 own_server.url()

@@ -38,7 +38,7 @@ async fn keys(redis: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
 
 #[tokio::test]
 async fn a_fleet_shares_values_and_invalidations_through_redis() {
-    let server = herdcache::testing::RedisServer::start().unwrap();
+    let server = herdcache_test_support::RedisServer::start().unwrap();
     herdcache::Runtime::builder()
         .redis(server.url())
         .namespace("it")
@@ -58,7 +58,10 @@ async fn a_fleet_shares_values_and_invalidations_through_redis() {
     let name = &stored[0];
     // The function's key space, its epochs (namespace, function), then a
     // digest, not the key: fixed length, no user text.
-    assert!(name.starts_with("it:distributed::price:v1:e0.0:{"), "{name}");
+    assert!(
+        name.starts_with("it:distributed::price:v1:e0.0:{"),
+        "{name}"
+    );
     assert_eq!(
         name.len(),
         "it:distributed::price:v1:e0.0:{}".len() + 32,
@@ -113,7 +116,11 @@ async fn a_fleet_shares_values_and_invalidations_through_redis() {
     .await;
     assert_eq!(LOADS.load(SeqCst), 5);
     price(7).await.unwrap();
-    assert_eq!(LOADS.load(SeqCst), 5, "the other instance's load, from Redis");
+    assert_eq!(
+        LOADS.load(SeqCst),
+        5,
+        "the other instance's load, from Redis"
+    );
     let mut epochs: Vec<String> = redis.keys("it:*:epoch").await.unwrap();
     epochs.sort();
     assert_eq!(

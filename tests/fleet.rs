@@ -172,7 +172,7 @@ fn fleet_child() {
 }
 
 /// This test binary again, as a child of `role`.
-fn child_command(role: &str, server: &herdcache::testing::RedisServer) -> Command {
+fn child_command(role: &str, server: &herdcache_test_support::RedisServer) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args([
@@ -191,7 +191,7 @@ fn child_command(role: &str, server: &herdcache::testing::RedisServer) -> Comman
     command
 }
 
-fn child(role: &str, server: &herdcache::testing::RedisServer) -> std::process::Child {
+fn child(role: &str, server: &herdcache_test_support::RedisServer) -> std::process::Child {
     child_command(role, server).spawn().unwrap()
 }
 
@@ -221,7 +221,7 @@ fn field(result: &str, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_share_values_loads_and_invalidations() {
-    let server = herdcache::testing::RedisServer::start().unwrap();
+    let server = herdcache_test_support::RedisServer::start().unwrap();
     std::env::set_var("HERDCACHE_FLEET_URL", server.url());
     let mut redis = redis().await;
 
@@ -302,7 +302,7 @@ async fn acl(redis: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
 /// it is linked again. (Part of the one fleet test: the runtime this
 /// process installs is process-wide.)
 async fn a_process_whose_bus_dropped_serves_nothing_invalidated_meanwhile(
-    server: &herdcache::testing::RedisServer,
+    server: &herdcache_test_support::RedisServer,
 ) {
     let mut redis = redis().await;
     acl(

@@ -12,8 +12,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use divan::Bencher;
-use herdcache_runtime::testing::RedisServer;
 use herdcache_runtime::{CacheConfig, Codec, FailureShare, FnCache, LoadHooks, Runtime};
+use herdcache_test_support::RedisServer;
 use tokio::runtime::Runtime as Tokio;
 
 const INSTANCES: usize = 4;

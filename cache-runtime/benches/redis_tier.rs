@@ -11,8 +11,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use divan::Bencher;
-use herdcache_runtime::testing::RedisServer;
 use herdcache_runtime::{CacheConfig, Codec, FailureShare, FnCache, LoadHooks, Runtime};
+use herdcache_test_support::RedisServer;
 use tokio::runtime::Runtime as Tokio;
 
 fn main() {

@@ -96,7 +96,8 @@ impl Clock {
     pub(crate) fn coarse_now_nanos(&self) -> Nanos {
         match self {
             Clock::System => coarse_now(),
-            Clock::Manual(clock) => nanos_since_epoch(clock.now()),
+            Clock::Manual(clock) => nanos_since_epoch(clock.now())
+                .saturating_sub(clock.coarse_lag.load(Ordering::SeqCst)),
         }
     }
 }
@@ -106,6 +107,8 @@ impl Clock {
 pub struct ManualClock {
     origin: Instant,
     elapsed_nanos: AtomicU64,
+    /// How far the coarse reading (hits with policies) lags the precise one.
+    coarse_lag: AtomicU64,
 }
 
 impl ManualClock {
@@ -116,6 +119,7 @@ impl ManualClock {
         Arc::new(ManualClock {
             origin: Instant::now(),
             elapsed_nanos: AtomicU64::new(0),
+            coarse_lag: AtomicU64::new(0),
         })
     }
 
@@ -123,6 +127,14 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
         self.elapsed_nanos.fetch_add(nanos, Ordering::SeqCst);
+    }
+
+    /// Makes the clock's coarse reading lag its precise one by `by`, as the
+    /// system's coarse clock does (by up to a tick, more when its thread is
+    /// descheduled): for testing that a verb is seen by the next hit
+    /// whatever that lag.
+    pub fn lag_coarse(&self, by: Duration) {
+        self.coarse_lag.store(nanos(by), Ordering::SeqCst);
     }
 
     /// The instant the clock shows.

@@ -560,11 +560,12 @@ where
         if let Some(mut entry) = self.memory.get(key) {
             match entry.payload {
                 Payload::Value(_) => {
-                    let now = self.clock.now_nanos();
+                    // "Now" as hits read it: the coarse clock, which lags
+                    // the precise one. From the precise "now", a value
+                    // would stay fresh (or, without swr, stale) for that
+                    // lag after this returned.
+                    let now = self.clock.coarse_now_nanos();
                     let horizons = self.expiry.horizons(now, Duration::ZERO);
-                    // Fresh until the start of time, not until "now": hits
-                    // judge freshness by the coarse clock, which lags the
-                    // precise one, and must see it stale at once.
                     entry.fresh_until = 0;
                     entry.stale_until = horizons.stale_until;
                     entry.fail_safe_until = horizons.fail_safe_until;

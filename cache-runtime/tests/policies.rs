@@ -731,3 +731,26 @@ async fn expire_without_swr_or_fail_safe_is_invalidate() {
     cache.expire(&1).await;
     assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v1");
 }
+
+/// `_expire` then an immediate call, while the coarse clock hits read lags
+/// the precise one: the call sees the value stale (fail-safe, no swr: it
+/// loads), never fresh for the lag.
+#[tokio::test]
+async fn an_expired_value_is_stale_for_the_next_hit_whatever_the_coarse_clock_s_lag() {
+    let clock = ManualClock::new();
+    clock.lag_coarse(Duration::from_millis(5));
+    let cache = leak(
+        CacheConfig::new("expire-lag", TTL).fail_safe(Duration::from_secs(600)),
+        &clock,
+    );
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    assert_eq!(call(cache, 1, &origin, hooks()).await.unwrap(), "v0");
+    clock.advance(Duration::from_millis(1));
+    cache.expire(&1).await;
+    assert_eq!(
+        call(cache, 1, &origin, hooks()).await.unwrap(),
+        "v1",
+        "loaded: not served as fresh for the coarse clock's lag"
+    );
+    assert_eq!(origin.loads(), 2);
+}

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herdcache_runtime::testing::RedisServer;
 use herdcache_runtime::{CacheConfig, Clock, Codec, FnCache, ManualClock, RedisTier, Runtime};
+use herdcache_test_support::RedisServer;
 use redis::AsyncCommands;
 
 mod common;

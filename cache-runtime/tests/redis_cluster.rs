@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herdcache_runtime::testing::RedisCluster;
 use herdcache_runtime::{
     CacheConfig, Clock, Codec, FnCache, ManualClock, RedisTier, Runtime, Tags,
 };
+use herdcache_test_support::RedisCluster;
 
 mod common;
 use common::*;

@@ -1021,8 +1021,8 @@ mod tests {
     /// timeout: a loaded machine must not time calls out).
     fn server_and_tier(
         configure: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder,
-    ) -> (crate::testing::RedisServer, Arc<RedisTier>) {
-        let server = crate::testing::RedisServer::start().expect("redis-server on PATH");
+    ) -> (herdcache_test_support::RedisServer, Arc<RedisTier>) {
+        let server = herdcache_test_support::RedisServer::start().expect("redis-server on PATH");
         let builder = Runtime::builder()
             .redis(server.url())
             .timeout(Duration::from_secs(5));
@@ -1048,7 +1048,7 @@ mod tests {
         }
     }
 
-    fn clients(server: &crate::testing::RedisServer) -> usize {
+    fn clients(server: &herdcache_test_support::RedisServer) -> usize {
         let mut connection = redis::Client::open(server.url())
             .unwrap()
             .get_connection()
