@@ -19,8 +19,8 @@ use crate::clock::{nanos, Nanos};
 use crate::expiry::Horizons;
 use crate::flight::Landing;
 use crate::redis::{
-    digest, function_prefix, key_name, tag_digest, unix_now_ms, Codec, Envelope, Heard, Locked,
-    Message, Op, Read, RedisTier,
+    digest, function_prefix, key_name, tag_digest, unix_now_ms, version_key, Codec, Envelope,
+    Heard, Locked, Message, Op, Read, RedisTier,
 };
 use crate::stats::Counter;
 use crate::tags::Tags;
@@ -253,8 +253,9 @@ where
             guard.write.unusable.store(true, Ordering::Release);
             return;
         };
-        let name = key_name(&l2.prefix, epochs, &digest(&bytes));
-        let key_version = format!("{name}:ver");
+        let digest = digest(&bytes);
+        let name = key_name(&l2.prefix, epochs, &digest);
+        let key_version = version_key(&l2.prefix, &digest);
         let value = with_value.then_some(name.as_str());
         match l2.tier.versions(value, &key_version, &digests).await {
             Some((value, versions)) => {

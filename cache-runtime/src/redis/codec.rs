@@ -229,6 +229,15 @@ pub(crate) fn key_name(prefix: &str, epochs: Epochs, digest: &str) -> String {
     format!("{prefix}:e{namespace}.{function}:{{{digest}}}")
 }
 
+/// The key of an entry's version: `{prefix}:{<digest>}:ver`. Not under an
+/// epoch: an invalidation bumps the one version every copy of the key
+/// carries, whichever epoch its writer or its reader knew (an instance's
+/// knowledge of the epochs may lag, after a partition or a Redis restart),
+/// and it shares the entry's Cluster slot.
+pub(crate) fn version_key(prefix: &str, digest: &str) -> String {
+    format!("{prefix}:{{{digest}}}:ver")
+}
+
 /// The namespace's and a function's epochs, as this instance knows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Epochs {

@@ -33,7 +33,7 @@ use redis::aio::ConnectionManager;
 
 pub(crate) use bus::{Heard, Message};
 pub(crate) use codec::{
-    digest, function_prefix, key_name, tag_digest, unix_now_ms, Envelope, Epochs,
+    digest, function_prefix, key_name, tag_digest, unix_now_ms, version_key, Envelope, Epochs,
 };
 pub use codec::{
     Codec, DistributedKey, DistributedValue, KeyCannotTravel, KeyTravels, KeyWireProbe,

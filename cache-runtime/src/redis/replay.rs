@@ -7,7 +7,8 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{
-    digest, function_prefix, key_name, tag_digest, Epochs, Message, Op, Queued, RedisTier,
+    digest, function_prefix, key_name, tag_digest, version_key, Epochs, Message, Op, Queued,
+    RedisTier,
 };
 
 /// The first pause between replays; it doubles to [`LONGEST_PAUSE`], each
@@ -113,8 +114,11 @@ impl RedisTier {
                 let Some(epochs) = self.epochs(&prefix).await else {
                     return false;
                 };
-                let name = key_name(&prefix, epochs, &digest(key));
-                self.delete_and_bump(&name, &format!("{name}:ver"), *keep)
+                let digest = digest(key);
+                // The copy under the epochs this instance knows is deleted;
+                // the version, which every copy carries, is what ends them all.
+                let name = key_name(&prefix, epochs, &digest);
+                self.delete_and_bump(&name, &version_key(&prefix, &digest), *keep)
                     .await
             }
             Op::Tag { tag, .. } => self.bump_tag(tag_digest(tag)).await,
