@@ -1,7 +1,7 @@
 //! The one clock the engine reads. Tests drive a [`ManualClock`] instead of
 //! sleeping, so ttl and jitter behaviour is checked without timing races.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -28,34 +28,87 @@ pub(crate) fn nanos(duration: Duration) -> Nanos {
 /// How often the coarse clock ticks.
 const TICK: Duration = Duration::from_millis(1);
 
+/// How long the coarse clock ticks before it parks, unless a read wakes it.
+const QUIET: Duration = Duration::from_secs(1);
+
 /// The coarse clock: [`Nanos`] stored by a ticker thread every [`TICK`].
 /// Reading it is one relaxed load (a few instructions) where `Instant::now`
-/// costs ~30 ns on these VMs, and a hit with swr, fail-safe or early refresh
+/// costs ~25 ns on these VMs, and a hit with swr, fail-safe or early refresh
 /// must know "now" on every call. Horizons are seconds to minutes long; a
-/// millisecond (more when the ticker is descheduled) of lag does not matter.
-static COARSE_NOW: AtomicU64 = AtomicU64::new(0);
+/// millisecond (more when the ticker is descheduled) of lag does not matter
+/// to them, and verbs that end a value now do not depend on it (they set
+/// its horizons to the start of time).
+///
+/// [`PARKED`] (0) while the ticker sleeps: a process that stopped reading
+/// it wakes no thread 1 000 times a second. Every [`QUIET`] second the
+/// ticker parks; the first read that finds it parked reads `Instant::now()`
+/// (never a stale value) and wakes it, and reads go on through
+/// `Instant::now()` until its first tick (tens of microseconds). So a busy
+/// process pays one wake-up a second, an idle one none, and no hit ever
+/// starts a thread.
+static COARSE_NOW: AtomicU64 = AtomicU64::new(PARKED);
+
+/// [`COARSE_NOW`] while the ticker is parked.
+const PARKED: Nanos = 0;
+
+/// The ticker's thread, to wake it; set once it started.
+static TICKER: OnceLock<std::thread::Thread> = OnceLock::new();
+
+/// Whether a read asked the parked ticker to wake (one unpark per park).
+static WAKING: AtomicBool = AtomicBool::new(false);
 
 #[inline]
 fn coarse_now() -> Nanos {
-    COARSE_NOW.load(Ordering::Relaxed)
+    match COARSE_NOW.load(Ordering::Relaxed) {
+        PARKED => wake_coarse_clock(),
+        now => now,
+    }
+}
+
+/// A read found the ticker parked: "now" from the precise clock, and the
+/// ticker woken (once) so that the next reads are cheap again.
+#[cold]
+#[inline(never)]
+fn wake_coarse_clock() -> Nanos {
+    if let Some(ticker) = TICKER.get() {
+        if !WAKING.swap(true, Ordering::AcqRel) {
+            ticker.unpark();
+        }
+    }
+    // Never 0 (PARKED) itself.
+    nanos_since_epoch(Instant::now()).max(1)
 }
 
 /// Starts the coarse clock's ticker, once. Called when a cache that reads
 /// the coarse clock is made, so that no hit ever pays for (or allocates in)
 /// starting a thread.
 pub(crate) fn start_coarse_clock() {
-    static TICKER: OnceLock<()> = OnceLock::new();
-    TICKER.get_or_init(|| {
-        COARSE_NOW.store(nanos_since_epoch(Instant::now()), Ordering::Relaxed);
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
         let spawned = std::thread::Builder::new()
             .name("herdcache-clock".into())
-            .spawn(|| loop {
-                std::thread::sleep(TICK);
-                COARSE_NOW.store(nanos_since_epoch(Instant::now()), Ordering::Relaxed);
-            });
+            .spawn(tick_forever);
         // Without a thread of its own the clock would stop: fail loudly.
-        spawned.expect("herdcache: spawning the coarse clock's thread");
+        let handle = spawned.expect("herdcache: spawning the coarse clock's thread");
+        let _ = TICKER.set(handle.thread().clone());
     });
+}
+
+/// The ticker: ticks for [`QUIET`], parks until a read wakes it, again.
+fn tick_forever() {
+    let ticks_before_parking = (QUIET.as_nanos() / TICK.as_nanos()).max(1);
+    loop {
+        COARSE_NOW.store(nanos_since_epoch(Instant::now()).max(1), Ordering::Relaxed);
+        for _ in 0..ticks_before_parking {
+            std::thread::sleep(TICK);
+            COARSE_NOW.store(nanos_since_epoch(Instant::now()).max(1), Ordering::Relaxed);
+        }
+        WAKING.store(false, Ordering::Release);
+        COARSE_NOW.store(PARKED, Ordering::Release);
+        // A read that found it parked before the flag fell set the flag
+        // and unparked: the token makes this park return at once.
+        std::thread::park();
+    }
 }
 
 /// Where the engine gets "now" from.

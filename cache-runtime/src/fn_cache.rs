@@ -567,7 +567,13 @@ where
                     let now = self.clock.coarse_now_nanos();
                     let horizons = self.expiry.horizons(now, Duration::ZERO);
                     entry.fresh_until = 0;
-                    entry.stale_until = horizons.stale_until;
+                    // Without swr, no stale window at all (not one that
+                    // ends at a "now" a lagging reading has not reached).
+                    entry.stale_until = if self.expiry.swr_window().is_zero() {
+                        0
+                    } else {
+                        horizons.stale_until
+                    };
                     entry.fail_safe_until = horizons.fail_safe_until;
                     entry.lifetime = nanos(horizons.lifetime);
                     entry.refreshing = false;
