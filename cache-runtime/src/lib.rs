@@ -16,6 +16,8 @@ mod error;
 mod expiry;
 mod flight;
 mod fn_cache;
+mod invalidation;
+mod isolation;
 mod key;
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -40,6 +42,7 @@ pub use config::{
 pub use error::{Error, TimeoutConverts, TimeoutDoesNotConvert, TimeoutError, TimeoutProbe};
 pub use expiry::ExpiryPolicy;
 pub use fn_cache::FnCache;
+pub use invalidation::{expire_tag, expire_tags, invalidate_tag, invalidate_tags};
 pub use key::{
     CacheKeyPart, CopiedReceiver, InvalidKeyPart, KeyProbe, LentReceiver, NotAKey, ReceiverProbe,
     ValidKeyPart,
@@ -63,7 +66,7 @@ pub use redis::{
 };
 pub use registry::{invalidate_all, stats, stats_table, CacheHandle, Slot};
 pub use stats::Stats;
-pub use tags::{expire_tag, expire_tags, invalidate_tag, invalidate_tags, TagSource, Tags};
+pub use tags::{TagSource, Tags};
 pub use tier::Memory;
 pub use value::{
     CacheableValue, CachedValue, Direct, NotAValue, NotCacheableValue, NotSharedValue, Refused,

@@ -22,8 +22,8 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::config::CacheConfig;
 use crate::fn_cache::FnCache;
+use crate::isolation::current_isolation;
 use crate::stats::Stats;
-use crate::testing::current_isolation;
 use crate::tier::Memory;
 use crate::Codec;
 
@@ -84,6 +84,20 @@ struct Registry {
 }
 
 impl Registry {
+    /// Forgets the caches of an isolation that ended, emptying them. (The
+    /// caches themselves stay allocated: a few hundred bytes each, tests
+    /// only.)
+    fn forget(&mut self, isolation: Isolation) {
+        self.by_place.retain(|(_, of, _), _| *of != isolation);
+        self.in_order.retain(|(_, of, registered)| {
+            let keep = *of != isolation;
+            if !keep {
+                registered.erased.invalidate_all_here();
+            }
+            keep
+        });
+    }
+
     /// The caches of `isolation`, in registration order.
     fn caches_of(&self, isolation: Isolation) -> impl Iterator<Item = (Place, Registered)> + '_ {
         self.in_order
@@ -95,10 +109,14 @@ impl Registry {
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
     static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
-    REGISTRY
+    let mut registry = REGISTRY
         .get_or_init(Default::default)
         .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+        .unwrap_or_else(PoisonError::into_inner);
+    for isolation in crate::isolation::take_ended() {
+        registry.forget(isolation);
+    }
+    registry
 }
 
 /// The cache of `site` for key `K` and value `V`, made from `config` the
@@ -370,26 +388,5 @@ pub async fn invalidate_all() {
         .collect();
     for cache in caches {
         cache.invalidate_all().await;
-    }
-}
-
-/// Forgets the caches of an isolation that ended, emptying them. (The
-/// caches themselves stay allocated: a few hundred bytes each, tests only.)
-pub(crate) fn drop_isolation(isolation: Isolation) {
-    let dropped: Vec<&'static dyn ErasedCache> = {
-        let mut registry = registry();
-        registry.by_place.retain(|(_, of, _), _| *of != isolation);
-        let mut dropped = Vec::new();
-        registry.in_order.retain(|(_, of, registered)| {
-            let keep = *of != isolation;
-            if !keep {
-                dropped.push(registered.erased);
-            }
-            keep
-        });
-        dropped
-    };
-    for cache in dropped {
-        cache.invalidate_all_here();
     }
 }

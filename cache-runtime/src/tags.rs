@@ -509,66 +509,6 @@ impl Drop for Pinned {
     }
 }
 
-/// Drops every entry of every function that carries `tag`: once this
-/// returns, no call sees a value whose load began before it, fresh, stale
-/// or as a fail-safe fallback. A load in flight may still answer the
-/// callers that joined it, but what it stores is never served. O(1): the
-/// tag's version moves, and entries are judged when read.
-///
-/// Async so that a tier shared by several processes can pass it on; in
-/// memory it is done at once.
-pub async fn invalidate_tag(tag: &str) {
-    end_tags(vec![tag.to_owned()], true).await;
-}
-
-/// [`invalidate_tag`] for each of `tags`.
-pub async fn invalidate_tags<I>(tags: I)
-where
-    I: IntoIterator,
-    I::Item: AsRef<str>,
-{
-    end_tags(owned(tags), true).await;
-}
-
-/// Makes every entry that carries `tag` stale at once, for data that may
-/// have changed but whose old value still beats an error: under `swr` the
-/// next call gets it while one refresh runs, and it stays a fail-safe
-/// fallback until its window ends (the windows it was loaded with). Without
-/// swr or fail-safe the function has nothing to keep, and this is
-/// [`invalidate_tag`] for it.
-pub async fn expire_tag(tag: &str) {
-    end_tags(vec![tag.to_owned()], false).await;
-}
-
-/// [`expire_tag`] for each of `tags`.
-pub async fn expire_tags<I>(tags: I)
-where
-    I: IntoIterator,
-    I::Item: AsRef<str>,
-{
-    end_tags(owned(tags), false).await;
-}
-
-fn owned<I>(tags: I) -> Vec<String>
-where
-    I: IntoIterator,
-    I::Item: AsRef<str>,
-{
-    tags.into_iter()
-        .map(|tag| tag.as_ref().to_owned())
-        .collect()
-}
-
-/// Invalidates (`gone`) or expires `tags`: with a Redis tier, in Redis
-/// first (its shared copies), then in memory, then on the bus (the other
-/// instances' memory), so that a miss in between cannot bring a copy back.
-/// A bump Redis does not take is kept and replayed by the tier.
-async fn end_tags(tags: Vec<String>, gone: bool) {
-    let fleet = crate::redis::begin_tags(&tags, gone).await;
-    bump_tags(&tags, gone);
-    crate::redis::announce_tags(fleet, gone).await;
-}
-
 /// Invalidates (`gone`) or expires `tags` of the process (isolation scope
 /// 0), as another instance asked over the bus.
 #[cfg(feature = "redis")]
@@ -595,13 +535,14 @@ pub(crate) fn bump_all() {
     }
 }
 
-/// Invalidates (`gone`) or expires `tags` in the caller's isolation scope.
-fn bump_tags<I>(tags: I, gone: bool)
+/// Invalidates (`gone`) or expires `tags` in the caller's isolation scope,
+/// in this process's memory.
+pub(crate) fn bump_tags<I>(tags: I, gone: bool)
 where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
-    let scope = crate::testing::current_isolation();
+    let scope = crate::isolation::current_isolation();
     let names = names();
     for tag in tags {
         // A tag no load ever stamped (or one forgotten) has no entry to end.

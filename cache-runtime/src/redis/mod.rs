@@ -405,6 +405,33 @@ fn redacted(url: &str) -> String {
 
 /// A connection to Redis shared by every distributed function, with its
 /// timeout and circuit breaker.
+///
+/// # What the fleet guarantees, under faults
+///
+/// An invalidation is `<fn>_invalidate`, `<fn>_expire`, `invalidate_tag`,
+/// `expire_tag` or an `invalidate_all` (of one function or every one).
+/// Once it returns, no call **on the instance that made it** sees a value
+/// whose load began before it (for an expiry: sees it as fresh), whatever
+/// Redis does. Every other instance, and every instance started later,
+/// stops serving such a value within the bound of the fault in force:
+///
+/// | fault | the instance that invalidated | other and new instances |
+/// |---|---|---|
+/// | none | at once | Redis copies at once (a copy carries its key's and tags' versions, read in the same round trip as the value); memory copies once the bus message arrives (a publish: milliseconds) |
+/// | its own link to Redis cut, refused, reset, blackholed, or slower than `timeout` | at once: the operation is kept, and until its replay this instance neither reads nor writes the Redis copies it ends (the key, entries with the tag, the function) | once the link heals and the replay lands: kept operations replay in order (version bump, delete, bus message) as soon as Redis answers, retried with jittered backoff from 20 ms up to 1 s and cut short by any call that succeeds; [`flush`](Self::flush) / `flush_fleet` wait for them |
+/// | a reader's link cut | — | its bus subscription drops; it resubscribes within about a second of the heal (backoff capped at 1 s) and then drops every distributed memory copy and ends every tagged entry; its Redis reads check versions throughout |
+/// | a reader's link blackholed | — | the bus messages wait in the connection and arrive on the heal |
+/// | Redis paused (a long fork, `SIGSTOP`) | as its own link failing, for every instance | as above, once Redis answers |
+/// | Redis restarted without persistence | at once; kept operations replay against the new server | copies and versions go together, so nothing old is served; every bus subscription drops and flushes memory on reconnect |
+/// | Redis restarted from a snapshot, or a failover to a replica, that missed the last writes | at once | a version bump lost with the writes before it can let a copy written before it be served again, until that copy expires: bounded by what the persistence or replication lost (`appendfsync always`, `WAIT` or `min-replicas-to-write` where that matters) |
+/// | more kept operations than [`pending_limit`](RuntimeBuilder::pending_limit) | at once: every Redis copy is distrusted | they become one that bumps the namespace's epoch (part of every key name) and tells the fleet to drop every distributed and tagged entry: misses, never a stale value |
+/// | the process exits with operations kept | — | those are lost: call `flush_fleet(timeout)` at shutdown; it waits for them and logs how many are left, by function (never key text) |
+///
+/// Kept operations are counted in `Stats::fleet_pending` (and the
+/// `herdcache_fleet_pending` gauge with `metrics`); a `warn` event says when
+/// the first is kept and an `info` one when all reached Redis. A call waits
+/// for Redis at most one `timeout` per Redis call it makes (a handful) and,
+/// when another instance loads the key, at most `max_wait`.
 pub struct RedisTier {
     backend: Backend,
     /// Driven on the tier's own runtime: for its own tasks, and for callers
