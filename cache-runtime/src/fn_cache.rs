@@ -17,8 +17,9 @@ use crate::tags::{Pinned, TagState};
 use crate::tier::{Entry, Memory, MemoryTier, Payload, Plain};
 
 mod deadline;
-#[cfg_attr(not(feature = "redis"), path = "fn_cache/memory_only.rs")]
-mod distributed;
+// The shared tier's entry points (`shared/redis.rs`), or their stand-ins
+// without it (`shared/memory_only.rs`): picked in `lib.rs`.
+crate::shared_tier_module!(distributed);
 mod landing;
 mod refresh;
 mod trace;

@@ -9,6 +9,23 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+/// Declares the engine's shared-tier module: the Redis tier's entry points
+/// (`shared/redis.rs`), or stand-ins that do nothing without the `redis`
+/// feature (`shared/memory_only.rs`, where the tier's type has no value).
+/// Picked here, so that the engine's own files never name the feature.
+/// (The module is the engine's child: its entry points are `FnCache`'s.)
+macro_rules! shared_tier_module {
+    ($name:ident) => {
+        #[cfg(feature = "redis")]
+        #[path = "shared/redis.rs"]
+        mod $name;
+        #[cfg(not(feature = "redis"))]
+        #[path = "shared/memory_only.rs"]
+        mod $name;
+    };
+}
+pub(crate) use shared_tier_module;
+
 mod background;
 mod clock;
 mod config;

@@ -1,4 +1,4 @@
-//! The Redis tier's entry points, for a build without the `redis` feature:
+//! The shared tier's entry points, for a build without the `redis` feature:
 //! no function has a Redis tier ([`L2`] has no value), so each does nothing.
 
 use std::hash::Hash;
@@ -16,7 +16,9 @@ enum Never {}
 
 /// A write-back a load leaves: never one.
 #[derive(Default)]
-pub(crate) struct WriteSlot;
+pub(crate) struct WriteSlot {
+    _none: (),
+}
 
 /// A fleet operation begun: never one.
 pub(crate) type Begun = ();

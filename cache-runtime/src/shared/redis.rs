@@ -1,6 +1,9 @@
-//! The Redis tier behind a `distributed` function: the read a load makes
-//! before running the body, the write-back of a loaded value, and the
-//! delete an invalidation sends.
+//! The shared tier's entry points for the engine (a child module of
+//! `fn_cache`, declared through `shared_tier_module!`): before a load
+//! (`read_versions`), look up and the fleet's single flight (`read_l2`),
+//! write back (`l2_payload`, `prepare_l2_write`, `finish_l2`), and end a
+//! key or the whole function (`begin_key`, `begin_all`, then `announce`).
+//! Without the `redis` feature, `memory_only.rs` stands in.
 //!
 //! An invalidation is never undone by a write-back, in this process or any
 //! other: a load reads its key's and its tags' versions in Redis before its
