@@ -351,3 +351,88 @@ async fn a_partition_loses_no_tag_invalidation() {
         "the copy A's load wrote before carries the old tag version"
     );
 }
+
+/// Redis answers again after the breaker opened: when it turns half-open,
+/// 100 concurrent misses send one probe, not 100 (the others work from
+/// their body). Redis is held busy while they arrive (`DEBUG SLEEP`), so
+/// every call that was let through is counted by it afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_breaker_admits_one_probe_among_a_hundred_misses() {
+    let server = RedisServer::start_with(&["--enable-debug-command", "yes"]).unwrap();
+    let open_for = Duration::from_millis(300);
+    let tier = Runtime::builder()
+        .redis(server.url())
+        .namespace("probe")
+        .timeout(Duration::from_millis(100))
+        .breaker(1, open_for)
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let cache = instance("probe", tier.clone(), &clock);
+    let version = Arc::new(AtomicU64::new(1));
+    let origin = origin(&version);
+    // A first load: the epochs are known, the connections made.
+    call(cache, 0, &origin, hooks()).await.unwrap();
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let processed = |info: String| -> u64 {
+        info.lines()
+            .find_map(|line| line.strip_prefix("total_commands_processed:"))
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap()
+    };
+    // Redis stalls: one timeout opens the breaker.
+    let staller = raw.clone();
+    let stall = |seconds: f64| {
+        let mut raw = staller.clone();
+        tokio::spawn(async move {
+            let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(seconds)
+                .query_async(&mut raw)
+                .await;
+        })
+    };
+    let stalled = stall(0.3);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    assert!(tier.breaker_open(), "opened by the timeout");
+    stalled.await.unwrap();
+    tokio::time::sleep(open_for + Duration::from_millis(50)).await;
+    let before: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    // Half-open now. Redis is busy for a moment while 100 misses arrive:
+    // what they send is processed after it, and counted.
+    let stalled = stall(0.3);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let misses: Vec<_> = (100..200u64)
+        .map(|key| {
+            let origin = origin.clone();
+            tokio::spawn(async move { call(cache, key, &origin, hooks()).await })
+        })
+        .collect();
+    for miss in misses {
+        assert!(miss.await.unwrap().is_ok(), "no caller fails");
+    }
+    stalled.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    // The probe's read (value and version in one pipeline, its tag's
+    // version), the DEBUG SLEEP and the INFO itself: a handful, not 100s.
+    let sent = processed(after) - processed(before);
+    assert!(
+        sent <= 8,
+        "one probe went through, not one per miss: {sent} commands"
+    );
+    drop(server);
+}
