@@ -54,7 +54,9 @@ async fn a_fleet_shares_values_and_invalidations_through_redis() {
     assert_eq!(price(7).await.unwrap().cents, 999);
     assert_eq!(LOADS.load(SeqCst), 1);
     let stored = keys(&mut redis).await;
-    assert_eq!(stored.len(), 1, "{stored:?}");
+    // The value, and its key's version (made by the load, on its slot).
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(stored[1].ends_with("}:ver"), "{stored:?}");
     let name = &stored[0];
     // The function's key space, its epochs (namespace, function), then a
     // digest, not the key: fixed length, no user text.

@@ -436,3 +436,81 @@ async fn a_half_open_breaker_admits_one_probe_among_a_hundred_misses() {
     );
     drop(server);
 }
+
+/// A load in flight across a Redis restart (without persistence) writes
+/// back a copy of the old value into the new, empty server, after an
+/// invalidation the old server acknowledged and the restart forgot. The
+/// copy carries the key's version from the old server; the new server's
+/// starts from the clock, not from 0 again, so the copy never matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_back_across_a_redis_restart_does_not_bring_back_an_invalidated_value() {
+    let server = RedisServer::start().unwrap();
+    let port = server.port();
+    let clock = ManualClock::new();
+    let a = instance(
+        "restart-aba",
+        tier(server.url(), "restart-aba", DIRECT),
+        &clock,
+    );
+    // B does not hear the bus: its load in flight is not told of A's
+    // invalidation (as when the message is late).
+    let b_tier = tier(server.url(), "restart-aba", DIRECT);
+    let b: &'static FnCache<u64, String> = Box::leak(Box::new(
+        FnCache::new(
+            CacheConfig::new("restart-aba", TTL)
+                .distributed()
+                .clock(Clock::Manual(clock.clone())),
+        )
+        .with_redis(b_tier, Codec::of(1)),
+    ));
+    let mut slow = Origin::new(|n| Ok(if n == 0 { "v1" } else { "v2" }.to_owned()));
+    slow.gate = Gate::closed();
+    // B's load of key 8 reads the key's version, then waits at the origin.
+    let loading = {
+        let slow = slow.clone();
+        tokio::spawn(async move { call(b, 8, &slow, hooks()).await })
+    };
+    wait_until("B is loading", || slow.loads() == 1).await;
+    // The origin changes; A invalidates (the old server bumps the version).
+    a.invalidate(&8).await;
+    assert_eq!(a.stats().fleet_pending, 0, "the old server took it");
+    // Redis restarts empty.
+    server.stop();
+    let restarted = RedisServer::start_on(port).unwrap();
+    // B's connections find the new server (their first call fails).
+    let open = Origin::new(|_| Ok("other".to_owned()));
+    let mut raw = redis::Client::open(restarted.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for other in 1_000..1_100u64 {
+        call(b, other, &open, hooks()).await.unwrap();
+        let name = b.redis_key(&other).await.unwrap();
+        let written: Option<Vec<u8>> = redis::AsyncCommands::get(&mut raw, &name).await.unwrap();
+        if written.is_some() {
+            break;
+        }
+    }
+    // B's load ends with the old value and writes it back to the new server.
+    slow.gate.release();
+    assert_eq!(loading.await.unwrap().unwrap(), "v1");
+    let name = b.redis_key(&8).await.unwrap();
+    let mut written = false;
+    for _ in 0..1_000 {
+        let copy: Option<Vec<u8>> = redis::AsyncCommands::get(&mut raw, &name).await.unwrap();
+        if copy.is_some() {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(written, "B's write-back reached the new server");
+    // A new instance is not served it.
+    let c = instance(
+        "restart-aba",
+        tier(restarted.url(), "restart-aba", DIRECT),
+        &clock,
+    );
+    assert_eq!(call(c, 8, &slow, hooks()).await.unwrap(), "v2");
+}

@@ -422,7 +422,7 @@ fn redacted(url: &str) -> String {
 /// | a reader's link cut | — | its bus subscription drops; it resubscribes within about a second of the heal (backoff capped at 1 s) and then drops every distributed memory copy and ends every tagged entry; its Redis reads check versions throughout |
 /// | a reader's link blackholed | — | the bus messages wait in the connection and arrive on the heal |
 /// | Redis paused (a long fork, `SIGSTOP`) | as its own link failing, for every instance | as above, once Redis answers |
-/// | Redis restarted without persistence | at once; kept operations replay against the new server | copies and versions go together, so nothing old is served; every bus subscription drops and flushes memory on reconnect |
+/// | Redis restarted without persistence | at once; kept operations replay against the new server | nothing old is served: copies and versions go together, and a version starts again from the clock, not from 0, so a write-back in flight across the restart (stamped by the old server) never matches; every bus subscription drops and flushes memory on reconnect |
 /// | Redis restarted from a snapshot, or a failover to a replica, that missed the last writes | at once | a version bump lost with the writes before it can let a copy written before it be served again, until that copy expires: bounded by what the persistence or replication lost (`appendfsync always`, `WAIT` or `min-replicas-to-write` where that matters) |
 /// | more kept operations than [`pending_limit`](RuntimeBuilder::pending_limit) | at once: every Redis copy is distrusted | they become one that bumps the namespace's epoch (part of every key name) and tells the fleet to drop every distributed and tagged entry: misses, never a stale value |
 /// | the process exits with operations kept | — | those are lost: call `flush_fleet(timeout)` at shutdown; it waits for them and logs how many are left, by function (never key text) |
@@ -868,28 +868,41 @@ impl RedisTier {
     /// `value` the bytes at that key (`None`: nothing there), read in the
     /// same round trip as the key's version (they share a slot); `None`
     /// when Redis did not answer.
+    ///
+    /// The key's version is created if absent (`SET NX`, kept for `keep`)
+    /// from the wall clock in microseconds, in the same pipeline: see
+    /// [`first_version`].
     pub(crate) async fn versions(
         &self,
         value: Option<&str>,
         key_version: &str,
+        keep: Duration,
         digests: &[u128],
     ) -> Option<(Option<Vec<u8>>, Vec<u64>)> {
         let first = async {
-            match value {
-                Some(value) => {
-                    let mut pipe = redis::pipe();
-                    pipe.cmd("GET").arg(value).cmd("GET").arg(key_version);
-                    self.attempt(|mut connection| async move {
-                        pipe.query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut connection)
-                            .await
-                    })
-                    .await
-                }
-                None => self
-                    .call::<Option<u64>>(redis::cmd("GET").arg(key_version).clone())
-                    .await
-                    .map(|version| (None, version)),
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET")
+                .arg(key_version)
+                .arg(first_version())
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(keep))
+                .ignore();
+            if let Some(value) = value {
+                pipe.cmd("GET").arg(value);
             }
+            pipe.cmd("GET").arg(key_version);
+            self.attempt(|mut connection| async move {
+                if value.is_some() {
+                    pipe.query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut connection)
+                        .await
+                } else {
+                    pipe.query_async::<(Option<u64>,)>(&mut connection)
+                        .await
+                        .map(|(version,)| (None, version))
+                }
+            })
+            .await
         };
         // One GET per tag, sent together (their keys may sit on different
         // Cluster slots, so not one MGET).
@@ -922,17 +935,45 @@ impl RedisTier {
     pub(crate) async fn delete_and_bump(&self, key: &str, version: &str, keep: Duration) -> bool {
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(key).ignore();
-        pipe.cmd("INCR").arg(version).ignore();
-        pipe.cmd("PEXPIRE")
+        // Absent (a Redis that restarted empty): from the clock, not from 0.
+        pipe.cmd("SET")
             .arg(version)
-            .arg(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX))
+            .arg(first_version())
+            .arg("NX")
             .ignore();
+        pipe.cmd("INCR").arg(version).ignore();
+        pipe.cmd("PEXPIRE").arg(version).arg(millis(keep)).ignore();
         self.attempt_anyway(|mut connection| async move {
             pipe.query_async::<()>(&mut connection).await
         })
         .await
         .is_some()
     }
+}
+
+/// The value a key's version or an epoch starts from when Redis has none:
+/// the wall clock in microseconds, never 0 or 1.
+///
+/// A Redis that restarts without persistence forgets every version; a load
+/// in flight across the restart then writes back a copy stamped with the
+/// version it read from the old server. Counted from 0 again, the new
+/// server's version could reach that stamp (an invalidation acknowledged
+/// by the old server, lost, and the copy served again); started from the
+/// clock, it is far past every value the old server gave out (one bump a
+/// microsecond would be needed to catch up).
+pub(crate) fn first_version() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(2, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
+        .max(2)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// Whether `error` is Redis refusing the credentials (a wrong password, an

@@ -48,17 +48,22 @@ impl RedisTier {
             self.call::<Option<u64>>(redis::cmd("GET").arg(format!("{prefix}:epoch")).clone()),
         )
         .await;
-        let epochs = Epochs {
+        let read = Epochs {
             namespace: namespace?.unwrap_or_default(),
             function: function?.unwrap_or_default(),
         };
+        // What this instance learned meanwhile (its own `invalidate_all`
+        // moved an epoch while this read was on its way) wins over the read.
         let mut known = self.known();
-        known.namespace.get_or_insert(epochs.namespace);
-        known
+        let namespace = *known.namespace.get_or_insert(read.namespace);
+        let function = *known
             .functions
             .entry(prefix.to_owned())
-            .or_insert(epochs.function);
-        Some(epochs)
+            .or_insert(read.function);
+        Some(Epochs {
+            namespace,
+            function,
+        })
     }
 
     /// Forgets the epochs of the function with this prefix (`None`: every
@@ -128,25 +133,38 @@ impl RedisTier {
                     return false;
                 };
                 // The new epoch is this instance's at once: its next load
-                // reads and writes under the new names.
-                self.known().functions.insert(prefix, epoch);
+                // reads and writes under the new names. Never back to an
+                // older one (a replay's bump answered after a newer one).
+                let mut known = self.known();
+                let function = known.functions.entry(prefix).or_insert(epoch);
+                *function = (*function).max(epoch);
                 true
             }
             Op::Everything => {
                 let Some(epoch) = self.incr(self.namespace_epoch_key()).await else {
                     return false;
                 };
-                self.known().namespace = Some(epoch);
+                let mut known = self.known();
+                known.namespace = Some(known.namespace.unwrap_or(epoch).max(epoch));
                 true
             }
         }
     }
 
-    /// `INCR key`, bypassing the breaker: the new value.
+    /// `INCR key` (from [`first_version`](super::first_version) when
+    /// absent), bypassing the breaker: the new value.
     async fn incr(&self, key: String) -> Option<u64> {
-        let command = redis::cmd("INCR").arg(key).clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(super::first_version())
+            .arg("NX")
+            .ignore();
+        pipe.cmd("INCR").arg(&key);
         self.attempt_anyway(|mut connection| async move {
-            command.query_async::<u64>(&mut connection).await
+            pipe.query_async::<(u64,)>(&mut connection)
+                .await
+                .map(|(epoch,)| epoch)
         })
         .await
     }

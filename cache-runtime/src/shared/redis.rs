@@ -260,7 +260,12 @@ where
         let name = key_name(&l2.prefix, epochs, &digest);
         let key_version = version_key(&l2.prefix, &digest);
         let value = with_value.then_some(name.as_str());
-        match l2.tier.versions(value, &key_version, &digests).await {
+        // The key's version outlives every copy that may carry it.
+        let keep = self
+            .expiry
+            .longest_lifetime()
+            .saturating_add(Duration::from_secs(3600));
+        match l2.tier.versions(value, &key_version, keep, &digests).await {
             Some((value, versions)) => {
                 if with_value {
                     *guard
