@@ -869,9 +869,11 @@ impl RedisTier {
     /// same round trip as the key's version (they share a slot); `None`
     /// when Redis did not answer.
     ///
-    /// The key's version is created if absent (`SET NX`, kept for `keep`)
-    /// from the wall clock in microseconds, in the same pipeline: see
-    /// [`first_version`].
+    /// A key's version absent (its first load, or after it expired or Redis
+    /// restarted) is created, from the wall clock ([`first_version`]), kept
+    /// for `keep`, in a second round trip; any copy read with it is a miss
+    /// (it was stamped with a version that no longer exists). A healthy
+    /// read of a key loaded before costs the one pipeline.
     pub(crate) async fn versions(
         &self,
         value: Option<&str>,
@@ -880,29 +882,42 @@ impl RedisTier {
         digests: &[u128],
     ) -> Option<(Option<Vec<u8>>, Vec<u64>)> {
         let first = async {
-            let mut pipe = redis::pipe();
-            pipe.cmd("SET")
-                .arg(key_version)
-                .arg(first_version())
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(keep))
-                .ignore();
-            if let Some(value) = value {
-                pipe.cmd("GET").arg(value);
-            }
-            pipe.cmd("GET").arg(key_version);
-            self.attempt(|mut connection| async move {
-                if value.is_some() {
-                    pipe.query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut connection)
-                        .await
-                } else {
-                    pipe.query_async::<(Option<u64>,)>(&mut connection)
-                        .await
-                        .map(|(version,)| (None, version))
+            let read = match value {
+                Some(value) => {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("GET").arg(value).cmd("GET").arg(key_version);
+                    self.attempt(|mut connection| async move {
+                        pipe.query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut connection)
+                            .await
+                    })
+                    .await?
                 }
-            })
-            .await
+                None => (
+                    None,
+                    self.call::<Option<u64>>(redis::cmd("GET").arg(key_version).clone())
+                        .await?,
+                ),
+            };
+            match read {
+                (value, Some(version)) => Some((value, version)),
+                (_, None) => {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("SET")
+                        .arg(key_version)
+                        .arg(first_version())
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(millis(keep))
+                        .ignore();
+                    pipe.cmd("GET").arg(key_version);
+                    let (version,) = self
+                        .attempt(|mut connection| async move {
+                            pipe.query_async::<(Option<u64>,)>(&mut connection).await
+                        })
+                        .await?;
+                    Some((None, version.unwrap_or_default()))
+                }
+            }
         };
         // One GET per tag, sent together (their keys may sit on different
         // Cluster slots, so not one MGET).
@@ -911,7 +926,7 @@ impl RedisTier {
         }));
         let (first, tags) = futures_util::future::join(first, tags).await;
         let (value, key) = first?;
-        let mut versions = vec![key.unwrap_or_default()];
+        let mut versions = vec![key];
         for tag in tags {
             versions.push(tag?.unwrap_or_default());
         }
