@@ -295,8 +295,9 @@
 
 pub use herdcache_macros::{cached, cached_impl, invalidate};
 pub use herdcache_runtime::{
-    expire_tag, expire_tags, flush_fleet, invalidate_all, invalidate_tag, invalidate_tags, stats,
-    stats_table, testing, CacheHandle, Error, Memory, SharedError, Stats, TagSource,
+    expire_tag, expire_tags, flush_fleet, flush_fleet_on_drop, invalidate_all, invalidate_tag,
+    invalidate_tags, stats, stats_table, testing, CacheHandle, Error, FlushOnDrop, Memory,
+    SharedError, Stats, TagSource,
 };
 
 #[cfg(feature = "redis")]

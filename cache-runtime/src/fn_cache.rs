@@ -639,6 +639,7 @@ where
             remote_fills: c(Counter::RemoteFills),
             bus_messages: self.bus_messages(),
             fleet_pending: self.fleet_pending(),
+            fleet_failures: self.fleet_failures(),
             l2_breaker_open: self.l2_breaker_open(),
             load_p50: self.latency.quantile(0.50),
             load_p95: self.latency.quantile(0.95),

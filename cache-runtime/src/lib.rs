@@ -69,7 +69,7 @@ pub use outcome::{
     PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe,
     ShareableError, SharedError, SharedFailure, WriteIsPlain, WriteIsResultOrOption, WriteProbe,
 };
-pub use redis::flush_fleet;
+pub use redis::{flush_fleet, flush_fleet_on_drop, FlushOnDrop};
 #[cfg(feature = "redis")]
 pub use redis::{
     Codec, DistributedKey, DistributedValue, InstallError, KeyCannotTravel, KeyTravels,

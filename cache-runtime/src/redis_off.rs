@@ -101,3 +101,13 @@ pub(crate) async fn announce_tags(_begun: BegunTags, _gone: bool) {}
 pub async fn flush_fleet(_timeout: std::time::Duration) -> usize {
     0
 }
+
+/// Waits for kept fleet invalidations when dropped: without the `redis`
+/// feature there are none.
+pub fn flush_fleet_on_drop(_timeout: std::time::Duration) -> FlushOnDrop {
+    FlushOnDrop(())
+}
+
+/// See [`flush_fleet_on_drop`].
+#[must_use = "it waits for kept fleet invalidations when dropped: bind it (`let _fleet = ..`) for the life of `main`"]
+pub struct FlushOnDrop(());

@@ -68,6 +68,11 @@ pub struct Stats {
     /// tier's count, the same for every `distributed` function of the
     /// process. Above 0 during an outage; see `flush_fleet`.
     pub fleet_pending: u64,
+    /// Fleet invalidations (of keys, tags or functions) by this process
+    /// that Redis did not take at first and that were kept for replay,
+    /// since start: the tier's count, the same for every `distributed`
+    /// function (`herdcache_fleet_failures_total` with `metrics`).
+    pub fleet_failures: u64,
     /// The Redis tier's circuit breaker is open now: Redis is being
     /// skipped after consecutive failures.
     pub l2_breaker_open: bool,
@@ -114,6 +119,7 @@ impl Stats {
         // One tier's count, seen by each function: not a sum.
         self.bus_messages = self.bus_messages.max(other.bus_messages);
         self.fleet_pending = self.fleet_pending.max(other.fleet_pending);
+        self.fleet_failures = self.fleet_failures.max(other.fleet_failures);
         self.l2_breaker_open |= other.l2_breaker_open;
         self.load_p50 = self.load_p50.max(other.load_p50);
         self.load_p95 = self.load_p95.max(other.load_p95);
@@ -162,6 +168,7 @@ impl std::fmt::Display for Stats {
             (self.remote_fills, "loads filled by another instance"),
             (self.bus_messages, "bus messages"),
             (self.fleet_pending, "fleet invalidations pending"),
+            (self.fleet_failures, "fleet invalidations kept for replay"),
         ] {
             if count > 0 {
                 write!(f, ", {count} {what}")?;

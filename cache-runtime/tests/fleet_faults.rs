@@ -330,6 +330,7 @@ async fn a_partition_loses_no_tag_invalidation() {
     )
     .await;
     assert_eq!(a.stats().fleet_pending, 1, "kept for replay");
+    assert_eq!(a.stats().fleet_failures, 1, "and counted");
     assert_eq!(
         call(a, 8, &origin, tagged()).await.unwrap(),
         "v2",
@@ -513,4 +514,62 @@ async fn a_write_back_across_a_redis_restart_does_not_bring_back_an_invalidated_
         &clock,
     );
     assert_eq!(call(c, 8, &slow, hooks()).await.unwrap(), "v2");
+}
+
+/// Events' messages and fields, as text.
+#[derive(Clone, Default)]
+struct Logged(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Logged {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={value:?}", field.name()));
+            }
+        }
+        let mut text = Text(String::new());
+        event.record(&mut text);
+        self.0.lock().unwrap().push(text.0);
+    }
+}
+
+/// A process that ends with invalidations still kept waits for them (its
+/// guard's drop) up to its bound, then says how many are left and for which
+/// functions, never the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_with_invalidations_kept_says_how_many_and_for_which_functions() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let fleet = Fleet::default("exit-log").await;
+    fleet.proxy.cut();
+    fleet.a.invalidate(&8).await;
+    assert_eq!(fleet.a.stats().fleet_pending, 1);
+    let logged = Logged::default();
+    let subscriber = tracing_subscriber::registry().with(logged.clone());
+    let guard = fleet.a_tier.flush_on_drop(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    tracing::subscriber::with_default(subscriber, || drop(guard));
+    assert!(started.elapsed() >= Duration::from_millis(300), "it waited");
+    let lines = logged.0.lock().unwrap().clone();
+    let said = lines
+        .iter()
+        .find(|line| line.contains("pending=1"))
+        .unwrap_or_else(|| panic!("no line says what is pending: {lines:?}"));
+    assert!(said.contains("exit-log: 1"), "{said}");
+    assert!(
+        !said.contains("[8]") && !said.contains("key="),
+        "no key: {said}"
+    );
+    // Healed, the same guard finds nothing left and says nothing.
+    fleet.proxy.heal();
+    let logged = Logged::default();
+    let subscriber = tracing_subscriber::registry().with(logged.clone());
+    let guard = fleet.a_tier.flush_on_drop(Duration::from_secs(30));
+    tracing::subscriber::with_default(subscriber, || drop(guard));
+    assert_eq!(fleet.a.stats().fleet_pending, 0, "replayed while it waited");
+    let lines = logged.0.lock().unwrap().clone();
+    assert!(
+        lines.iter().all(|line| !line.contains("pending=")),
+        "{lines:?}"
+    );
 }

@@ -20,8 +20,8 @@ mod local;
 mod pending;
 mod replay;
 
-pub use replay::flush_fleet;
 pub(crate) use replay::{announce_tags, begin_tags};
+pub use replay::{flush_fleet, flush_fleet_on_drop, FlushOnDrop};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -292,6 +292,7 @@ impl RuntimeBuilder {
             bus_started: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             heard: AtomicU64::new(0),
+            fleet_failures: AtomicU64::new(0),
             credentials_refused: AtomicBool::new(false),
             pending: Pending::new(self.pending_limit),
             replaying: AtomicBool::new(false),
@@ -345,6 +346,12 @@ fn switched_on(value: &str) -> bool {
         value.trim().to_ascii_lowercase().as_str(),
         "false" | "0" | "no" | "off"
     )
+}
+
+/// The process's tier if one was installed or read from the environment
+/// already (never deciding it).
+pub(crate) fn installed_now() -> Option<Arc<RedisTier>> {
+    INSTALLED.get().cloned().flatten()
 }
 
 /// The tier `distributed` functions use, decided once.
@@ -425,7 +432,7 @@ fn redacted(url: &str) -> String {
 /// | Redis restarted without persistence | at once; kept operations replay against the new server | nothing old is served: copies and versions go together, and a version starts again from the clock, not from 0, so a write-back in flight across the restart (stamped by the old server) never matches; every bus subscription drops and flushes memory on reconnect |
 /// | Redis restarted from a snapshot, or a failover to a replica, that missed the last writes | at once | a version bump lost with the writes before it can let a copy written before it be served again, until that copy expires: bounded by what the persistence or replication lost (`appendfsync always`, `WAIT` or `min-replicas-to-write` where that matters) |
 /// | more kept operations than [`pending_limit`](RuntimeBuilder::pending_limit) | at once: every Redis copy is distrusted | they become one that bumps the namespace's epoch (part of every key name) and tells the fleet to drop every distributed and tagged entry: misses, never a stale value |
-/// | the process exits with operations kept | — | those are lost: call `flush_fleet(timeout)` at shutdown; it waits for them and logs how many are left, by function (never key text) |
+/// | the process exits with operations kept | — | those are lost: keep `let _fleet = flush_fleet_on_drop(timeout)` in `main` (or call `flush_fleet(timeout)` at shutdown); it waits for them and logs how many are left, by function (never key text) |
 ///
 /// Kept operations are counted in `Stats::fleet_pending` (and the
 /// `herdcache_fleet_pending` gauge with `metrics`); a `warn` event says when
@@ -463,6 +470,8 @@ pub struct RedisTier {
     subscribed: AtomicBool,
     /// Messages from other instances applied.
     heard: AtomicU64,
+    /// Fleet operations Redis did not take at first (each then kept).
+    fleet_failures: AtomicU64,
     /// Redis refused the URL's credentials, and it was said once.
     credentials_refused: AtomicBool,
     /// Fleet operations Redis did not take, kept for replay.

@@ -40,12 +40,32 @@ impl RedisTier {
     /// Redis (after start-up, a reconnect of the bus, or a message saying
     /// one moved); `None` when Redis did not answer.
     pub(crate) async fn epochs(&self, prefix: &str) -> Option<Epochs> {
+        self.epochs_through(prefix, false).await
+    }
+
+    /// [`epochs`](Self::epochs), read past an open breaker when
+    /// `past_breaker` (an invalidation's replay must not wait for reads to
+    /// be let through again).
+    async fn epochs_through(&self, prefix: &str, past_breaker: bool) -> Option<Epochs> {
         if let Some(epochs) = self.known_epochs(prefix) {
             return Some(epochs);
         }
+        let get = |key: String| {
+            let command = redis::cmd("GET").arg(key).clone();
+            let send = |mut connection: super::Connection| async move {
+                command.query_async::<Option<u64>>(&mut connection).await
+            };
+            async move {
+                if past_breaker {
+                    self.attempt_anyway(send).await
+                } else {
+                    self.attempt(send).await
+                }
+            }
+        };
         let (namespace, function) = futures_util::future::join(
-            self.call::<Option<u64>>(redis::cmd("GET").arg(self.namespace_epoch_key()).clone()),
-            self.call::<Option<u64>>(redis::cmd("GET").arg(format!("{prefix}:epoch")).clone()),
+            get(self.namespace_epoch_key()),
+            get(format!("{prefix}:epoch")),
         )
         .await;
         let read = Epochs {
@@ -116,7 +136,7 @@ impl RedisTier {
                 ..
             } => {
                 let prefix = function_prefix(&self.namespace, function, *version);
-                let Some(epochs) = self.epochs(&prefix).await else {
+                let Some(epochs) = self.epochs_through(&prefix, true).await else {
                     return false;
                 };
                 let digest = digest(key);
@@ -204,6 +224,10 @@ impl RedisTier {
     /// Keeps `op` for replay, says so once per outage, and makes sure the
     /// replay runs.
     fn keep(self: &Arc<Self>, op: Op) {
+        self.fleet_failures.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("herdcache_fleet_failures_total", "namespace" => self.namespace.clone())
+            .increment(1);
         let function = op.function().map(str::to_owned);
         match self.pending.keep(op) {
             Queued::First => tracing::warn!(
@@ -253,8 +277,12 @@ impl RedisTier {
                 self.replaying.store(false, Ordering::Release);
                 // One kept after the last look, before the flag fell: its
                 // keeper saw the replay running, so this one goes on.
-                if self.pending.len() == 0 || self.replaying.swap(true, Ordering::AcqRel) {
+                if self.pending.len() == 0 {
                     tracing::info!(target: "herdcache", url = %self.url, "every kept fleet invalidation reached Redis");
+                    return;
+                }
+                if self.replaying.swap(true, Ordering::AcqRel) {
+                    // Another replay took over.
                     return;
                 }
                 continue;
@@ -266,6 +294,13 @@ impl RedisTier {
             }
             pause = (pause * 2).min(LONGEST_PAUSE);
         }
+    }
+
+    /// Fleet operations (invalidations and expiries of keys, tags and
+    /// functions, by this process) that Redis did not take at first, each
+    /// then kept for replay: since the tier was made.
+    pub fn fleet_failures(&self) -> u64 {
+        self.fleet_failures.load(Ordering::Relaxed)
     }
 
     /// Fleet operations kept for replay now (0 while Redis takes them).
@@ -284,6 +319,22 @@ impl RedisTier {
             self.replay_wake.notify_one();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        self.warn_pending("fleet invalidations still pending: Redis has not taken them")
+    }
+
+    /// A guard that, when dropped, waits up to `timeout` for the kept
+    /// operations (blocking its thread; the replay runs on the tier's own)
+    /// and logs how many are left, by function: see [`FlushOnDrop`].
+    pub fn flush_on_drop(self: &Arc<Self>, timeout: Duration) -> FlushOnDrop {
+        FlushOnDrop {
+            tier: Some(Arc::clone(self)),
+            timeout,
+        }
+    }
+
+    /// Logs (`warn`) how many operations are still kept, by function (never
+    /// key text), if any; returns how many.
+    fn warn_pending(&self, message: &str) -> usize {
         let left = self.pending.len();
         if left > 0 {
             let by_function: Vec<String> = self
@@ -299,7 +350,7 @@ impl RedisTier {
                 url = %self.url,
                 pending = left,
                 functions = %by_function.join(", "),
-                "fleet invalidations still pending: Redis has not taken them"
+                "{message}"
             );
         }
         left
@@ -343,9 +394,46 @@ fn jittered(pause: Duration) -> Duration {
 /// (0 without a tier, or once all reached it). See
 /// [`RedisTier::flush`].
 pub async fn flush_fleet(timeout: Duration) -> usize {
-    match super::installed() {
+    match super::installed_now() {
         Some(tier) => tier.flush(timeout).await,
         None => 0,
+    }
+}
+
+/// Waits for the fleet operations kept for replay when the process ends:
+/// keep it in `main` (`let _fleet = herdcache::flush_fleet_on_drop(..)`).
+/// When dropped it blocks its thread up to `timeout` while the tier's own
+/// thread replays them, then logs (`warn`) how many are left and for which
+/// functions, never key text. The process's tier is looked up then, so it
+/// can be made before `install`.
+pub fn flush_fleet_on_drop(timeout: Duration) -> FlushOnDrop {
+    FlushOnDrop {
+        tier: None,
+        timeout,
+    }
+}
+
+/// See [`flush_fleet_on_drop`] and [`RedisTier::flush_on_drop`].
+#[must_use = "it waits for kept fleet invalidations when dropped: bind it (`let _fleet = ..`) for the life of `main`"]
+pub struct FlushOnDrop {
+    /// `None`: the process's tier, when dropped.
+    tier: Option<Arc<RedisTier>>,
+    timeout: Duration,
+}
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        let Some(tier) = self.tier.take().or_else(super::installed_now) else {
+            return;
+        };
+        let deadline = Instant::now() + self.timeout;
+        while tier.pending.len() > 0 && Instant::now() < deadline {
+            tier.replay_wake.notify_one();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        tier.warn_pending(
+            "the process ends with fleet invalidations Redis has not taken: the other instances may serve what they ended until it expires",
+        );
     }
 }
 

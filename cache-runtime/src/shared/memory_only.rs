@@ -72,6 +72,10 @@ where
         0
     }
 
+    pub(super) fn fleet_failures(&self) -> u64 {
+        0
+    }
+
     pub(super) fn l2_breaker_open(&self) -> bool {
         false
     }

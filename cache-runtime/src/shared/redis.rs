@@ -311,6 +311,11 @@ where
             .map_or(0, |l2| l2.tier.pending_operations() as u64)
     }
 
+    /// Fleet operations its Redis tier had to keep, since start (0 without).
+    pub(super) fn fleet_failures(&self) -> u64 {
+        self.l2.as_ref().map_or(0, |l2| l2.tier.fleet_failures())
+    }
+
     /// Whether this cache's Redis tier skips Redis now (breaker open).
     pub(super) fn l2_breaker_open(&self) -> bool {
         self.l2.as_ref().is_some_and(|l2| l2.tier.breaker_open())
