@@ -72,18 +72,31 @@ impl RedisTier {
             namespace: namespace?.unwrap_or_default(),
             function: function?.unwrap_or_default(),
         };
-        // What this instance learned meanwhile (its own `invalidate_all`
-        // moved an epoch while this read was on its way) wins over the read.
+        Some(self.learn(prefix, read))
+    }
+
+    /// Merges epochs read from Redis into what this instance knows, and
+    /// returns the result. Epochs only move forward: whichever is newer,
+    /// what this instance knows now (its own `invalidate_all`, or another
+    /// read, landed while this one was on its way) or what this read found,
+    /// wins. A read answered before a bump but applied after must not take
+    /// it back (the soak caught one: a load then read an old epoch's copy).
+    fn learn(&self, prefix: &str, read: Epochs) -> Epochs {
         let mut known = self.known();
-        let namespace = *known.namespace.get_or_insert(read.namespace);
-        let function = *known
+        let namespace = known
+            .namespace
+            .unwrap_or(read.namespace)
+            .max(read.namespace);
+        known.namespace = Some(namespace);
+        let function = known
             .functions
             .entry(prefix.to_owned())
             .or_insert(read.function);
-        Some(Epochs {
+        *function = (*function).max(read.function);
+        Epochs {
             namespace,
-            function,
-        })
+            function: *function,
+        }
     }
 
     /// Forgets the epochs of the function with this prefix (`None`: every
@@ -482,5 +495,35 @@ pub(crate) async fn announce_tags(begun: BegunTags, gone: bool) {
         for tag in tags {
             tier.keep(Op::Tag { tag, gone });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epochs(namespace: u64, function: u64) -> Epochs {
+        Epochs {
+            namespace,
+            function,
+        }
+    }
+
+    /// Two loads read the epochs after they were forgotten; the one answered
+    /// before a bump is applied last. What this instance knows stays the
+    /// newer, and so does what each load uses from then on.
+    #[test]
+    fn a_late_read_of_the_epochs_never_takes_them_back() {
+        let tier = super::super::Runtime::builder()
+            .redis("redis://127.0.0.1:1")
+            .build()
+            .unwrap();
+        assert_eq!(tier.learn("f", epochs(1, 3)), epochs(1, 3));
+        assert_eq!(tier.learn("f", epochs(1, 2)), epochs(1, 3), "the late read");
+        assert_eq!(tier.known_epochs("f"), Some(epochs(1, 3)));
+        tier.forget_epochs(Some("f"));
+        assert_eq!(tier.known_epochs("f"), None);
+        assert_eq!(tier.learn("f", epochs(2, 2)), epochs(2, 2));
+        assert_eq!(tier.learn("f", epochs(1, 4)), epochs(2, 4));
     }
 }
