@@ -140,16 +140,12 @@ where
             .expect("the registry is keyed by type");
     }
     let cache = FnCache::new_in(config(), isolation);
-    #[cfg(feature = "redis")]
     let cache = match codec {
         Some(codec) => cache.with_installed_redis(codec),
         None => cache,
     };
-    #[cfg(not(feature = "redis"))]
-    let _ = codec;
     let cache: &'static FnCache<K, V> = Box::leak(Box::new(cache));
     // A distributed cache hears the other instances' invalidations.
-    #[cfg(feature = "redis")]
     cache.listen_bus();
     let registered = Registered {
         typed: cache,

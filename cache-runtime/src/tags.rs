@@ -509,25 +509,10 @@ impl Drop for Pinned {
     }
 }
 
-/// Invalidates (`gone`) or expires `tags` of the process (isolation scope
-/// 0), as another instance asked over the bus.
-#[cfg(feature = "redis")]
-pub(crate) fn bump_local<I>(tags: I, gone: bool)
-where
-    I: IntoIterator,
-    I::Item: AsRef<str>,
-{
-    let names = names();
-    for tag in tags {
-        if let Some(&slot) = names.by_name.get(&(0u64, tag.as_ref()) as &dyn NameKey) {
-            bump(make_slot(slot), gone);
-        }
-    }
-}
-
 /// Ends every tagged entry, of every scope: bus messages may have been
-/// lost, so any tag may have moved elsewhere.
-#[cfg(feature = "redis")]
+/// lost, so any tag may have moved elsewhere. (The bus's; a build
+/// without the shared tier has none.)
+#[allow(dead_code)]
 pub(crate) fn bump_all() {
     let names = names();
     for &slot in names.by_name.values() {
@@ -542,7 +527,17 @@ where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
-    let scope = crate::isolation::current_isolation();
+    bump_tags_of(crate::isolation::current_isolation(), tags, gone);
+}
+
+/// Invalidates (`gone`) or expires `tags` of isolation `scope`: the
+/// caller's, or the process's (0) for what another instance asked over the
+/// bus.
+pub(crate) fn bump_tags_of<I>(scope: u64, tags: I, gone: bool)
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
     let names = names();
     for tag in tags {
         // A tag no load ever stamped (or one forgotten) has no entry to end.

@@ -254,7 +254,7 @@ impl RedisTier {
                 self.heard.fetch_add(1, Ordering::Release);
             }
             Message::Tags { tags, gone, .. } => {
-                crate::tags::bump_local(tags.iter(), gone);
+                crate::tags::bump_tags_of(0, tags.iter(), gone);
                 self.heard.fetch_add(1, Ordering::Release);
             }
             Message::All {

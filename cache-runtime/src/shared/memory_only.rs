@@ -80,6 +80,14 @@ where
         false
     }
 
+    /// No tier to back it with.
+    pub(crate) fn with_installed_redis(self, _codec: crate::redis::Codec<K, V>) -> Self {
+        self
+    }
+
+    /// No bus to hear.
+    pub(crate) fn listen_bus(&'static self) {}
+
     fn no_l2(&self) {
         if let Some(L2(never, _)) = &self.l2 {
             match *never {}
