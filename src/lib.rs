@@ -287,7 +287,7 @@
 //!   instance's invalidation, by key or by tag, does not reach another's.
 //!   With it, `distributed = true` functions share values through Redis
 //!   (`Runtime::builder().redis(url).install()`), and tag invalidations and
-//!   their key invalidations reach every instance (see the README's "A
+//!   their key invalidations reach every instance (see the guide's "A
 //!   fleet" section).
 
 #![warn(missing_docs)]
