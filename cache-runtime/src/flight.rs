@@ -63,7 +63,7 @@ impl<V: Clone> Flight<V> {
     /// Records the versions of the load's tags (a load without tags skips it).
     pub(crate) fn set_stamps(&self, stamps: &Stamps) {
         if !matches!(stamps, Stamps::None) {
-            let _ = self.stamps.set(stamps.clone());
+            let _ = self.stamps.set(*stamps);
         }
     }
 

@@ -13,7 +13,7 @@ use crate::expiry::ExpiryPolicy;
 use crate::flight::{Flight, FlightMap, Landing, Role};
 use crate::outcome::{FailureShare, Outcome, SharedFailure};
 use crate::stats::{Counter, Counters, LatencyHistogram, Stats};
-use crate::tags::{Pinned, TagState};
+use crate::tags::{HolderPlace, Pinned, Stamps, TagState};
 use crate::tier::{Entry, Memory, MemoryTier, Payload, Plain};
 
 mod deadline;
@@ -93,6 +93,9 @@ pub struct FnCache<K, V> {
     /// The isolation scope the cache was made for (`testing::isolate`; 0
     /// for a cache made by hand): its tags are those of that scope.
     isolation: u64,
+    /// Its place among what a tag sweep walks, taken by its first tagged
+    /// load.
+    tag_holder: HolderPlace,
 }
 
 /// How long callers wait for a load.
@@ -143,6 +146,12 @@ where
             !checks_freshness,
             &config.clock,
         );
+        // Freed when its isolation ends.
+        let memory = if isolation == 0 {
+            memory
+        } else {
+            MemoryTier::isolated(memory)
+        };
         FnCache {
             name: config.name,
             expiry,
@@ -158,6 +167,7 @@ where
                 hard: config.hard_timeout,
             },
             isolation,
+            tag_holder: HolderPlace::default(),
             l2: None,
         }
     }
@@ -194,6 +204,7 @@ where
             // checks itself: no `Entry` to build, only payload and tags.
             MemoryTier::MokaPlain(tier) => Self::plain(tier.get_held(key)),
             MemoryTier::QuickPlain(tier) => Self::plain(tier.get_held(key)),
+            MemoryTier::Isolated(_) => self.judge(self.memory.get(key)),
         }
     }
 
@@ -449,6 +460,10 @@ where
         // The versions of its tags, before the loader runs: an invalidation
         // from here on ends the value it will store.
         let stamps = hooks.tags.stamp(self.isolation);
+        if !matches!(stamps.stamps(), Stamps::None) {
+            // From its first tagged entry on, sweeps keep the tags it holds.
+            self.tag_holder.register(|| self.memory.stamp_holder());
+        }
         flight.set_stamps(stamps.stamps());
         let mut guard = LeaderGuard {
             cache: self,
@@ -578,7 +593,6 @@ where
                     entry.fail_safe_until = horizons.fail_safe_until;
                     entry.lifetime = nanos(horizons.lifetime);
                     entry.refreshing = false;
-                    entry.tags.keep_for(entry.lifetime);
                     self.memory.insert(key.clone(), entry);
                 }
                 Payload::Failure(_) => self.memory.invalidate(key),
@@ -586,6 +600,13 @@ where
         }
         drop(shard);
         self.counters.incr(Counter::Invalidations);
+    }
+
+    /// Frees the memory tier of a cache made inside an isolation that
+    /// ended (its entries were dropped): later calls find it empty.
+    pub(crate) fn release(&self) {
+        self.tag_holder.withdraw();
+        self.memory.release();
     }
 
     /// [`invalidate_all`](Self::invalidate_all) in this instance's memory

@@ -36,6 +36,8 @@ trait ErasedCache: Send + Sync {
     fn invalidate_all(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     /// Every entry in this instance's memory.
     fn invalidate_all_here(&self);
+    /// Frees the memory tier (of a cache whose isolation ended).
+    fn release(&self);
     fn memory(&self) -> Memory;
 }
 
@@ -58,6 +60,9 @@ where
     }
     fn invalidate_all_here(&self) {
         FnCache::invalidate_all_here(self)
+    }
+    fn release(&self) {
+        FnCache::release(self)
     }
     fn memory(&self) -> Memory {
         FnCache::memory(self)
@@ -84,15 +89,16 @@ struct Registry {
 }
 
 impl Registry {
-    /// Forgets the caches of an isolation that ended, emptying them. (The
-    /// caches themselves stay allocated: a few hundred bytes each, tests
-    /// only.)
+    /// Forgets the caches of an isolation that ended, emptying them and
+    /// freeing their memory tiers. (The rest of each cache stays allocated,
+    /// as it was handed out as `&'static`: a few hundred bytes, tests only.)
     fn forget(&mut self, isolation: Isolation) {
         self.by_place.retain(|(_, of, _), _| *of != isolation);
         self.in_order.retain(|(_, of, registered)| {
             let keep = *of != isolation;
             if !keep {
                 registered.erased.invalidate_all_here();
+                registered.erased.release();
             }
             keep
         });

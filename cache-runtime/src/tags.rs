@@ -15,20 +15,31 @@
 //! not even as a fail-safe fallback); expiry moves only the version, so an
 //! older stamp is *expired* (stale at once, kept for swr and fail-safe).
 //!
-//! Bookkeeping is bounded: a sweep, run when the number of tags has doubled
-//! since the last one, forgets every tag that no load holds (`loading`) and
-//! no stored entry can still be served under (`live_until`, the end of the
-//! longest life any entry stamped with it was given). Forgetting bumps the
-//! slot's version and `gone_below` before the slot is reused, so a stamp of
-//! a forgotten tag can only ever read as gone: a sweep may cost a miss,
-//! never a stale value. Versions only grow, so no stamp comes back to life.
+//! An entry with three tags or more is stamped with one *group* slot that
+//! stands for the set: bumping a tag bumps every group it belongs to, the
+//! same way (expired or gone). So every entry's stamps fit inline (none,
+//! one or two), and a hit copies them without touching shared memory.
+//!
+//! Bookkeeping follows the cache, not the clock. A sweep, run when the
+//! tags and groups remembered reach twice what the last one kept (and at
+//! least [`MIN_SWEEP`]), walks the entries every cache holds and forgets
+//! each tag and group that no held entry carries and no running load has
+//! stamped. So the process remembers at most twice the tags its held
+//! entries carry (at least 4 096), whatever the ttls and however many
+//! distinct tags go by; a sweep costs one pass over the tagged caches'
+//! entries (a clone of each, on moka) every time that many new tags came.
+//! Forgetting bumps the slot's version and `gone_below` before the slot is
+//! reused, so a stamp of a forgotten tag can only ever read as gone: a
+//! forgetting may cost a miss (an entry stored as a sweep passed it), never
+//! a stale value. Versions only grow, so no stamp comes back to life.
+//!
+//! The slots are 2^24 (16 M). Past that many tags held by entries, the
+//! ones no load holds are forgotten anyway, held or not: misses, never a
+//! value that cannot be cached.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Instant;
-
-use crate::clock::Nanos;
 
 /// Bits of a [`Stamp`] that hold the version; the rest hold the slot.
 const VERSION_BITS: u32 = 40;
@@ -42,10 +53,10 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 const CHUNKS: usize = (MAX_SLOTS as usize) >> CHUNK_BITS;
 /// The slot every stamp that could not be taken points at: always gone.
 const GONE_SLOT: u32 = 0;
-/// Sweeps never run below this many tags.
-const MIN_SWEEP: usize = 4096;
+/// Sweeps never run below this many tags and groups remembered.
+pub(crate) const MIN_SWEEP: usize = 4096;
 
-/// One tag's state.
+/// One tag's (or group's) state.
 #[derive(Debug, Default)]
 struct TagSlot {
     /// Bumped by every invalidation and expiry of the tag.
@@ -54,13 +65,18 @@ struct TagSlot {
     gone_below: AtomicU64,
     /// Loads that stamped this tag and have not finished.
     loading: AtomicU32,
-    /// No entry stamped with this tag lives past this (process nanos).
-    live_until: AtomicU64,
+    /// The last sweep generation in which a load finished with the tag, or
+    /// a sweep found it on a held entry: a sweep forgets only what it
+    /// neither found nor saw finish while it looked.
+    marked: AtomicU64,
 }
 
 /// Slots in chunks that never move once made, so a read needs no lock:
 /// two shifts, one pointer and one atomic load.
 static CHUNK_SLOTS: [OnceLock<Box<[TagSlot; CHUNK]>>; CHUNKS] = [const { OnceLock::new() }; CHUNKS];
+
+/// The sweep generation: each sweep takes the next one.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 #[inline(always)]
 fn slot_of(slot: u32) -> Option<&'static TagSlot> {
@@ -77,14 +93,25 @@ fn make_slot(slot: u32) -> &'static TagSlot {
     &chunk[slot as usize & (CHUNK - 1)]
 }
 
-/// Which slot each tag in use has, by isolation scope and name.
+/// Which slot each tag in use has, by isolation scope and name, and which
+/// slot each group of tags has.
 struct Names {
     by_name: HashMap<(u64, Box<str>), u32>,
+    /// Groups of three tags or more, by their members' slots (sorted).
+    groups: HashMap<Arc<[u32]>, u32>,
+    /// Each group's members, by the group's slot.
+    members: HashMap<u32, Arc<[u32]>>,
+    /// The groups of each tag, by the tag's slot. A group forgotten may
+    /// stay listed until the next sweep: bumping it then costs a miss to
+    /// whatever reuses its slot, never a stale value.
+    member_of: HashMap<u32, Vec<u32>>,
     free: Vec<u32>,
     next: u32,
+    /// Slots never handed out reach this (below [`MAX_SLOTS`] in tests).
+    limit: u32,
     sweep_at: usize,
-    /// When every slot was last found taken and a sweep ran for it.
-    exhausted_sweep: Nanos,
+    /// A sweep is walking the caches (outside this lock).
+    sweeping: bool,
 }
 
 static NAMES: LazyLock<Mutex<Names>> = LazyLock::new(|| {
@@ -92,49 +119,86 @@ static NAMES: LazyLock<Mutex<Names>> = LazyLock::new(|| {
     let gone = make_slot(GONE_SLOT);
     gone.gone_below.store(1, Ordering::Release);
     gone.version.store(1, Ordering::Release);
-    Mutex::new(Names {
-        by_name: HashMap::new(),
-        free: Vec::new(),
-        next: GONE_SLOT + 1,
-        sweep_at: MIN_SWEEP,
-        exhausted_sweep: 0,
-    })
+    Mutex::new(Names::starting_at(GONE_SLOT + 1, MAX_SLOTS))
 });
 
 fn names() -> MutexGuard<'static, Names> {
-    // Nothing panics while the lock is held but allocation; the map is
+    // Nothing panics while the lock is held but allocation; the maps are
     // consistent between statements.
     NAMES.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Now, in the process nanos `live_until` is kept in.
-fn process_now() -> Nanos {
-    crate::clock::nanos_since_epoch(Instant::now())
-}
-
 impl Names {
-    /// The slot of `name`, made if it has none; `None` when every slot is
-    /// taken by a tag in use.
+    fn starting_at(next: u32, limit: u32) -> Self {
+        Names {
+            by_name: HashMap::new(),
+            groups: HashMap::new(),
+            members: HashMap::new(),
+            member_of: HashMap::new(),
+            free: Vec::new(),
+            next,
+            limit,
+            sweep_at: MIN_SWEEP,
+            sweeping: false,
+        }
+    }
+
+    /// Tags and groups remembered.
+    fn remembered(&self) -> usize {
+        self.by_name.len() + self.members.len()
+    }
+
+    /// The slot of `name`, made if it has none; `None` only when every
+    /// slot is held by a running load.
     fn slot(&mut self, scope: u64, name: &str) -> Option<u32> {
         // Looked up by a borrowed key first: a hit allocates nothing.
         if let Some(&slot) = self.by_name.get(&(scope, name) as &dyn NameKey) {
             return Some(slot);
         }
-        if self.by_name.len() >= self.sweep_at {
-            self.sweep();
+        let slot = self.take_slot()?;
+        self.by_name.insert((scope, name.into()), slot);
+        Some(slot)
+    }
+
+    /// The group slot of these tag slots (sorted, three or more), made if
+    /// they have none; `None` only when every slot is held by a load.
+    fn group(&mut self, members: &[u32]) -> Option<u32> {
+        if let Some(&group) = self.groups.get(members) {
+            return Some(group);
         }
-        if self.free.is_empty() && self.next == MAX_SLOTS {
-            // Every slot taken: sweep now (at most once a second, as a
-            // sweep of 16 M tags is slow), else this tag gets no slot.
-            let now = process_now();
-            if now.saturating_sub(self.exhausted_sweep) >= 1_000_000_000 {
-                self.exhausted_sweep = now;
-                self.sweep();
-            }
+        // The members are held by the caller's load: taking a slot never
+        // forgets them.
+        let group = self.take_slot()?;
+        let members: Arc<[u32]> = members.into();
+        for &member in members.iter() {
+            self.member_of.entry(member).or_default().push(group);
         }
+        self.groups.insert(Arc::clone(&members), group);
+        self.members.insert(group, members);
+        Some(group)
+    }
+
+    /// A free slot: one forgotten, or one never used; when every slot is
+    /// taken, a sweep first, then whatever no load holds.
+    fn take_slot(&mut self) -> Option<u32> {
+        if let Some(slot) = self.take_free() {
+            return Some(slot);
+        }
+        let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
+        mark_held(generation);
+        self.forget_unheld(generation);
+        if self.free.is_empty() {
+            // More tags held by entries than slots: forget a sixteenth of
+            // them (misses, never stale), so no new value goes uncached.
+            self.forget_any(self.remembered() / 16 + 1);
+        }
+        self.take_free()
+    }
+
+    fn take_free(&mut self) -> Option<u32> {
         let slot = match self.free.pop() {
             Some(slot) => slot,
-            None if self.next < MAX_SLOTS => {
+            None if self.next < self.limit => {
                 self.next += 1;
                 self.next - 1
             }
@@ -142,28 +206,134 @@ impl Names {
         };
         // A reused slot was bumped past every stamp of its last tag when
         // it was freed; its state restarts from there.
-        let state = make_slot(slot);
-        state.live_until.store(0, Ordering::Relaxed);
-        self.by_name.insert((scope, name.into()), slot);
+        make_slot(slot).marked.store(0, Ordering::Relaxed);
         Some(slot)
     }
 
-    /// Forgets every tag no load holds and no live entry carries.
-    fn sweep(&mut self) {
-        let now = process_now();
-        let free = &mut self.free;
-        self.by_name.retain(|_, &mut slot| {
-            let state = make_slot(slot);
-            let held = state.loading.load(Ordering::Acquire) > 0
-                || state.live_until.load(Ordering::Acquire) > now;
-            if !held {
-                bump(state, true);
-                free.push(slot);
-            }
-            held
-        });
-        self.sweep_at = (self.by_name.len() * 2).clamp(MIN_SWEEP, MAX_SLOTS as usize);
+    /// Whether a sweep is due: then it is marked as running, and the
+    /// generation it is to mark with is returned.
+    fn sweep_due(&mut self) -> Option<u64> {
+        if self.sweeping || self.remembered() < self.sweep_at {
+            return None;
+        }
+        self.sweeping = true;
+        Some(GENERATION.fetch_add(1, Ordering::SeqCst) + 1)
     }
+
+    /// Forgets every tag and group that no load holds and that was neither
+    /// found on a held entry nor released by a load in `generation`.
+    fn forget_unheld(&mut self, generation: u64) {
+        let held = |slot: u32| {
+            let state = make_slot(slot);
+            state.loading.load(Ordering::Acquire) > 0
+                || state.marked.load(Ordering::Acquire) >= generation
+        };
+        // Groups first: a group kept keeps its members.
+        let mut groups_gone = Vec::new();
+        for (&group, members) in &self.members {
+            if held(group) {
+                for &member in members.iter() {
+                    make_slot(member)
+                        .marked
+                        .fetch_max(generation, Ordering::AcqRel);
+                }
+            } else {
+                groups_gone.push(group);
+            }
+        }
+        for group in groups_gone {
+            self.forget_group(group);
+        }
+        let mut tags_gone = Vec::new();
+        self.by_name.retain(|_, &mut slot| {
+            let keep = held(slot);
+            if !keep {
+                tags_gone.push(slot);
+            }
+            keep
+        });
+        for slot in tags_gone {
+            self.forget_tag(slot);
+        }
+        // Lists of groups lose the groups forgotten.
+        let members = &self.members;
+        self.member_of.retain(|member, groups| {
+            groups.retain(|group| {
+                members
+                    .get(group)
+                    .is_some_and(|of| of.binary_search(member).is_ok())
+            });
+            !groups.is_empty()
+        });
+        self.sweep_at = (self.remembered() * 2).max(MIN_SWEEP);
+    }
+
+    /// Forgets up to `count` tags no load holds, whatever entries hold them.
+    fn forget_any(&mut self, count: usize) {
+        let mut tags_gone = Vec::new();
+        self.by_name.retain(|_, &mut slot| {
+            let idle =
+                tags_gone.len() < count && make_slot(slot).loading.load(Ordering::Acquire) == 0;
+            if idle {
+                tags_gone.push(slot);
+            }
+            !idle
+        });
+        for slot in tags_gone {
+            self.forget_tag(slot);
+        }
+    }
+
+    /// Frees the slot of a tag already out of `by_name`, and its groups.
+    fn forget_tag(&mut self, slot: u32) {
+        for group in self.member_of.remove(&slot).unwrap_or_default() {
+            self.forget_group(group);
+        }
+        bump(make_slot(slot), true);
+        self.free.push(slot);
+    }
+
+    /// Frees a group's slot (its stamps read as gone from now on).
+    fn forget_group(&mut self, group: u32) {
+        if let Some(members) = self.members.remove(&group) {
+            self.groups.remove(&*members);
+            bump(make_slot(group), true);
+            self.free.push(group);
+        }
+    }
+
+    /// Bumps a tag's slot and every group it belongs to.
+    fn bump_tag(&self, slot: u32, gone: bool) {
+        bump(make_slot(slot), gone);
+        for &group in self.member_of.get(&slot).into_iter().flatten() {
+            bump(make_slot(group), gone);
+        }
+    }
+}
+
+/// Marks with `generation` every tag and group an entry held by a tagged
+/// cache carries.
+fn mark_held(generation: u64) {
+    for holder in holders() {
+        holder.each_stamps(&mut |stamps| stamps.mark(generation));
+    }
+}
+
+/// Runs the sweep [`Names::sweep_due`] started: the walk over the caches
+/// outside the names' lock (loads go on stamping meanwhile), the
+/// forgetting under it.
+fn sweep(generation: u64) {
+    /// A sweep that panicked (in a value's `Clone`) does not stop the next.
+    struct Running;
+    impl Drop for Running {
+        fn drop(&mut self) {
+            names().sweeping = false;
+        }
+    }
+    let running = Running;
+    mark_held(generation);
+    names().forget_unheld(generation);
+    drop(running);
 }
 
 /// Moves the version of `state`: every stamp taken before is expired, or
@@ -177,6 +347,70 @@ fn bump(state: &TagSlot, gone: bool) {
     // Sequentially consistent, as its loads on the read path: a call that
     // starts after the bump returned reads it.
     state.version.store(next, Ordering::SeqCst);
+}
+
+/// Whatever holds entries' stamps: a cache's memory tier. A sweep walks
+/// each one registered.
+pub(crate) trait HoldsStamps: Send + Sync {
+    /// Calls `each` with the stamps of every entry held.
+    fn each_stamps(&self, each: &mut dyn FnMut(&Stamps));
+}
+
+type Holders = Vec<(u64, Arc<dyn HoldsStamps>)>;
+
+static HOLDERS: Mutex<Holders> = Mutex::new(Vec::new());
+static NEXT_HOLDER: AtomicU64 = AtomicU64::new(1);
+
+fn holders() -> Vec<Arc<dyn HoldsStamps>> {
+    HOLDERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|(_, holder)| Arc::clone(holder))
+        .collect()
+}
+
+/// A cache's place among the holders a sweep walks: it leaves when this
+/// drops (or is [`withdrawn`](Self::withdraw)).
+#[derive(Debug, Default)]
+pub(crate) struct HolderPlace {
+    id: OnceLock<u64>,
+    withdrawn: AtomicBool,
+}
+
+impl HolderPlace {
+    /// Registers the holder `make` builds, the first time only.
+    pub(crate) fn register(&self, make: impl FnOnce() -> Arc<dyn HoldsStamps>) {
+        if self.id.get().is_some() || self.withdrawn.load(Ordering::Acquire) {
+            return;
+        }
+        self.id.get_or_init(|| {
+            let id = NEXT_HOLDER.fetch_add(1, Ordering::Relaxed);
+            let holder = make();
+            HOLDERS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((id, holder));
+            id
+        });
+    }
+
+    /// Leaves the holders: a cache whose storage was released.
+    pub(crate) fn withdraw(&self) {
+        self.withdrawn.store(true, Ordering::Release);
+        if let Some(&id) = self.id.get() {
+            HOLDERS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(of, _)| *of != id);
+        }
+    }
+}
+
+impl Drop for HolderPlace {
+    fn drop(&mut self) {
+        self.withdraw();
+    }
 }
 
 /// A map key that a `(u64, &str)` can look up without allocating.
@@ -230,7 +464,7 @@ pub(crate) enum TagState {
     Gone,
 }
 
-/// A tag's slot and the version it had when a load began.
+/// A tag's (or group's) slot and the version it had when a load began.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp(u64);
 
@@ -262,28 +496,27 @@ impl Stamp {
     }
 }
 
-/// The versions of an entry's tags when its load began. Most entries carry
-/// none, one or two tags, held inline: a hit clones the entry, and cloning
-/// these must not allocate (nor touch a shared reference count).
-#[derive(Clone, Debug, Default)]
+/// The versions of an entry's tags when its load began: none, one or two
+/// tags, or the group of three or more, always inline. A hit clones the
+/// entry, and cloning these must not allocate nor touch a shared counter.
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) enum Stamps {
     #[default]
     None,
     One(Stamp),
     Two(Stamp, Stamp),
-    Many(Arc<[Stamp]>),
 }
 
 impl Stamps {
     /// The state of the entry's tags: the worst of them. An untagged entry
-    /// pays one comparison; one or two tags, one atomic load each, inline.
+    /// pays one comparison; one or two tags (or a group), one atomic load
+    /// each, inline.
     #[inline(always)]
     pub(crate) fn state(&self) -> TagState {
         match self {
             Stamps::None => TagState::Current,
             Stamps::One(a) => a.state(),
             Stamps::Two(a, b) => a.state().max(b.state()),
-            Stamps::Many(all) => state_of_many(all),
         }
     }
 
@@ -295,37 +528,23 @@ impl Stamps {
             .any(|stamp| stamp.slot() != GONE_SLOT && stamp.state() != TagState::Current)
     }
 
-    /// An entry stamped so may be served for `lifetime` more nanos: its
-    /// tags are not forgotten before.
-    pub(crate) fn keep_for(&self, lifetime: Nanos) {
-        if matches!(self, Stamps::None) {
-            return;
-        }
-        let until = process_now().saturating_add(lifetime);
+    /// Marks the tags (or group) as held in sweep `generation`.
+    fn mark(&self, generation: u64) {
         for stamp in self.iter() {
             if let Some(slot) = slot_of(stamp.slot()) {
-                slot.live_until.fetch_max(until, Ordering::AcqRel);
+                slot.marked.store(generation, Ordering::Relaxed);
             }
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = Stamp> + '_ {
-        let (inline, many): ([Option<Stamp>; 2], &[Stamp]) = match self {
-            Stamps::None => ([None, None], &[]),
-            Stamps::One(a) => ([Some(*a), None], &[]),
-            Stamps::Two(a, b) => ([Some(*a), Some(*b)], &[]),
-            Stamps::Many(all) => ([None, None], all),
+    fn iter(&self) -> impl Iterator<Item = Stamp> {
+        let stamps = match *self {
+            Stamps::None => [None, None],
+            Stamps::One(a) => [Some(a), None],
+            Stamps::Two(a, b) => [Some(a), Some(b)],
         };
-        inline.into_iter().flatten().chain(many.iter().copied())
+        stamps.into_iter().flatten()
     }
-}
-
-#[inline(never)]
-fn state_of_many(all: &[Stamp]) -> TagState {
-    all.iter()
-        .map(|stamp| stamp.state())
-        .max()
-        .unwrap_or(TagState::Current)
 }
 
 /// The tags a call's load will carry, named; see [`LoadHooks::tags`](crate::LoadHooks::tags).
@@ -370,29 +589,53 @@ impl Tags {
             return Pinned(Stamps::None);
         }
         let mut names = names();
-        let mut stamps: Vec<Stamp> = Vec::with_capacity(self.0.len());
+        // Each slot held by this load as soon as it is found: finding the
+        // next one may take a sweep.
+        let mut slots: Vec<u32> = Vec::with_capacity(self.0.len());
         for name in &self.0 {
             // No slot left: a stamp that is gone at once, so the value
             // answers its callers but is never served from the cache.
             let slot = names.slot(scope, name).unwrap_or(GONE_SLOT);
-            if stamps.iter().any(|stamp| stamp.slot() == slot) {
+            if slots.contains(&slot) {
                 continue;
             }
-            let version = if slot == GONE_SLOT {
-                0
-            } else {
-                let state = make_slot(slot);
-                state.loading.fetch_add(1, Ordering::AcqRel);
-                state.version.load(Ordering::Acquire)
-            };
-            stamps.push(Stamp::new(slot, version));
+            if slot != GONE_SLOT {
+                make_slot(slot).loading.fetch_add(1, Ordering::AcqRel);
+            }
+            slots.push(slot);
         }
+        slots.sort_unstable();
+        if slots.len() > 2 || slots.first() == Some(&GONE_SLOT) {
+            let group = match slots.first() {
+                Some(&GONE_SLOT) => GONE_SLOT,
+                _ => names.group(&slots).unwrap_or(GONE_SLOT),
+            };
+            if group != GONE_SLOT {
+                make_slot(group).loading.fetch_add(1, Ordering::AcqRel);
+            }
+            for &slot in slots.iter().filter(|&&slot| slot != GONE_SLOT) {
+                make_slot(slot).loading.fetch_sub(1, Ordering::AcqRel);
+            }
+            slots = vec![group];
+        }
+        let stamps: Vec<Stamp> = slots
+            .iter()
+            .map(|&slot| match slot {
+                GONE_SLOT => Stamp::new(GONE_SLOT, 0),
+                _ => Stamp::new(slot, make_slot(slot).version.load(Ordering::Acquire)),
+            })
+            .collect();
+        let due = names.sweep_due();
         drop(names);
-        Pinned(match stamps.as_slice() {
-            [a] => Stamps::One(*a),
+        let pinned = Pinned(match stamps.as_slice() {
             [a, b] => Stamps::Two(*a, *b),
-            _ => Stamps::Many(stamps.into()),
-        })
+            [a, ..] => Stamps::One(*a),
+            [] => Stamps::None,
+        });
+        if let Some(generation) = due {
+            sweep(generation);
+        }
+        pinned
     }
 }
 
@@ -489,20 +732,19 @@ impl Pinned {
     pub(crate) fn stamps(&self) -> &Stamps {
         &self.0
     }
-
-    /// See [`Stamps::keep_for`].
-    pub(crate) fn keep_for(&self, lifetime: Nanos) {
-        self.0.keep_for(lifetime);
-    }
 }
 
 impl Drop for Pinned {
     fn drop(&mut self) {
+        // Marked before released: a sweep walking the caches now may have
+        // passed the entry this load stored, and must not forget its tags.
+        let generation = GENERATION.load(Ordering::SeqCst);
         for stamp in self.0.iter() {
             if stamp.slot() == GONE_SLOT {
                 continue;
             }
             if let Some(slot) = slot_of(stamp.slot()) {
+                slot.marked.fetch_max(generation, Ordering::AcqRel);
                 slot.loading.fetch_sub(1, Ordering::AcqRel);
             }
         }
@@ -515,7 +757,7 @@ impl Drop for Pinned {
 #[allow(dead_code)]
 pub(crate) fn bump_all() {
     let names = names();
-    for &slot in names.by_name.values() {
+    for &slot in names.by_name.values().chain(names.members.keys()) {
         bump(make_slot(slot), true);
     }
 }
@@ -542,15 +784,16 @@ where
     for tag in tags {
         // A tag no load ever stamped (or one forgotten) has no entry to end.
         if let Some(&slot) = names.by_name.get(&(scope, tag.as_ref()) as &dyn NameKey) {
-            bump(make_slot(slot), gone);
+            names.bump_tag(slot, gone);
         }
     }
 }
 
-/// Tags currently remembered, for tests of the bookkeeping.
-#[cfg(test)]
-pub(crate) fn remembered() -> usize {
-    names().by_name.len()
+/// Tags (and groups of three or more) the process remembers now: at most
+/// twice what the entries held carry, and at least 4 096 before the first
+/// sweep.
+pub fn remembered_tags() -> usize {
+    names().remembered()
 }
 
 #[cfg(test)]
@@ -566,78 +809,158 @@ mod tests {
         assert!(slot_of(MAX_SLOTS).is_none());
     }
 
+    fn tags(names: &[&str]) -> Tags {
+        let mut tags = Tags::new();
+        for name in names {
+            tags.push(*name);
+        }
+        tags
+    }
+
     #[test]
     fn a_stamp_reads_current_then_expired_then_gone() {
-        let mut tags = Tags::new();
-        tags.push("tags-unit:a");
+        let tags = tags(&["tags-unit:a"]);
         let pinned = tags.stamp(u64::MAX);
         assert_eq!(pinned.stamps().state(), TagState::Current);
-        bump_tags_in(u64::MAX, "tags-unit:a", false);
+        bump_tags_of(u64::MAX, ["tags-unit:a"], false);
         assert_eq!(pinned.stamps().state(), TagState::Expired);
-        bump_tags_in(u64::MAX, "tags-unit:a", true);
+        bump_tags_of(u64::MAX, ["tags-unit:a"], true);
         assert_eq!(pinned.stamps().state(), TagState::Gone);
         // Expiring after an invalidation does not bring it back.
-        bump_tags_in(u64::MAX, "tags-unit:a", false);
+        bump_tags_of(u64::MAX, ["tags-unit:a"], false);
         assert_eq!(pinned.stamps().state(), TagState::Gone);
         // A new load of the tag is current again.
         assert_eq!(tags.stamp(u64::MAX).stamps().state(), TagState::Current);
     }
 
     #[test]
-    fn a_sweep_forgets_only_tags_nothing_holds_and_never_revives_a_stamp() {
+    fn three_tags_or_more_share_one_inline_group_stamp_that_each_tag_moves() {
+        let scope = u64::MAX - 3;
+        let three = tags(&["tags-unit:g1", "tags-unit:g2", "tags-unit:g3"]);
+        let first = three.stamp(scope).stamps().to_owned();
+        assert!(matches!(first, Stamps::One(_)), "{first:?}");
+        // The same set, in another order, is the same group.
+        let again = tags(&["tags-unit:g3", "tags-unit:g1", "tags-unit:g2"])
+            .stamp(scope)
+            .stamps()
+            .to_owned();
+        assert_eq!(format!("{first:?}"), format!("{again:?}"));
+        bump_tags_of(scope, ["tags-unit:g2"], false);
+        assert_eq!(first.state(), TagState::Expired);
+        let second = three.stamp(scope).stamps().to_owned();
+        assert_eq!(second.state(), TagState::Current);
+        bump_tags_of(scope, ["tags-unit:g3"], true);
+        assert_eq!(first.state(), TagState::Gone);
+        assert_eq!(second.state(), TagState::Gone);
+        // A tag outside the set leaves it alone.
+        let third = three.stamp(scope).stamps().to_owned();
+        bump_tags_of(scope, ["tags-unit:g4"], true);
+        assert_eq!(third.state(), TagState::Current);
+    }
+
+    /// Entries held, as a cache's tier would hold them.
+    #[derive(Default)]
+    struct Held(Mutex<Vec<Stamps>>);
+
+    impl HoldsStamps for Held {
+        fn each_stamps(&self, each: &mut dyn FnMut(&Stamps)) {
+            for stamps in self.0.lock().unwrap().iter() {
+                each(stamps);
+            }
+        }
+    }
+
+    #[test]
+    fn a_sweep_forgets_only_tags_no_entry_or_load_holds_and_never_revives_a_stamp() {
         let scope = u64::MAX - 1;
-        let mut held = Tags::new();
-        held.push("tags-unit:held");
-        let held = held.stamp(scope);
-        let mut kept = Tags::new();
-        kept.push("tags-unit:kept");
-        let kept_pin = kept.stamp(scope);
-        kept_pin.keep_for(u64::MAX / 4);
-        let kept_stamps = kept_pin.stamps().clone();
-        drop(kept_pin);
-        let mut idle = Tags::new();
-        idle.push("tags-unit:idle");
-        let idle_stamps = idle.stamp(scope).stamps().clone();
-        names().sweep();
-        let after = names();
-        assert!(after
-            .by_name
-            .contains_key(&(scope, "tags-unit:held") as &dyn NameKey));
-        assert!(after
-            .by_name
-            .contains_key(&(scope, "tags-unit:kept") as &dyn NameKey));
-        assert!(!after
-            .by_name
-            .contains_key(&(scope, "tags-unit:idle") as &dyn NameKey));
-        drop(after);
-        assert_eq!(held.stamps().state(), TagState::Current);
-        assert_eq!(kept_stamps.state(), TagState::Current);
-        // The forgotten tag's stamp is gone, and stays gone when its slot
+        let held = Arc::new(Held::default());
+        let place = HolderPlace::default();
+        place.register(|| Arc::clone(&held) as Arc<dyn HoldsStamps>);
+        let loading = tags(&["tags-unit:loading"]).stamp(scope);
+        let stored = tags(&["tags-unit:stored"]).stamp(scope).stamps().to_owned();
+        let grouped = tags(&["tags-unit:m1", "tags-unit:m2", "tags-unit:m3"])
+            .stamp(scope)
+            .stamps()
+            .to_owned();
+        held.0.lock().unwrap().extend([stored, grouped]);
+        let idle = tags(&["tags-unit:idle"]).stamp(scope).stamps().to_owned();
+        let idle_group = tags(&["tags-unit:i1", "tags-unit:i2", "tags-unit:i3"])
+            .stamp(scope)
+            .stamps()
+            .to_owned();
+        let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
+        mark_held(generation);
+        names().forget_unheld(generation);
+        let known = |name: &str| names().by_name.contains_key(&(scope, name) as &dyn NameKey);
+        assert!(known("tags-unit:loading"));
+        assert!(known("tags-unit:stored"));
+        // A held group keeps its members.
+        assert!(known("tags-unit:m1") && known("tags-unit:m2") && known("tags-unit:m3"));
+        assert!(!known("tags-unit:idle"));
+        assert!(!known("tags-unit:i1"));
+        assert_eq!(loading.stamps().state(), TagState::Current);
+        assert_eq!(stored.state(), TagState::Current);
+        assert_eq!(grouped.state(), TagState::Current);
+        // What was forgotten reads as gone, and stays gone when its slot
         // is reused by another tag.
-        assert_eq!(idle_stamps.state(), TagState::Gone);
-        let mut other = Tags::new();
-        other.push("tags-unit:reuses-the-slot");
-        let other = other.stamp(scope);
-        assert_eq!(idle_stamps.state(), TagState::Gone);
-        assert_eq!(other.stamps().state(), TagState::Current);
-        assert!(remembered() >= 3);
+        assert_eq!(idle.state(), TagState::Gone);
+        assert_eq!(idle_group.state(), TagState::Gone);
+        let reuse = tags(&["tags-unit:reuses-a-slot"]).stamp(scope);
+        let reuse_too = tags(&["tags-unit:reuses-another"]).stamp(scope);
+        assert_eq!(idle.state(), TagState::Gone);
+        assert_eq!(idle_group.state(), TagState::Gone);
+        assert_eq!(reuse.stamps().state(), TagState::Current);
+        assert_eq!(reuse_too.stamps().state(), TagState::Current);
+        // The held group still follows its members.
+        bump_tags_of(scope, ["tags-unit:m2"], true);
+        assert_eq!(grouped.state(), TagState::Gone);
+        place.withdraw();
     }
 
     #[test]
     fn tags_nothing_holds_are_forgotten_so_bookkeeping_stays_bounded() {
         let scope = u64::MAX - 2;
         for n in 0..50_000 {
-            let mut tags = Tags::new();
-            tags.push(format!("tags-unit:once:{n}"));
-            drop(tags.stamp(scope));
+            drop(tags(&[&format!("tags-unit:once:{n}")]).stamp(scope));
+            drop(
+                tags(&[
+                    &format!("tags-unit:a:{n}"),
+                    &format!("tags-unit:b:{n}"),
+                    "tags-unit:c",
+                ])
+                .stamp(scope),
+            );
         }
-        let remembered = remembered();
+        let remembered = remembered_tags();
         assert!(remembered <= 2 * MIN_SWEEP, "{remembered} tags remembered");
     }
 
-    fn bump_tags_in(scope: u64, tag: &str, gone: bool) {
-        let names = names();
-        let slot = names.by_name[&(scope, tag) as &dyn NameKey];
-        bump(make_slot(slot), gone);
+    #[test]
+    fn when_every_slot_is_taken_tags_held_by_entries_make_room_never_an_uncacheable_value() {
+        // A table of its own at the top of the slots, eight of them.
+        let mut names = Names::starting_at(MAX_SLOTS - 8, MAX_SLOTS);
+        let scope = u64::MAX - 4;
+        let mut slots = Vec::new();
+        for n in 0..40 {
+            let slot = names.slot(scope, &format!("tags-unit:full:{n}"));
+            let slot = slot.expect("a slot is found while no load holds them all");
+            assert!(slot >= MAX_SLOTS - 8);
+            // Held by an entry in a sweep that cannot see it: marked now.
+            make_slot(slot)
+                .marked
+                .store(GENERATION.load(Ordering::SeqCst) + 1_000, Ordering::Relaxed);
+            slots.push(slot);
+            assert!(names.remembered() <= 8);
+        }
+        // Held by loads, they are never taken: then the stamp is gone.
+        for slot in MAX_SLOTS - 8..MAX_SLOTS {
+            make_slot(slot).loading.fetch_add(1, Ordering::AcqRel);
+        }
+        let before = names.remembered();
+        assert_eq!(names.slot(scope, "tags-unit:full:last"), None);
+        assert_eq!(names.remembered(), before);
+        for slot in MAX_SLOTS - 8..MAX_SLOTS {
+            make_slot(slot).loading.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }

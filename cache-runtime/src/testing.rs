@@ -9,7 +9,7 @@
 //! calls (while it is polled) uses caches made for that scope, fresh, with
 //! their own stats; [`crate::stats()`], `<fn>_cache()` and
 //! [`crate::invalidate_all()`] see only the scope's caches. When the future
-//! is dropped, its caches are emptied.
+//! is dropped, its caches are emptied and their storage freed.
 //!
 //! ```
 //! # use herdcache_runtime::testing;
@@ -30,6 +30,7 @@
 //! never calls `isolate` pays one relaxed atomic load per call for this.
 
 pub use crate::isolation::{isolate, Isolated};
+pub use crate::tags::remembered_tags;
 
 /// Reads the engine's coarse clock, as a quick-tier hit and a hit with
 /// policies do to know "now": one relaxed load of a value a ticker thread

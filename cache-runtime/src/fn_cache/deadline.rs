@@ -206,7 +206,7 @@ where
         if expired {
             match flight.stamps() {
                 Some(stamps) if stamps.state() == TagState::Current => {
-                    entry.tags = stamps.clone();
+                    entry.tags = *stamps;
                 }
                 _ => return,
             }
@@ -215,7 +215,6 @@ where
         entry.fresh_until = horizons.fresh_until;
         entry.stale_until = horizons.stale_until;
         entry.lifetime = crate::clock::nanos(horizons.lifetime);
-        entry.tags.keep_for(entry.lifetime);
         self.memory.insert(key.clone(), entry);
     }
 

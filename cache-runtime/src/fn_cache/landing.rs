@@ -152,14 +152,13 @@ where
                     (Some(ttl), Some(shared)) => {
                         let now = self.clock.now_nanos();
                         let horizons = self.expiry.negative_horizons(now, *ttl);
-                        guard.stamps.keep_for(nanos(horizons.lifetime));
                         self.memory.insert(
                             key.clone(),
                             entry(
                                 Payload::Failure(Arc::new(shared.clone())),
                                 horizons,
                                 0,
-                                guard.stamps.stamps().clone(),
+                                *guard.stamps.stamps(),
                             ),
                         );
                     }
@@ -196,8 +195,8 @@ where
         // (read after the expiry), else every next call would load again.
         let tags = match entry.tags.state() {
             TagState::Gone => return None,
-            TagState::Expired => guard.stamps.stamps().clone(),
-            TagState::Current => entry.tags.clone(),
+            TagState::Expired => *guard.stamps.stamps(),
+            TagState::Current => entry.tags,
         };
         let Payload::Value(value) = entry.payload else {
             return None;
@@ -217,7 +216,6 @@ where
         if !still_there || !shard.detach_if(key, flight) {
             return None;
         }
-        tags.keep_for(nanos(horizons.lifetime));
         self.memory.insert(
             key.clone(),
             entry_of(stored, horizons, entry.load_nanos, tags),
@@ -256,8 +254,7 @@ where
         let mut shard = self.flights.lock(key);
         if shard.detach_if(key, flight) && !dead {
             let horizons = self.expiry.horizons(self.clock.now_nanos(), ttl);
-            guard.stamps.keep_for(nanos(horizons.lifetime));
-            let tags = guard.stamps.stamps().clone();
+            let tags = *guard.stamps.stamps();
             self.memory
                 .insert(key.clone(), entry_of(stored, horizons, nanos(took), tags));
             // Only a value this load stored goes to Redis (not one a newer

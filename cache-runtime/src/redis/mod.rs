@@ -99,6 +99,7 @@ pub struct RuntimeBuilder {
     max_wait: Duration,
     per_runtime: bool,
     pending_limit: usize,
+    longest_load: Duration,
 }
 
 impl Default for RuntimeBuilder {
@@ -116,6 +117,7 @@ impl Default for RuntimeBuilder {
             max_wait: Duration::from_secs(30),
             per_runtime: true,
             pending_limit: DEFAULT_PENDING_LIMIT,
+            longest_load: DEFAULT_LONGEST_LOAD,
         }
     }
 }
@@ -143,6 +145,7 @@ impl fmt::Debug for RuntimeBuilder {
             .field("max_wait", &self.max_wait)
             .field("connection_per_runtime", &self.per_runtime)
             .field("pending_limit", &self.pending_limit)
+            .field("longest_load", &self.longest_load)
             .finish()
     }
 }
@@ -245,6 +248,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The longest a load may take and still write its value to Redis
+    /// (default [`DEFAULT_LONGEST_LOAD`], an hour): a slower load's value
+    /// stays in memory. Versions in Redis (of keys and tags) outlive every
+    /// copy that may carry an older one by this much, as a copy is written
+    /// up to a load's length after its versions were read.
+    pub fn longest_load(mut self, longest: Duration) -> Self {
+        self.longest_load = longest.max(Duration::from_millis(1));
+        self
+    }
+
     /// The tier, without installing it (for tests, and to build a cache by
     /// hand).
     ///
@@ -298,6 +311,8 @@ impl RuntimeBuilder {
             replaying: AtomicBool::new(false),
             replay_wake: tokio::sync::Notify::new(),
             replay_off: AtomicBool::new(false),
+            longest_load: self.longest_load,
+            fleet_life_ms: AtomicU64::new(0),
             epochs: Mutex::new(KnownEpochs::default()),
         }))
     }
@@ -484,6 +499,11 @@ pub struct RedisTier {
     replay_off: AtomicBool,
     /// The epochs this instance knows (read from Redis when unknown).
     epochs: Mutex<KnownEpochs>,
+    /// See [`RuntimeBuilder::longest_load`].
+    longest_load: Duration,
+    /// The longest life of a tagged copy in the namespace, as this instance
+    /// last read it (see [`bump_tag`](Self::bump_tag)).
+    fleet_life_ms: AtomicU64,
 }
 
 /// The namespace's epoch and each function's, by the function's prefix:
@@ -493,6 +513,10 @@ pub struct RedisTier {
 struct KnownEpochs {
     namespace: Option<u64>,
     functions: HashMap<String, u64>,
+    /// The lives this instance's functions published (see
+    /// [`publish_life`](RedisTier::publish_life)), forgotten with the
+    /// epochs: a Redis that restarted empty learns them again.
+    lives: std::collections::HashSet<(String, u64)>,
 }
 
 /// Never prints the URL's password.
@@ -942,11 +966,120 @@ impl RedisTier {
         Some((value, versions))
     }
 
+    /// The longest a load may take and still write to Redis.
+    pub(crate) fn longest_load(&self) -> Duration {
+        self.longest_load
+    }
+
+    /// The key of the namespace's lives: a sorted set of every tagged
+    /// function's longest life (ms), as `{function}@{ms}` scored by it.
+    fn lives_key(&self) -> String {
+        format!("{}:lives", self.namespace)
+    }
+
+    /// Says to the fleet that `function` writes tagged copies that live up
+    /// to `life` in Redis, once per process (again after the bus
+    /// reconnects); whether Redis took it. Before its first read of a tag's
+    /// version: a bump that follows that read reads the life after it (see
+    /// [`bump_tag`](Self::bump_tag)).
+    pub(crate) async fn publish_life(&self, function: &str, life: Duration) -> bool {
+        let ms = millis(life);
+        let published = (function.to_owned(), ms);
+        if self.known().lives.contains(&published) {
+            return true;
+        }
+        let command = redis::cmd("ZADD")
+            .arg(self.lives_key())
+            .arg(ms)
+            .arg(format!("{function}@{ms}"))
+            .clone();
+        let taken = self
+            .attempt(
+                |mut connection| async move { command.query_async::<i64>(&mut connection).await },
+            )
+            .await
+            .is_some();
+        if taken {
+            self.fleet_life_ms.fetch_max(ms, Ordering::Relaxed);
+            self.known().lives.insert(published);
+        }
+        taken
+    }
+
     /// Bumps the version in Redis of the tag with this digest (invalidated
     /// or expired), bypassing the breaker: every copy in Redis stamped
     /// before is no longer served. Whether Redis took it.
+    ///
+    /// The version key expires, so that a tag never touched again leaves
+    /// Redis, but never before a copy it ended: each bump keeps it for the
+    /// longest life any function of the namespace gives a tagged copy, plus
+    /// [`longest_load`](RuntimeBuilder::longest_load), read from Redis
+    /// *after* the bump (a function publishes its life before it reads a
+    /// tag's version, so a copy stamped before this bump was made by a
+    /// function whose life this read sees). Absent, a version restarts from
+    /// the clock ([`first_version`]), past every version it had before, and
+    /// reads as 0 until then: a copy stamped 0 was made before the first
+    /// bump, and died before the key could expire.
     pub(crate) async fn bump_tag(&self, digest: u128) -> bool {
-        let command = redis::cmd("INCR").arg(self.tag_key(digest)).clone();
+        let key = self.tag_key(digest);
+        let margin = millis(self.longest_load);
+        let known = self
+            .fleet_life_ms
+            .load(Ordering::Relaxed)
+            .saturating_add(margin);
+        if !self.bump_and_keep(&key, Some(first_version()), known).await {
+            return false;
+        }
+        let command = redis::cmd("ZREVRANGE")
+            .arg(self.lives_key())
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .clone();
+        let Some(longest) = self
+            .attempt_anyway(|mut connection| async move {
+                command
+                    .query_async::<Vec<(String, f64)>>(&mut connection)
+                    .await
+            })
+            .await
+        else {
+            return false;
+        };
+        let Some(&(_, life)) = longest.first() else {
+            return true;
+        };
+        // A score is a whole number of ms, well within f64's exact range.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let life = life as u64;
+        self.fleet_life_ms.fetch_max(life, Ordering::Relaxed);
+        let needed = life.saturating_add(margin);
+        needed <= known || self.bump_and_keep(&key, None, needed).await
+    }
+
+    /// With `first`: sets `key` to `first` if absent, increments it and
+    /// keeps it for at least `keep_ms`; without: only keeps it that long
+    /// (if it exists). Never shortens a key's life. One script: atomic, on
+    /// one key (so one Cluster slot), on any Redis from 2.6.
+    async fn bump_and_keep(&self, key: &str, first: Option<u64>, keep_ms: u64) -> bool {
+        // Sent whole (no `SCRIPT LOAD`): bumps are rare, and it is short.
+        const SCRIPT: &str = "
+            if ARGV[1] ~= '' then
+                redis.call('SET', KEYS[1], ARGV[1], 'NX')
+                redis.call('INCR', KEYS[1])
+            end
+            local left = redis.call('PTTL', KEYS[1])
+            if left == -1 or (left >= 0 and left < tonumber(ARGV[2])) then
+                redis.call('PEXPIRE', KEYS[1], ARGV[2])
+            end
+            return left";
+        let command = redis::cmd("EVAL")
+            .arg(SCRIPT)
+            .arg(1)
+            .arg(key)
+            .arg(first.map(|first| first.to_string()).unwrap_or_default())
+            .arg(keep_ms)
+            .clone();
         self.attempt_anyway(|mut connection| async move {
             command.query_async::<i64>(&mut connection).await
         })
@@ -974,6 +1107,9 @@ impl RedisTier {
         .is_some()
     }
 }
+
+/// How long a load may take and still write to Redis, by default: an hour.
+pub const DEFAULT_LONGEST_LOAD: Duration = Duration::from_secs(3600);
 
 /// The value a key's version or an epoch starts from when Redis has none:
 /// the wall clock in microseconds, never 0 or 1.

@@ -264,7 +264,20 @@ where
         let keep = self
             .expiry
             .longest_lifetime()
-            .saturating_add(Duration::from_secs(3600));
+            .saturating_add(l2.tier.longest_load());
+        // A tag's version outlives every copy stamped before its last bump
+        // too: the fleet hears how long this function's copies live before
+        // this load reads it.
+        if !digests.is_empty()
+            && !l2
+                .tier
+                .publish_life(&self.name, self.expiry.longest_lifetime())
+                .await
+        {
+            self.counters.incr(Counter::L2Errors);
+            guard.write.unusable.store(true, Ordering::Release);
+            return;
+        }
         match l2.tier.versions(value, &key_version, keep, &digests).await {
             Some((value, versions)) => {
                 if with_value {
@@ -535,8 +548,7 @@ where
             if !attached {
                 return Looked::Unavailable;
             }
-            guard.stamps.keep_for(nanos(horizons.lifetime));
-            let tags = guard.stamps.stamps().clone();
+            let tags = *guard.stamps.stamps();
             self.memory
                 .insert(key.clone(), entry_of(stored, horizons, load_nanos, tags));
         }
@@ -577,9 +589,15 @@ where
         horizons: Horizons,
         took: Duration,
     ) {
-        let (Some(_), Some(payload)) = (self.l2.as_ref(), payload) else {
+        let (Some(l2), Some(payload)) = (self.l2.as_ref(), payload) else {
             return;
         };
+        // Versions outlive copies by the longest load: a slower one's value
+        // stays in memory.
+        if took > l2.tier.longest_load() {
+            tracing::debug!(target: "herdcache", function = %self.name, ?took, "load slower than `longest_load`: its value is not written to Redis");
+            return;
+        }
         let tags = guard.write.tag_versions().unwrap_or_default();
         if tags.len() > 255 {
             return;
@@ -657,11 +675,11 @@ where
         let l2 = self.l2.as_ref()?;
         let bytes = (l2.codec.key.to_bytes)(key)?;
         // The key's version outlives every copy that may carry an older
-        // one: the longest life a value has, and an hour for its load.
+        // one: the longest life a value has, and the longest load.
         let keep = self
             .expiry
             .longest_lifetime()
-            .saturating_add(Duration::from_secs(3600));
+            .saturating_add(l2.tier.longest_load());
         let op = Op::Key {
             function: self.name.clone(),
             version: l2.codec.version,

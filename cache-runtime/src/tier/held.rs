@@ -12,6 +12,8 @@ pub(crate) trait Held<V>: Clone + Send + Sync + 'static {
     fn entry(self) -> Entry<V>;
     /// Past this instant the entry is never served.
     fn last_horizon(&self) -> Nanos;
+    /// The versions of its tags when its load began.
+    fn stamps(&self) -> &Stamps;
 }
 
 impl<V: Clone + Send + Sync + 'static> Held<V> for Entry<V> {
@@ -28,6 +30,10 @@ impl<V: Clone + Send + Sync + 'static> Held<V> for Entry<V> {
     #[inline(always)]
     fn last_horizon(&self) -> Nanos {
         self.fail_safe_until
+    }
+
+    fn stamps(&self) -> &Stamps {
+        &self.tags
     }
 }
 
@@ -84,5 +90,9 @@ impl<V: Clone + Send + Sync + 'static> Held<V> for Plain<V> {
     #[inline(always)]
     fn last_horizon(&self) -> Nanos {
         self.fresh_until
+    }
+
+    fn stamps(&self) -> &Stamps {
+        &self.tags
     }
 }

@@ -11,12 +11,12 @@
 //!   evicted), so a hit reads the coarse clock.
 
 use std::hash::Hash;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::clock::{Clock, Nanos};
 use crate::outcome::SharedFailure;
-use crate::tags::Stamps;
+use crate::tags::{HoldsStamps, Stamps};
 
 mod held;
 mod moka;
@@ -117,14 +117,21 @@ pub(crate) struct Entry<V> {
 }
 
 /// Runs `$body` on whichever tier `$tier` is: the four share their method
-/// names, not a type.
+/// names, not a type. An isolated tier runs it on the tier inside (the same
+/// method of [`MemoryTier`]), or answers `$released` once that is freed.
 macro_rules! on_tier {
-    ($tier:expr, $each:ident => $body:expr) => {
+    ($tier:expr, $each:ident => $body:expr, released => $released:expr) => {
         match $tier {
             MemoryTier::Moka($each) => $body,
             MemoryTier::MokaPlain($each) => $body,
             MemoryTier::Quick($each) => $body,
             MemoryTier::QuickPlain($each) => $body,
+            MemoryTier::Isolated(cell) => {
+                match &*cell.read().unwrap_or_else(PoisonError::into_inner) {
+                    Some($each) => $body,
+                    None => $released,
+                }
+            }
         }
     };
 }
@@ -141,6 +148,10 @@ pub(crate) enum MemoryTier<K, V> {
     Quick(QuickTier<K, V>),
     /// The quick tier for a function whose only horizon is freshness.
     QuickPlain(QuickTier<K, V, Plain<V>>),
+    /// A tier made inside `testing::isolate`: freed when the isolation
+    /// ends (its cache, handed out as `&'static`, stays; empty, it holds
+    /// nothing from then on).
+    Isolated(Arc<RwLock<Option<MemoryTier<K, V>>>>),
 }
 
 impl<K, V> MemoryTier<K, V>
@@ -175,11 +186,37 @@ where
         }
     }
 
-    /// Which tier this is.
+    /// `tier`, freed by [`release`](Self::release).
+    pub(crate) fn isolated(tier: Self) -> Self {
+        MemoryTier::Isolated(Arc::new(RwLock::new(Some(tier))))
+    }
+
+    /// Frees an isolated tier's storage (nothing for the others).
+    pub(crate) fn release(&self) {
+        if let MemoryTier::Isolated(cell) = self {
+            let tier = cell.write().unwrap_or_else(PoisonError::into_inner).take();
+            // Dropped outside the lock: values' `Drop` is user code.
+            drop(tier);
+        }
+    }
+
+    /// Which tier this is (moka, once an isolated one is freed).
     pub(crate) fn kind(&self) -> Memory {
         match self {
             MemoryTier::Moka(_) | MemoryTier::MokaPlain(_) => Memory::Moka,
             MemoryTier::Quick(_) | MemoryTier::QuickPlain(_) => Memory::Quick,
+            MemoryTier::Isolated(cell) => inside(cell, Self::kind, Memory::Moka),
+        }
+    }
+
+    /// What a tag sweep walks to find the tags this tier's entries carry.
+    pub(crate) fn stamp_holder(&self) -> Arc<dyn HoldsStamps> {
+        match self {
+            MemoryTier::Moka(tier) => tier.stamp_holder(),
+            MemoryTier::MokaPlain(tier) => tier.stamp_holder(),
+            MemoryTier::Quick(tier) => tier.stamp_holder(),
+            MemoryTier::QuickPlain(tier) => tier.stamp_holder(),
+            MemoryTier::Isolated(cell) => Arc::new(IsolatedStamps(Arc::clone(cell))),
         }
     }
 
@@ -190,45 +227,75 @@ where
         match self {
             MemoryTier::Moka(_) | MemoryTier::MokaPlain(_) => matches!(clock, Clock::System),
             MemoryTier::Quick(_) | MemoryTier::QuickPlain(_) => true,
+            MemoryTier::Isolated(cell) => {
+                inside(cell, |tier| tier.returns_live_entries(clock), true)
+            }
         }
     }
 
     /// The entry of `key`, if it is within its last horizon.
     #[inline(always)]
     pub(crate) fn get(&self, key: &K) -> Option<Entry<V>> {
-        on_tier!(self, tier => tier.get(key))
+        on_tier!(self, tier => tier.get(key), released => None)
     }
 
     /// Stores `entry`. The caller holds the key's flight-shard lock, so no
     /// other store or invalidation of this key runs between the two calls.
     pub(crate) fn insert(&self, key: K, entry: Entry<V>) {
-        on_tier!(self, tier => tier.insert(key, entry))
+        on_tier!(self, tier => tier.insert(key, entry), released => ())
     }
 
     /// Removes the entry of `key`, under its flight-shard lock.
     pub(crate) fn invalidate(&self, key: &K) {
-        on_tier!(self, tier => tier.invalidate(key))
+        on_tier!(self, tier => tier.invalidate(key), released => ())
     }
 
     /// Removes every entry stored before the call; the caller holds every
     /// flight-shard lock, so no store races it.
     pub(crate) fn invalidate_all(&self) {
-        on_tier!(self, tier => tier.invalidate_all())
+        on_tier!(self, tier => tier.invalidate_all(), released => ())
     }
 
     /// Entries the tier dropped on its own, for capacity or expiry.
     pub(crate) fn evictions(&self) -> u64 {
-        on_tier!(self, tier => tier.evictions())
+        on_tier!(self, tier => tier.evictions(), released => 0)
     }
 
     /// [`evictions`](Self::evictions), cheap enough for the load path.
     #[cfg(feature = "metrics")]
     pub(crate) fn evictions_estimate(&self) -> u64 {
-        on_tier!(self, tier => tier.evictions_estimate())
+        on_tier!(self, tier => tier.evictions_estimate(), released => 0)
     }
 
     /// Entries held, once expired ones are reclaimed.
     pub(crate) fn len(&self) -> u64 {
-        on_tier!(self, tier => tier.len())
+        on_tier!(self, tier => tier.len(), released => 0)
+    }
+}
+
+/// What `answer` says of the tier inside an isolated one, or `released`.
+fn inside<K, V, R>(
+    cell: &RwLock<Option<MemoryTier<K, V>>>,
+    answer: impl FnOnce(&MemoryTier<K, V>) -> R,
+    released: R,
+) -> R {
+    match &*cell.read().unwrap_or_else(PoisonError::into_inner) {
+        Some(tier) => answer(tier),
+        None => released,
+    }
+}
+
+/// An isolated tier's entries, for a tag sweep: none once it is freed.
+struct IsolatedStamps<K, V>(Arc<RwLock<Option<MemoryTier<K, V>>>>);
+
+impl<K, V> HoldsStamps for IsolatedStamps<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn each_stamps(&self, each: &mut dyn FnMut(&Stamps)) {
+        if let Some(tier) = &*self.0.read().unwrap_or_else(PoisonError::into_inner) {
+            tier.stamp_holder().each_stamps(each);
+        }
     }
 }

@@ -25,6 +25,7 @@ use moka::Expiry;
 
 use super::{Entry, Held};
 use crate::expiry::MAX_LIFETIME;
+use crate::tags::{HoldsStamps, Stamps};
 
 /// Tells moka to drop each entry when its own lifetime is over.
 struct EntryLifetime;
@@ -173,9 +174,39 @@ where
         admitted.saturating_sub(held).saturating_sub(removed)
     }
 
+    /// What a tag sweep walks: the entries of this cache (moka's own
+    /// handle, shared).
+    pub(crate) fn stamp_holder(&self) -> std::sync::Arc<dyn HoldsStamps> {
+        std::sync::Arc::new(MokaStamps::<K, V, H> {
+            cache: self.cache.clone(),
+            _values: std::marker::PhantomData,
+        })
+    }
+
     /// Entries held, after moka has applied pending removals.
     pub(crate) fn len(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
+    }
+}
+
+/// A moka cache's entries, for a tag sweep.
+struct MokaStamps<K, V, H> {
+    cache: Cache<K, H>,
+    _values: std::marker::PhantomData<fn() -> V>,
+}
+
+impl<K, V, H> HoldsStamps for MokaStamps<K, V, H>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    H: Held<V>,
+{
+    fn each_stamps(&self, each: &mut dyn FnMut(&Stamps)) {
+        // moka's iterator clones each entry (its value too), and does not
+        // count as a use of it.
+        for (_, held) in &self.cache {
+            each(held.stamps());
+        }
     }
 }

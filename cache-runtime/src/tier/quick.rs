@@ -31,6 +31,7 @@ use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
 
 use super::{Entry, Held};
 use crate::clock::Clock;
+use crate::tags::{HoldsStamps, Stamps};
 
 /// Counts what quick_cache evicts (for capacity), and drops it after the
 /// shard lock is released, as quick_cache's own default does.
@@ -76,7 +77,8 @@ impl<K, V> Lifecycle<K, V> for CountEvictions {
 type Shard<K, H> = Cache<K, H, UnitWeighter, DefaultHashBuilder, CountEvictions>;
 
 pub(crate) struct QuickTier<K, V, H = Entry<V>> {
-    shards: Box<[ShardedLock<Shard<K, H>>]>,
+    /// Shared with the tag sweep's handle (see [`stamp_holder`](Self::stamp_holder)).
+    shards: Arc<[ShardedLock<Shard<K, H>>]>,
     /// Picks a key's shard (each shard hashes again to find it).
     hasher: DefaultHashBuilder,
     clock: Clock,
@@ -195,9 +197,18 @@ where
     /// Empties every shard, one after the other (each under its write
     /// lock), as quick_cache's own `clear` does.
     pub(crate) fn invalidate_all(&self) {
-        for shard in &self.shards {
+        for shard in self.shards.iter() {
             Self::write(shard).clear();
         }
+    }
+
+    /// What a tag sweep walks: the entries of every shard, each under its
+    /// read lock in turn.
+    pub(crate) fn stamp_holder(&self) -> Arc<dyn HoldsStamps> {
+        Arc::new(QuickStamps::<K, V, H> {
+            shards: Arc::clone(&self.shards),
+            _values: std::marker::PhantomData,
+        })
     }
 
     /// Entries held, expired ones included.
@@ -235,7 +246,7 @@ where
     fn sweep(&self) {
         let now = self.clock.now_nanos();
         let expired = std::cell::Cell::new(0);
-        for shard in &self.shards {
+        for shard in self.shards.iter() {
             Self::write(shard).retain(|_, held| {
                 let live = now < held.last_horizon();
                 expired.set(expired.get() + u64::from(!live));
@@ -243,6 +254,28 @@ where
             });
         }
         self.evicted.fetch_add(expired.get(), Ordering::Relaxed);
+    }
+}
+
+/// A quick tier's shards, for a tag sweep.
+struct QuickStamps<K, V, H> {
+    shards: Arc<[ShardedLock<Shard<K, H>>]>,
+    _values: std::marker::PhantomData<fn() -> V>,
+}
+
+impl<K, V, H> HoldsStamps for QuickStamps<K, V, H>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    H: Held<V>,
+{
+    fn each_stamps(&self, each: &mut dyn FnMut(&Stamps)) {
+        for shard in self.shards.iter() {
+            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            for (_, held) in shard.iter() {
+                each(held.stamps());
+            }
+        }
     }
 }
 

@@ -1,0 +1,145 @@
+//! A tag's version in Redis expires, so a tag never touched again leaves
+//! Redis, but never before a copy it ended: its life follows the longest
+//! life any function of the namespace gives a tagged copy (whichever
+//! instance runs it), plus `longest_load`. Against a real `redis-server`,
+//! in real time (Redis expires keys on its own clock). Its own binary: it
+//! installs a runtime. Run with `--features redis`.
+#![cfg(feature = "redis")]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herdcache_runtime::{
+    CacheConfig, Clock, Codec, FnCache, ManualClock, RedisTier, Runtime, Tags,
+};
+use herdcache_test_support::RedisServer;
+
+mod common;
+use common::*;
+
+const LONGEST_LOAD: Duration = Duration::from_millis(500);
+
+fn tier(server: &RedisServer) -> Arc<RedisTier> {
+    Runtime::builder()
+        .redis(server.url())
+        .namespace("tagexp")
+        .timeout(Duration::from_secs(5))
+        .longest_load(LONGEST_LOAD)
+        .build()
+        .unwrap()
+}
+
+fn instance(
+    name: &str,
+    ttl: Duration,
+    tier: Arc<RedisTier>,
+    clock: &Arc<ManualClock>,
+) -> &'static FnCache<u64, String> {
+    let config = CacheConfig::new(name, ttl)
+        .distributed()
+        .clock(Clock::Manual(clock.clone()));
+    Box::leak(Box::new(
+        FnCache::new(config).with_redis(tier, Codec::of(1)),
+    ))
+}
+
+fn tagged() -> herdcache_runtime::LoadHooks<String, String> {
+    let mut tags = Tags::new();
+    tags.push("exp:t");
+    hooks().tags(tags)
+}
+
+async fn query<T: redis::FromRedisValue>(
+    redis: &mut redis::aio::MultiplexedConnection,
+    command: &mut redis::Cmd,
+) -> T {
+    command.query_async(redis).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_version_expires_after_every_copy_it_ended_and_never_brings_one_back() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new();
+    let mut redis = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Instance A, which invalidates, has no function of its own that
+    // lives long; instance B's function gives its copies 4 s in Redis.
+    let tier_a = tier(&server);
+    Runtime::install(tier_a.clone()).unwrap();
+    let short = instance("short", Duration::from_millis(300), tier_a, &clock);
+    let long_b = instance("long", Duration::from_secs(4), tier(&server), &clock);
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    assert_eq!(call(short, 1, &origin, tagged()).await.unwrap(), "v0");
+    // B's copy is stamped with the tag's version before any bump: 0.
+    assert_eq!(call(long_b, 1, &origin, tagged()).await.unwrap(), "v1");
+    let copy = long_b.redis_key(&1).await.unwrap();
+    let copy_left: i64 = query(&mut redis, redis::cmd("PTTL").arg(&copy)).await;
+    assert!(copy_left > 3_000, "B's copy lives ~4 s: {copy_left} ms");
+    let tag_keys: Vec<String> = query(&mut redis, redis::cmd("KEYS").arg("tagexp:tag:*")).await;
+    assert!(
+        tag_keys.is_empty(),
+        "no version before a bump: {tag_keys:?}"
+    );
+
+    herdcache_runtime::invalidate_tag("exp:t").await;
+    let bumped = Instant::now();
+    let tag_keys: Vec<String> = query(&mut redis, redis::cmd("KEYS").arg("tagexp:tag:*")).await;
+    let [tag_key] = tag_keys.as_slice() else {
+        panic!("one version key: {tag_keys:?}");
+    };
+    // Kept for B's life and the longest load (not A's own 300 ms, and not
+    // forever).
+    let left: i64 = query(&mut redis, redis::cmd("PTTL").arg(tag_key)).await;
+    assert!(
+        (4_000..=4_500).contains(&left),
+        "the version lives 4 s + 500 ms: {left} ms"
+    );
+    let copy_left: i64 = query(&mut redis, redis::cmd("PTTL").arg(&copy)).await;
+    assert!(copy_left > 0 && copy_left < left, "B's old copy dies first");
+
+    // The version key leaves Redis on its own...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let exists: i64 = query(&mut redis, redis::cmd("EXISTS").arg(tag_key)).await;
+        let copy_exists: i64 = query(&mut redis, redis::cmd("EXISTS").arg(&copy)).await;
+        if exists == 0 {
+            // ...never while a copy it ended is still there.
+            assert_eq!(
+                copy_exists, 0,
+                "the copy stamped before the bump outlived it"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the version key never expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(bumped.elapsed() >= Duration::from_millis(4_000));
+    // And with it gone (reading 0 again), a new instance of B loads: the
+    // copy stamped 0 before the bump is not in Redis to be served.
+    let loads = origin.loads();
+    let fresh_b = instance("long", Duration::from_secs(4), tier(&server), &clock);
+    assert_eq!(call(fresh_b, 1, &origin, tagged()).await.unwrap(), "v2");
+    assert_eq!(origin.loads(), loads + 1);
+
+    // A tag bumped again after its key expired restarts far past every
+    // version it had: copies stamped with the old ones stay dead.
+    herdcache_runtime::invalidate_tag("exp:t").await;
+    let version: u64 = query(&mut redis, redis::cmd("GET").arg(tag_key)).await;
+    assert!(version > 1_000_000_000_000, "from the clock: {version}");
+
+    // A version key an older release left without an expiry gets one at
+    // its next bump, and goes on from where it was.
+    let legacy = format!(
+        "tagexp:tag:{:032x}",
+        xxhash_rust::xxh3::xxh3_128(b"exp:legacy")
+    );
+    let _: () = query(&mut redis, redis::cmd("SET").arg(&legacy).arg(7)).await;
+    herdcache_runtime::invalidate_tag("exp:legacy").await;
+    let left: i64 = query(&mut redis, redis::cmd("PTTL").arg(&legacy)).await;
+    assert!(left > 0, "an expiry now: {left}");
+    let version: u64 = query(&mut redis, redis::cmd("GET").arg(&legacy)).await;
+    assert_eq!(version, 8);
+}
