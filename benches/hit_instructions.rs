@@ -12,7 +12,7 @@ mod common;
 
 use common::{
     cached_crate_timed_lookup, herdcache_lookup, herdcache_policies_lookup, herdcache_quick_lookup,
-    herdcache_tagged_lookup, ready, KEYS,
+    herdcache_tagged_lookup, herdcache_three_tags_lookup, ready, KEYS,
 };
 
 fn main() {
@@ -44,6 +44,14 @@ fn main() {
             }
             for i in 0..hits {
                 sum = sum.wrapping_add(ready(herdcache_tagged_lookup(std::hint::black_box(i % KEYS))));
+            }
+        }
+        "herdcache_three_tags" => {
+            for key in 0..KEYS {
+                ready(herdcache_three_tags_lookup(key));
+            }
+            for i in 0..hits {
+                sum = sum.wrapping_add(ready(herdcache_three_tags_lookup(std::hint::black_box(i % KEYS))));
             }
         }
         "herdcache_quick" => {
@@ -125,7 +133,7 @@ fn main() {
             }
         }
         other => panic!(
-            "unknown variant {other:?}: herdcache, herdcache_policies, herdcache_tags, moka, moka_ttl or cached"
+            "unknown variant {other:?}: herdcache, herdcache_policies, herdcache_tags, herdcache_three_tags, moka, moka_ttl or cached"
         ),
     }
     std::hint::black_box(sum);

@@ -14,7 +14,7 @@ mod common;
 
 use common::{
     cached_crate_timed_lookup, herdcache_lookup, herdcache_policies_lookup, herdcache_quick_lookup,
-    herdcache_tagged_lookup, ready, KEYS,
+    herdcache_tagged_lookup, herdcache_three_tags_lookup, ready, KEYS,
 };
 use divan::{black_box, Bencher};
 
@@ -83,6 +83,15 @@ fn herdcache_tags(bencher: Bencher) {
         ready(herdcache_tagged_lookup(key));
     }
     bencher.bench(|| ready(herdcache_tagged_lookup(black_box(next_key()))));
+}
+
+/// A function with three tags: the hit reads the version of their group.
+#[divan::bench(threads = [1, 2])]
+fn herdcache_three_tags(bencher: Bencher) {
+    for key in 0..KEYS {
+        ready(herdcache_three_tags_lookup(key));
+    }
+    bencher.bench(|| ready(herdcache_three_tags_lookup(black_box(next_key()))));
 }
 
 /// moka with herdcache's set-up for this function: a global `time_to_live`.

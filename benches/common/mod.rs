@@ -32,6 +32,12 @@ pub async fn herdcache_tagged_lookup(key: u64) -> u64 {
     key
 }
 
+/// Three tags: a hit reads the one version of the group they form.
+#[herdcache::cached(ttl = "1h", tags = ["user:{key}", "org:7", "all-users"])]
+pub async fn herdcache_three_tags_lookup(key: u64) -> u64 {
+    key
+}
+
 #[cached::proc_macro::cached(ttl_secs = 3600)]
 pub fn cached_crate_timed_lookup(key: u64) -> u64 {
     key

@@ -21,13 +21,14 @@
 //! one or two), and a hit copies them without touching shared memory.
 //!
 //! Bookkeeping follows the cache, not the clock. A sweep, run when the
-//! tags and groups remembered reach twice what the last one kept (and at
-//! least [`MIN_SWEEP`]), walks the entries every cache holds and forgets
-//! each tag and group that no held entry carries and no running load has
-//! stamped. So the process remembers at most twice the tags its held
-//! entries carry (at least 4 096), whatever the ttls and however many
-//! distinct tags go by; a sweep costs one pass over the tagged caches'
-//! entries (a clone of each, on moka) every time that many new tags came.
+//! tags and groups remembered reach 1.5 times what the last sweep kept (and
+//! at least [`MIN_SWEEP`]), walks the entries every tagged cache holds and
+//! forgets each tag and group that no held entry carries and no running
+//! load has stamped. So the process remembers at most 1.5 times the tags
+//! (and groups) its held entries and running loads carry, or 4 096 if that
+//! is more, whatever the ttls and however many distinct tags go by. A sweep
+//! costs one pass over the tagged caches' entries (a clone of each, on
+//! moka) each time half as many new tags came as the last one kept.
 //! Forgetting bumps the slot's version and `gone_below` before the slot is
 //! reused, so a stamp of a forgotten tag can only ever read as gone: a
 //! forgetting may cost a miss (an entry stored as a sweep passed it), never
@@ -47,9 +48,9 @@ const VERSION_MASK: u64 = (1 << VERSION_BITS) - 1;
 /// Slots the process can hold at once (2^24, 16 M tags).
 const MAX_SLOTS: u32 = 1 << (64 - VERSION_BITS);
 /// Slots are made in chunks of `1 << CHUNK_BITS`.
-const CHUNK_BITS: u32 = 12;
+const CHUNK_BITS: u32 = 10;
 const CHUNK: usize = 1 << CHUNK_BITS;
-/// Enough chunks to hold [`MAX_SLOTS`] (the array of them is 64 KiB).
+/// Enough chunks to hold [`MAX_SLOTS`] (the array of them is 256 KiB).
 const CHUNKS: usize = (MAX_SLOTS as usize) >> CHUNK_BITS;
 /// The slot every stamp that could not be taken points at: always gone.
 const GONE_SLOT: u32 = 0;
@@ -68,7 +69,7 @@ struct TagSlot {
     /// The last sweep generation in which a load finished with the tag, or
     /// a sweep found it on a held entry: a sweep forgets only what it
     /// neither found nor saw finish while it looked.
-    marked: AtomicU64,
+    marked: AtomicU32,
 }
 
 /// Slots in chunks that never move once made, so a read needs no lock:
@@ -76,7 +77,8 @@ struct TagSlot {
 static CHUNK_SLOTS: [OnceLock<Box<[TagSlot; CHUNK]>>; CHUNKS] = [const { OnceLock::new() }; CHUNKS];
 
 /// The sweep generation: each sweep takes the next one.
-static GENERATION: AtomicU64 = AtomicU64::new(1);
+/// (A `u32`: a sweep a second would take 136 years to wrap it.)
+static GENERATION: AtomicU32 = AtomicU32::new(1);
 
 #[inline(always)]
 fn slot_of(slot: u32) -> Option<&'static TagSlot> {
@@ -93,10 +95,15 @@ fn make_slot(slot: u32) -> &'static TagSlot {
     &chunk[slot as usize & (CHUNK - 1)]
 }
 
-/// Which slot each tag in use has, by isolation scope and name, and which
-/// slot each group of tags has.
+/// Which slot each tag in use has, by the fingerprint of its isolation
+/// scope and name, and which slot each group of tags has.
+///
+/// A tag is known by a 64-bit fingerprint, not by its name: no allocation
+/// per tag, 16 bytes in the map. Two tags whose fingerprints collide (keyed
+/// per process, so no one can aim for it) share a slot: invalidating either
+/// ends the entries of both. A miss, never a stale value.
 struct Names {
-    by_name: HashMap<(u64, Box<str>), u32>,
+    by_name: HashMap<u64, u32>,
     /// Groups of three tags or more, by their members' slots (sorted).
     groups: HashMap<Arc<[u32]>, u32>,
     /// Each group's members, by the group's slot.
@@ -151,12 +158,12 @@ impl Names {
     /// The slot of `name`, made if it has none; `None` only when every
     /// slot is held by a running load.
     fn slot(&mut self, scope: u64, name: &str) -> Option<u32> {
-        // Looked up by a borrowed key first: a hit allocates nothing.
-        if let Some(&slot) = self.by_name.get(&(scope, name) as &dyn NameKey) {
+        let fingerprint = fingerprint(scope, name);
+        if let Some(&slot) = self.by_name.get(&fingerprint) {
             return Some(slot);
         }
         let slot = self.take_slot()?;
-        self.by_name.insert((scope, name.into()), slot);
+        self.by_name.insert(fingerprint, slot);
         Some(slot)
     }
 
@@ -212,7 +219,7 @@ impl Names {
 
     /// Whether a sweep is due: then it is marked as running, and the
     /// generation it is to mark with is returned.
-    fn sweep_due(&mut self) -> Option<u64> {
+    fn sweep_due(&mut self) -> Option<u32> {
         if self.sweeping || self.remembered() < self.sweep_at {
             return None;
         }
@@ -222,7 +229,7 @@ impl Names {
 
     /// Forgets every tag and group that no load holds and that was neither
     /// found on a held entry nor released by a load in `generation`.
-    fn forget_unheld(&mut self, generation: u64) {
+    fn forget_unheld(&mut self, generation: u32) {
         let held = |slot: u32| {
             let state = make_slot(slot);
             state.loading.load(Ordering::Acquire) > 0
@@ -265,7 +272,8 @@ impl Names {
             });
             !groups.is_empty()
         });
-        self.sweep_at = (self.remembered() * 2).max(MIN_SWEEP);
+        let kept = self.remembered();
+        self.sweep_at = (kept + kept / 2).max(MIN_SWEEP);
     }
 
     /// Forgets up to `count` tags no load holds, whatever entries hold them.
@@ -313,7 +321,7 @@ impl Names {
 
 /// Marks with `generation` every tag and group an entry held by a tagged
 /// cache carries.
-fn mark_held(generation: u64) {
+fn mark_held(generation: u32) {
     for holder in holders() {
         holder.each_stamps(&mut |stamps| stamps.mark(generation));
     }
@@ -322,7 +330,7 @@ fn mark_held(generation: u64) {
 /// Runs the sweep [`Names::sweep_due`] started: the walk over the caches
 /// outside the names' lock (loads go on stamping meanwhile), the
 /// forgetting under it.
-fn sweep(generation: u64) {
+fn sweep(generation: u32) {
     /// A sweep that panicked (in a value's `Clone`) does not stop the next.
     struct Running;
     impl Drop for Running {
@@ -413,44 +421,10 @@ impl Drop for HolderPlace {
     }
 }
 
-/// A map key that a `(u64, &str)` can look up without allocating.
-trait NameKey {
-    fn parts(&self) -> (u64, &str);
-}
-
-impl NameKey for (u64, Box<str>) {
-    fn parts(&self) -> (u64, &str) {
-        (self.0, &self.1)
-    }
-}
-
-impl NameKey for (u64, &str) {
-    fn parts(&self) -> (u64, &str) {
-        (self.0, self.1)
-    }
-}
-
-impl<'a> std::borrow::Borrow<dyn NameKey + 'a> for (u64, Box<str>) {
-    fn borrow(&self) -> &(dyn NameKey + 'a) {
-        self
-    }
-}
-
-impl PartialEq for dyn NameKey + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for dyn NameKey + '_ {}
-
-impl std::hash::Hash for dyn NameKey + '_ {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // As the tuple `(u64, Box<str>)` hashes: field by field.
-        let (scope, name) = self.parts();
-        scope.hash(state);
-        name.hash(state);
-    }
+/// The fingerprint of tag `name` in isolation `scope`.
+fn fingerprint(scope: u64, name: &str) -> u64 {
+    static KEYED: LazyLock<std::hash::RandomState> = LazyLock::new(std::hash::RandomState::new);
+    std::hash::BuildHasher::hash_one(&*KEYED, (scope, name))
 }
 
 /// What reading an entry's stamps finds, worst tag first.
@@ -529,7 +503,7 @@ impl Stamps {
     }
 
     /// Marks the tags (or group) as held in sweep `generation`.
-    fn mark(&self, generation: u64) {
+    fn mark(&self, generation: u32) {
         for stamp in self.iter() {
             if let Some(slot) = slot_of(stamp.slot()) {
                 slot.marked.store(generation, Ordering::Relaxed);
@@ -783,15 +757,16 @@ where
     let names = names();
     for tag in tags {
         // A tag no load ever stamped (or one forgotten) has no entry to end.
-        if let Some(&slot) = names.by_name.get(&(scope, tag.as_ref()) as &dyn NameKey) {
+        if let Some(&slot) = names.by_name.get(&fingerprint(scope, tag.as_ref())) {
             names.bump_tag(slot, gone);
         }
     }
 }
 
 /// Tags (and groups of three or more) the process remembers now: at most
-/// twice what the entries held carry, and at least 4 096 before the first
-/// sweep.
+/// 1.5 times the tags that entries held and loads running carry, or 4 096
+/// if that is more, whatever the ttls and however many distinct tags went
+/// by. Each costs about 50 bytes.
 pub fn remembered_tags() -> usize {
     names().remembered()
 }
@@ -891,7 +866,7 @@ mod tests {
         let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
         mark_held(generation);
         names().forget_unheld(generation);
-        let known = |name: &str| names().by_name.contains_key(&(scope, name) as &dyn NameKey);
+        let known = |name: &str| names().by_name.contains_key(&fingerprint(scope, name));
         assert!(known("tags-unit:loading"));
         assert!(known("tags-unit:stored"));
         // A held group keeps its members.
