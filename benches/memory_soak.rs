@@ -171,9 +171,10 @@ async fn run(variant: &str, redis_url: Option<&str>) {
                 None => (0.0, 0),
             };
             println!(
-                "{quarter} {key} {start_rss:.1} {:.1} {} {used:.1} {redis_keys}",
+                "{quarter} {key} {start_rss:.1} {:.1} {} {used:.1} {redis_keys} {:.1}",
                 rss_mib(),
                 herdcache::testing::remembered_tags(),
+                started.elapsed().as_secs_f64(),
             );
             quarter += 1;
         }
@@ -199,9 +200,9 @@ fn main() {
         .filter(|arg| !arg.starts_with("--"))
         .collect();
     println!(
-        "| variant | keys | RSS at start (MiB) | RSS at 1/4, 1/2, 3/4, end (MiB) | tags remembered at the end | Redis used_memory at 1/4 .. end (MiB) | Redis keys at 1/4 .. end |"
+        "| variant | keys | seconds | RSS at start (MiB) | RSS at 1/4, 1/2, 3/4, end (MiB) | tags remembered at the end | Redis used_memory at 1/4 .. end (MiB) | Redis keys at 1/4 .. end |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for variant in VARIANTS {
         let name = variant.replace(' ', "_");
         if !only.is_empty() && !only.iter().any(|wanted| name.starts_with(wanted.as_str())) {
@@ -234,8 +235,9 @@ fn main() {
             ("—".to_owned(), "—".to_owned())
         };
         println!(
-            "| {variant} | {} | {} | {} | {} | {} | {} |",
+            "| {variant} | {} | {} | {} | {} | {} | {} | {} |",
             last[1],
+            last[7],
             last[2],
             column(3).join(", "),
             last[4],

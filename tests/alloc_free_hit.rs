@@ -78,7 +78,7 @@ async fn policy_value(key: u64) -> Result<u64, std::io::Error> {
     Ok(key + 1)
 }
 
-/// Two tags (and more, held out of line): a hit reads their versions.
+/// Two tags (three or more read one group version): a hit reads their versions.
 #[cached(ttl = "1h", tags = ["user:{key}", "all-users"])]
 async fn tagged_value(key: u64) -> u64 {
     key + 2

@@ -1,5 +1,5 @@
 //! Tag bookkeeping follows the caches, not the clock: a bounded tagged cache
-//! fed a stream of distinct tags under a long ttl remembers at most 1.5
+//! fed a stream of distinct tags under a long ttl remembers at most 1.25
 //! times the tags its held entries carry (or 4 096), and the tags of the
 //! entries it keeps are never the ones forgotten. (Its own binary: the
 //! figure is the whole process's.)
@@ -39,11 +39,12 @@ async fn member(id: u64, org: u64) -> u64 {
 
 /// The bound the docs state, for what `entries` hold with `tags_each`.
 fn bound(entries: u64, tags_each: u64) -> usize {
-    usize::try_from((3 * entries * tags_each / 2).max(4_096)).unwrap()
+    usize::try_from((5 * entries * tags_each / 4).max(4_096)).unwrap()
 }
 
 #[tokio::test]
-async fn distinct_tags_stay_within_one_and_a_half_times_what_held_entries_carry_and_hot_entries_keep_theirs() {
+async fn distinct_tags_stay_within_a_quarter_more_than_what_held_entries_carry_and_hot_entries_keep_theirs(
+) {
     let _serial = SERIAL.lock().await;
     // A hot set, read all along, that moka keeps (TinyLFU) while distinct
     // keys stream by: its tags were stamped once, at the start.

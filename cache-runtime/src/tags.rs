@@ -21,14 +21,14 @@
 //! one or two), and a hit copies them without touching shared memory.
 //!
 //! Bookkeeping follows the cache, not the clock. A sweep, run when the
-//! tags and groups remembered reach 1.5 times what the last sweep kept (and
+//! tags and groups remembered reach 1.25 times what the last sweep kept (and
 //! at least [`MIN_SWEEP`]), walks the entries every tagged cache holds and
 //! forgets each tag and group that no held entry carries and no running
-//! load has stamped. So the process remembers at most 1.5 times the tags
+//! load has stamped. So the process remembers at most 1.25 times the tags
 //! (and groups) its held entries and running loads carry, or 4 096 if that
 //! is more, whatever the ttls and however many distinct tags go by. A sweep
 //! costs one pass over the tagged caches' entries (a clone of each, on
-//! moka) each time half as many new tags came as the last one kept.
+//! moka) each time a quarter as many new tags came as the last one kept.
 //! Forgetting bumps the slot's version and `gone_below` before the slot is
 //! reused, so a stamp of a forgotten tag can only ever read as gone: a
 //! forgetting may cost a miss (an entry stored as a sweep passed it), never
@@ -273,7 +273,7 @@ impl Names {
             !groups.is_empty()
         });
         let kept = self.remembered();
-        self.sweep_at = (kept + kept / 2).max(MIN_SWEEP);
+        self.sweep_at = (kept + kept / 4).max(MIN_SWEEP);
     }
 
     /// Forgets up to `count` tags no load holds, whatever entries hold them.
@@ -764,7 +764,7 @@ where
 }
 
 /// Tags (and groups of three or more) the process remembers now: at most
-/// 1.5 times the tags that entries held and loads running carry, or 4 096
+/// 1.25 times the tags that entries held and loads running carry, or 4 096
 /// if that is more, whatever the ttls and however many distinct tags went
 /// by. Each costs about 50 bytes.
 pub fn remembered_tags() -> usize {
@@ -782,6 +782,15 @@ mod tests {
         assert!(!std::ptr::eq(last, first_of_chunk));
         assert!(std::ptr::eq(slot_of(MAX_SLOTS - 1).unwrap(), last));
         assert!(slot_of(MAX_SLOTS).is_none());
+    }
+
+    #[test]
+    fn stamps_are_plain_copies_so_a_hit_writes_no_shared_counter() {
+        // `Copy`: no `Arc` (whose clone on every hit writes a counter every
+        // reader shares) can hide in it, however many tags an entry has.
+        fn plain<T: Copy>() {}
+        plain::<Stamps>();
+        assert!(std::mem::size_of::<Stamps>() <= 24);
     }
 
     fn tags(names: &[&str]) -> Tags {

@@ -249,7 +249,7 @@ impl RuntimeBuilder {
     }
 
     /// The longest a load may take and still write its value to Redis
-    /// (default [`DEFAULT_LONGEST_LOAD`], an hour): a slower load's value
+    /// (default an hour): a slower load's value
     /// stays in memory. Versions in Redis (of keys and tags) outlive every
     /// copy that may carry an older one by this much, as a copy is written
     /// up to a load's length after its versions were read.
@@ -454,6 +454,29 @@ fn redacted(url: &str) -> String {
 /// the first is kept and an `info` one when all reached Redis. A call waits
 /// for Redis at most one `timeout` per Redis call it makes (a handful) and,
 /// when another instance loads the key, at most `max_wait`.
+///
+/// # What stays in Redis
+///
+/// Everything the tier writes expires once nothing can read it, so Redis
+/// plateaus under a stream of distinct keys and tags:
+///
+/// | key | lives |
+/// |---|---|
+/// | a copy `{ns}:{name}:v{version}:e{epochs}:{digest}` | to its last horizon (fail-safe, else stale, else fresh) |
+/// | a key's version `…:{digest}:ver` | the function's longest value life plus [`longest_load`](RuntimeBuilder::longest_load) after its last read or bump |
+/// | a tag's version `{ns}:tag:{digest}` (made by the tag's first invalidation or expiry) | the longest life any tagged function of the namespace gives a copy, plus `longest_load`, after its last bump |
+/// | a fleet lock | `lock_ttl`, extended while its load runs |
+/// | the namespace's and each function's epoch, and `{ns}:lives` | kept (one key each; `{ns}:lives` holds one member per tagged function and life) |
+///
+/// A tag's version must outlive every copy it ended, whichever instance
+/// wrote it: each tagged function adds its copies' longest life to
+/// `{ns}:lives` before it first reads a tag's version (once per process,
+/// again after the bus reconnects), and each bump reads the longest there
+/// after it bumped. A function deployed later with a longer life adds its
+/// own before its first copy, so the next bump covers it. A version that
+/// expires reads as 0, which only copies made before its first bump carry
+/// (gone by then), and its next bump restarts it from the wall clock, past
+/// every version it had.
 pub struct RedisTier {
     backend: Backend,
     /// Driven on the tier's own runtime: for its own tasks, and for callers
@@ -1109,7 +1132,7 @@ impl RedisTier {
 }
 
 /// How long a load may take and still write to Redis, by default: an hour.
-pub const DEFAULT_LONGEST_LOAD: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_LONGEST_LOAD: Duration = Duration::from_secs(3600);
 
 /// The value a key's version or an epoch starts from when Redis has none:
 /// the wall clock in microseconds, never 0 or 1.
