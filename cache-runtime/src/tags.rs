@@ -130,7 +130,8 @@ static NAMES: LazyLock<Mutex<Names>> = LazyLock::new(|| {
 });
 
 fn names() -> MutexGuard<'static, Names> {
-    // Nothing panics while the lock is held but allocation; the maps are
+    // Nothing panics while the lock is held but allocation (a walk over the
+    // caches under it catches a value's panicking `Clone`); the maps are
     // consistent between statements.
     NAMES.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -192,8 +193,9 @@ impl Names {
             return Some(slot);
         }
         let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
-        mark_held(generation);
-        self.forget_unheld(generation);
+        if mark_held(generation) {
+            self.forget_unheld(generation);
+        }
         if self.free.is_empty() {
             // More tags held by entries than slots: forget a sixteenth of
             // them (misses, never stale), so no new value goes uncached.
@@ -321,27 +323,31 @@ impl Names {
 
 /// Marks with `generation` every tag and group an entry held by a tagged
 /// cache carries.
-fn mark_held(generation: u32) {
-    for holder in holders() {
-        holder.each_stamps(&mut |stamps| stamps.mark(generation));
-    }
+/// Whether the walk finished: a value's `Clone` (moka's iterator clones
+/// each entry) that panics stops it, and is not the caller's panic; the
+/// sweep then forgets nothing.
+fn mark_held(generation: u32) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for holder in holders() {
+            holder.each_stamps(&mut |stamps| stamps.mark(generation));
+        }
+    }))
+    .is_ok()
 }
 
 /// Runs the sweep [`Names::sweep_due`] started: the walk over the caches
 /// outside the names' lock (loads go on stamping meanwhile), the
 /// forgetting under it.
 fn sweep(generation: u32) {
-    /// A sweep that panicked (in a value's `Clone`) does not stop the next.
-    struct Running;
-    impl Drop for Running {
-        fn drop(&mut self) {
-            names().sweeping = false;
-        }
+    let walked = mark_held(generation);
+    let mut names = names();
+    if walked {
+        names.forget_unheld(generation);
+    } else {
+        // Tried again once as many new tags came.
+        names.sweep_at = names.remembered() + names.remembered() / 4;
     }
-    let running = Running;
-    mark_held(generation);
-    names().forget_unheld(generation);
-    drop(running);
+    names.sweeping = false;
 }
 
 /// Moves the version of `state`: every stamp taken before is expired, or
@@ -382,31 +388,44 @@ fn holders() -> Vec<Arc<dyn HoldsStamps>> {
 /// drops (or is [`withdrawn`](Self::withdraw)).
 #[derive(Debug, Default)]
 pub(crate) struct HolderPlace {
-    id: OnceLock<u64>,
-    withdrawn: AtomicBool,
+    /// Registered or withdrawn: nothing more to do on a load.
+    settled: AtomicBool,
+    /// `Some(id)` once registered; `withdrawn` once left (for good).
+    state: Mutex<PlaceState>,
+}
+
+#[derive(Debug, Default)]
+struct PlaceState {
+    id: Option<u64>,
+    withdrawn: bool,
 }
 
 impl HolderPlace {
-    /// Registers the holder `make` builds, the first time only.
+    /// Registers the holder `make` builds, the first time only (and never
+    /// once withdrawn).
     pub(crate) fn register(&self, make: impl FnOnce() -> Arc<dyn HoldsStamps>) {
-        if self.id.get().is_some() || self.withdrawn.load(Ordering::Acquire) {
+        if self.settled.load(Ordering::Acquire) {
             return;
         }
-        self.id.get_or_init(|| {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.id.is_none() && !state.withdrawn {
             let id = NEXT_HOLDER.fetch_add(1, Ordering::Relaxed);
             let holder = make();
             HOLDERS
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push((id, holder));
-            id
-        });
+            state.id = Some(id);
+        }
+        self.settled.store(true, Ordering::Release);
     }
 
     /// Leaves the holders: a cache whose storage was released.
     pub(crate) fn withdraw(&self) {
-        self.withdrawn.store(true, Ordering::Release);
-        if let Some(&id) = self.id.get() {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.withdrawn = true;
+        self.settled.store(true, Ordering::Release);
+        if let Some(id) = state.id.take() {
             HOLDERS
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -506,7 +525,8 @@ impl Stamps {
     fn mark(&self, generation: u32) {
         for stamp in self.iter() {
             if let Some(slot) = slot_of(stamp.slot()) {
-                slot.marked.store(generation, Ordering::Relaxed);
+                // Never back: a sweep that started later may have marked it.
+                slot.marked.fetch_max(generation, Ordering::Relaxed);
             }
         }
     }
@@ -856,6 +876,7 @@ mod tests {
 
     #[test]
     fn a_sweep_forgets_only_tags_no_entry_or_load_holds_and_never_revives_a_stamp() {
+        let _walks = WALKS.lock().unwrap_or_else(PoisonError::into_inner);
         let scope = u64::MAX - 1;
         let held = Arc::new(Held::default());
         let place = HolderPlace::default();
@@ -901,8 +922,45 @@ mod tests {
         place.withdraw();
     }
 
+    /// The tests that need every sweep to finish, and the one that makes
+    /// them fail.
+    static WALKS: Mutex<()> = Mutex::new(());
+
+    struct Panics;
+
+    impl HoldsStamps for Panics {
+        fn each_stamps(&self, _: &mut dyn FnMut(&Stamps)) {
+            panic!("a value's `Clone` panicked");
+        }
+    }
+
+    #[test]
+    fn a_walk_that_panics_forgets_nothing_and_does_not_reach_the_caller() {
+        let _walks = WALKS.lock().unwrap_or_else(PoisonError::into_inner);
+        let scope = u64::MAX - 5;
+        let place = HolderPlace::default();
+        place.register(|| Arc::new(Panics));
+        let idle = tags(&["tags-unit:outlives-a-panic"])
+            .stamp(scope)
+            .stamps()
+            .to_owned();
+        let generation = {
+            let mut names = names();
+            names.sweeping = true;
+            GENERATION.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        sweep(generation);
+        place.withdraw();
+        assert!(!names().sweeping, "the next sweep may run");
+        assert_eq!(idle.state(), TagState::Current, "nothing was forgotten");
+        assert!(names()
+            .by_name
+            .contains_key(&fingerprint(scope, "tags-unit:outlives-a-panic")));
+    }
+
     #[test]
     fn tags_nothing_holds_are_forgotten_so_bookkeeping_stays_bounded() {
+        let _walks = WALKS.lock().unwrap_or_else(PoisonError::into_inner);
         let scope = u64::MAX - 2;
         for n in 0..50_000 {
             drop(tags(&[&format!("tags-unit:once:{n}")]).stamp(scope));

@@ -1,9 +1,10 @@
 //! A tag's version in Redis expires, so a tag never touched again leaves
-//! Redis, but never before a copy it ended: its life follows the longest
-//! life any function of the namespace gives a tagged copy (whichever
-//! instance runs it), plus `longest_load`. Against a real `redis-server`,
-//! in real time (Redis expires keys on its own clock). Its own binary: it
-//! installs a runtime. Run with `--features redis`.
+//! Redis, but never before a copy stamped with it: each write-back keeps it
+//! for its copy's life plus `longest_load`, whichever instance writes. And
+//! a version gone (expired or evicted) is made again from the clock, so no
+//! copy it ended can match it again. Against a real `redis-server`, in real
+//! time (Redis expires keys on its own clock). Its own binary: it installs
+//! a runtime. Run with `--features redis`.
 #![cfg(feature = "redis")]
 
 use std::sync::Arc;
@@ -44,8 +45,12 @@ fn instance(
 }
 
 fn tagged() -> herdcache_runtime::LoadHooks<String, String> {
+    tagged_with("exp:t")
+}
+
+fn tagged_with(tag: &str) -> herdcache_runtime::LoadHooks<String, String> {
     let mut tags = Tags::new();
-    tags.push("exp:t");
+    tags.push(tag);
     hooks().tags(tags)
 }
 
@@ -57,7 +62,7 @@ async fn query<T: redis::FromRedisValue>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tag_version_expires_after_every_copy_it_ended_and_never_brings_one_back() {
+async fn a_tag_version_outlives_every_copy_stamped_with_it_then_leaves_and_never_brings_one_back() {
     let server = RedisServer::start().unwrap();
     let clock = ManualClock::new();
     let mut redis = redis::Client::open(server.url())
@@ -65,40 +70,45 @@ async fn a_tag_version_expires_after_every_copy_it_ended_and_never_brings_one_ba
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    // Instance A, which invalidates, has no function of its own that
-    // lives long; instance B's function gives its copies 4 s in Redis.
+    // Instance A, which invalidates, has a short-lived function; instance
+    // B's function gives its copies 4 s in Redis.
     let tier_a = tier(&server);
     Runtime::install(tier_a.clone()).unwrap();
     let short = instance("short", Duration::from_millis(300), tier_a, &clock);
     let long_b = instance("long", Duration::from_secs(4), tier(&server), &clock);
     let origin = Origin::new(|n| Ok(format!("v{n}")));
     assert_eq!(call(short, 1, &origin, tagged()).await.unwrap(), "v0");
-    // B's copy is stamped with the tag's version before any bump: 0.
     assert_eq!(call(long_b, 1, &origin, tagged()).await.unwrap(), "v1");
     let copy = long_b.redis_key(&1).await.unwrap();
     let copy_left: i64 = query(&mut redis, redis::cmd("PTTL").arg(&copy)).await;
     assert!(copy_left > 3_000, "B's copy lives ~4 s: {copy_left} ms");
-    let tag_keys: Vec<String> = query(&mut redis, redis::cmd("KEYS").arg("tagexp:tag:*")).await;
-    assert!(
-        tag_keys.is_empty(),
-        "no version before a bump: {tag_keys:?}"
-    );
-
-    herdcache_runtime::invalidate_tag("exp:t").await;
-    let bumped = Instant::now();
+    // The first read made the tag's version, from the clock; B's write
+    // kept it for B's copy and the longest load (not A's 300 ms + 500 ms).
     let tag_keys: Vec<String> = query(&mut redis, redis::cmd("KEYS").arg("tagexp:tag:*")).await;
     let [tag_key] = tag_keys.as_slice() else {
         panic!("one version key: {tag_keys:?}");
     };
-    // Kept for B's life and the longest load (not A's own 300 ms, and not
-    // forever).
+    let first: u64 = query(&mut redis, redis::cmd("GET").arg(tag_key)).await;
+    assert!(first > 1_000_000_000_000, "from the clock: {first}");
     let left: i64 = query(&mut redis, redis::cmd("PTTL").arg(tag_key)).await;
     assert!(
         (4_000..=4_500).contains(&left),
         "the version lives 4 s + 500 ms: {left} ms"
     );
+
+    herdcache_runtime::invalidate_tag("exp:t").await;
+    let bumped: u64 = query(&mut redis, redis::cmd("GET").arg(tag_key)).await;
+    assert_eq!(bumped, first + 1);
+    let left_after: i64 = query(&mut redis, redis::cmd("PTTL").arg(tag_key)).await;
+    assert!(
+        left_after > 3_500,
+        "a bump never shortens it: {left_after} ms"
+    );
     let copy_left: i64 = query(&mut redis, redis::cmd("PTTL").arg(&copy)).await;
-    assert!(copy_left > 0 && copy_left < left, "B's old copy dies first");
+    assert!(
+        copy_left > 0 && copy_left < left_after,
+        "B's old copy dies first"
+    );
 
     // The version key leaves Redis on its own...
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -106,29 +116,51 @@ async fn a_tag_version_expires_after_every_copy_it_ended_and_never_brings_one_ba
         let exists: i64 = query(&mut redis, redis::cmd("EXISTS").arg(tag_key)).await;
         let copy_exists: i64 = query(&mut redis, redis::cmd("EXISTS").arg(&copy)).await;
         if exists == 0 {
-            // ...never while a copy it ended is still there.
-            assert_eq!(
-                copy_exists, 0,
-                "the copy stamped before the bump outlived it"
-            );
+            // ...never while a copy stamped with it is still there.
+            assert_eq!(copy_exists, 0, "the copy outlived its tag's version");
             break;
         }
         assert!(Instant::now() < deadline, "the version key never expired");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(bumped.elapsed() >= Duration::from_millis(4_000));
-    // And with it gone (reading 0 again), a new instance of B loads: the
-    // copy stamped 0 before the bump is not in Redis to be served.
+    // Gone, it is made again from the clock by the next read, past every
+    // version it had.
     let loads = origin.loads();
     let fresh_b = instance("long", Duration::from_secs(4), tier(&server), &clock);
     assert_eq!(call(fresh_b, 1, &origin, tagged()).await.unwrap(), "v2");
     assert_eq!(origin.loads(), loads + 1);
+    let again: u64 = query(&mut redis, redis::cmd("GET").arg(tag_key)).await;
+    assert!(again > bumped, "{again} after {bumped}");
 
-    // A tag bumped again after its key expired restarts far past every
-    // version it had: copies stamped with the old ones stay dead.
-    herdcache_runtime::invalidate_tag("exp:t").await;
-    let version: u64 = query(&mut redis, redis::cmd("GET").arg(tag_key)).await;
-    assert!(version > 1_000_000_000_000, "from the clock: {version}");
+    // Evicted (a `maxmemory` policy may take any key with an expiry) right
+    // after an invalidation: the copy it ended is still in Redis, and is
+    // never served, because the version is made again, not read as absent
+    // (a copy made before the tag's first bump carries no "absent" stamp).
+    let first_load = instance("long", Duration::from_secs(4), tier(&server), &clock);
+    assert_eq!(
+        call(first_load, 2, &origin, tagged_with("exp:evict"))
+            .await
+            .unwrap(),
+        "v3"
+    );
+    herdcache_runtime::invalidate_tag("exp:evict").await;
+    let copy = first_load.redis_key(&2).await.unwrap();
+    let copy_exists: i64 = query(&mut redis, redis::cmd("EXISTS").arg(&copy)).await;
+    assert_eq!(copy_exists, 1, "the ended copy is still there");
+    let evicted = format!(
+        "tagexp:tag:{:032x}",
+        xxhash_rust::xxh3::xxh3_128(b"exp:evict")
+    );
+    let _: i64 = query(&mut redis, redis::cmd("DEL").arg(&evicted)).await;
+    let newcomer = instance("long", Duration::from_secs(4), tier(&server), &clock);
+    let loads = origin.loads();
+    assert_eq!(
+        call(newcomer, 2, &origin, tagged_with("exp:evict"))
+            .await
+            .unwrap(),
+        "v4"
+    );
+    assert_eq!(origin.loads(), loads + 1, "the ended copy was not served");
 
     // A version key an older release left without an expiry gets one at
     // its next bump, and goes on from where it was.

@@ -248,11 +248,12 @@ impl RuntimeBuilder {
         self
     }
 
-    /// The longest a load may take and still write its value to Redis
-    /// (default an hour): a slower load's value
-    /// stays in memory. Versions in Redis (of keys and tags) outlive every
-    /// copy that may carry an older one by this much, as a copy is written
-    /// up to a load's length after its versions were read.
+    /// How much longer than a copy its versions in Redis (its key's and its
+    /// tags') are kept (default an hour), to cover a load between reading
+    /// them and writing its copy. A load slower than this may write a copy
+    /// whose key version has expired meanwhile: a miss for the fleet, never
+    /// a stale value (a version is made again from the clock, so an old
+    /// copy never matches it).
     pub fn longest_load(mut self, longest: Duration) -> Self {
         self.longest_load = longest.max(Duration::from_millis(1));
         self
@@ -312,7 +313,6 @@ impl RuntimeBuilder {
             replay_wake: tokio::sync::Notify::new(),
             replay_off: AtomicBool::new(false),
             longest_load: self.longest_load,
-            fleet_life_ms: AtomicU64::new(0),
             epochs: Mutex::new(KnownEpochs::default()),
         }))
     }
@@ -464,19 +464,16 @@ fn redacted(url: &str) -> String {
 /// |---|---|
 /// | a copy `{ns}:{name}:v{version}:e{epochs}:{digest}` | to its last horizon (fail-safe, else stale, else fresh) |
 /// | a key's version `…:{digest}:ver` | the function's longest value life plus [`longest_load`](RuntimeBuilder::longest_load) after its last read or bump |
-/// | a tag's version `{ns}:tag:{digest}` (made by the tag's first invalidation or expiry) | the longest life any tagged function of the namespace gives a copy, plus `longest_load`, after its last bump |
+/// | a tag's version `{ns}:tag:{digest}` | from the first read or bump that finds none, for as long as the longest-lived copy stamped with it (each write-back extends it to its copy's life plus `longest_load` before it writes), and at least `longest_load` after its last bump |
 /// | a fleet lock | `lock_ttl`, extended while its load runs |
-/// | the namespace's and each function's epoch, and `{ns}:lives` | kept (one key each; `{ns}:lives` holds one member per tagged function and life) |
+/// | the namespace's and each function's epoch | kept (one key each) |
 ///
-/// A tag's version must outlive every copy it ended, whichever instance
-/// wrote it: each tagged function adds its copies' longest life to
-/// `{ns}:lives` before it first reads a tag's version (once per process,
-/// again after the bus reconnects), and each bump reads the longest there
-/// after it bumped. A function deployed later with a longer life adds its
-/// own before its first copy, so the next bump covers it. A version that
-/// expires reads as 0, which only copies made before its first bump carry
-/// (gone by then), and its next bump restarts it from the wall clock, past
-/// every version it had.
+/// A version absent (expired, or evicted by a `maxmemory` policy) is made
+/// again from the wall clock by the next read or bump:
+/// past every version it had, so a copy stamped before can never match it.
+/// Expiry and eviction cost misses, never a stale value. A function
+/// deployed later with longer lives keeps the versions its copies carry
+/// alive itself, as it writes them.
 pub struct RedisTier {
     backend: Backend,
     /// Driven on the tier's own runtime: for its own tasks, and for callers
@@ -524,9 +521,6 @@ pub struct RedisTier {
     epochs: Mutex<KnownEpochs>,
     /// See [`RuntimeBuilder::longest_load`].
     longest_load: Duration,
-    /// The longest life of a tagged copy in the namespace, as this instance
-    /// last read it (see [`bump_tag`](Self::bump_tag)).
-    fleet_life_ms: AtomicU64,
 }
 
 /// The namespace's epoch and each function's, by the function's prefix:
@@ -536,10 +530,6 @@ pub struct RedisTier {
 struct KnownEpochs {
     namespace: Option<u64>,
     functions: HashMap<String, u64>,
-    /// The lives this instance's functions published (see
-    /// [`publish_life`](RedisTier::publish_life)), forgotten with the
-    /// epochs: a Redis that restarted empty learns them again.
-    lives: std::collections::HashSet<(String, u64)>,
 }
 
 /// Never prints the URL's password.
@@ -920,7 +910,7 @@ impl RedisTier {
     }
 
     /// The versions in Redis of a key (at `key_version`) and of the tags
-    /// with these digests (0 for one never bumped), in that order, and with
+    /// with these digests (each made if absent), in that order, and with
     /// `value` the bytes at that key (`None`: nothing there), read in the
     /// same round trip as the key's version (they share a slot); `None`
     /// when Redis did not answer.
@@ -976,108 +966,79 @@ impl RedisTier {
             }
         };
         // One GET per tag, sent together (their keys may sit on different
-        // Cluster slots, so not one MGET).
-        let tags = futures_util::future::join_all(digests.iter().map(|digest| {
-            self.call::<Option<u64>>(redis::cmd("GET").arg(self.tag_key(*digest)).clone())
-        }));
+        // Cluster slots, so not one MGET). A tag's version absent (never
+        // bumped nor read, or expired, or evicted) is created as a key's is,
+        // from the clock: no copy is ever stamped with a version a tag could
+        // read again once its key is gone.
+        let tag = |digest: u128| async move {
+            let key = self.tag_key(digest);
+            if let Some(version) = self
+                .call::<Option<u64>>(redis::cmd("GET").arg(&key).clone())
+                .await?
+            {
+                return Some(version);
+            }
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET")
+                .arg(&key)
+                .arg(first_version())
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(keep))
+                .ignore();
+            pipe.cmd("GET").arg(&key);
+            let (version,) = self
+                .attempt(|mut connection| async move {
+                    pipe.query_async::<(Option<u64>,)>(&mut connection).await
+                })
+                .await?;
+            version
+        };
+        let tags = futures_util::future::join_all(digests.iter().map(|digest| tag(*digest)));
         let (first, tags) = futures_util::future::join(first, tags).await;
         let (value, key) = first?;
         let mut versions = vec![key];
         for tag in tags {
-            versions.push(tag?.unwrap_or_default());
+            versions.push(tag?);
         }
         Some((value, versions))
     }
 
-    /// The longest a load may take and still write to Redis.
+    /// How long versions outlive the copies that carry them.
     pub(crate) fn longest_load(&self) -> Duration {
         self.longest_load
-    }
-
-    /// The key of the namespace's lives: a sorted set of every tagged
-    /// function's longest life (ms), as `{function}@{ms}` scored by it.
-    fn lives_key(&self) -> String {
-        format!("{}:lives", self.namespace)
-    }
-
-    /// Says to the fleet that `function` writes tagged copies that live up
-    /// to `life` in Redis, once per process (again after the bus
-    /// reconnects); whether Redis took it. Before its first read of a tag's
-    /// version: a bump that follows that read reads the life after it (see
-    /// [`bump_tag`](Self::bump_tag)).
-    pub(crate) async fn publish_life(&self, function: &str, life: Duration) -> bool {
-        let ms = millis(life);
-        let published = (function.to_owned(), ms);
-        if self.known().lives.contains(&published) {
-            return true;
-        }
-        let command = redis::cmd("ZADD")
-            .arg(self.lives_key())
-            .arg(ms)
-            .arg(format!("{function}@{ms}"))
-            .clone();
-        let taken = self
-            .attempt(
-                |mut connection| async move { command.query_async::<i64>(&mut connection).await },
-            )
-            .await
-            .is_some();
-        if taken {
-            self.fleet_life_ms.fetch_max(ms, Ordering::Relaxed);
-            self.known().lives.insert(published);
-        }
-        taken
     }
 
     /// Bumps the version in Redis of the tag with this digest (invalidated
     /// or expired), bypassing the breaker: every copy in Redis stamped
     /// before is no longer served. Whether Redis took it.
     ///
-    /// The version key expires, so that a tag never touched again leaves
-    /// Redis, but never before a copy it ended: each bump keeps it for the
-    /// longest life any function of the namespace gives a tagged copy, plus
-    /// [`longest_load`](RuntimeBuilder::longest_load), read from Redis
-    /// *after* the bump (a function publishes its life before it reads a
-    /// tag's version, so a copy stamped before this bump was made by a
-    /// function whose life this read sees). Absent, a version restarts from
-    /// the clock ([`first_version`]), past every version it had before, and
-    /// reads as 0 until then: a copy stamped 0 was made before the first
-    /// bump, and died before the key could expire.
+    /// Absent (never read, expired or evicted), the version starts from the
+    /// clock ([`first_version`]) as a read would make it. It is kept for at
+    /// least `longest_load` (a copy's write-back extends it further), so a
+    /// tag never touched again leaves Redis.
     pub(crate) async fn bump_tag(&self, digest: u128) -> bool {
-        let key = self.tag_key(digest);
-        let margin = millis(self.longest_load);
-        let known = self
-            .fleet_life_ms
-            .load(Ordering::Relaxed)
-            .saturating_add(margin);
-        if !self.bump_and_keep(&key, Some(first_version()), known).await {
-            return false;
-        }
-        let command = redis::cmd("ZREVRANGE")
-            .arg(self.lives_key())
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES")
-            .clone();
-        let Some(longest) = self
-            .attempt_anyway(|mut connection| async move {
-                command
-                    .query_async::<Vec<(String, f64)>>(&mut connection)
-                    .await
-            })
-            .await
-        else {
-            return false;
-        };
-        let Some(&(_, life)) = longest.first() else {
-            return true;
-        };
-        // A score is a whole number of ms, well within f64's exact range.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let life = life as u64;
-        self.fleet_life_ms.fetch_max(life, Ordering::Relaxed);
-        let needed = life.saturating_add(margin);
-        needed <= known || self.bump_and_keep(&key, None, needed).await
+        self.bump_and_keep(
+            &self.tag_key(digest),
+            Some(first_version()),
+            millis(self.longest_load),
+        )
+        .await
+    }
+
+    /// Keeps the versions of the tags with these digests for at least
+    /// `keep` (never shorter than they are kept already): before a copy
+    /// stamped with them is written, so that they outlive it. Whether Redis
+    /// took every one.
+    pub(crate) async fn keep_tags(&self, digests: &[u128], keep: Duration) -> bool {
+        let keep = millis(keep);
+        futures_util::future::join_all(digests.iter().map(|digest| async move {
+            self.bump_and_keep_through(&self.tag_key(*digest), None, keep, false)
+                .await
+        }))
+        .await
+        .into_iter()
+        .all(|kept| kept)
     }
 
     /// With `first`: sets `key` to `first` if absent, increments it and
@@ -1085,6 +1046,18 @@ impl RedisTier {
     /// (if it exists). Never shortens a key's life. One script: atomic, on
     /// one key (so one Cluster slot), on any Redis from 2.6.
     async fn bump_and_keep(&self, key: &str, first: Option<u64>, keep_ms: u64) -> bool {
+        self.bump_and_keep_through(key, first, keep_ms, true).await
+    }
+
+    /// [`bump_and_keep`](Self::bump_and_keep), past an open breaker when
+    /// `past_breaker` (a bump), through it otherwise (a write-back's).
+    async fn bump_and_keep_through(
+        &self,
+        key: &str,
+        first: Option<u64>,
+        keep_ms: u64,
+        past_breaker: bool,
+    ) -> bool {
         // Sent whole (no `SCRIPT LOAD`): bumps are rare, and it is short.
         const SCRIPT: &str = "
             if ARGV[1] ~= '' then
@@ -1103,11 +1076,14 @@ impl RedisTier {
             .arg(first.map(|first| first.to_string()).unwrap_or_default())
             .arg(keep_ms)
             .clone();
-        self.attempt_anyway(|mut connection| async move {
+        let send = |mut connection: Connection| async move {
             command.query_async::<i64>(&mut connection).await
-        })
-        .await
-        .is_some()
+        };
+        if past_breaker {
+            self.attempt_anyway(send).await.is_some()
+        } else {
+            self.attempt(send).await.is_some()
+        }
     }
 
     /// `DEL key` and `INCR version` (kept for `keep`), in one pipeline;

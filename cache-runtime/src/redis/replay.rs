@@ -22,7 +22,7 @@ impl RedisTier {
         format!("{}:epoch", self.namespace)
     }
 
-    pub(super) fn known(&self) -> std::sync::MutexGuard<'_, super::KnownEpochs> {
+    fn known(&self) -> std::sync::MutexGuard<'_, super::KnownEpochs> {
         self.epochs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -110,7 +110,6 @@ impl RedisTier {
             None => {
                 known.namespace = None;
                 known.functions.clear();
-                known.lives.clear();
             }
         }
     }

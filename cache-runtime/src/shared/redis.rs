@@ -265,19 +265,6 @@ where
             .expiry
             .longest_lifetime()
             .saturating_add(l2.tier.longest_load());
-        // A tag's version outlives every copy stamped before its last bump
-        // too: the fleet hears how long this function's copies live before
-        // this load reads it.
-        if !digests.is_empty()
-            && !l2
-                .tier
-                .publish_life(&self.name, self.expiry.longest_lifetime())
-                .await
-        {
-            self.counters.incr(Counter::L2Errors);
-            guard.write.unusable.store(true, Ordering::Release);
-            return;
-        }
         match l2.tier.versions(value, &key_version, keep, &digests).await {
             Some((value, versions)) => {
                 if with_value {
@@ -589,15 +576,10 @@ where
         horizons: Horizons,
         took: Duration,
     ) {
-        let (Some(l2), Some(payload)) = (self.l2.as_ref(), payload) else {
+        let (Some(_), Some(payload)) = (self.l2.as_ref(), payload) else {
             return;
         };
-        // Versions outlive copies by the longest load: a slower one's value
-        // stays in memory.
-        if took > l2.tier.longest_load() {
-            tracing::debug!(target: "herdcache", function = %self.name, ?took, "load slower than `longest_load`: its value is not written to Redis");
-            return;
-        }
+
         let tags = guard.write.tag_versions().unwrap_or_default();
         if tags.len() > 255 {
             return;
@@ -631,6 +613,13 @@ where
         let Some(l2) = self.l2.as_ref() else { return };
         let (write, lock) = slot.take();
         let Some(write) = write else { return };
+        let tags: Vec<u128> = slot
+            .tag_versions()
+            .unwrap_or_default()
+            .iter()
+            .skip(1)
+            .map(|(digest, _)| *digest)
+            .collect();
         // An invalidation that did not reach Redis since the load began:
         // the copy is not written (Redis may still hold what it ends).
         if l2.tier.pending_operations() > 0 {
@@ -641,16 +630,16 @@ where
                 .as_ref()
                 .map(|(_, bytes)| bytes.clone())
                 .unwrap_or_default();
-            let tags: Vec<u128> = slot
-                .tag_versions()
-                .unwrap_or_default()
-                .iter()
-                .skip(1)
-                .map(|(digest, _)| *digest)
-                .collect();
             if l2.tier.distrusts(&self.name, l2.codec.version, &key, &tags) {
                 return;
             }
+        }
+        // The tags' versions outlive the copy: kept for its life and the
+        // longest load, before it is written.
+        let life = Duration::from_millis(write.px).saturating_add(l2.tier.longest_load());
+        if !tags.is_empty() && !l2.tier.keep_tags(&tags, life).await {
+            self.counters.incr(Counter::L2Errors);
+            return;
         }
         if !l2.tier.set(&write.name, &write.bytes, write.px).await {
             self.counters.incr(Counter::L2Errors);
