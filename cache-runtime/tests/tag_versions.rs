@@ -162,6 +162,31 @@ async fn a_tag_version_outlives_every_copy_stamped_with_it_then_leaves_and_never
     );
     assert_eq!(origin.loads(), loads + 1, "the ended copy was not served");
 
+    // A load whose tag moved (or whose tag's version went) while it ran
+    // does not write a copy nobody could read.
+    let gated = Origin {
+        gate: Gate::closed(),
+        ..Origin::new(|n| Ok(format!("gated {n}")))
+    };
+    let writer = instance("long", Duration::from_secs(4), tier(&server), &clock);
+    let load = tokio::spawn({
+        let gated = gated.clone();
+        async move { call(writer, 3, &gated, tagged_with("exp:moving")).await }
+    });
+    wait_until("the load runs its body", || gated.loads() == 1).await;
+    let moving = format!(
+        "tagexp:tag:{:032x}",
+        xxhash_rust::xxh3::xxh3_128(b"exp:moving")
+    );
+    let _: i64 = query(&mut redis, redis::cmd("DEL").arg(&moving)).await;
+    gated.gate.release();
+    assert_eq!(load.await.unwrap().unwrap(), "gated 0");
+    let copy = writer.redis_key(&3).await.unwrap();
+    let copy_exists: i64 = query(&mut redis, redis::cmd("EXISTS").arg(&copy)).await;
+    assert_eq!(copy_exists, 0, "a dead copy was written");
+    let gone: i64 = query(&mut redis, redis::cmd("EXISTS").arg(&moving)).await;
+    assert_eq!(gone, 0, "keeping a version never makes one");
+
     // A version key an older release left without an expiry gets one at
     // its next bump, and goes on from where it was.
     let legacy = format!(

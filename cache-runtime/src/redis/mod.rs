@@ -255,7 +255,11 @@ impl RuntimeBuilder {
     /// a stale value (a version is made again from the clock, so an old
     /// copy never matches it).
     pub fn longest_load(mut self, longest: Duration) -> Self {
-        self.longest_load = longest.max(Duration::from_millis(1));
+        // Within what Redis takes as an expiry.
+        self.longest_load = longest.clamp(
+            Duration::from_millis(1),
+            Duration::from_secs(100 * 365 * 86_400),
+        );
         self
     }
 
@@ -313,6 +317,7 @@ impl RuntimeBuilder {
             replay_wake: tokio::sync::Notify::new(),
             replay_off: AtomicBool::new(false),
             longest_load: self.longest_load,
+            longest_life_ms: AtomicU64::new(0),
             epochs: Mutex::new(KnownEpochs::default()),
         }))
     }
@@ -464,7 +469,7 @@ fn redacted(url: &str) -> String {
 /// |---|---|
 /// | a copy `{ns}:{name}:v{version}:e{epochs}:{digest}` | to its last horizon (fail-safe, else stale, else fresh) |
 /// | a key's version `…:{digest}:ver` | the function's longest value life plus [`longest_load`](RuntimeBuilder::longest_load) after its last read or bump |
-/// | a tag's version `{ns}:tag:{digest}` | from the first read or bump that finds none, for as long as the longest-lived copy stamped with it (each write-back extends it to its copy's life plus `longest_load` before it writes), and at least `longest_load` after its last bump |
+/// | a tag's version `{ns}:tag:{digest}` | from the first read or bump that finds none, for as long as the longest-lived copy stamped with it (each write-back extends it to its copy's life plus `longest_load` before it writes, if it still has the copy's version), and at least the longest value life of the bumping instance's distributed functions plus `longest_load` after its last bump |
 /// | a fleet lock | `lock_ttl`, extended while its load runs |
 /// | the namespace's and each function's epoch | kept (one key each) |
 ///
@@ -474,6 +479,14 @@ fn redacted(url: &str) -> String {
 /// Expiry and eviction cost misses, never a stale value. A function
 /// deployed later with longer lives keeps the versions its copies carry
 /// alive itself, as it writes them.
+///
+/// Upgrading a fleet from a release before 2026-12-04 (which read an
+/// absent tag version as 0): while old and new instances run together, an
+/// old instance can serve a copy it stamped 0 once the tag's version key
+/// expires. A bump keeps the key for the longest value life of the bumping
+/// instance's own distributed functions plus `longest_load`, which covers
+/// the copies of every function both releases run; finish the rollout
+/// within that span, or drain old instances first.
 pub struct RedisTier {
     backend: Backend,
     /// Driven on the tier's own runtime: for its own tasks, and for callers
@@ -521,6 +534,9 @@ pub struct RedisTier {
     epochs: Mutex<KnownEpochs>,
     /// See [`RuntimeBuilder::longest_load`].
     longest_load: Duration,
+    /// The longest life of a value of this instance's distributed
+    /// functions, in ms.
+    longest_life_ms: AtomicU64,
 }
 
 /// The namespace's epoch and each function's, by the function's prefix:
@@ -961,7 +977,9 @@ impl RedisTier {
                             pipe.query_async::<(Option<u64>,)>(&mut connection).await
                         })
                         .await?;
-                    Some((None, version.unwrap_or_default()))
+                    // Gone again at once (evicted, or a tiny `keep`): this
+                    // load leaves Redis alone rather than carry a 0.
+                    Some((None, version?))
                 }
             }
         };
@@ -1015,75 +1033,70 @@ impl RedisTier {
     ///
     /// Absent (never read, expired or evicted), the version starts from the
     /// clock ([`first_version`]) as a read would make it. It is kept for at
-    /// least `longest_load` (a copy's write-back extends it further), so a
-    /// tag never touched again leaves Redis.
+    /// least the longest life of a value of this instance's distributed
+    /// functions plus `longest_load` (a copy's write-back extends it
+    /// further), so a tag never touched again leaves Redis. (That first
+    /// span also covers, for the functions this instance runs, copies an
+    /// older release wrote, which read an absent version as 0.)
     pub(crate) async fn bump_tag(&self, digest: u128) -> bool {
-        self.bump_and_keep(
-            &self.tag_key(digest),
-            Some(first_version()),
-            millis(self.longest_load),
-        )
-        .await
-    }
-
-    /// Keeps the versions of the tags with these digests for at least
-    /// `keep` (never shorter than they are kept already): before a copy
-    /// stamped with them is written, so that they outlive it. Whether Redis
-    /// took every one.
-    pub(crate) async fn keep_tags(&self, digests: &[u128], keep: Duration) -> bool {
-        let keep = millis(keep);
-        futures_util::future::join_all(digests.iter().map(|digest| async move {
-            self.bump_and_keep_through(&self.tag_key(*digest), None, keep, false)
-                .await
-        }))
-        .await
-        .into_iter()
-        .all(|kept| kept)
-    }
-
-    /// With `first`: sets `key` to `first` if absent, increments it and
-    /// keeps it for at least `keep_ms`; without: only keeps it that long
-    /// (if it exists). Never shortens a key's life. One script: atomic, on
-    /// one key (so one Cluster slot), on any Redis from 2.6.
-    async fn bump_and_keep(&self, key: &str, first: Option<u64>, keep_ms: u64) -> bool {
-        self.bump_and_keep_through(key, first, keep_ms, true).await
-    }
-
-    /// [`bump_and_keep`](Self::bump_and_keep), past an open breaker when
-    /// `past_breaker` (a bump), through it otherwise (a write-back's).
-    async fn bump_and_keep_through(
-        &self,
-        key: &str,
-        first: Option<u64>,
-        keep_ms: u64,
-        past_breaker: bool,
-    ) -> bool {
-        // Sent whole (no `SCRIPT LOAD`): bumps are rare, and it is short.
-        const SCRIPT: &str = "
-            if ARGV[1] ~= '' then
-                redis.call('SET', KEYS[1], ARGV[1], 'NX')
-                redis.call('INCR', KEYS[1])
-            end
-            local left = redis.call('PTTL', KEYS[1])
-            if left == -1 or (left >= 0 and left < tonumber(ARGV[2])) then
-                redis.call('PEXPIRE', KEYS[1], ARGV[2])
-            end
-            return left";
+        const BUMP: &str = "redis.call('SET',KEYS[1],ARGV[1],'NX') redis.call('INCR',KEYS[1]) \
+            local left=redis.call('PTTL',KEYS[1]) \
+            if left==-1 or left<tonumber(ARGV[2]) then redis.call('PEXPIRE',KEYS[1],ARGV[2]) end \
+            return 1";
+        let keep = self
+            .longest_life_ms
+            .load(Ordering::Relaxed)
+            .saturating_add(millis(self.longest_load));
         let command = redis::cmd("EVAL")
-            .arg(SCRIPT)
+            .arg(BUMP)
             .arg(1)
-            .arg(key)
-            .arg(first.map(|first| first.to_string()).unwrap_or_default())
-            .arg(keep_ms)
+            .arg(self.tag_key(digest))
+            .arg(first_version())
+            .arg(keep)
             .clone();
-        let send = |mut connection: Connection| async move {
+        self.attempt_anyway(|mut connection| async move {
             command.query_async::<i64>(&mut connection).await
-        };
-        if past_breaker {
-            self.attempt_anyway(send).await.is_some()
-        } else {
-            self.attempt(send).await.is_some()
+        })
+        .await
+        .is_some()
+    }
+
+    /// Before a copy stamped with these tags' versions is written: keeps
+    /// each for at least `keep` (never shorter than it is kept already), if
+    /// it still has the version the copy carries. `Some(false)` when one
+    /// moved or is gone (the copy would be dead: not worth writing),
+    /// `None` when Redis did not answer.
+    pub(crate) async fn keep_tags(&self, tags: &[(u128, u64)], keep: Duration) -> Option<bool> {
+        const KEEP: &str = "if redis.call('GET',KEYS[1])~=ARGV[1] then return 0 end \
+            local left=redis.call('PTTL',KEYS[1]) \
+            if left==-1 or left<tonumber(ARGV[2]) then redis.call('PEXPIRE',KEYS[1],ARGV[2]) end \
+            return 1";
+        let keep = millis(keep);
+        let kept = futures_util::future::join_all(tags.iter().map(|(digest, version)| {
+            let command = redis::cmd("EVAL")
+                .arg(KEEP)
+                .arg(1)
+                .arg(self.tag_key(*digest))
+                .arg(version.to_string())
+                .arg(keep)
+                .clone();
+            self.attempt(|mut connection| async move {
+                command.query_async::<i64>(&mut connection).await
+            })
+        }))
+        .await;
+        let mut all = true;
+        for kept in kept {
+            all &= kept? == 1;
         }
+        Some(all)
+    }
+
+    /// Notes the longest life a value of one of this instance's distributed
+    /// functions has (see [`bump_tag`](Self::bump_tag)).
+    pub(crate) fn note_life(&self, life: Duration) {
+        self.longest_life_ms
+            .fetch_max(millis(life), Ordering::Relaxed);
     }
 
     /// `DEL key` and `INCR version` (kept for `keep`), in one pipeline;

@@ -200,6 +200,7 @@ where
     /// values filled from Redis keep only the rest of their life.
     pub fn with_redis(mut self, tier: Arc<RedisTier>, codec: Codec<K, V>) -> Self {
         let prefix = function_prefix(tier.namespace(), &self.name, codec.version);
+        tier.note_life(self.expiry.longest_lifetime());
         self.l2 = Some(L2 {
             tier,
             codec,
@@ -613,13 +614,13 @@ where
         let Some(l2) = self.l2.as_ref() else { return };
         let (write, lock) = slot.take();
         let Some(write) = write else { return };
-        let tags: Vec<u128> = slot
+        let versions: Vec<(u128, u64)> = slot
             .tag_versions()
             .unwrap_or_default()
-            .iter()
+            .into_iter()
             .skip(1)
-            .map(|(digest, _)| *digest)
             .collect();
+        let tags: Vec<u128> = versions.iter().map(|(digest, _)| *digest).collect();
         // An invalidation that did not reach Redis since the load began:
         // the copy is not written (Redis may still hold what it ends).
         if l2.tier.pending_operations() > 0 {
@@ -637,9 +638,17 @@ where
         // The tags' versions outlive the copy: kept for its life and the
         // longest load, before it is written.
         let life = Duration::from_millis(write.px).saturating_add(l2.tier.longest_load());
-        if !tags.is_empty() && !l2.tier.keep_tags(&tags, life).await {
-            self.counters.incr(Counter::L2Errors);
-            return;
+        if !versions.is_empty() {
+            match l2.tier.keep_tags(&versions, life).await {
+                Some(true) => {}
+                // A tag moved (or its version is gone) since the load
+                // began: the copy would never be served.
+                Some(false) => return,
+                None => {
+                    self.counters.incr(Counter::L2Errors);
+                    return;
+                }
+            }
         }
         if !l2.tier.set(&write.name, &write.bytes, write.px).await {
             self.counters.incr(Counter::L2Errors);
