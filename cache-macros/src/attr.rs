@@ -366,7 +366,14 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             "malformed duration `{text}`: expected numbers with units, e.g. \"60s\", \"300ms\", \"5m\", \"1h30m\" (units: ns, us, ms, s, m, h, d)"
         )
     };
-    let mut rest = text.trim();
+    // As documented: numbers and units, nothing between or around them.
+    if text.contains(char::is_whitespace) {
+        let joined: String = text.split_whitespace().collect();
+        return Err(format!(
+            "malformed duration `{text}`: no spaces in a duration, write `\"{joined}\"`"
+        ));
+    }
+    let mut rest = text;
     if rest.is_empty() {
         return Err(malformed());
     }
@@ -383,7 +390,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        let seconds_per_unit = match rest[..unit_len].trim() {
+        let seconds_per_unit = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
             "ms" => 1e-3,
@@ -506,6 +513,11 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("60 s")
+            .unwrap_err()
+            .contains("write `\"60s\"`"));
+        assert!(parse_duration(" 60s").is_err());
+        assert!(parse_duration("1h 30m").is_err());
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("10_000ms"), Ok(Duration::from_secs(10)));

@@ -145,3 +145,37 @@ fn loads_refreshes_and_fail_safe_answers_are_traced_without_keys() {
     let everything = format!("{spans:?} {events:?}");
     assert!(!everything.contains("secret-user"), "{everything}");
 }
+
+/// A `distributed` function whose process has no Redis tier says so, once:
+/// a fleet that forgot its URL would otherwise load once per instance.
+#[cfg(feature = "redis")]
+#[test]
+fn a_distributed_function_without_a_redis_tier_warns_once() {
+    use herdcache_runtime::{Codec, Slot};
+    static SLOT: Slot = Slot::new("tests/tracing.rs:no-tier");
+    fn config() -> CacheConfig {
+        CacheConfig::new("catalog.price", Duration::from_secs(60)).distributed()
+    }
+    assert!(
+        std::env::var_os("HERDCACHE_REDIS_URL").is_none(),
+        "this test needs no HERDCACHE_REDIS_URL"
+    );
+    let seen = Seen::default();
+    let subscriber = tracing_subscriber::registry().with(seen.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..3 {
+            let cache: &FnCache<u64, u64> = SLOT.cache("", config, Some(Codec::of(1)));
+            assert_eq!(cache.name(), "catalog.price");
+        }
+    });
+    let warnings: Vec<FieldMap> = seen
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|event| event.get("function").map(String::as_str) == Some("catalog.price"))
+        .cloned()
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0]["message"].contains("no Redis tier"));
+}

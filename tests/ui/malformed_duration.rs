@@ -20,4 +20,9 @@ async fn zero(id: u64) -> u64 {
     id
 }
 
+#[cached(ttl = "60 s")]
+async fn a_space(id: u64) -> u64 {
+    id
+}
+
 fn main() {}

@@ -354,7 +354,18 @@ where
     pub(crate) fn with_installed_redis(self, codec: Codec<K, V>) -> Self {
         match crate::redis::installed() {
             Some(tier) => self.with_redis(tier, codec),
-            None => self,
+            None => {
+                // Once per function (its cache is made once): a fleet that
+                // forgot its URL would otherwise load once per instance,
+                // silently.
+                tracing::warn!(
+                    target: "herdcache",
+                    function = %self.name,
+                    "`distributed` function with no Redis tier (no `Runtime::install`, no \
+                     HERDCACHE_REDIS_URL): its values stay in this process"
+                );
+                self
+            }
         }
     }
 

@@ -64,6 +64,7 @@ impl Memory {
     /// not choose one. Returns `false` (and changes nothing) when the
     /// default was already fixed: by an earlier call, or by a cache made
     /// before this one, so call it first thing in `main`.
+    #[must_use = "`false` means the default was already fixed and this call changed nothing"]
     pub fn set_default(memory: Memory) -> bool {
         DEFAULT_MEMORY.set(memory).is_ok()
     }
