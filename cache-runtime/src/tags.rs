@@ -274,8 +274,7 @@ impl Names {
             });
             !groups.is_empty()
         });
-        let kept = self.remembered();
-        self.sweep_at = (kept + kept / 4).max(MIN_SWEEP);
+        self.sweep_at = next_sweep_at(self.remembered());
     }
 
     /// Forgets up to `count` tags no load holds, whatever entries hold them.
@@ -321,6 +320,12 @@ impl Names {
     }
 }
 
+/// When the next sweep runs, `kept` being remembered now: once a quarter
+/// more came, and never below [`MIN_SWEEP`].
+fn next_sweep_at(kept: usize) -> usize {
+    (kept + kept / 4).max(MIN_SWEEP)
+}
+
 /// Marks with `generation` every tag and group an entry held by a tagged
 /// cache carries.
 /// Whether the walk finished: a value's `Clone` (moka's iterator clones
@@ -345,7 +350,7 @@ fn sweep(generation: u32) {
         names.forget_unheld(generation);
     } else {
         // Tried again once as many new tags came.
-        names.sweep_at = names.remembered() + names.remembered() / 4;
+        names.sweep_at = next_sweep_at(names.remembered());
     }
     names.sweeping = false;
 }
