@@ -341,12 +341,6 @@ where
         }
     }
 
-    /// The slow path of a `#[cached]` call, for a caller whose
-    /// [`hit`](Self::hit) found nothing: join the load in flight for `key`,
-    /// or lead a new one with `loader`.
-    ///
-    /// If the leading caller is dropped or its loader panics, the callers
-    /// waiting on it wake and one of them leads a new load with its own loader.
     /// [`load`](Self::load) for a function with `timeout` or `hard_timeout`:
     /// `detached` (the same load from owned copies of the arguments, see
     /// [`detachable`](Self::detachable)) runs on its own task and callers
@@ -385,6 +379,9 @@ where
         }
     }
 
+    /// The slow path of a `#[cached]` call, for a caller whose
+    /// [`hit`](Self::hit) found nothing: join the load in flight for `key`,
+    /// or lead a new one with `loader`.
     ///
     /// If the leading caller is dropped or its loader panics, the callers
     /// waiting on it wake and one of them leads a new load with its own loader.

@@ -23,8 +23,9 @@ where
     /// background refresh (`background` makes its load). Separate from `hit`
     /// so that functions without these policies do not compile the
     /// spawning machinery.
-    #[inline]
+    ///
     /// `tags` names the refresh's tags (only a refresh builds them).
+    #[inline]
     pub fn hit_or_refresh<R, H, T, B>(
         &'static self,
         key: &K,
