@@ -307,14 +307,5 @@ pub use herdcache_runtime::{InstallError, RedisTier, Runtime, RuntimeBuilder};
 #[doc(hidden)]
 pub mod __private {
     pub use core::time::Duration;
-    pub use herdcache_runtime::{
-        plain, BackgroundLoad, CacheConfig, CacheHandle, CacheableValue, CanCopy, CannotCopy,
-        Codec, CopiedReceiver, CopyProbe, FailureShare, FnCache, InvalidKeyPart, KeyCannotTravel,
-        KeyProbe, KeyTravels, KeyWireProbe, LentReceiver, LoadHooks, Memory, Negative,
-        NotCacheableValue, NotSharedValue, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,
-        PlainProbe, ReceiverProbe, ShareByClone, ShareByMessage, ShareBySharedError,
-        ShareNotPossible, ShareProbe, Slot, Tags, Through, TimeoutConverts, TimeoutDoesNotConvert,
-        TimeoutProbe, ValidKeyPart, ValueCannotTravel, ValueProbe, ValueTravels, ValueWireProbe,
-        WriteIsPlain, WriteIsResultOrOption, WriteProbe,
-    };
+    pub use herdcache_runtime::__private::*;
 }

@@ -120,7 +120,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
                 };
             }),
             Some(quote! {
-                #krate::invalidate_tags(__herdcache_tags.names()).await;
+                #private::invalidate_tags(__herdcache_tags.names()).await;
             }),
         )
     };

@@ -10,10 +10,10 @@ use crate::tags::Tags;
 use crate::tier::Memory;
 
 /// The default bound of the in-memory tier, in entries.
-pub const DEFAULT_MAX_CAPACITY: u64 = 10_000;
+pub(crate) const DEFAULT_MAX_CAPACITY: u64 = 10_000;
 
 /// The default time a fail-safe fallback is served as fresh once it answered.
-pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(5);
 
 /// How one cache is set up.
 #[derive(Clone, Debug)]
@@ -24,7 +24,7 @@ pub struct CacheConfig {
     pub ttl: Duration,
     /// Spread of the ttl, a fraction in `0.0..=1.0`.
     pub jitter: f64,
-    /// Bound of the in-memory tier, in entries.
+    /// Bound of the in-memory tier, in entries (default 10 000).
     pub max_capacity: u64,
     /// Where "now" comes from.
     pub clock: Clock,
@@ -32,7 +32,8 @@ pub struct CacheConfig {
     pub swr: Duration,
     /// Fail-safe window (zero: off).
     pub fail_safe: Duration,
-    /// How long a fail-safe fallback is served as fresh once it answered.
+    /// How long a fail-safe fallback is served as fresh once it answered
+    /// (default 5 s).
     pub fail_safe_throttle: Duration,
     /// XFetch's β for early refresh (zero: off).
     pub early_refresh: f64,

@@ -35,10 +35,10 @@ mod flight;
 mod fn_cache;
 mod invalidation;
 mod isolation;
-mod key;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod outcome;
+mod probe;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(not(feature = "redis"))]
@@ -49,43 +49,36 @@ mod stats;
 mod tags;
 pub mod testing;
 mod tier;
-mod value;
 
-pub use background::{BackgroundCopy, BackgroundLoad, CanCopy, CannotCopy, CopyProbe};
+pub use background::BackgroundLoad;
 pub use clock::{Clock, ManualClock};
-pub use config::{
-    CacheConfig, LoadHooks, Negative, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_CAPACITY,
-};
-pub use error::{Error, TimeoutConverts, TimeoutDoesNotConvert, TimeoutError, TimeoutProbe};
+pub use config::{CacheConfig, LoadHooks, Negative};
+pub use error::Error;
 pub use expiry::ExpiryPolicy;
 pub use fn_cache::FnCache;
 pub use invalidation::{expire_tag, expire_tags, invalidate_tag, invalidate_tags};
-pub use key::{
-    CacheKeyPart, CopiedReceiver, InvalidKeyPart, KeyProbe, LentReceiver, NotAKey, ReceiverProbe,
-    ValidKeyPart,
-};
-pub use outcome::{
-    plain, FailureShare, NamedResultOrOption, Outcome, Plain, PlainIsPlain, PlainIsResultOrOption,
-    PlainProbe, ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe,
-    ShareableError, SharedError, SharedFailure, WriteIsPlain, WriteIsResultOrOption, WriteProbe,
-};
+pub use outcome::{FailureShare, Outcome, SharedError};
 pub use redis::{flush_fleet, flush_fleet_on_drop, FlushOnDrop};
 #[cfg(feature = "redis")]
-pub use redis::{
-    Codec, DistributedKey, DistributedValue, InstallError, KeyCannotTravel, KeyTravels,
-    KeyWireProbe, RedisTier, Runtime, RuntimeBuilder, ValueCannotTravel, ValueTravels,
-    ValueWireProbe, Wire, DEFAULT_MAX_PAYLOAD, DEFAULT_PENDING_LIMIT, DEFAULT_REDIS_TIMEOUT,
-};
-#[cfg(not(feature = "redis"))]
-pub use redis::{
-    Codec, KeyCannotTravel, KeyTravels, KeyWireProbe, RedisFeature, ValueCannotTravel,
-    ValueTravels, ValueWireProbe, Wire,
-};
-pub use registry::{invalidate_all, stats, stats_table, CacheHandle, Slot};
+pub use redis::{Codec, InstallError, RedisTier, Runtime, RuntimeBuilder, Wire};
+pub use registry::{invalidate_all, stats, stats_table, CacheHandle};
 pub use stats::Stats;
 pub use tags::{TagSource, Tags};
 pub use tier::Memory;
-pub use value::{
-    CacheableValue, CachedValue, Direct, NotAValue, NotCacheableValue, NotSharedValue, Refused,
-    SharedValue, Through, ValueProbe,
-};
+
+/// What generated code names: the compile-time probes, the per-function
+/// slot and the adapters between a function's outcome and the engine. Not
+/// a public API: it may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::outcome::{plain, Plain, SharedFailure};
+    pub use crate::probe::*;
+    #[cfg(not(feature = "redis"))]
+    pub use crate::redis::RedisFeature;
+    pub use crate::redis::{Codec, Wire};
+    pub use crate::registry::Slot;
+    pub use crate::{
+        invalidate_tags, BackgroundLoad, CacheConfig, CacheHandle, FailureShare, FnCache,
+        LoadHooks, Memory, Negative, Outcome, Tags,
+    };
+}

@@ -14,7 +14,6 @@ use std::any::Any;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// A loader's result, split into the value to cache or the failure to pass on.
@@ -365,187 +364,13 @@ impl std::error::Error for SharedError {
     }
 }
 
-/// Picks how an error type is shared, at compile time, by autoref
-/// specialisation: `(&&&&ShareProbe::<E>::new()).failure_share()` resolves to
-/// [`ShareByClone`] when `E: Clone`, else to [`ShareBySharedError`] when
-/// `E: From<SharedError> + Send + Sync`, else to [`ShareByMessage`] when
-/// `E: From<SharedError>`, else to [`ShareNotPossible`], whose bound fails
-/// with a message naming both ways out.
-pub struct ShareProbe<E>(PhantomData<fn() -> E>);
-
-impl<E> ShareProbe<E> {
-    /// A probe for `E`.
-    pub const fn new() -> Self {
-        ShareProbe(PhantomData)
-    }
-}
-
-impl<E> Default for ShareProbe<E> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Chosen first: the error is `Clone`.
-pub trait ShareByClone<E> {
-    /// How the error is shared.
-    fn failure_share(&self) -> FailureShare<E>;
-}
-
-impl<E: Clone + Send + Sync + 'static> ShareByClone<E> for &&&ShareProbe<E> {
-    fn failure_share(&self) -> FailureShare<E> {
-        FailureShare::by_clone()
-    }
-}
-
-/// Chosen second: the error converts from [`SharedError`] and can move into it.
-pub trait ShareBySharedError<E> {
-    /// How the error is shared.
-    fn failure_share(&self) -> FailureShare<E>;
-}
-
-impl<E: From<SharedError> + fmt::Display + fmt::Debug + Send + Sync + 'static> ShareBySharedError<E>
-    for &&ShareProbe<E>
-{
-    fn failure_share(&self) -> FailureShare<E> {
-        FailureShare::by_shared_error()
-    }
-}
-
-/// Chosen third: the error converts from [`SharedError`] but is not `Send + Sync`.
-pub trait ShareByMessage<E> {
-    /// How the error is shared.
-    fn failure_share(&self) -> FailureShare<E>;
-}
-
-impl<E: From<SharedError> + fmt::Display + fmt::Debug + Any> ShareByMessage<E> for &ShareProbe<E> {
-    fn failure_share(&self) -> FailureShare<E> {
-        FailureShare::by_shared_message()
-    }
-}
-
-/// Chosen last: the error can be shared neither way, which is a compile error.
-pub trait ShareNotPossible<E> {
-    /// Never callable: `E` does not implement [`ShareableError`].
-    fn failure_share(&self) -> FailureShare<E>
-    where
-        E: ShareableError;
-}
-
-impl<E> ShareNotPossible<E> for ShareProbe<E> {
-    fn failure_share(&self) -> FailureShare<E>
-    where
-        E: ShareableError,
-    {
-        unreachable!("no type implements ShareableError")
-    }
-}
-
-/// Implemented by no type: its only use is the error message below.
-#[diagnostic::on_unimplemented(
-    message = "the error type `{Self}` of a #[cached] function must be `Clone` or convert from `herdcache::SharedError`",
-    label = "callers that join a failing load each need their own `{Self}`",
-    note = "either derive or implement `Clone` for `{Self}` (wrapping a foreign error in `Arc<{Self}>` works), or implement `From<herdcache::SharedError> for {Self}` (e.g. a variant `#[error(transparent)] Shared(#[from] herdcache::SharedError)`); `anyhow::Error`, `std::io::Error` and `Box<dyn Error + Send + Sync>` already do"
-)]
-pub trait ShareableError {}
-
-/// Checks, by autoref specialisation, that a return type the macro treats
-/// as a plain value is not a `Result` or `Option` behind an alias.
-pub struct PlainProbe<T>(PhantomData<fn() -> T>);
-
-impl<T> PlainProbe<T> {
-    /// A probe for `T`.
-    pub const fn new() -> Self {
-        PlainProbe(PhantomData)
-    }
-}
-
-impl<T> Default for PlainProbe<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Chosen for `Result` and `Option`: a compile error.
-pub trait PlainIsResultOrOption<R> {
-    /// Never callable: `R` does not implement [`NamedResultOrOption`].
-    fn check_plain(&self)
-    where
-        R: NamedResultOrOption;
-}
-
-impl<T, E> PlainIsResultOrOption<Result<T, E>> for &&PlainProbe<Result<T, E>> {
-    fn check_plain(&self)
-    where
-        Result<T, E>: NamedResultOrOption,
-    {
-    }
-}
-
-impl<T> PlainIsResultOrOption<Option<T>> for &&PlainProbe<Option<T>> {
-    fn check_plain(&self)
-    where
-        Option<T>: NamedResultOrOption,
-    {
-    }
-}
-
-/// Chosen for every other type: fine.
-pub trait PlainIsPlain {
-    /// Does nothing.
-    fn check_plain(&self) {}
-}
-
-impl<T> PlainIsPlain for &PlainProbe<T> {}
-
-/// Implemented by no type: its only use is the error message below.
-#[diagnostic::on_unimplemented(
-    message = "the return type of this #[cached] function is `{Self}` behind an alias whose name is not `Result` or `Option`",
-    label = "#[cached] would cache this as a plain value, failures included",
-    note = "#[cached] recognises `Result` and `Option` by name: write the return type as `Result<T, E>` or `Option<T>` (aliases named `…::Result<T>` work too)"
-)]
-pub trait NamedResultOrOption {}
-
-/// Whether a write succeeded, for `#[invalidate]`: `Ok` and `Some` did,
-/// `Err` and `None` did not, any other value did. Chosen by type through
-/// autoref: [`WriteIsResultOrOption`] for a `Result` or `Option` (behind
-/// any alias), else [`WriteIsPlain`].
-pub struct WriteProbe<'a, T>(pub &'a T);
-
-/// [`WriteProbe`] of a `Result` or an `Option`.
-pub trait WriteIsResultOrOption {
-    /// `Ok` or `Some`.
-    fn succeeded(&self) -> bool;
-}
-
-impl<T, E> WriteIsResultOrOption for WriteProbe<'_, Result<T, E>> {
-    fn succeeded(&self) -> bool {
-        self.0.is_ok()
-    }
-}
-
-impl<T> WriteIsResultOrOption for WriteProbe<'_, Option<T>> {
-    fn succeeded(&self) -> bool {
-        self.0.is_some()
-    }
-}
-
-/// [`WriteProbe`] of any other value: returning is success.
-pub trait WriteIsPlain {
-    /// Always.
-    fn succeeded(&self) -> bool {
-        true
-    }
-}
-
-impl<T> WriteIsPlain for &WriteProbe<'_, T> {}
-
 #[cfg(test)]
 // The probes' borrows are the point: removing one changes which impl the
 // autoref specialisation picks.
 #[allow(clippy::needless_borrow)]
 mod tests {
     use super::*;
+    use crate::probe::{ShareByClone, ShareBySharedError, ShareProbe};
 
     #[derive(Clone, Debug, PartialEq)]
     struct Cloneable(u32);

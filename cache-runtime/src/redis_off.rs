@@ -31,60 +31,7 @@ impl<K: RedisFeature, V> Codec<K, V> {
 }
 
 /// Stands in for how a key or a value travels.
-pub struct Wire<T>(PhantomData<fn() -> T>);
-
-/// Stands in for the probe of a key's wire.
-pub struct KeyWireProbe<K>(PhantomData<fn() -> K>);
-
-impl<K> KeyWireProbe<K> {
-    /// The probe of `key`'s type.
-    pub fn of(_key: &K) -> Self {
-        KeyWireProbe(PhantomData)
-    }
-}
-
-/// Without the feature every key "travels": the feature's error is the one
-/// reported.
-pub trait KeyTravels<K> {
-    /// A wire that is never used.
-    fn wire(&self) -> Wire<K> {
-        Wire(PhantomData)
-    }
-}
-
-impl<K> KeyTravels<K> for &&KeyWireProbe<K> {}
-
-/// Unused without the feature; named by generated code.
-pub trait KeyCannotTravel<K> {}
-
-/// Stands in for the probe of a value's wire.
-pub struct ValueWireProbe<V>(PhantomData<fn() -> V>);
-
-impl<V> ValueWireProbe<V> {
-    /// The probe of `V`.
-    pub fn new() -> Self {
-        ValueWireProbe(PhantomData)
-    }
-}
-
-impl<V> Default for ValueWireProbe<V> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Without the feature every value "travels".
-pub trait ValueTravels<V> {
-    /// A wire that is never used.
-    fn wire(&self) -> Wire<V> {
-        Wire(PhantomData)
-    }
-}
-
-impl<V> ValueTravels<V> for &&ValueWireProbe<V> {}
-
-/// Unused without the feature; named by generated code.
-pub trait ValueCannotTravel<V> {}
+pub struct Wire<T>(pub(crate) PhantomData<fn() -> T>);
 
 /// Tags whose bump the Redis tier took: never any without the feature.
 pub(crate) type BegunTags = ();

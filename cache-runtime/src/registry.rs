@@ -23,9 +23,9 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use crate::config::CacheConfig;
 use crate::fn_cache::FnCache;
 use crate::isolation::current_isolation;
+use crate::redis::Codec;
 use crate::stats::Stats;
 use crate::tier::Memory;
-use crate::Codec;
 
 /// What the registry needs of a cache without knowing its types.
 trait ErasedCache: Send + Sync {

@@ -151,7 +151,8 @@ fn loads_refreshes_and_fail_safe_answers_are_traced_without_keys() {
 #[cfg(feature = "redis")]
 #[test]
 fn a_distributed_function_without_a_redis_tier_warns_once() {
-    use herdcache_runtime::{Codec, Slot};
+    use herdcache_runtime::__private::Slot;
+    use herdcache_runtime::Codec;
     static SLOT: Slot = Slot::new("tests/tracing.rs:no-tier");
     fn config() -> CacheConfig {
         CacheConfig::new("catalog.price", Duration::from_secs(60)).distributed()

@@ -34,8 +34,8 @@ const FORMAT: u8 = 1;
 const HEADER: usize = 30;
 
 /// How a key (to Redis as its digest, over the bus as its bytes) or a
-/// value travels: postcard both ways. Chosen for a key by [`KeyWireProbe`],
-/// for a value by [`ValueWireProbe`], so that a type lacking a serde trait
+/// value travels: postcard both ways. Chosen for a key by a key probe,
+/// for a value by a value probe, so that a type lacking a serde trait
 /// is one error naming it.
 pub struct Wire<T> {
     pub(crate) to_bytes: fn(&T) -> Option<Vec<u8>>,
@@ -58,102 +58,6 @@ impl<T: Serialize + DeserializeOwned> Wire<T> {
         }
     }
 }
-
-/// Picks the [`Wire`] of the key's type by autoref, from a reference to
-/// the key (its type is not written anywhere): [`KeyTravels`] when it is
-/// `Serialize + DeserializeOwned`, else [`KeyCannotTravel`] (one error).
-pub struct KeyWireProbe<K>(std::marker::PhantomData<fn() -> K>);
-
-impl<K> KeyWireProbe<K> {
-    /// The probe of `key`'s type.
-    pub fn of(_key: &K) -> Self {
-        KeyWireProbe(std::marker::PhantomData)
-    }
-}
-
-/// [`KeyWireProbe`] of a key that can travel.
-pub trait KeyTravels<K> {
-    /// Its wire.
-    fn wire(&self) -> Wire<K>;
-}
-
-impl<K: Serialize + DeserializeOwned> KeyTravels<K> for &&KeyWireProbe<K> {
-    fn wire(&self) -> Wire<K> {
-        Wire::postcard()
-    }
-}
-
-/// Implemented by nothing: the bound a key that cannot travel fails.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be the key of a `distributed` function: it needs `serde::Serialize` and `serde::de::DeserializeOwned`",
-    label = "the key of this distributed function",
-    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`, or key on the arguments that have them"
-)]
-pub trait DistributedKey {}
-
-/// [`KeyWireProbe`] of a key that cannot travel: one error.
-pub trait KeyCannotTravel<K> {
-    /// Never callable.
-    fn wire(&self) -> Wire<K>
-    where
-        K: DistributedKey,
-    {
-        unreachable!("nothing implements DistributedKey")
-    }
-}
-
-impl<K> KeyCannotTravel<K> for &KeyWireProbe<K> {}
-
-/// Picks the [`Wire`] of `V` by autoref: [`ValueTravels`] when `V` is
-/// `Serialize + DeserializeOwned`, else [`ValueCannotTravel`], whose
-/// method asks for a trait nothing implements (one error, naming both).
-pub struct ValueWireProbe<V>(std::marker::PhantomData<fn() -> V>);
-
-impl<V> ValueWireProbe<V> {
-    /// The probe of `V`.
-    pub fn new() -> Self {
-        ValueWireProbe(std::marker::PhantomData)
-    }
-}
-
-impl<V> Default for ValueWireProbe<V> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// [`ValueWireProbe`] of a value that can travel.
-pub trait ValueTravels<V> {
-    /// Its wire.
-    fn wire(&self) -> Wire<V>;
-}
-
-impl<V: Serialize + DeserializeOwned> ValueTravels<V> for &&ValueWireProbe<V> {
-    fn wire(&self) -> Wire<V> {
-        Wire::postcard()
-    }
-}
-
-/// Implemented by nothing: the bound a value that cannot travel fails.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be the value of a `distributed` function: it needs `serde::Serialize` and `serde::de::DeserializeOwned`",
-    label = "the value of this distributed function",
-    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
-)]
-pub trait DistributedValue {}
-
-/// [`ValueWireProbe`] of a value that cannot travel: one error.
-pub trait ValueCannotTravel<V> {
-    /// Never callable.
-    fn wire(&self) -> Wire<V>
-    where
-        V: DistributedValue,
-    {
-        unreachable!("nothing implements DistributedValue")
-    }
-}
-
-impl<V> ValueCannotTravel<V> for &ValueWireProbe<V> {}
 
 /// How one function's keys and values go to Redis: made by the macro for a
 /// `distributed = true` function, where the key and value types are known.

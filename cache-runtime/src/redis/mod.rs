@@ -35,18 +35,15 @@ pub(crate) use bus::{Heard, Message};
 pub(crate) use codec::{
     digest, function_prefix, key_name, tag_digest, unix_now_ms, version_key, Envelope, Epochs,
 };
-pub use codec::{
-    Codec, DistributedKey, DistributedValue, KeyCannotTravel, KeyTravels, KeyWireProbe,
-    ValueCannotTravel, ValueTravels, ValueWireProbe, Wire,
-};
+pub use codec::{Codec, Wire};
 pub(crate) use pending::Op;
-pub use pending::DEFAULT_PENDING_LIMIT;
+pub(crate) use pending::DEFAULT_PENDING_LIMIT;
 use pending::{Pending, Queued};
 
 /// The default bound of one Redis call.
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+pub(crate) const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
 /// The default size above which a value is not written to Redis.
-pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+pub(crate) const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 
 /// Where the process's Redis tier is configured: once, at start-up.
 ///
@@ -238,7 +235,7 @@ impl RuntimeBuilder {
     }
 
     /// How many fleet operations Redis did not take this instance keeps
-    /// for replay (default [`DEFAULT_PENDING_LIMIT`]): invalidations and
+    /// for replay (default 10 000): invalidations and
     /// expiries of keys and tags, and `invalidate_all`s, coalesced by what
     /// they end. Past it, they become one operation that ends every copy in
     /// the namespace and every tagged entry in the fleet: misses, never a

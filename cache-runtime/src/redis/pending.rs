@@ -11,7 +11,7 @@
 //! right while it is cut off.
 //!
 //! Operations coalesce (ten invalidations of one key are one). The set is
-//! bounded ([`DEFAULT_PENDING_LIMIT`]); past it, everything pending is
+//! bounded (`DEFAULT_PENDING_LIMIT`); past it, everything pending is
 //! replaced by one operation that ends every copy of the namespace (its
 //! epoch, part of every key name, is bumped) and every tagged entry of the
 //! fleet: overflow costs misses, never a lost invalidation.
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 /// The default bound of the operations kept for replay
 /// ([`RuntimeBuilder::pending_limit`](super::RuntimeBuilder::pending_limit)).
-pub const DEFAULT_PENDING_LIMIT: usize = 10_000;
+pub(crate) const DEFAULT_PENDING_LIMIT: usize = 10_000;
 
 /// One fleet operation.
 #[derive(Clone, Debug, PartialEq, Eq)]

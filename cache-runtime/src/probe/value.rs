@@ -24,8 +24,8 @@ use crate::background::BackgroundLoad;
 use crate::config::{CacheConfig, LoadHooks};
 use crate::fn_cache::FnCache;
 use crate::outcome::{FailureShare, Outcome, Plain};
+use crate::redis::Codec;
 use crate::registry::Slot;
-use crate::Codec;
 
 /// How a function's outcome `R` passes through the engine.
 pub trait Through<R: Outcome>: Copy {

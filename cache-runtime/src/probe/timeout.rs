@@ -1,0 +1,60 @@
+//! Checking, at compile time, that a function with `hard_timeout` can turn
+//! [`Error`] into its own error type.
+
+use std::marker::PhantomData;
+
+use crate::error::Error;
+
+/// Checks, by autoref specialisation, that `E: From<Error>`: one error at
+/// the error type otherwise, naming the way out.
+pub struct TimeoutProbe<E>(PhantomData<fn() -> E>);
+
+impl<E> TimeoutProbe<E> {
+    /// A probe for `E`.
+    pub const fn new() -> Self {
+        TimeoutProbe(PhantomData)
+    }
+}
+
+impl<E> Default for TimeoutProbe<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Chosen first: `E` converts from [`Error`].
+pub trait TimeoutConverts<E> {
+    /// Makes the error of a timed-out load.
+    fn timeout_error(&self) -> fn() -> E;
+}
+
+impl<E: From<Error>> TimeoutConverts<E> for &&TimeoutProbe<E> {
+    fn timeout_error(&self) -> fn() -> E {
+        || E::from(Error::Timeout)
+    }
+}
+
+/// Chosen otherwise: a compile error.
+pub trait TimeoutDoesNotConvert<E> {
+    /// Never callable: `E` does not implement [`TimeoutError`].
+    fn timeout_error(&self) -> fn() -> E
+    where
+        E: TimeoutError;
+}
+
+impl<E> TimeoutDoesNotConvert<E> for &TimeoutProbe<E> {
+    fn timeout_error(&self) -> fn() -> E
+    where
+        E: TimeoutError,
+    {
+        unreachable!("no type implements TimeoutError")
+    }
+}
+
+/// Implemented by no type: its only use is the error message below.
+#[diagnostic::on_unimplemented(
+    message = "`hard_timeout` needs `{Self}: From<herdcache::Error>`: a caller that stops waiting gets `herdcache::Error::Timeout` as a `{Self}`",
+    label = "the error type of a function with `hard_timeout`",
+    note = "add a variant such as `#[error(transparent)] Cache(#[from] herdcache::Error)`; `anyhow::Error`, `std::io::Error` (`ErrorKind::TimedOut`) and `Box<dyn Error + Send + Sync>` convert already"
+)]
+pub trait TimeoutError {}
