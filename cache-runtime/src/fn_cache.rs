@@ -636,13 +636,16 @@ where
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let c = |counter| self.counters.sum(counter);
+        let evictions = self.memory.evictions();
+        #[cfg(feature = "metrics")]
+        self.counters.exported.evictions(evictions);
         Stats {
             hits: c(Counter::Hits),
             misses: c(Counter::Misses),
             coalesced: c(Counter::Coalesced),
             loads: c(Counter::Loads),
             load_errors: c(Counter::LoadErrors),
-            evictions: self.memory.evictions(),
+            evictions,
             invalidations: c(Counter::Invalidations),
             stale_hits: c(Counter::StaleHits),
             refreshes: c(Counter::Refreshes),

@@ -68,9 +68,9 @@ where
         #[cfg(feature = "metrics")]
         {
             self.counters.exported.load_finished(took);
-            self.counters
-                .exported
-                .evictions(self.memory.evictions_estimate());
+            if let Some(evictions) = self.memory.evictions_estimate() {
+                self.counters.exported.evictions(evictions);
+            }
         }
         trace::record_waiters(span, guard.flight.waiters());
         match outcome.into_parts() {

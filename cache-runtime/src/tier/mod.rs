@@ -262,10 +262,11 @@ where
         on_tier!(self, tier => tier.evictions(), released => 0)
     }
 
-    /// [`evictions`](Self::evictions), cheap enough for the load path.
+    /// [`evictions`](Self::evictions) when the load path may afford it
+    /// (each tier says when), to export.
     #[cfg(feature = "metrics")]
-    pub(crate) fn evictions_estimate(&self) -> u64 {
-        on_tier!(self, tier => tier.evictions_estimate(), released => 0)
+    pub(crate) fn evictions_estimate(&self) -> Option<u64> {
+        on_tier!(self, tier => tier.evictions_estimate(), released => None)
     }
 
     /// Entries held, once expired ones are reclaimed.

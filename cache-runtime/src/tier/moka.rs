@@ -57,6 +57,10 @@ pub(crate) struct MokaTier<K, V, H = Entry<V>> {
     admitted: AtomicU64,
     /// Entries removed by invalidation.
     removed: AtomicU64,
+    /// When the load path last exported the evictions (nanoseconds since
+    /// the process's first `Instant`).
+    #[cfg(feature = "metrics")]
+    settled_at: AtomicU64,
     _values: std::marker::PhantomData<fn() -> V>,
 }
 
@@ -103,6 +107,8 @@ where
             cache,
             admitted: AtomicU64::new(0),
             removed: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            settled_at: AtomicU64::new(0),
             _values: std::marker::PhantomData,
         }
     }
@@ -132,8 +138,10 @@ where
     /// value it returns: user code the caller's lock need not run.)
     pub(crate) fn invalidate(&self, key: &K) {
         if self.cache.contains_key(key) {
-            self.cache.invalidate(key);
+            // Counted first: a count racing this sees one eviction fewer
+            // for a moment, never one that did not happen.
             self.removed.fetch_add(1, Ordering::Relaxed);
+            self.cache.invalidate(key);
         }
     }
 
@@ -150,28 +158,45 @@ where
         }
         self.cache.run_pending_tasks();
         let held = self.cache.entry_count();
-        self.cache.invalidate_all();
         self.removed.fetch_add(held, Ordering::Relaxed);
+        self.cache.invalidate_all();
     }
 
     /// Entries dropped by moka itself, for capacity or expiry: all that were
-    /// admitted and are neither held nor removed by invalidation. Exact when
-    /// no store races an expiry or `invalidate_all`; off by those races else.
+    /// admitted and are neither held nor removed by invalidation, after
+    /// moka has applied its pending work.
+    ///
+    /// Read in an order that makes a race undercount for a moment, never
+    /// count an eviction that did not happen: `admitted` before moka
+    /// settles (an entry admitted later and already held is not subtracted
+    /// twice), `removed` after (it is counted before the entry goes).
     pub(crate) fn evictions(&self) -> u64 {
-        let held = self.len();
-        let admitted = self.admitted.load(Ordering::Relaxed);
-        let removed = self.removed.load(Ordering::Relaxed);
+        let admitted = self.admitted.load(Ordering::Acquire);
+        self.cache.run_pending_tasks();
+        let held = self.cache.entry_count();
+        let removed = self.removed.load(Ordering::Acquire);
         admitted.saturating_sub(held).saturating_sub(removed)
     }
 
-    /// [`evictions`](Self::evictions) without settling moka's pending
-    /// work first: cheap enough for the load path, a little behind.
+    /// [`evictions`](Self::evictions) for the load path, which exports it:
+    /// at most once a second per cache (settling moka's pending work costs
+    /// more than a load should pay each time), `None` in between. moka's
+    /// `entry_count` lags its inserts until it settles, so a count taken
+    /// without settling would report evictions that never happened.
     #[cfg(feature = "metrics")]
-    pub(crate) fn evictions_estimate(&self) -> u64 {
-        let held = self.cache.entry_count();
-        let admitted = self.admitted.load(Ordering::Relaxed);
-        let removed = self.removed.load(Ordering::Relaxed);
-        admitted.saturating_sub(held).saturating_sub(removed)
+    pub(crate) fn evictions_estimate(&self) -> Option<u64> {
+        const EVERY: u64 = 1_000_000_000;
+        let now = crate::clock::nanos_since_epoch(Instant::now());
+        let last = self.settled_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < EVERY
+            || self
+                .settled_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        Some(self.evictions())
     }
 
     /// What a tag sweep walks: the entries of this cache (moka's own
