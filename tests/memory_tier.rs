@@ -57,6 +57,21 @@ async fn the_attribute_chooses_the_tier_whatever_the_default() {
     on_moka(1).await;
     assert_eq!(on_quick_cache().memory(), Some(Memory::Quick));
     assert_eq!(on_moka_cache().memory(), Some(Memory::Moka));
+    // Stats say it too, and so does the operator's table.
+    assert_eq!(on_quick_cache().stats().memory, Memory::Quick);
+    assert_eq!(on_moka_cache().stats().memory, Memory::Moka);
+    let table = herdcache::stats_table();
+    let row = |function: &str| {
+        table
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(function))
+            .unwrap_or_else(|| panic!("no {function} in\n{table}"))
+            .split_whitespace()
+            .nth(1)
+            .map(str::to_owned)
+    };
+    assert_eq!(row("memory_tier::on_quick").as_deref(), Some("quick"));
+    assert_eq!(row("memory_tier::on_moka").as_deref(), Some("moka"));
 }
 
 #[tokio::test]

@@ -140,8 +140,18 @@ async fn stats_read_as_one_line_and_as_a_table() {
         assert!(lines[0].ends_with("p95"), "{table}");
         let row: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(
-            row[..8],
-            ["stats::readable", "66.7", "2", "1", "1", "0", "0", "0"]
+            row[..9],
+            [
+                "stats::readable",
+                herdcache::Memory::process_default().name(),
+                "66.7",
+                "2",
+                "1",
+                "1",
+                "0",
+                "0",
+                "0"
+            ]
         );
         // Columns line up: every line is as wide as the header.
         assert_eq!(

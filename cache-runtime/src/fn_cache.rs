@@ -96,6 +96,8 @@ pub struct FnCache<K, V> {
     /// Its place among what a tag sweep walks, taken by its first tagged
     /// load.
     tag_holder: HolderPlace,
+    /// Which memory tier holds the values, for [`Stats::memory`].
+    memory_kind: Memory,
 }
 
 /// How long callers wait for a load.
@@ -139,8 +141,9 @@ where
             crate::clock::start_coarse_clock();
         }
         let counters = Counters::new(&config.name);
+        let memory_kind = config.memory.unwrap_or_else(Memory::process_default);
         let memory = MemoryTier::new(
-            config.memory.unwrap_or_else(Memory::process_default),
+            memory_kind,
             config.max_capacity,
             expiry.same_lifetime(config.varied_lifetimes),
             !checks_freshness,
@@ -168,6 +171,7 @@ where
             },
             isolation,
             tag_holder: HolderPlace::default(),
+            memory_kind,
             l2: None,
         }
     }
@@ -646,6 +650,7 @@ where
             loads: c(Counter::Loads),
             load_errors: c(Counter::LoadErrors),
             evictions,
+            memory: self.memory_kind,
             invalidations: c(Counter::Invalidations),
             stale_hits: c(Counter::StaleHits),
             refreshes: c(Counter::Refreshes),

@@ -311,8 +311,12 @@ impl CacheHandle {
 
     /// A snapshot of the function's counters.
     pub fn stats(&self) -> Stats {
-        let mut total = Stats::default();
-        for cache in self.caches() {
+        let mut caches = self.caches().into_iter();
+        let Some(first) = caches.next() else {
+            return Stats::default();
+        };
+        let mut total = first.stats();
+        for cache in caches {
             total.merge(&cache.stats());
         }
         total

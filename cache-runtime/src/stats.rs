@@ -8,6 +8,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::tier::Memory;
+
 /// A snapshot of one cached function's counters.
 ///
 /// Every call counts once, as a hit or a miss; a miss either led a load or
@@ -76,6 +78,10 @@ pub struct Stats {
     /// The Redis tier's circuit breaker is open now: Redis is being
     /// skipped after consecutive failures.
     pub l2_breaker_open: bool,
+    /// The memory tier holding the function's values (`memory = ..`, else
+    /// the process default; `Moka`, the default's default, in the zeroed
+    /// stats of a function not called yet).
+    pub memory: Memory,
     /// Median loader latency.
     pub load_p50: Duration,
     /// 95th percentile loader latency.
@@ -96,7 +102,8 @@ impl Stats {
     }
 
     /// Adds another snapshot's counters to this one; percentiles keep the
-    /// larger of the two (they cannot be merged exactly).
+    /// larger of the two (they cannot be merged exactly), and `memory` stays
+    /// this one's.
     pub fn merge(&mut self, other: &Stats) {
         self.hits += other.hits;
         self.misses += other.misses;
@@ -187,6 +194,7 @@ pub fn table(stats: &[(String, Stats)]) -> String {
     use std::fmt::Write as _;
     let headers = [
         "function",
+        "memory",
         "hit %",
         "hits",
         "misses",
@@ -196,11 +204,12 @@ pub fn table(stats: &[(String, Stats)]) -> String {
         "fail-safe",
         "p95",
     ];
-    let rows: Vec<[String; 9]> = stats
+    let rows: Vec<[String; 10]> = stats
         .iter()
         .map(|(name, s)| {
             [
                 name.clone(),
+                s.memory.name().to_owned(),
                 format!("{:.1}", s.hit_ratio() * 100.0),
                 s.hits.to_string(),
                 s.misses.to_string(),

@@ -60,6 +60,14 @@ impl Memory {
         }
     }
 
+    /// The tier's name, as `memory = ".."` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Memory::Moka => "moka",
+            Memory::Quick => "quick",
+        }
+    }
+
     /// Sets the tier of every cache made from now on whose function does
     /// not choose one. Returns `false` (and changes nothing) when the
     /// default was already fixed: by an earlier call, or by a cache made
