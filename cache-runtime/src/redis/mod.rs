@@ -344,7 +344,14 @@ impl fmt::Display for InstallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InstallError::NoUrl => write!(f, "no Redis URL: call `.redis(url)`"),
-            InstallError::BadUrl(url, error) => write!(f, "bad Redis URL {url}: {error}"),
+            InstallError::BadUrl(url, error) => {
+                write!(f, "bad Redis URL {url}: {error}; ")?;
+                if url.contains("://") {
+                    write!(f, "expected `redis://[user:password@]host[:port][/db]`, `rediss://..` (the `redis-tls` feature) or `redis+unix:///path`")
+                } else {
+                    write!(f, "a URL starts with its scheme: `redis://{url}`")
+                }
+            }
             InstallError::AlreadyInstalled => {
                 write!(f, "herdcache's Redis tier is installed already")
             }
@@ -1252,6 +1259,27 @@ mod tests {
         assert!(!format!("{tier:?}").contains("s3cret"));
         assert_eq!(redacted("redis://:pw@h"), "redis://:***@h");
         assert_eq!(redacted("rediss://h:6380"), "rediss://h:6380");
+    }
+
+    #[test]
+    fn a_bad_url_says_what_is_expected() {
+        let error = |url: &str| {
+            Runtime::builder()
+                .redis(url)
+                .build()
+                .unwrap_err()
+                .to_string()
+        };
+        let no_scheme = error("cache.internal:6379");
+        assert!(
+            no_scheme.ends_with("a URL starts with its scheme: `redis://cache.internal:6379`"),
+            "{no_scheme}"
+        );
+        let bad = error("redis://cache:port");
+        assert!(
+            bad.contains("expected `redis://[user:password@]host[:port][/db]`"),
+            "{bad}"
+        );
     }
 
     /// A `redis-server` of the test's own, and a tier on it (a generous
