@@ -276,6 +276,22 @@
 //! `Repo<u8>` and `Repo<u16>` apart; an associated function with neither is
 //! named like a free function).
 //!
+//! ## Tracing
+//!
+//! Everything herdcache traces has the target `herdcache`, and no event or
+//! span ever carries a key (keys may be personal data):
+//!
+//! | level | what |
+//! |---|---|
+//! | `debug` | a span per load (`herdcache.load`) or refresh (`herdcache.refresh`) with `function`, `outcome`, `duration_us`, `waiters`; an event when each ends (`herdcache: load ended`), so a subscriber that does not report span closes sees it too |
+//! | `info` | fail-safe answered with the last good value |
+//! | `warn` | a background refresh failed; a `distributed` function runs without a Redis tier (once); the Redis tier is unreachable, keeps invalidations for replay, or overflowed |
+//!
+//! To see loads with `tracing_subscriber`:
+//! `tracing_subscriber::fmt().with_env_filter("info,herdcache=debug").init()`
+//! (the `env-filter` feature), or `RUST_LOG=herdcache=debug` with
+//! `EnvFilter::from_default_env()`.
+//!
 //! ## Limits
 //!
 //! - Functions generic over types are a compile error: cache a concrete

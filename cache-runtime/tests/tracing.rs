@@ -55,16 +55,20 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Seen {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let mut fields = Fields(BTreeMap::new());
         event.record(&mut fields);
+        fields
+            .0
+            .insert("target".into(), event.metadata().target().into());
         self.events.lock().unwrap().push(fields.0);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let span = ctx.span(&id).unwrap();
-        let fields = span
+        let mut fields = span
             .extensions()
             .get::<BTreeMap<String, String>>()
             .cloned()
             .unwrap_or_default();
+        fields.insert("target".into(), span.metadata().target().into());
         self.spans
             .lock()
             .unwrap()
@@ -135,12 +139,32 @@ fn loads_refreshes_and_fail_safe_answers_are_traced_without_keys() {
         assert_eq!(fields["waiters"], "0");
     }
     let events = seen.events.lock().unwrap().clone();
+    // Each load's end is an event too, which a subscriber that does not
+    // report span closes (`fmt`'s default) shows.
+    let ended: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|event| event["message"].ends_with("ended"))
+        .map(|event| (event["message"].as_str(), event["outcome"].as_str()))
+        .collect();
+    assert_eq!(
+        ended,
+        [
+            ("herdcache: load ended", "value"),
+            ("herdcache: refresh ended", "error"),
+            ("herdcache: load ended", "fail_safe")
+        ]
+    );
     let messages: Vec<&str> = events
         .iter()
         .map(|event| event["message"].as_str())
+        .filter(|message| !message.ends_with("ended"))
         .collect();
     assert!(messages[0].contains("refresh failed"), "{messages:?}");
     assert!(messages[1].contains("fail-safe served"), "{messages:?}");
+    // One target for everything, the one the docs name for a filter.
+    for fields in spans.iter().map(|(_, fields)| fields).chain(&events) {
+        assert_eq!(fields["target"], "herdcache", "{fields:?}");
+    }
     // Keys may be personal data: never in a span or an event.
     let everything = format!("{spans:?} {events:?}");
     assert!(!everything.contains("secret-user"), "{everything}");

@@ -80,7 +80,7 @@ where
                 } else {
                     "value"
                 };
-                trace::record_outcome(span, what);
+                trace::load_ended(span, &self.name, kind, what, took);
                 self.store_value(guard, &value, hooks, took);
                 if guard.flight.waiters() > 0 {
                     guard.flight.land(Landing::Value(value.clone()));
@@ -89,7 +89,7 @@ where
             }
             Err(failure) => {
                 let (outcome, what) = self.failed::<R>(guard, hooks, failure, kind);
-                trace::record_outcome(span, what);
+                trace::load_ended(span, &self.name, kind, what, took);
                 outcome
             }
         }

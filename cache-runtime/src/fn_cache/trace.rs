@@ -1,5 +1,10 @@
 //! Tracing, in functions that are not generic, so that each cached function
 //! does not compile its own copy of the macros' expansions.
+//!
+//! Everything herdcache traces has the target `herdcache`, so one filter
+//! (`RUST_LOG=herdcache=debug` with `tracing_subscriber`'s `EnvFilter`)
+//! shows it all: a span per load or refresh and an event when each ends, at
+//! `debug`; a failed refresh at `warn`, a fail-safe answer at `info`.
 use std::time::Duration;
 
 use super::LoadKind;
@@ -8,6 +13,7 @@ use super::LoadKind;
 pub(super) fn load_span(function: &str, kind: LoadKind) -> tracing::Span {
     match kind {
         LoadKind::Background => tracing::debug_span!(
+            target: "herdcache",
             "herdcache.refresh",
             function,
             outcome = tracing::field::Empty,
@@ -15,6 +21,7 @@ pub(super) fn load_span(function: &str, kind: LoadKind) -> tracing::Span {
             waiters = tracing::field::Empty,
         ),
         _ => tracing::debug_span!(
+            target: "herdcache",
             "herdcache.load",
             function,
             kind = ?kind,
@@ -36,12 +43,41 @@ pub(super) fn record_waiters(span: &tracing::Span, waiters: usize) {
     span.record("waiters", waiters as u64);
 }
 
-pub(super) fn record_outcome(span: &tracing::Span, outcome: &'static str) {
+/// Records how a load ended on its span, and says so in an event: a span
+/// shows only to a subscriber that reports span closes (`fmt` does not, by
+/// default), an event to every one.
+pub(super) fn load_ended(
+    span: &tracing::Span,
+    function: &str,
+    kind: LoadKind,
+    outcome: &'static str,
+    took: Duration,
+) {
     span.record("outcome", outcome);
+    let duration_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    match kind {
+        LoadKind::Background => tracing::debug!(
+            target: "herdcache",
+            parent: span,
+            function,
+            outcome,
+            duration_us,
+            "herdcache: refresh ended"
+        ),
+        _ => tracing::debug!(
+            target: "herdcache",
+            parent: span,
+            function,
+            outcome,
+            duration_us,
+            "herdcache: load ended"
+        ),
+    }
 }
 
 pub(super) fn refresh_failed(function: &str) {
     tracing::warn!(
+        target: "herdcache",
         function,
         "herdcache: a background refresh failed; the stale value is served until its window ends"
     );
@@ -49,6 +85,7 @@ pub(super) fn refresh_failed(function: &str) {
 
 pub(super) fn fail_safe_answered(function: &str, answered: u64, how: &str) {
     tracing::info!(
+        target: "herdcache",
         function,
         answered,
         "herdcache: the load {how}; fail-safe served the last good value"
