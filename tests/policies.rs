@@ -1,7 +1,6 @@
-//! The freshness policies through `#[cached]`, as users write them. Exact
-//! timing is tested on the engine with a manual clock
-//! (`cache-runtime/tests/policies.rs`); here real time is used with wide
-//! margins: a ttl of 100 ms, waits of 300 ms, windows of a minute.
+//! The freshness policies through `#[cached]`, as users write them, on a
+//! manual clock (`testing::isolate_with_clock`): time moves when a test
+//! says, so no test sleeps for a horizon and every outcome is exact.
 
 mod common;
 
@@ -10,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::wait_until;
-use herdcache::{cached, testing};
+use herdcache::cached;
+use herdcache::testing::{self, ManualClock};
 
 const PAST_TTL: Duration = Duration::from_millis(300);
 
@@ -25,9 +25,10 @@ async fn display_name(user_id: u64, region: &str) -> String {
 
 #[tokio::test]
 async fn swr_serves_the_stale_value_and_refreshes_from_copies_of_the_arguments() {
-    testing::isolate(async {
+    let clock = ManualClock::new();
+    testing::isolate_with_clock(clock.clone(), async {
         assert_eq!(display_name(1, "eu").await, "user 1 in eu (load 0)");
-        tokio::time::sleep(PAST_TTL).await;
+        clock.advance(PAST_TTL);
         // Stale: served at once; the refresh runs with its own `String` copy
         // of the borrowed `region`.
         let region = String::from("eu");
@@ -75,12 +76,13 @@ impl Repo {
 
 #[tokio::test]
 async fn a_method_refreshes_from_a_clone_of_self() {
-    testing::isolate(async {
+    let clock = ManualClock::new();
+    testing::isolate_with_clock(clock.clone(), async {
         let repo = Repo {
             pool: Arc::default(),
         };
         assert_eq!(repo.balance(1).await.unwrap(), 100);
-        tokio::time::sleep(PAST_TTL).await;
+        clock.advance(PAST_TTL);
         assert_eq!(repo.balance(1).await.unwrap(), 100, "stale");
         wait_until("the clone of self loaded", || repo.pool.load(SeqCst) == 2).await;
         wait_until("served fresh", || {
@@ -104,9 +106,10 @@ async fn quote(symbol: &str) -> Result<f64, std::io::Error> {
 
 #[tokio::test]
 async fn fail_safe_answers_an_outage_with_the_last_good_value() {
-    testing::isolate(async {
+    let clock = ManualClock::new();
+    testing::isolate_with_clock(clock.clone(), async {
         assert_eq!(quote("ACME").await.unwrap(), 4.0);
-        tokio::time::sleep(PAST_TTL).await;
+        clock.advance(PAST_TTL);
         assert_eq!(quote("ACME").await.unwrap(), 4.0, "fallback, not the error");
         assert_eq!(quote("ACME").await.unwrap(), 4.0, "throttled: no new call");
         assert_eq!(QUOTE_LOADS.load(SeqCst), 2);
@@ -189,11 +192,12 @@ async fn token(scope: &str) -> Result<Token, std::io::Error> {
 
 #[tokio::test]
 async fn ttl_for_gives_a_token_its_own_life() {
-    testing::isolate(async {
+    let clock = ManualClock::new();
+    testing::isolate_with_clock(clock.clone(), async {
         token("read").await.unwrap();
         token("read").await.unwrap();
         assert_eq!(TOKEN_LOADS.load(SeqCst), 1);
-        tokio::time::sleep(PAST_TTL).await;
+        clock.advance(PAST_TTL);
         token("read").await.unwrap();
         assert_eq!(TOKEN_LOADS.load(SeqCst), 2, "expired after its own 100 ms");
     })
@@ -250,22 +254,26 @@ async fn expiring_report(id: u64) -> Result<u64, std::io::Error> {
 
 #[tokio::test]
 async fn a_value_served_at_a_hard_timeout_is_not_kept_past_its_ttl() {
-    testing::isolate(async {
+    let clock = ManualClock::new();
+    testing::isolate_with_clock(clock.clone(), async {
         assert_eq!(expiring_report(1).await.unwrap(), 10);
-        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        clock.advance(Duration::from_millis(1_200));
         herdcache::expire_tag("report:1").await;
         EXPIRING_FAILS.store(true, SeqCst);
-        // The load fails after the deadline: the caller gets the expired
-        // value or the timeout, and nothing is stored.
-        let at_deadline = expiring_report(1).await;
-        assert!(
-            matches!(at_deadline, Ok(10)) || at_deadline.is_err(),
-            "{at_deadline:?}"
-        );
+        // The load fails after the deadline, and nothing is stored. On a
+        // clock that stands still, the expired value is still within its
+        // own ttl: the caller gets it at the deadline.
+        assert_eq!(expiring_report(1).await.unwrap(), 10);
+        // The load goes on after the deadline, and fails (real time: the
+        // origin's latency, not a horizon).
+        wait_until("the late load failed", || {
+            expiring_report_cache().stats().load_errors == 1
+        })
+        .await;
         EXPIRING_FAILS.store(false, SeqCst);
-        // Past the value's own ttl (2 s after it was loaded, with 0.7 s of
-        // margin either way): loaded again, not served from memory.
-        tokio::time::sleep(Duration::from_millis(1_400)).await;
+        // Past the value's own ttl (2 s after it was loaded): loaded again,
+        // not served from memory.
+        clock.advance(Duration::from_millis(1_400));
         let loads = EXPIRING_LOADS.load(SeqCst);
         assert_ne!(expiring_report(1).await.unwrap(), 10, "served past its ttl");
         assert_eq!(EXPIRING_LOADS.load(SeqCst), loads + 1);
@@ -284,11 +292,11 @@ async fn same_window(id: u64) -> u64 {
 
 #[tokio::test]
 async fn swr_true_makes_the_stale_window_as_long_as_the_ttl() {
-    testing::isolate(async {
+    let clock = ManualClock::new();
+    testing::isolate_with_clock(clock.clone(), async {
         same_window(1).await;
-        // Past the 200 ms ttl, inside the 200 ms stale window after it
-        // (an oversleep of up to 150 ms still lands inside).
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Past the 200 ms ttl, inside the 200 ms stale window after it.
+        clock.advance(Duration::from_millis(250));
         same_window(1).await;
         assert_eq!(same_window_cache().stats().stale_hits, 1);
     })
@@ -324,14 +332,15 @@ impl Shared {
 
 #[tokio::test]
 async fn background_copies_of_owned_arguments_and_arc_receivers() {
-    testing::isolate(async {
+    let clock = ManualClock::new();
+    testing::isolate_with_clock(clock.clone(), async {
         assert_eq!(greet("ada".into(), true).await.unwrap(), "hello, ada!");
         assert_eq!(greet("ada".into(), true).await.unwrap(), "hello, ada!");
         assert_eq!(GREET_LOADS.load(SeqCst), 1);
 
         let shared = Arc::new(Shared { greeting: "hi" });
         assert_eq!(shared.shout(1).await, "hi 1");
-        tokio::time::sleep(PAST_TTL).await;
+        clock.advance(PAST_TTL);
         assert_eq!(shared.shout(1).await, "hi 1");
         wait_until("refreshed from the Arc's clone", || {
             Shared::shout_cache().stats().loads == 2

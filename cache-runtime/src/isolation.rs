@@ -4,10 +4,14 @@
 //! future is dropped. Public as `testing::isolate`.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+
+use crate::clock::ManualClock;
 
 /// Whether any future was ever isolated: until then no call looks further.
 /// Read on every call: alone on its cache line, so no write nearby makes
@@ -43,6 +47,32 @@ pub fn isolate<F: Future>(future: F) -> Isolated<F> {
     }
 }
 
+/// [`isolate`], with every cache the future makes reading `clock` instead
+/// of the system's: see [`testing`](crate::testing#time-travel).
+pub fn isolate_with_clock<F: Future>(clock: Arc<ManualClock>, future: F) -> Isolated<F> {
+    let isolated = isolate(future);
+    CLOCKS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(isolated.isolation, clock);
+    isolated
+}
+
+/// The clocks of the isolations [`isolate_with_clock`] made, until they end.
+static CLOCKS: Mutex<BTreeMap<u64, Arc<ManualClock>>> = Mutex::new(BTreeMap::new());
+
+/// The clock of `isolation`, if it was given one; read when a cache is made.
+pub(crate) fn clock_of(isolation: u64) -> Option<Arc<ManualClock>> {
+    if isolation == 0 {
+        return None;
+    }
+    CLOCKS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&isolation)
+        .cloned()
+}
+
 /// The future [`isolate`] returns.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Isolated<F> {
@@ -71,16 +101,20 @@ impl<F> Drop for Isolated<F> {
     fn drop(&mut self) {
         // The registry empties its caches at its next use (it depends on
         // this module; this one does not call it).
+        CLOCKS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.isolation);
         ENDED
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .push(self.isolation);
         ANY_ENDED.store(true, Ordering::Release);
     }
 }
 
 /// Isolations that ended, for the registry to forget.
-static ENDED: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+static ENDED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 static ANY_ENDED: AtomicBool = AtomicBool::new(false);
 
 /// The isolations that ended since the last call.
@@ -88,9 +122,5 @@ pub(crate) fn take_ended() -> Vec<u64> {
     if !ANY_ENDED.swap(false, Ordering::AcqRel) {
         return Vec::new();
     }
-    std::mem::take(
-        &mut *ENDED
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    )
+    std::mem::take(&mut *ENDED.lock().unwrap_or_else(PoisonError::into_inner))
 }

@@ -145,7 +145,11 @@ where
             .downcast_ref()
             .expect("the registry is keyed by type");
     }
-    let cache = FnCache::new_in(config(), isolation);
+    let mut config = config();
+    if let Some(clock) = crate::isolation::clock_of(isolation) {
+        config.clock = crate::Clock::Manual(clock);
+    }
+    let cache = FnCache::new_in(config, isolation);
     let cache = match codec {
         Some(codec) => cache.with_installed_redis(codec),
         None => cache,

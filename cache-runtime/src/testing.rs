@@ -28,8 +28,41 @@
 //! The scope follows the future, not the thread: a task it spawns with
 //! `tokio::spawn` is outside it unless wrapped in `isolate` too. Code that
 //! never calls `isolate` pays one relaxed atomic load per call for this.
+//!
+//! # Time travel
+//!
+//! [`isolate_with_clock`] is [`isolate`] with a [`ManualClock`]: every cache
+//! made in the scope reads it instead of the system clock, so a test of ttl,
+//! swr or fail-safe moves time with [`ManualClock::advance`] instead of
+//! sleeping. The clock decides every horizon herdcache sets: ttl and its
+//! jitter, a value's own ttl, `swr`, `fail_safe` and its throttle,
+//! `negative_ttl`, `early_refresh`.
+//!
+//! ```
+//! # use std::time::Duration;
+//! # use herdcache_runtime::testing::{self, ManualClock};
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! let clock = ManualClock::new();
+//! testing::isolate_with_clock(clock.clone(), async {
+//!     // get_user(1).await;                 a load
+//!     clock.advance(Duration::from_secs(61));
+//!     // get_user(1).await;                 past a 60 s ttl: a load again
+//! })
+//! .await;
+//! # });
+//! ```
+//!
+//! What the clock does not move: `timeout` and `hard_timeout`, which wait
+//! on tokio's timer (pause it with `#[tokio::test(start_paused = true)]`);
+//! the memory tier's own clean-up (moka drops an entry on real time, and
+//! until then the clock alone decides whether it is served); expiry inside
+//! Redis. A background refresh still runs on a task: after the call that
+//! started it, wait for it (poll `stats().refreshes`, or the value) rather
+//! than for time.
 
-pub use crate::isolation::{isolate, Isolated};
+pub use crate::clock::ManualClock;
+pub use crate::isolation::{isolate, isolate_with_clock, Isolated};
 pub use crate::tags::remembered_tags;
 
 /// Reads the engine's coarse clock, as a quick-tier hit and a hit with
