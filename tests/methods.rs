@@ -305,3 +305,41 @@ async fn a_format_width_argument_is_part_of_the_key() {
     padded_invalidate("ab", 4).await;
     assert_eq!(padded_cache().stats().invalidations, 1);
 }
+
+/// The body is compiled once, in `<fn>_uncached`, and the function and
+/// `_refresh` call it: a `static` declared in the body is one item, so every
+/// path sees the same address. (Before, the body was compiled in the
+/// function, `_refresh` and `_uncached`: three statics, three addresses.)
+#[cached(ttl = "60s")]
+async fn where_the_body_lives(id: u64) -> usize {
+    static MARK: u8 = 0;
+    let _ = id;
+    std::ptr::addr_of!(MARK) as usize
+}
+
+struct Bodies;
+
+impl Bodies {
+    #[cached(ttl = "60s")]
+    async fn where_the_method_body_lives(id: u64) -> usize {
+        static MARK: u8 = 0;
+        let _ = id;
+        std::ptr::addr_of!(MARK) as usize
+    }
+}
+
+#[tokio::test]
+async fn the_body_is_compiled_once() {
+    herdcache::testing::isolate(async {
+        let cached = where_the_body_lives(1).await;
+        assert_eq!(where_the_body_lives_refresh(2).await, cached);
+        assert_eq!(where_the_body_lives_uncached(3).await, cached);
+        let cached = Bodies::where_the_method_body_lives(1).await;
+        assert_eq!(Bodies::where_the_method_body_lives_refresh(2).await, cached);
+        assert_eq!(
+            Bodies::where_the_method_body_lives_uncached(3).await,
+            cached
+        );
+    })
+    .await;
+}

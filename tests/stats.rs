@@ -109,7 +109,7 @@ async fn expired_entries_count_as_evictions_and_invalidated_ones_do_not() {
     // moka drops expired entries on its own, on real time (its clean-up
     // does not follow a manual clock): wait until it has, not for a guess.
     common::wait_until("moka dropped the expired entries", || {
-        ephemeral_cache().len() == 0
+        ephemeral_cache().is_empty()
     })
     .await;
     let stats = ephemeral_cache().stats();

@@ -8,7 +8,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::{Attribute, Ident, ItemFn, Type, Visibility};
 
-use crate::validate::{Plan, ReturnKind};
+use crate::validate::{Plan, ReturnKind, Siblings};
 
 mod key;
 mod policy;
@@ -109,6 +109,16 @@ impl Context<'_> {
         // say when the function is never used.
         let mut body = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, body);
         body.set_span(self.item.block.brace_token.span.join());
+        // The body lives in `<fn>_uncached`: an `#[expect]` about it would
+        // be unfulfilled here, so it becomes an `#[allow]`.
+        let body_moved = self.uncached_path().is_some();
+        let attrs = attrs.iter().map(|attr| {
+            if body_moved && attr.path().is_ident("expect") {
+                expect_as_allow(attr)
+            } else {
+                attr.clone()
+            }
+        });
         // `#[cached]` needs an `async fn`, even over a body that never awaits.
         quote! {
             #(#attrs)*
@@ -447,18 +457,58 @@ impl Context<'_> {
         }
     }
 
-    /// The body as a future that owns the arguments. The unreachable
+    /// The load: a future that owns the arguments and awaits
+    /// `<fn>_uncached` with them, the one item that holds the body, so the
+    /// body is compiled once. Only where the macro cannot tell how to name
+    /// that item (see [`Siblings::Unknown`]) is the body inlined here.
+    fn loader(&self) -> TokenStream {
+        // At the body's braces: a key expression that moves an argument the
+        // body needs is reported between the two, not over the attribute.
+        let body = self.item.block.brace_token.span.join();
+        let async_move = quote_spanned!(body=> async move);
+        let args = self.plan.args.iter().map(|arg| &arg.ident);
+        let receiver = self.item.sig.receiver().map(|_| quote!(self,));
+        let Some(uncached) = self.uncached_path() else {
+            return self.inline_loader();
+        };
+        let call = quote!(#uncached(#receiver #(#args),*));
+        // An `unsafe fn`'s helper is `unsafe` too: the caller's contract
+        // carries over.
+        let call = match self.item.sig.unsafety {
+            Some(_) => quote!(unsafe { #call }),
+            None => call,
+        };
+        quote! {
+            #async_move {
+                // An argument named `_unused` on purpose is passed on.
+                #[allow(clippy::used_underscore_binding)]
+                let __herdcache_body = #call;
+                __herdcache_body.await
+            }
+        }
+    }
+
+    /// The path of `<fn>_uncached` from the function's own code, if the
+    /// macro knows it.
+    pub(super) fn uncached_path(&self) -> Option<TokenStream> {
+        let uncached = format_ident!("{}_uncached", self.item.sig.ident);
+        match self.plan.siblings {
+            Siblings::OfSelf => Some(quote!(Self::#uncached)),
+            Siblings::InScope => Some(quote!(#uncached)),
+            Siblings::Unknown => None,
+        }
+    }
+
+    /// The body itself as a future that owns the arguments. The unreachable
     /// `return` pins the future's output to the declared return type at the
     /// user's span, so `?` infers and type errors land on the user's code
     /// (as tracing's `#[instrument]` does).
-    fn loader(&self) -> TokenStream {
+    fn inline_loader(&self) -> TokenStream {
         let ret = &self.plan.ret;
         let fake_return = fake_return(&quote!(#ret), syn::spanned::Spanned::span(ret));
         // The body's statements, not its block: a block as the last
         // expression would lint (`unused_braces`) at the user's braces.
         let statements = &self.item.block.stmts;
-        // At the body's braces: a key expression that moves an argument the
-        // body uses is reported between the two, not over the attribute.
         let body = self.item.block.brace_token.span.join();
         let async_move = quote_spanned!(body=> async move);
         quote! {
@@ -551,15 +601,17 @@ fn lint_attrs(attrs: &[Attribute]) -> impl Iterator<Item = Attribute> + '_ {
         {
             return Some(attr.clone());
         }
-        if !path.is_ident("expect") {
-            return None;
-        }
-        let mut allow = attr.clone();
-        if let syn::Meta::List(list) = &mut allow.meta {
-            list.path = syn::parse_quote!(allow);
-        }
-        Some(allow)
+        path.is_ident("expect").then(|| expect_as_allow(attr))
     })
+}
+
+/// `#[expect(..)]` as `#[allow(..)]`.
+fn expect_as_allow(attr: &Attribute) -> Attribute {
+    let mut allow = attr.clone();
+    if let syn::Meta::List(list) = &mut allow.meta {
+        list.path = syn::parse_quote!(allow);
+    }
+    allow
 }
 
 fn nanos(duration: std::time::Duration) -> u64 {

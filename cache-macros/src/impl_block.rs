@@ -40,6 +40,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         let site = crate::Site {
             attribute: attr.path().span(),
             in_impl: true,
+            place: Some(crate::source::Place::Impl),
             helper_vis: helper_vis.clone(),
         };
         // By text: `syn::Path: PartialEq` needs syn's `extra-traits`.

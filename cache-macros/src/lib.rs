@@ -182,9 +182,11 @@ fn cached_fn(
             "#[cached] goes on an `async fn` (a free function or a method)",
         )
     })?;
+    let name = &item.sig.ident;
     let site = Site {
         attribute: proc_macro2::Span::call_site(),
         in_impl: false,
+        place: source::enclosing_place(name.span(), &name.to_string()),
         helper_vis: None,
     };
     let expand::Expansion { function, helpers } = pipeline(args, &item, &site)?;
@@ -197,6 +199,8 @@ struct Site {
     attribute: proc_macro2::Span,
     /// Known to be in an impl (`#[cached_impl]`), even with no `self`.
     in_impl: bool,
+    /// Where the source shows it, if it says surely.
+    place: Option<source::Place>,
     /// The helpers' visibility, when not the function's.
     helper_vis: Option<syn::Visibility>,
 }

@@ -28,6 +28,113 @@ pub(crate) fn enclosing_trait(span: proc_macro2::Span, name: &str) -> Option<Str
     text.get(path).map(str::to_owned)
 }
 
+/// Where a `#[cached]` function sits, as its source says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// In an `impl` block: its siblings are `Self::<name>`.
+    Impl,
+    /// In a module or a block: its siblings are in scope by name.
+    Outside,
+}
+
+/// Where the function named `name` whose name token has `span` sits, if
+/// the source says surely: `None` without a file, with a line that does not
+/// hold `fn <name>` once, inside a macro's body or a `trait`, or with any
+/// header this reader does not understand.
+pub(crate) fn enclosing_place(span: proc_macro2::Span, name: &str) -> Option<Place> {
+    let span = span.unwrap();
+    let file = span.local_file()?;
+    let line = span.line();
+    let (_, clean) = read(file)?;
+    place_around_clean(&clean, line, name)
+}
+
+/// [`enclosing_place`] on `text`, the function's name on line `line`.
+#[cfg(test)]
+pub(crate) fn place_around(text: &str, line: usize, name: &str) -> Option<Place> {
+    place_around_clean(&clean(text)?, line, name)
+}
+
+fn place_around_clean(clean: &[u8], line: usize, name: &str) -> Option<Place> {
+    let headers = headers_around(clean, line, name)?;
+    let Some(header) = headers.last() else {
+        return Some(Place::Outside);
+    };
+    let rest = item_keywords(header)?;
+    if starts_with_word(rest, b"impl") {
+        Some(Place::Impl)
+    } else if starts_with_word(rest, b"trait") || contains(rest, b"trait ") {
+        None
+    } else {
+        Some(Place::Outside)
+    }
+}
+
+/// The headers of the blocks open around the one `fn <name>` on `line`;
+/// `None` when the line does not hold it once, or a header is a macro's.
+fn headers_around<'a>(clean: &'a [u8], line: usize, name: &str) -> Option<Vec<&'a [u8]>> {
+    let line_start = clean
+        .split_inclusive(|&b| b == b'\n')
+        .take(line.checked_sub(1)?)
+        .map(<[u8]>::len)
+        .sum::<usize>();
+    let line_text = clean.get(line_start..)?.split(|&b| b == b'\n').next()?;
+    let at = line_start + find_fn_named(line_text, &ascii(name))?;
+    let headers = open_headers(clean, at)?;
+    // Inside a macro's body (`macro_rules!`, `dsl! { … }`) the source is
+    // not what is compiled: no answer.
+    if headers.iter().any(|header| {
+        let header = trim(header);
+        header.ends_with(b"!") || contains(header, b"macro_rules!")
+    }) {
+        return None;
+    }
+    Some(headers)
+}
+
+/// A header past its outer attributes and the `unsafe` or `default` before
+/// an `impl`; `None` when an attribute's brackets do not balance.
+fn item_keywords(header: &[u8]) -> Option<&[u8]> {
+    let mut rest = trim(header);
+    // Outer attributes: `#[…]`, brackets balanced (literals are blank).
+    while let Some(attribute) = rest.strip_prefix(b"#") {
+        let attribute = trim(attribute);
+        let mut depth = 0usize;
+        let mut end = None;
+        for (at, &b) in attribute.iter().enumerate() {
+            match b {
+                b'[' => depth += 1,
+                b']' => {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        end = Some(at + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = trim(&attribute[end?..]);
+    }
+    for prefix in [&b"unsafe"[..], b"default"] {
+        if let Some(after) = rest.strip_prefix(prefix) {
+            if after.first().is_some_and(u8::is_ascii_whitespace) {
+                rest = trim(after);
+            }
+        }
+    }
+    Some(rest)
+}
+
+/// `text` starts with `word`, followed by a space or `<` (or nothing).
+fn starts_with_word(text: &[u8], word: &[u8]) -> bool {
+    text.strip_prefix(word).is_some_and(|after| {
+        after
+            .first()
+            .is_none_or(|&b| b.is_ascii_whitespace() || b == b'<')
+    })
+}
+
 /// A file's text and its cleaned copy (see [`clean`]).
 type Read = (std::rc::Rc<str>, std::rc::Rc<[u8]>);
 
@@ -70,22 +177,7 @@ fn trait_of_impl_around_clean(
     line: usize,
     name: &str,
 ) -> Option<std::ops::Range<usize>> {
-    let line_start = clean
-        .split_inclusive(|&b| b == b'\n')
-        .take(line.checked_sub(1)?)
-        .map(<[u8]>::len)
-        .sum::<usize>();
-    let line_text = clean.get(line_start..)?.split(|&b| b == b'\n').next()?;
-    let at = line_start + find_fn_named(line_text, &ascii(name))?;
-    let headers = open_headers(clean, at)?;
-    // Inside a macro's body (`macro_rules!`, `dsl! { … }`) the source is
-    // not what is compiled: no answer.
-    if headers.iter().any(|header| {
-        let header = trim(header);
-        header.ends_with(b"!") || contains(header, b"macro_rules!")
-    }) {
-        return None;
-    }
+    let headers = headers_around(clean, line, name)?;
     let header = headers.last()?;
     let path = trait_in_header(header)?;
     // The header is a slice of `clean`: its offset in the file.
@@ -326,34 +418,7 @@ fn trait_in_header(header: &[u8]) -> Option<std::ops::Range<usize>> {
     if contains(header, b"async_trait") || contains(header, b"cached_impl") {
         return None;
     }
-    let mut rest = trim(header);
-    // Outer attributes: `#[…]`, brackets balanced (literals are blank).
-    while let Some(attribute) = rest.strip_prefix(b"#") {
-        let attribute = trim(attribute);
-        let mut depth = 0usize;
-        let mut end = None;
-        for (at, &b) in attribute.iter().enumerate() {
-            match b {
-                b'[' => depth += 1,
-                b']' => {
-                    depth = depth.checked_sub(1)?;
-                    if depth == 0 {
-                        end = Some(at + 1);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        rest = trim(&attribute[end?..]);
-    }
-    for prefix in [&b"unsafe"[..], b"default"] {
-        if let Some(after) = rest.strip_prefix(prefix) {
-            if after.first().is_some_and(u8::is_ascii_whitespace) {
-                rest = trim(after);
-            }
-        }
-    }
+    let rest = item_keywords(header)?;
     let after_impl = rest.strip_prefix(b"impl")?;
     if !after_impl
         .first()
@@ -396,7 +461,7 @@ fn trait_in_header(header: &[u8]) -> Option<std::ops::Range<usize>> {
 
 #[cfg(test)]
 mod tests {
-    use super::trait_of_impl_around;
+    use super::{place_around, trait_of_impl_around, Place};
 
     fn around(text: &str, name: &str) -> Option<String> {
         let line = text
@@ -527,5 +592,38 @@ mod tests {
         assert_eq!(trait_of_impl_around(text, 1, "get"), None);
         assert_eq!(trait_of_impl_around(text, 9, "get"), None);
         assert_eq!(trait_of_impl_around(text, 2, "getter"), None);
+    }
+
+    fn place(text: &str, name: &str) -> Option<Place> {
+        let line = text
+            .lines()
+            .position(|line| line.contains(&format!("fn {name}")))
+            .unwrap()
+            + 1;
+        place_around(text, line, name)
+    }
+
+    #[test]
+    fn a_function_s_place_is_read_from_the_blocks_around_it() {
+        let free = "use x;\n#[cached(ttl = \"1m\")]\nasync fn get(id: u64) -> u8 { 1 }\n";
+        assert_eq!(place(free, "get"), Some(Place::Outside));
+        let in_mod = "mod users {\n  async fn get(id: u64) {}\n}";
+        assert_eq!(place(in_mod, "get"), Some(Place::Outside));
+        let in_fn = "fn main() {\n  async fn get(id: u64) {}\n}";
+        assert_eq!(place(in_fn, "get"), Some(Place::Outside));
+        let inherent = "struct A;\n#[allow(x)]\nimpl<T> A<T> {\n  async fn get(id: u64) {}\n}";
+        assert_eq!(place(inherent, "get"), Some(Place::Impl));
+        let unsafe_trait_impl = "unsafe impl Store for A {\n  async fn get(id: u64) {}\n}";
+        assert_eq!(place(unsafe_trait_impl, "get"), Some(Place::Impl));
+        // Not sure: no answer, and the macro inlines the body.
+        let in_trait = "trait Store {\n  async fn get(id: u64) {}\n}";
+        assert_eq!(place(in_trait, "get"), None);
+        let in_macro = "macro_rules! m {\n () => { async fn get(id: u64) {} }\n}";
+        assert_eq!(place(in_macro, "get"), None);
+        let twice = "async fn get() {} async fn get() {}";
+        assert_eq!(place(twice, "get"), None);
+        // `impls` is not `impl`.
+        let named = "fn impls() {\n  async fn get(id: u64) {}\n}";
+        assert_eq!(place(named, "get"), Some(Place::Outside));
     }
 }

@@ -91,6 +91,8 @@ pub(crate) struct Plan {
     pub(crate) key_uses_self: bool,
     /// The function sits in an impl: it has `self`, or `Self` in its signature.
     pub(crate) in_impl: bool,
+    /// How the function's code names its sibling items (`<fn>_uncached`).
+    pub(crate) siblings: Siblings,
     pub(crate) ret: Type,
     pub(crate) kind: ReturnKind,
     pub(crate) receiver: Option<Receiver>,
@@ -102,6 +104,20 @@ pub(crate) struct Plan {
     pub(crate) distributed: Option<(u32, proc_macro2::Span)>,
     /// `memory = ".."`: the memory tier, else the process default.
     pub(crate) memory: Option<crate::attr::Memory>,
+}
+
+/// How a cached function's code reaches `<fn>_uncached`, the item that
+/// holds its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Siblings {
+    /// In an impl: `Self::<fn>_uncached`.
+    OfSelf,
+    /// In a module or a block: `<fn>_uncached`.
+    InScope,
+    /// An associated function with no `self` and no `Self` in its signature
+    /// could be either, and its source did not say (no file, or inside a
+    /// macro's body): the body is inlined where it is needed instead.
+    Unknown,
 }
 
 pub(crate) fn validate(
@@ -130,6 +146,12 @@ pub(crate) fn validate(
         check_copyable(sig, errors);
     }
     let in_impl = site.in_impl || has_receiver || mentions_self_type(sig.to_token_stream());
+    let siblings = match site.place {
+        _ if in_impl => Siblings::OfSelf,
+        Some(crate::source::Place::Impl) => Siblings::OfSelf,
+        Some(crate::source::Place::Outside) => Siblings::InScope,
+        None => Siblings::Unknown,
+    };
     let distributed = distributed(&args, errors);
     let krate = args
         .krate
@@ -145,6 +167,7 @@ pub(crate) fn validate(
         key_args,
         key_uses_self,
         in_impl,
+        siblings,
         ret,
         kind,
         receiver,

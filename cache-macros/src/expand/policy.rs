@@ -108,8 +108,8 @@ impl Context<'_> {
 
     /// What makes a background load (`swr`, `early_refresh`): a closure,
     /// called only when a refresh starts, that copies the arguments (and
-    /// `self`) and calls `<fn>_uncached` with them, so the body is not
-    /// compiled a fourth time.
+    /// `self`) and calls `<fn>_uncached` with them, the item that holds the
+    /// body.
     pub(super) fn background(&self) -> TokenStream {
         let private = &self.private;
         if !self.plan.policy.runs_in_background() {
@@ -149,7 +149,14 @@ impl Context<'_> {
             ));
             passed.push(if lent { quote!(&#name) } else { quote!(#name) });
         }
-        let uncached = format_ident!("{}_uncached", self.item.sig.ident);
+        // Where the macro cannot tell (see `Siblings::Unknown`), the name as
+        // a free function's: right unless it is an associated function
+        // with no `self` and no `Self`, outside `#[cached_impl]`, whose
+        // source the macro could not read.
+        let uncached = self.uncached_path().unwrap_or_else(|| {
+            let uncached = format_ident!("{}_uncached", self.item.sig.ident);
+            quote!(#uncached)
+        });
         let call = match (self.plan.receiver, self.item.sig.receiver()) {
             (Some(kind), Some(receiver)) => {
                 let name = format_ident!("__herdcache_copy_self");
@@ -164,9 +171,8 @@ impl Context<'_> {
                 };
                 copies.push(copy(span, &name, borrowed, lent));
                 let this = if lent { quote!(&#name) } else { quote!(#name) };
-                quote!(Self::#uncached(#this, #(#passed),*))
+                quote!(#uncached(#this, #(#passed),*))
             }
-            _ if self.plan.in_impl => quote!(Self::#uncached(#(#passed),*)),
             _ => quote!(#uncached(#(#passed),*)),
         };
         let call = match self.plan.kind {
