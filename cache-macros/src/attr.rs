@@ -297,13 +297,20 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
 
 /// The valid attribute name within two edits of `name`, if any.
 fn closest_valid(name: &str) -> Option<&'static str> {
-    NAMES
-        .iter()
-        .copied()
-        .map(|valid| (edit_distance(name, valid), valid))
+    closest(name, NAMES.iter().copied())
+}
+
+/// The candidate within two edits of `name`, if any (the nearest; the
+/// first of equals).
+pub(crate) fn closest<'a>(
+    name: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .map(|candidate| (edit_distance(name, candidate), candidate))
         .filter(|(distance, _)| *distance <= 2)
-        .min()
-        .map(|(_, valid)| valid)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
 }
 
 /// Levenshtein distance, for suggestions.

@@ -67,9 +67,37 @@ pub(crate) fn helpers(item: &ItemFn, args: &TokenStream, vis: Option<&Visibility
 }
 
 /// The parameters `<fn>_invalidate` would take: the arguments the key
-/// names (every argument without a key), and whether it reads `self`.
+/// names (every argument without a key), and whether it reads `self`. A
+/// key part that names no argument but is within two edits of one (the
+/// misspelling the attribute's error points at) counts as that argument,
+/// so that the calls written for the intended key add no error.
 fn key_arguments(item: &ItemFn, key: Option<Expr>) -> (Vec<TokenStream>, bool) {
-    let key_text = key.as_ref().map(|key| quote!(#key).to_string());
+    let arguments: Vec<String> = item
+        .sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(pat) => Some(pat.ident.to_string()),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let key_text = key.as_ref().map(|key| {
+        let mut text = quote!(#key).to_string();
+        for part in key_parts(key) {
+            if !arguments.contains(&part) {
+                if let Some(meant) =
+                    crate::attr::closest(&part, arguments.iter().map(String::as_str))
+                {
+                    text.push(' ');
+                    text.push_str(meant);
+                }
+            }
+        }
+        text
+    });
     let mentions = |name: &str| {
         key_text.as_ref().is_none_or(|text| {
             text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
@@ -96,4 +124,17 @@ fn key_arguments(item: &ItemFn, key: Option<Expr>) -> (Vec<TokenStream>, bool) {
             .any(|word| word == "self")
     });
     (params, uses_self)
+}
+
+/// The names a key made of plain names (`id`, `(org, page)`) is made of.
+fn key_parts(key: &Expr) -> Vec<String> {
+    let name = |expr: &Expr| match expr {
+        Expr::Path(path) => path.path.get_ident().map(ToString::to_string),
+        _ => None,
+    };
+    match key {
+        Expr::Tuple(tuple) => tuple.elems.iter().filter_map(name).collect(),
+        Expr::Paren(paren) => name(&paren.expr).into_iter().collect(),
+        other => name(other).into_iter().collect(),
+    }
 }

@@ -7,6 +7,14 @@ async fn get_user(user_id: u64, db: &str) -> Option<String> {
     Some(format!("{user_id}@{db}"))
 }
 
+// A key naming no argument (a misspelt one): its one error; the calls
+// written for the key it meant add none.
+#[cached(ttl = "1m", key = usr_id)]
+async fn get_profile(user_id: u64, db: &str) -> u64 {
+    let _ = db;
+    user_id
+}
+
 struct Repo;
 
 impl Repo {
@@ -24,6 +32,9 @@ async fn callers() {
     Repo::find_invalidate(2).await;
     let _ = Repo.find_refresh(2).await;
     let _ = Repo::find_cache().len();
+    get_profile_invalidate(1).await;
+    get_profile_expire(1).await;
+    let _ = get_profile_refresh(1, "db").await;
 }
 
 fn main() {
