@@ -1,5 +1,6 @@
-//! [`Error`]: what herdcache itself can fail with, and the check that a
-//! function with `hard_timeout` can turn it into its own error type.
+//! [`Error`]: what herdcache itself can fail with. (The check that a
+//! function with `hard_timeout` can turn it into its own error type is in
+//! `probe/timeout.rs`.)
 
 use std::fmt;
 

@@ -1,8 +1,9 @@
 //! What travels to Redis: the key's digest in the key name, and the value
 //! in a versioned envelope with its horizons as wall-clock milliseconds.
 //!
-//! Key names are `{ns}:{name}:v{version}:{<digest>}`: the digest is the
-//! xxh3-128 of the key's postcard bytes, 32 hex digits, the same in every
+//! Key names are `{ns}:{name}:v{version}:e{ns_epoch}.{fn_epoch}:{<digest>}`
+//! (the epochs move when a namespace or a function is invalidated whole):
+//! the digest is the xxh3-128 of the key's postcard bytes, 32 hex digits, the same in every
 //! process, build and platform (postcard's encoding is specified, xxh3 is
 //! portable). No user text from the key reaches the name, and the braces
 //! make a value and its lock share a Redis Cluster slot.
