@@ -77,7 +77,14 @@ const NAMES: &[&str] = &[
     "memory",
 ];
 
-const VALID: &str = "`ttl`, `jitter`, `key`, `max_capacity`, `name`, `crate`, `swr`, `early_refresh`, `fail_safe`, `fail_safe_throttle`, `negative_ttl`, `negative`, `ttl_for`, `timeout`, `hard_timeout`, `tags`, `distributed`, `version`, `memory`";
+/// [`NAMES`] as an error lists them: `` `ttl`, `jitter`, … ``.
+fn valid() -> String {
+    NAMES
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Designed but not built yet: say so instead of calling them unknown.
 const PLANNED: &[&str] = &[];
@@ -267,7 +274,7 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
             planned if PLANNED.contains(&planned) => errors.at(
                 name.span(),
                 format_args!(
-                    "`{planned}` is not supported by this version of herdcache yet; supported attributes: {VALID}"
+                    "`{planned}` is not supported by this version of herdcache yet; supported attributes: {}", valid()
                 ),
             ),
             unknown => match closest_valid(unknown) {
@@ -277,13 +284,13 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
                     errors.at(
                         name.span(),
                         format_args!(
-                            "unknown attribute `{unknown}`: did you mean `{suggestion}`? valid attributes: {VALID}"
+                            "unknown attribute `{unknown}`: did you mean `{suggestion}`? valid attributes: {}", valid()
                         ),
                     )
                 }
                 None => errors.at(
                     name.span(),
-                    format_args!("unknown attribute `{unknown}`; valid attributes: {VALID}"),
+                    format_args!("unknown attribute `{unknown}`; valid attributes: {}", valid()),
                 ),
             },
         }

@@ -46,8 +46,8 @@ pub(crate) fn expand(plan: &Plan, item: &ItemFn, helper_vis: Option<&Visibility>
     };
     let refresh = cx.refresh_fn();
     let uncached = cx.uncached_fn();
-    let invalidate = cx.invalidate_fn("invalidate");
-    let expire = cx.invalidate_fn("expire");
+    let invalidate = cx.invalidate_fn(Bust::Invalidate);
+    let expire = cx.invalidate_fn(Bust::Expire);
     let handle = cx.cache_fn();
     Expansion {
         function: cx.cached_fn(),
@@ -59,6 +59,21 @@ pub(crate) fn expand(plan: &Plan, item: &ItemFn, helper_vis: Option<&Visibility>
             #handle
         },
     }
+}
+
+/// What a load call does: the function's own (through the cache) or
+/// `_refresh`'s (recompute now).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Load {
+    Cached,
+    Refresh,
+}
+
+/// What a key's helper does to its entry: `_invalidate` or `_expire`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bust {
+    Invalidate,
+    Expire,
 }
 
 struct Context<'a> {
@@ -77,7 +92,7 @@ impl Context<'_> {
         } = self.item;
         let private = &self.private;
         let prelude = self.prelude();
-        let load = self.load_call(quote!(load));
+        let load = self.load_call(Load::Cached);
         let alias_check = self.alias_check();
         let hooks = self.hooks();
         // Only functions that refresh in the background compile the
@@ -138,7 +153,7 @@ impl Context<'_> {
         let signature = self.helper_signature(&ident);
         let prelude = self.prelude();
         let hooks = self.hooks();
-        let load = self.load_call(quote!(refresh));
+        let load = self.load_call(Load::Refresh);
         quote! {
             #head #signature {
                 #prelude
@@ -163,13 +178,18 @@ impl Context<'_> {
         }
     }
 
-    /// `<fn>_invalidate` and `<fn>_expire` (`verb`), taking the arguments the
-    /// key uses.
-    fn invalidate_fn(&self, verb: &str) -> TokenStream {
+    /// `<fn>_invalidate` and `<fn>_expire` (`bust`), taking the arguments
+    /// the key uses.
+    fn invalidate_fn(&self, bust: Bust) -> TokenStream {
         let sig = &self.item.sig;
-        let ident = format_ident!("{}_{}", sig.ident, verb);
-        let method = format_ident!("{}", verb);
-        let doc = if verb == "invalidate" {
+        let (ident, method) = match bust {
+            Bust::Invalidate => (
+                format_ident!("{}_invalidate", sig.ident),
+                quote!(invalidate),
+            ),
+            Bust::Expire => (format_ident!("{}_expire", sig.ident), quote!(expire)),
+        };
+        let doc = if bust == Bust::Invalidate {
             format!(
                 "Drops the cached value of `{}` for these arguments. Once this returns, no call sees a value loaded before it, not even as a fallback.",
                 sig.ident
@@ -411,7 +431,7 @@ impl Context<'_> {
     /// every call's future that big, which a hit then pays to move (measured:
     /// 360 bytes and 64 instructions of `memcpy` per hit for a one-line body).
     /// The box is allocated on a miss only.
-    fn load_call(&self, method: TokenStream) -> TokenStream {
+    fn load_call(&self, load: Load) -> TokenStream {
         let private = &self.private;
         let loader = match self.plan.kind {
             ReturnKind::Plain => {
@@ -423,8 +443,8 @@ impl Context<'_> {
         // A load callers may stop waiting for runs on its own task, from
         // copies of the arguments: made in a statement of their own, before
         // the loader (an `async move`) takes the arguments.
-        let (method, copies, detached) =
-            if method.to_string() == "load" && self.plan.policy.has_deadlines() {
+        let (method, copies, detached) = match load {
+            Load::Cached if self.plan.policy.has_deadlines() => {
                 let background = self.background();
                 (
                     quote!(load_or_detach),
@@ -434,9 +454,10 @@ impl Context<'_> {
                     }),
                     Some(quote!(__herdcache_detached,)),
                 )
-            } else {
-                (method, None, None)
-            };
+            }
+            Load::Cached => (quote!(load), None, None),
+            Load::Refresh => (quote!(refresh), None, None),
+        };
         let hooks = self.load_hooks();
         let call = self.to_caller(quote! {
             #private::Through::to_caller(

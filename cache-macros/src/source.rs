@@ -463,13 +463,16 @@ fn trait_in_header(header: &[u8]) -> Option<std::ops::Range<usize>> {
 mod tests {
     use super::{place_around, trait_of_impl_around, Place};
 
-    fn around(text: &str, name: &str) -> Option<String> {
-        let line = text
-            .lines()
+    /// The (1-based) line of `text` that declares `fn name`.
+    fn line_of(text: &str, name: &str) -> usize {
+        text.lines()
             .position(|line| line.contains(&format!("fn {name}")))
             .unwrap()
-            + 1;
-        trait_of_impl_around(text, line, name)
+            + 1
+    }
+
+    fn around(text: &str, name: &str) -> Option<String> {
+        trait_of_impl_around(text, line_of(text, name), name)
     }
 
     #[test]
@@ -595,12 +598,7 @@ mod tests {
     }
 
     fn place(text: &str, name: &str) -> Option<Place> {
-        let line = text
-            .lines()
-            .position(|line| line.contains(&format!("fn {name}")))
-            .unwrap()
-            + 1;
-        place_around(text, line, name)
+        place_around(text, line_of(text, name), name)
     }
 
     #[test]

@@ -396,17 +396,11 @@ where
     {
         let mut first_try = true;
         loop {
-            let role = {
-                let mut shard = self.flights.lock(&key);
-                // A load may have landed since the caller's fast path missed.
-                if let Some(outcome) = self.served(self.find(&key), first_try, || hooks.share) {
-                    return outcome;
-                }
-                shard.join_or_lead(&key)
+            let role = match self.served_or_role(&key, first_try, &hooks) {
+                Ok(outcome) => return outcome,
+                Err(role) => role,
             };
-            if first_try {
-                self.counters.incr(Counter::Misses);
-            }
+            first_try = false;
             match role {
                 Role::Lead(flight) => {
                     return self
@@ -414,20 +408,38 @@ where
                         .await
                 }
                 Role::Join(flight) => {
-                    if first_try {
-                        self.counters.incr(Counter::Coalesced);
-                    }
-                    first_try = false;
-                    match flight.wait().await {
-                        Landing::Value(value) => return R::from_value(value),
-                        Landing::Failure(failure) => {
-                            return R::from_failure(hooks.share.unshare(&failure))
-                        }
-                        Landing::Abandoned => continue,
+                    if let Some(outcome) = answer(flight.wait().await, &hooks) {
+                        return outcome;
                     }
                 }
             }
         }
+    }
+
+    /// One turn of a miss, under the key's shard lock: what landed since
+    /// the caller last looked, else its role in the key's flight. Its first
+    /// turn counts a miss, and a coalesced caller when it joins.
+    pub(super) fn served_or_role<R: Outcome<Value = V>>(
+        &self,
+        key: &K,
+        first_try: bool,
+        hooks: &LoadHooks<V, R::Failure>,
+    ) -> Result<R, Role<V>> {
+        let role = {
+            let mut shard = self.flights.lock(key);
+            // A load may have landed since the caller's fast path missed.
+            if let Some(outcome) = self.served(self.find(key), first_try, || hooks.share) {
+                return Ok(outcome);
+            }
+            shard.join_or_lead(key)
+        };
+        if first_try {
+            self.counters.incr(Counter::Misses);
+            if matches!(role, Role::Join(_)) {
+                self.counters.incr(Counter::Coalesced);
+            }
+        }
+        Err(role)
     }
 
     /// Runs `loader` now and stores its value, even if the key is fresh or a
@@ -687,6 +699,19 @@ async fn catch_unwind<F: Future>(loader: F) -> std::thread::Result<F::Output> {
     .await
 }
 
+/// A joined caller's answer from the load it waited for; `None` when the
+/// leader went away without one (the caller then tries again).
+fn answer<V, R: Outcome<Value = V>>(
+    landing: Landing<V>,
+    hooks: &LoadHooks<V, R::Failure>,
+) -> Option<R> {
+    match landing {
+        Landing::Value(value) => Some(R::from_value(value)),
+        Landing::Failure(failure) => Some(R::from_failure(hooks.share.unshare(&failure))),
+        Landing::Abandoned => None,
+    }
+}
+
 /// Held by the caller leading a load. If that caller is dropped mid-load or
 /// its loader panics, `Drop` detaches the flight and wakes the waiters, one
 /// of which leads anew: no path leaves them hanging.
@@ -715,11 +740,7 @@ where
         if !self.finished {
             self.cache.detach(&self.key, &self.flight);
             if std::thread::panicking() {
-                self.cache.counters.incr(if self.background {
-                    Counter::RefreshErrors
-                } else {
-                    Counter::LoadErrors
-                });
+                self.cache.count_error(self.background);
             }
         }
         // Always: a caller that joined after the outcome counted its

@@ -306,11 +306,7 @@ impl CacheHandle {
     }
 
     fn caches(&self) -> Vec<&'static dyn ErasedCache> {
-        registry()
-            .caches_of(current_isolation())
-            .filter(|(place, _)| *place == self.place)
-            .map(|(_, registered)| registered.erased)
-            .collect()
+        visible_caches(Some(self.place))
     }
 
     /// A snapshot of the function's counters.
@@ -354,6 +350,17 @@ impl CacheHandle {
     }
 }
 
+/// The caches the caller sees (its isolation's), of the function written
+/// at `place` or of every function, collected so that the registry's lock
+/// is not held while they are used.
+fn visible_caches(place: Option<Place>) -> Vec<&'static dyn ErasedCache> {
+    registry()
+        .caches_of(current_isolation())
+        .filter(|(at, _)| place.is_none_or(|place| *at == place))
+        .map(|(_, registered)| registered.erased)
+        .collect()
+}
+
 /// Every cached function's stats, by name, sorted by name.
 ///
 /// A function appears once it has been called. Its name is the `name = ".."`
@@ -363,11 +370,7 @@ impl CacheHandle {
 /// [`testing::isolate`](crate::testing::isolate) it lists the isolated
 /// caches only.
 pub fn stats() -> Vec<(String, Stats)> {
-    let caches: Vec<&'static dyn ErasedCache> = registry()
-        .caches_of(current_isolation())
-        .map(|(_, registered)| registered.erased)
-        .collect();
-    let mut all: Vec<(String, Stats)> = caches
+    let mut all: Vec<(String, Stats)> = visible_caches(None)
         .into_iter()
         .map(|cache| (cache.name().to_owned(), cache.stats()))
         .collect();
@@ -392,11 +395,7 @@ pub fn stats_table() -> String {
 /// The copies of `distributed` functions in Redis end too, and the other
 /// instances drop theirs (see [`FnCache::invalidate_all`]).
 pub async fn invalidate_all() {
-    let caches: Vec<&'static dyn ErasedCache> = registry()
-        .caches_of(current_isolation())
-        .map(|(_, registered)| registered.erased)
-        .collect();
-    for cache in caches {
+    for cache in visible_caches(None) {
         cache.invalidate_all().await;
     }
 }

@@ -41,23 +41,12 @@ where
         let mut detached = Some(detached);
         let mut first_try = true;
         loop {
-            let role = {
-                let mut shard = self.flights.lock(&key);
-                if let Some(outcome) = self.served(self.find(&key), first_try, || hooks.share) {
-                    return outcome;
-                }
-                shard.join_or_lead(&key)
+            let role = match self.served_or_role(&key, first_try, &hooks) {
+                Ok(outcome) => return outcome,
+                Err(role) => role,
             };
-            if first_try {
-                self.counters.incr(Counter::Misses);
-            }
             let flight = match role {
-                Role::Join(flight) => {
-                    if first_try {
-                        self.counters.incr(Counter::Coalesced);
-                    }
-                    flight
-                }
+                Role::Join(flight) => flight,
                 Role::Lead(flight) => {
                     // Wait as a joined caller would, for the load on its task.
                     flight.add_waiter();
@@ -80,11 +69,10 @@ where
                 flight.remove_waiter();
             }
             match waited {
-                Waited::Landed(Landing::Value(value)) => return R::from_value(value),
-                Waited::Landed(Landing::Failure(failure)) => {
-                    return R::from_failure(hooks.share.unshare(&failure))
-                }
-                Waited::Landed(Landing::Abandoned) => {
+                Waited::Landed(landing) => {
+                    if let Some(outcome) = super::answer(landing, &hooks) {
+                        return outcome;
+                    }
                     // The leader died: lead again, detached if the copy is
                     // still ours, else here.
                     if detached.is_none() {
@@ -98,13 +86,10 @@ where
                     }
                     // No error to give (the macro only sets `hard_timeout`
                     // on a `Result`): wait it out.
-                    match flight.wait().await {
-                        Landing::Value(value) => return R::from_value(value),
-                        Landing::Failure(failure) => {
-                            return R::from_failure(hooks.share.unshare(&failure))
-                        }
-                        Landing::Abandoned => return self.load(key, hooks, loader).await,
-                    }
+                    return match super::answer(flight.wait().await, &hooks) {
+                        Some(outcome) => outcome,
+                        None => self.load(key, hooks, loader).await,
+                    };
                 }
             }
         }
@@ -180,7 +165,7 @@ where
     /// its value when it lands; a value it already stored is left alone, and
     /// an invalidated key stays gone (both checked under the shard lock).
     fn fail_safe_answered(&self, key: &K, flight: &Flight<V>) {
-        self.counters.incr(Counter::FailSafeHits);
+        self.count_fail_safe_answer(1, "outlived its hard_timeout");
         // Without a fail-safe window there is no throttle to serve it for:
         // the value keeps its own horizons. (Stored again, a plain
         // function's entry would restart moka's global ttl and be served

@@ -40,8 +40,7 @@ where
             Err(panic) => {
                 // A panic is a failure fail-safe covers; without a fallback
                 // it goes on up, and the guard wakes the waiters.
-                let answered =
-                    guard.flight.waiters() as u64 + u64::from(kind == LoadKind::Foreground);
+                let answered = answered(guard.flight.waiters(), kind);
                 // As for an `Err`: `_refresh` answers with its failure, and
                 // a refresh nobody joined leaves the stale value alone.
                 let unjoined_refresh = kind == LoadKind::Background && answered == 0;
@@ -53,14 +52,9 @@ where
                 let Some(fallback) = fallback else {
                     std::panic::resume_unwind(panic)
                 };
-                self.counters.incr(if kind == LoadKind::Background {
-                    Counter::RefreshErrors
-                } else {
-                    Counter::LoadErrors
-                });
-                self.counters.add(Counter::FailSafeHits, answered);
+                self.count_error(kind == LoadKind::Background);
+                self.count_fail_safe_answer(answered, "panicked");
                 answered_by_fail_safe = true;
-                trace::fail_safe_answered(&self.name, answered, "panicked");
                 R::from_value(fallback)
             }
         };
@@ -95,6 +89,23 @@ where
         }
     }
 
+    /// Counts a load that failed or panicked: a refresh's error when it ran
+    /// in the background, else a load's.
+    pub(super) fn count_error(&self, background: bool) {
+        self.counters.incr(if background {
+            Counter::RefreshErrors
+        } else {
+            Counter::LoadErrors
+        });
+    }
+
+    /// Counts and traces fail-safe's answer to `answered` callers, after a
+    /// load that `how` ("failed", "panicked").
+    pub(super) fn count_fail_safe_answer(&self, answered: u64, how: &str) {
+        self.counters.add(Counter::FailSafeHits, answered);
+        trace::fail_safe_answered(&self.name, answered, how);
+    }
+
     /// What a failed load answers, to its leader and to the callers that
     /// joined it, and what it leaves in the cache.
     pub(super) fn failed<R: Outcome<Value = V>>(
@@ -105,13 +116,8 @@ where
         kind: LoadKind,
     ) -> (R, &'static str) {
         let (key, flight) = (&guard.key, &guard.flight);
-        let counter = match kind {
-            _ if !R::FAILURE_IS_ERROR => None,
-            LoadKind::Background => Some(Counter::RefreshErrors),
-            _ => Some(Counter::LoadErrors),
-        };
-        if let Some(counter) = counter {
-            self.counters.incr(counter);
+        if R::FAILURE_IS_ERROR {
+            self.count_error(kind == LoadKind::Background);
         }
         // Callers may still join until the flight is detached below; one
         // that joins after this count wakes to the guard's `Abandoned` and
@@ -126,9 +132,7 @@ where
         }
         if R::FAILURE_IS_ERROR && kind != LoadKind::Explicit {
             if let Some(fallback) = self.serve_fallback(guard) {
-                let answered = waiters as u64 + u64::from(kind == LoadKind::Foreground);
-                self.counters.add(Counter::FailSafeHits, answered);
-                trace::fail_safe_answered(&self.name, answered, "failed");
+                self.count_fail_safe_answer(answered(waiters, kind), "failed");
                 if waiters > 0 {
                     flight.land(Landing::Value(fallback.clone()));
                 }
@@ -296,4 +300,10 @@ fn entry<V>(payload: Payload<V>, horizons: Horizons, load_nanos: Nanos, tags: St
         refreshing: false,
         tags,
     }
+}
+
+/// The callers a load's outcome answers: those that joined it, and its
+/// leader when that is a caller (not a refresh or a detached load).
+fn answered(waiters: usize, kind: LoadKind) -> u64 {
+    waiters as u64 + u64::from(kind == LoadKind::Foreground)
 }
