@@ -25,9 +25,11 @@
 //! ```
 //!
 //! Cached functions are called from async code on a
-//! [tokio](https://docs.rs/tokio) runtime (or any executor: the memory tier
-//! spawns nothing). The value must be `Clone + Send + Sync + 'static`: return
-//! `Arc<T>` for big values, so a hit clones a pointer.
+//! [tokio](https://docs.rs/tokio) runtime (or any executor, without `swr`,
+//! `early_refresh` or timeouts, which spawn tasks). The attributes are the
+//! table in the README (<https://github.com/herdcache/herdcache#attributes>);
+//! what each freshness policy does is on [`cached`]. This page says what
+//! the cache does.
 //!
 //! ## What the runtime guarantees
 //!
@@ -40,33 +42,99 @@
 //! - **Failures are not cached.** `Err` and `None` go back to the callers
 //!   of that load and are not stored. Callers that joined a failing load each
 //!   get the error without the body running again (see [Errors](#errors)).
-//! - **A staleness budget per function** (attributes of [`cached`]):
-//!   `swr` serves a stale value at once while one background refresh runs;
-//!   `early_refresh` refreshes a hot key before it expires (XFetch);
-//!   `fail_safe` answers a failing load with the last good value for a
-//!   window, asking the origin again at most every `fail_safe_throttle`;
-//!   `negative_ttl`/`negative` cache failures by rule; `ttl_for` gives a
-//!   value its own freshness; `timeout`/`hard_timeout` bound how long a
-//!   caller waits (a fallback, or [`Error::Timeout`] as the function's
-//!   error) while the load goes on. Background work runs on the caller's
-//!   tokio runtime from copies of the arguments (`Self: Clone` for `&self`).
+//! - **A staleness budget per function**: `swr`, `early_refresh`,
+//!   `fail_safe`, `negative_ttl`/`negative`, `ttl_for`,
+//!   `timeout`/`hard_timeout` (each on [`cached`]).
 //! - **Invalidation is linearizable.** Once `<fn>_invalidate(..).await` or
 //!   [`invalidate_tag`]`(t).await` returns, no call that starts afterwards
 //!   sees a value whose load began before it: not fresh, not stale, not as
 //!   a fail-safe fallback. A load in flight across it answers the callers
 //!   that joined it, and what it stores is never served.
+//! - **Bounded memory.** At most `max_capacity` entries a cache, and at
+//!   most 1.25 times the tags they carry (see [Tags](#tags-and-writes)). In
+//!   Redis, every copy and version expires once nothing can read it.
+//!
+//! ## Return types
+//!
+//! `Result<T, E>` caches `Ok` and never `Err`; `Option<T>` caches `Some`
+//! and never `None`; any other type is always cached. `Result` and
+//! `Option` are recognised by name, so aliases such as `anyhow::Result<T>`
+//! and `io::Result<T>` work. An alias of another name
+//! (`type DbResult<T> = Result<T, DbError>`) is a compile error rather than
+//! a cache of failures. The value must be `Clone + Send + Sync + 'static`:
+//! return `Arc<T>` for big values, so a hit clones a pointer.
+//!
+//! ## Single flight
+//!
+//! One load per key at a time in a process. The body runs in the first
+//! caller's task, with its arguments (no `'static` bound, no spawn). If that
+//! caller is dropped (a timeout, a disconnected client) or its body panics,
+//! the callers waiting on it wake, and one of them runs the body again with
+//! its own arguments. A panic is counted in `load_errors` and never poisons
+//! the key; each waiter in turn retries a body that keeps panicking. A
+//! leading future that is kept but never polled again holds its waiters
+//! until it is dropped: drop futures you stop polling. `<fn>_refresh`
+//! always starts a new load.
+//!
+//! ## The helpers
+//!
+//! Beside each cached function `f` the macro writes:
+//!
+//! | helper | takes | does |
+//! |---|---|---|
+//! | `f_invalidate(..)` | the arguments the key uses (and `&self` if the key reads `self`) | drops the value: the next call loads, no fallback |
+//! | `f_expire(..)` | the same | makes the value stale at once: served under `swr` while one refresh runs, kept as a fail-safe fallback |
+//! | `f_refresh(..)` | every argument, like `f` | loads now and stores, even over a fresh value |
+//! | `f_uncached(..)` | every argument, like `f` | runs the original body, no cache |
+//! | `f_cache()` | nothing | the [`CacheHandle`]: `stats()`, `len()`, `invalidate_all().await` |
+//!
+//! On a method they are associated functions of the same type
+//! (`UserRepo::list_invalidate(org, page)`), except those that take `self`
+//! (`_refresh` and `_uncached` always do, like the method; `_invalidate`
+//! when the key reads `self`), which are called on an instance. Helpers have
+//! the function's visibility; on a trait impl under [`cached_impl`] (whose
+//! methods have none) they are `pub`.
+//!
+//! **Invalidate or expire.** `<fn>_invalidate`, [`CacheHandle::invalidate_all`],
+//! [`invalidate_tag`] and [`invalidate_all()`]: invalidated means gone,
+//! fresh, stale or as a fallback. Use them when the old value must never be
+//! served again (a revoked permission). `<fn>_expire` and [`expire_tag`]
+//! are the soft verbs, for data that *may* have changed ("a webhook said
+//! so"): the value is stale at once, so under `swr` the next call gets it
+//! while one refresh runs, and it stays a fail-safe fallback. Without `swr`
+//! or `fail_safe`, expiring is invalidating. Either way a load in flight
+//! across it answers the callers that joined it but does not store;
+//! `<fn>_refresh` likewise supersedes a load in flight.
 //!
 //! ## Tags and writes
 //!
 //! `tags = ["user:{user_id}", "all-users", expr]` names a value by what it
 //! is about, across functions: a template over the arguments, a constant,
 //! or an expression yielding a `String`/`&str` or an iterable of them
-//! ([`TagSource`]). [`invalidate_tag`] drops every entry carrying a tag,
-//! [`expire_tag`] makes them stale (kept for `swr` and `fail_safe`). Both
-//! are O(1): a tag is a version that each entry remembers from when its
-//! load began, checked on read with one atomic load per tag.
+//! ([`TagSource`]), computed when a load begins. [`invalidate_tag`] drops
+//! every entry carrying a tag, [`invalidate_tags`] several at once;
+//! [`expire_tag`] and [`expire_tags`] make them stale instead (the entries
+//! keep the stale and fail-safe windows they were loaded with).
 //!
-//! A write busts what it changed after it succeeds, with [`invalidate`]:
+//! Tags are versions, never scans: invalidating one bumps a counter, O(1)
+//! whatever the number of entries. An entry remembers its tags' versions
+//! from when its load *began* and is dead once one of them moved, which a
+//! hit checks with one atomic load per tag (entries with three tags or
+//! more share one version for the set). So a load in flight across the
+//! invalidation, a refresh or a load past a soft timeout never brings the
+//! old value back, and a caller that arrives after the invalidation does
+//! not join a load that began before it. The tags of a
+//! [`testing::isolate`]d test are its own.
+//!
+//! Bookkeeping follows the caches, not the clock: the process remembers at
+//! most 1.25 times the tags its held entries and running loads carry (or
+//! 4 096 if that is more), about 50 bytes each, however many distinct tags
+//! go by. A tag no held entry carries is forgotten at the next sweep;
+//! forgetting bumps it first, so it can cost a miss, never a stale value.
+//!
+//! **Writes: bust the cache, never write through it.** After a write
+//! succeeds, invalidate what it changed, before answering the caller.
+//! [`invalidate`] does it for you:
 //!
 //! ```
 //! use herdcache::{cached, invalidate};
@@ -90,40 +158,37 @@
 //! # }).unwrap();
 //! ```
 //!
-//! herdcache busts and never writes through: a bust after a successful
-//! write is always safe, while a cache update that fails (or races another
-//! writer) after the write leaves the cache wrong.
-//!
-//! ## The helpers
-//!
-//! Beside each cached function `f` the macro writes:
-//!
-//! | helper | takes | does |
-//! |---|---|---|
-//! | `f_invalidate(..)` | the arguments the key uses (and `&self` if the key reads `self`) | drops the value: the next call loads, no fallback |
-//! | `f_expire(..)` | the same | makes the value stale at once: served under `swr` while one refresh runs, kept as a fail-safe fallback |
-//! | `f_refresh(..)` | every argument, like `f` | loads now and stores, even over a fresh value |
-//! | `f_uncached(..)` | every argument, like `f` | runs the original body, no cache |
-//! | `f_cache()` | nothing | the [`CacheHandle`]: `stats()`, `len()`, `invalidate_all().await` |
-//!
-//! On a method they are associated functions of the same type
-//! (`UserRepo::list_invalidate(org, page)`), except those that take `self`
-//! (`_refresh` and `_uncached` always do, like the method; `_invalidate`
-//! when the key reads `self`), which are called on an instance. Helpers have
-//! the function's visibility; on a trait impl under [`cached_impl`] (whose
-//! methods have none) they are `pub`.
+//! By hand it is the same: call `balance_invalidate(account).await` after
+//! the write's `?` and before `Ok(..)`, so a failed write busts nothing.
+//! herdcache never writes values into the cache for you: a
+//! write that succeeds while the cache update fails (or races another
+//! writer) leaves the cache wrong until its ttl, while a bust after a
+//! successful write is always safe. An account balance read before a
+//! payment must be busted by the payment itself, as above; a display name
+//! can wait for its ttl or a webhook's `_expire`.
 //!
 //! ## Memory tiers
 //!
-//! Values live in moka (the default: TinyLFU admission, expired entries
-//! reclaimed on their own) or in quick_cache (`memory = "quick"`: S3-FIFO,
-//! a hit 3 to 5 times faster that scales with cores, an entry under a third of
-//! the memory; an expired entry is a miss and is reclaimed when replaced or
-//! evicted, never past the capacity). Everything else behaves the same on
-//! both. Per function with the attribute, or for the process before the
-//! first cached call with [`Memory::set_default`] or `HERDCACHE_MEMORY=quick`.
+//! Values live in moka (the default) or in quick_cache (`memory = "quick"`:
+//! faster hits that scale with cores, smaller entries). Everything else
+//! behaves the same on both. How they differ and how to choose: [`Memory`].
 //!
-//! ## Methods, keys and `self`
+//! ## Keys and methods
+//!
+//! A key is an argument, a tuple, or an expression over the arguments and
+//! `self`; its owned form must be `Hash + Eq + Clone + Send + Sync +
+//! 'static`. Arguments are keyed by owned copies: `&str` as `String`, `&T`
+//! by `ToOwned` (so `T: Clone`), owned arguments by `Clone`. A hit on a
+//! `u64` key allocates nothing; a `&str` key allocates its `String` on every
+//! call. A field in the key (`key = req.id`, `self.tenant_id`) is copied the
+//! same way, so the body still owns `req`, and so is a place passed by value
+//! inside a key expression (`key = Some(req.id)`). A method called on an
+//! argument or a field (`key = req.name.to_lowercase()`) reads it without
+//! moving it; one that consumes a value that is not `Copy`
+//! (`key = req.id.into_bytes()`) is one error at that expression, where
+//! rustc suggests `.clone()`. Any other expression
+//! (`key = format!("{org}:{page}")`) is evaluated as written, before the
+//! body runs.
 //!
 //! **`self` is not part of the key unless the key reads it.** Without `key`,
 //! the key is every argument but `self`, and one cache serves every instance
@@ -152,12 +217,6 @@
 //! # });
 //! ```
 //!
-//! A key is an argument, a tuple, or an expression over the arguments and
-//! `self`. A field in it (`key = req.id`) is copied, like an argument, so the
-//! body still owns `req`; an expression that builds a value
-//! (`key = format!("{org}:{page}")`) is used as it is. The key's owned form
-//! must be `Hash + Eq + Clone + Send + Sync + 'static`.
-//!
 //! ## Tests
 //!
 //! `cargo test` runs a crate's tests as threads of one process, so tests that
@@ -185,7 +244,10 @@
 //! # });
 //! ```
 //!
-//! [`invalidate_all()`] drops every function's entries at once.
+//! [`testing::isolate_with_clock`] does the same on a
+//! [`testing::ManualClock`], so a test of a ttl or a policy moves time
+//! instead of sleeping. [`invalidate_all()`] drops every function's entries
+//! at once.
 //!
 //! ## Trait impls
 //!
@@ -219,71 +281,41 @@
 //! ## Errors
 //!
 //! Callers that joined a failing load each get an error without the body
-//! running again:
+//! running again: a clone when `E: Clone` (the simplest path), else
+//! `E::from(`[`SharedError`]`)`, from which [`SharedError::downcast_ref`]
+//! gives the original back. Which error types work, and how to match on
+//! the original: [`SharedError`].
 //!
-//! - when `E: Clone`, a clone: **the simplest path** (wrap a foreign source
-//!   such as `sqlx::Error` in `Arc` to make your error `Clone`);
-//! - otherwise `E::from(`[`SharedError`]`)`: the original error moves into
-//!   the `SharedError`, and every caller of that load gets it, the first one
-//!   included. It prints like the original, and
-//!   [`SharedError::downcast_ref`] gives the original back, so `match` on it:
+//! ## A fleet
 //!
-//! ```
-//! use herdcache::SharedError;
-//!
-//! #[derive(Debug, thiserror::Error)]
-//! enum RepoError {
-//!     #[error("not found")]
-//!     NotFound,
-//!     #[error("database: {0}")]
-//!     Db(std::io::Error),
-//!     #[error(transparent)]
-//!     Shared(#[from] SharedError),
-//! }
-//!
-//! impl RepoError {
-//!     /// The error as the body returned it, shared or not.
-//!     fn original(&self) -> &RepoError {
-//!         match self {
-//!             RepoError::Shared(shared) => shared.downcast_ref().unwrap_or(self),
-//!             other => other,
-//!         }
-//!     }
-//! }
-//!
-//! fn status(error: &RepoError) -> u16 {
-//!     match error.original() {
-//!         RepoError::NotFound => 404,
-//!         _ => 503,
-//!     }
-//! }
-//! # assert_eq!(status(&RepoError::from(SharedError::new(RepoError::NotFound))), 404);
-//! ```
-//!
-//! `anyhow::Error`, `std::io::Error` and `Box<dyn Error + Send + Sync>`
-//! accept a `SharedError` already. An error that converts from it but is not
-//! `Send + Sync` cannot move into it: the first caller keeps its error and
-//! the others get its message only (`downcast_ref` is `None`). Any other
-//! error type is a compile error at `E` that names both ways out.
+//! With the `redis` feature, `distributed = true` shares a function's
+//! values, loads and invalidations with every instance through Redis or
+//! Redis Cluster: one origin call per key for the fleet. Without it each
+//! process has its own caches, and an invalidation stays in its process.
+//! Set-up, behaviour and guarantees: `herdcache::Runtime`; the bound under
+//! each fault: `herdcache::RedisTier` (both with the `redis` feature).
 //!
 //! ## Stats and names
 //!
 //! `f_cache().stats()` is a [`Stats`] snapshot; [`stats()`] lists every
-//! function called so far, sorted by name. A function's name is its `name =
-//! ".."` attribute, else its path: `my_crate::users::get_user`, or
+//! function called so far, sorted by name, and [`stats_table()`] renders
+//! them as a table. A function's name is its `name = ".."` attribute, else
+//! its path: `my_crate::users::get_user`, or
 //! `my_crate::users::UserRepo::list` for a method that takes `self` or
 //! mentions `Self` (one entry per instantiation of a generic impl,
 //! `Repo<u8>` and `Repo<u16>` apart; an associated function with neither is
-//! named like a free function).
+//! named like a free function). Prometheus names (the `metrics` feature):
+//! [`Stats`].
 //!
 //! ## Tracing
 //!
 //! Everything herdcache traces has the target `herdcache`, and no event or
-//! span ever carries a key (keys may be personal data):
+//! span ever carries a key (keys may be personal data). Hits are not traced
+//! (they must stay cheap).
 //!
 //! | level | what |
 //! |---|---|
-//! | `debug` | a span per load (`herdcache.load`) or refresh (`herdcache.refresh`) with `function`, `outcome`, `duration_us`, `waiters`; an event when each ends (`herdcache: load ended`), so a subscriber that does not report span closes sees it too |
+//! | `debug` | a span per load (`herdcache.load`) or refresh (`herdcache.refresh`) with `function`, `outcome` (`value`, `error`, `none`, `fail_safe`, `…, cached`), `duration_us`, `waiters`; an event when each ends (`herdcache: load ended`), so a subscriber that does not report span closes sees it too |
 //! | `info` | fail-safe answered with the last good value |
 //! | `warn` | a background refresh failed; a `distributed` function runs without a Redis tier (once); the Redis tier is unreachable, keeps invalidations for replay, or overflowed |
 //!
@@ -296,16 +328,19 @@
 //!
 //! - Functions generic over types are a compile error: cache a concrete
 //!   wrapper. Methods of generic impls get one cache per `Self` type when
-//!   they take `self` or mention `Self`; an associated function with
-//!   neither cannot see its impl and shares one cache across instantiations.
+//!   they take `self` or mention `Self`. An associated function with
+//!   neither cannot see its impl and shares one cache across
+//!   instantiations: give it a `&self`, or key on the type.
 //! - Only `async fn`s are cached.
-//! - Without the `redis` feature each process has its own caches: one
-//!   instance's invalidation, by key or by tag, does not reach another's.
-//!   With it, `distributed = true` functions share values through Redis
-//!   (`Runtime::builder().redis(url).install()`), and tag invalidations and
-//!   their key invalidations reach every instance (see the guide's "A
-//!   fleet" section).
-
+//! - In a trait impl, `#[cached]` needs [`cached_impl`] on the impl.
+//!   Without it you get one error at the method naming it (for a native
+//!   trait impl the attribute reads the impl's header from the source
+//!   file). Where it cannot tell for sure (no file to read, an impl inside
+//!   a macro's body, two `fn` of that name on one line), rustc instead
+//!   reports each helper as "not a member of trait".
+//! - Two trait impls on one type that both cache a method of the same name
+//!   write helpers of the same name: rename one, or cache an inherent
+//!   method.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -26,44 +26,115 @@ use syn::parse::Parser;
 /// async fn get_user(user_id: u64, db: &PgPool) -> anyhow::Result<User> { … }
 /// ```
 ///
-/// | attribute | meaning | default |
-/// |---|---|---|
-/// | `ttl = "60s"` | how long a value is fresh (required); units `ns us ms s m h d`, combinable: `"1h30m"` | — |
-/// | `jitter = 0.1` | each entry's ttl is drawn from `ttl·(1 ± jitter)`, `0.0..=1.0` | `0` |
-/// | `key = expr` | an argument, a tuple, or an expression over the arguments and `self` | every argument but `self` |
-/// | `max_capacity = 10_000` | bound of the in-memory tier, in entries | `10_000` |
-/// | `name = "users.get"` | name in `herdcache::stats()` | the function's path (`module::Type::method` for a method taking `self` or mentioning `Self`) |
-/// | `crate = path` | where the `herdcache` crate is, if re-exported | `::herdcache` |
-/// | `swr = "30s"` / `true` | serve stale this long after the ttl while one background refresh runs | off |
-/// | `early_refresh = 1.0` | XFetch's β: a fresh hit may refresh in the background before expiry | off |
-/// | `fail_safe = "10m"` | keep a value this long past its stale window; a load returning `Err` answers with it | off |
-/// | `fail_safe_throttle = "5s"` | serve a fallback as fresh this long once it answered | `5s` |
-/// | `negative_ttl = "5s"` | cache `Err` and `None` this long | off |
-/// | `negative = path` | `fn(&E) -> Option<Duration>`: which errors to cache, how long | off |
-/// | `ttl_for = path` | `fn(&T) -> Duration`: the value's own freshness, capped by `ttl` | off |
-/// | `timeout = "300ms"` | with a stale or fail-safe fallback, wait this long for a load, then serve it | off |
-/// | `hard_timeout = "5s"` | wait at most this long: the fallback, else `herdcache::Error::Timeout` as `E` | off |
-/// | `tags = ["user:{id}", "all", expr]` | names `herdcache::invalidate_tag` drops the value by: templates over the arguments, constants, or expressions yielding tags | none |
-/// | `distributed = true` | share values with every instance through Redis (feature `redis`); key and value `Serialize + Deserialize` | off |
-/// | `version = 2` | the key space of a `distributed` function in Redis | `1` |
-/// | `memory = "quick"` / `"moka"` | the memory tier: moka (TinyLFU, proactive expiry) or quick_cache (S3-FIFO: faster hits that scale with cores, smaller entries) | the process default (`herdcache::Memory::set_default`, else `HERDCACHE_MEMORY`, else moka) |
+/// Its attributes, with their defaults, are the table in the README:
+/// <https://github.com/herdcache/herdcache#attributes>. What the cache
+/// does (return types, keys, single flight, the helpers it writes,
+/// invalidation, tags, errors) is on the `herdcache` crate's front page.
+/// This page says what each freshness policy does.
 ///
-/// `Ok`, `Some` and plain values are cached; `Err` and `None` are not. The
-/// value must be `Clone + Send + Sync + 'static` (return `Arc<T>` for big
-/// values).
+/// # Freshness policies: your staleness budget
 ///
-/// **On a method, `self` is not part of the key unless the key reads it**:
-/// one cache serves every instance. Write `key = (self.tenant, id)` when
-/// instances hold different data; `<fn>_invalidate` then takes `&self`.
-/// Fields in the key (`key = req.id`, `self.name`) are copied, not moved.
+/// Each entry lives through three horizons:
 ///
-/// Beside the function it writes `<fn>_invalidate` and `<fn>_expire` (the
-/// key's arguments),
-/// `<fn>_refresh` and `<fn>_uncached` (all arguments, `self` included) and
-/// `<fn>_cache()`, with the function's visibility. In a trait impl, put
-/// `#[herdcache::cached_impl]` on the impl (above `#[async_trait]`), which
-/// moves the helpers to an inherent impl. See the `herdcache` crate for the
-/// guarantees.
+/// ```text
+///  written        fresh_until          stale_until         fail_safe_until
+///    |---- fresh ----|---- stale (swr) ----|---- fallback only ----|  gone
+/// ```
+///
+/// A value is fresh for its drawn ttl (`ttl·(1 ± jitter)`, or its `ttl_for`
+/// if shorter) from the moment it is stored. After that the next call loads
+/// again, unless a policy says otherwise. The memory tier drops expired
+/// entries itself.
+///
+/// Pick the policies by how stale a value may be. A display name can be a
+/// minute old, an exchange rate a few seconds, an account balance before a
+/// payment never (no policy: a short ttl, and `<fn>_invalidate` after each
+/// write).
+///
+/// ```ignore
+/// // Profiles: a minute of staleness is fine; never make a caller wait at expiry.
+/// #[cached(ttl = "5m", swr = "1m")]
+/// async fn profile(id: u64) -> Result<Profile, DbError> { /* … */ }
+///
+/// // A hot key under steady load: refresh before it expires, not at it.
+/// #[cached(ttl = "30s", early_refresh = 1.0)]
+/// async fn feature_flags() -> Result<Flags, ApiError> { /* … */ }
+///
+/// // A paid API that goes down: the last good answer beats an error, for 10 minutes,
+/// // and the API is asked again at most every 30 s meanwhile.
+/// #[cached(ttl = "1m", fail_safe = "10m", fail_safe_throttle = "30s")]
+/// async fn quote(symbol: &str) -> Result<Quote, ApiError> { /* … */ }
+///
+/// // "Not found" is worth remembering for a minute; a timeout never is.
+/// fn not_found_only(e: &ApiError) -> Option<Duration> {
+///     matches!(e, ApiError::NotFound).then_some(Duration::from_secs(60))
+/// }
+/// #[cached(ttl = "10m", negative = not_found_only)]
+/// async fn lookup(id: u64) -> Result<Record, ApiError> { /* … */ }
+///
+/// // An access token is good until shortly before it says it expires.
+/// #[cached(ttl = "1h", ttl_for = Token::lifetime)]
+/// async fn token(scope: &str) -> Result<Token, AuthError> { /* … */ }
+///
+/// // An SLA: answer within 300 ms with the last value if the origin is slow,
+/// // never wait more than 2 s for a cold key.
+/// #[cached(ttl = "30s", fail_safe = "10m", timeout = "300ms", hard_timeout = "2s")]
+/// async fn recommendations(user: u64) -> anyhow::Result<Arc<Vec<Item>>> { /* … */ }
+/// ```
+///
+/// - **`swr`**: past `fresh_until`, a call returns the stale value at once
+///   and starts one background refresh for the key (never two). Callers
+///   never wait for it. Past `stale_until`, callers wait for a load as
+///   usual, joining the refresh if one is in flight. A failed refresh is
+///   counted (`refresh_errors`) and is a `warn` event; the stale value
+///   stays until `stale_until`.
+/// - **`early_refresh`**: XFetch (Vattani et al., VLDB 2015). A fresh hit
+///   starts a refresh when `now + load_time·β·(−ln u) ≥ fresh_until`, `u`
+///   uniform. A hot key is refreshed shortly before it expires, so its
+///   expiry is a non-event.
+/// - **`fail_safe`**: when a load returns `Err` (or panics) and the key has
+///   a value within its window, every caller of that load gets `Ok(old
+///   value)` (`fail_safe_hits`). The value is then served as fresh for
+///   `fail_safe_throttle`; throttling never extends the window. `None` is an
+///   answer, not a failure: it never triggers fail-safe, and it ends the old
+///   value (a deleted user disappears). `<fn>_refresh` returns its error and
+///   leaves the cached value alone.
+/// - **`negative_ttl`, `negative`**: a cached failure is shared by later
+///   callers without running the body (`negative_hits`). Each gets the
+///   error as callers that joined a failing load do (`herdcache::SharedError`).
+///   `negative` decides per error and wins over `negative_ttl` for `Err`.
+/// - **`ttl_for`**: the value's own freshness, capped by `ttl`.
+/// - **`timeout`, `hard_timeout`**: a function with either runs its load on
+///   a task of its own, so a caller who stops waiting does not cancel it.
+///   The load stores its value when it lands, and callers arriving
+///   meanwhile join it and wait at most their own deadline. A soft
+///   `timeout` needs a fallback (`swr` or `fail_safe`) and is not a failure
+///   (nothing is throttled). A `hard_timeout` with no fallback is
+///   `Err(E::from(herdcache::Error::Timeout))`: `anyhow::Error`,
+///   `std::io::Error` (`ErrorKind::TimedOut`) and `Box<dyn Error + Send +
+///   Sync>` convert already; your own enum takes a `#[from]
+///   herdcache::Error` variant. Deadlines are tokio timers: the runtime
+///   needs its time driver (`#[tokio::main]` and `#[tokio::test]` have it).
+///
+/// **Background work** (`swr`, `early_refresh`, the timeouts) runs on the
+/// calling task's tokio runtime. Outside one, none starts: the value stays
+/// stale and the first caller past its window loads. It runs from copies of
+/// the arguments (`ToOwned` behind a reference; `Self: Clone` for `&self`:
+/// a repository holding a pool usually is), made only when a refresh
+/// starts. It calls `<fn>_uncached`, so the body is not compiled again; the
+/// body must be `Send`. An argument that cannot be copied to a `'static`
+/// value is one compile error at it (`&str` can; a `Cow<'a, str>` or a
+/// struct borrowing data cannot). A refresh outlives the caller who started
+/// it; an invalidation while it runs wins (it does not store); a panic in
+/// it is counted and poisons nothing. On an associated function with
+/// neither `self` nor `Self` in its signature, put
+/// `#[herdcache::cached_impl]` on the impl, so the macro knows it sits in
+/// one.
+///
+/// A hit on a function with policies reads a millisecond clock kept by a
+/// thread of herdcache's (started by the first such function); a function
+/// without them reads no clock at all. Tests move that clock by hand with
+/// `herdcache::testing::isolate_with_clock`.
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     let (args, item) = (

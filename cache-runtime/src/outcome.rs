@@ -200,14 +200,32 @@ impl<E: From<SharedError> + fmt::Display + fmt::Debug + Any> FailureShare<E> {
     }
 }
 
-/// The error callers receive when they joined a load that failed and the
-/// error type is not `Clone`.
+/// How one failed load's error reaches every caller that joined it, and
+/// what those callers receive when the error type is not `Clone`.
+///
+/// A caller alone gets its error as the body returned it. When callers
+/// joined the failing load (or a negative rule caches the error), each gets
+/// an error without the body running again, chosen by the error type `E`
+/// at compile time:
+///
+/// | `E` is | every caller of that load gets |
+/// |---|---|
+/// | `Clone` | a clone. **The simplest path**: wrap a foreign error as `Arc<sqlx::Error>` to make your error `Clone` |
+/// | `From<SharedError> + Send + Sync` | `E::from(shared)`, the first caller included: the original moved into this `SharedError`, which [`downcast_ref`](Self::downcast_ref) gives back |
+/// | `From<SharedError>`, not `Send + Sync` | the first caller keeps its error; the others get `E::from(shared)` with its message only (`downcast_ref` is `None`) |
+/// | neither | a compile error at `E` that names both ways out. (`sqlx::Error` is such a type: return `Arc<sqlx::Error>`, `anyhow::Error`, or your own error enum.) |
+///
+/// `anyhow::Error`, `std::io::Error` and `Box<dyn Error + Send + Sync>`
+/// convert from `SharedError` already. Your own enum takes it with a
+/// variant such as
+/// `#[error(transparent)] Shared(#[from] herdcache::SharedError)`
+/// (thiserror) or a `From` impl.
 ///
 /// It prints like the original error: its message (`{}`), its chain (`{:#}`,
-/// as `anyhow` prints it, also reachable through `source()`) and its `Debug`
-/// form. It holds the original behind an `Arc` (cloning is cheap), and
-/// [`downcast_ref`](Self::downcast_ref) gives it back typed, so code that
-/// matches on the error behaves the same under load:
+/// as `anyhow` prints it, also reachable through `source()`), its `Debug`
+/// form, and the [`io_kind`](Self::io_kind) of an `io::Error`. It holds the
+/// original behind an `Arc` (cloning is cheap). Match on the original, so
+/// that a `NotFound` stays a 404 under load:
 ///
 /// ```
 /// use herdcache_runtime::SharedError;
@@ -244,12 +262,6 @@ impl<E: From<SharedError> + fmt::Display + fmt::Debug + Any> FailureShare<E> {
 /// # let shared = SharedError::new(RepoError::NotFound);
 /// # assert_eq!(status(&RepoError::from(shared)), 404);
 /// ```
-///
-/// The simplest path is still a `Clone` error (wrap a foreign source in
-/// `Arc`): then every caller gets the error itself. `anyhow::Error`,
-/// `std::io::Error` and `Box<dyn Error + Send + Sync>` accept a
-/// `SharedError` through `From`; your own enum takes it with a variant such
-/// as `#[error(transparent)] Shared(#[from] herdcache::SharedError)`.
 #[derive(Clone)]
 pub struct SharedError(Arc<SharedErrorInner>);
 

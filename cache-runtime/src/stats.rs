@@ -12,9 +12,48 @@ use crate::tier::Memory;
 
 /// A snapshot of one cached function's counters.
 ///
-/// Every call counts once, as a hit or a miss; a miss either led a load or
-/// joined one already running (`coalesced`). Stale and negative hits count
-/// as hits too; a fail-safe answer counts as the miss it was.
+/// Every call counts once, as a hit or a miss: `hits + misses` is the
+/// number of calls. A miss either led a load or joined one already running
+/// (`coalesced`). Stale and negative hits count as hits too; a fail-safe
+/// answer counts as the miss it was. It prints as one line (`Display`), and
+/// [`stats_table`](crate::stats_table) renders every function as a table.
+///
+/// # Prometheus
+///
+/// With the `metrics` feature, every cache exports its counts through the
+/// [`metrics`](https://docs.rs/metrics) facade. Install your exporter (say
+/// `metrics_exporter_prometheus::PrometheusBuilder::new().install()`)
+/// before the first cached call: each cache registers its handles when it
+/// is made, and a hit then adds to one more atomic. A function's metrics
+/// carry the label `name` (its name in [`stats()`](crate::stats())); the
+/// Redis tier's carry `namespace`.
+///
+/// | field | metric | kind, label |
+/// |---|---|---|
+/// | `hits` | `herdcache_hits_total` | counter, `name` |
+/// | `misses` | `herdcache_misses_total` | counter, `name` |
+/// | `coalesced` | `herdcache_coalesced_total` | counter, `name` |
+/// | `loads` | `herdcache_loads_total` | counter, `name` |
+/// | `load_errors` | `herdcache_load_errors_total` | counter, `name` |
+/// | `evictions` | `herdcache_evictions_total` | counter, `name`; set to the tier's count when a load ends and when stats are read |
+/// | `invalidations` | `herdcache_invalidations_total` | counter, `name` |
+/// | `stale_hits` | `herdcache_stale_hits_total` | counter, `name` |
+/// | `refreshes` | `herdcache_refreshes_total` | counter, `name` |
+/// | `refresh_errors` | `herdcache_refresh_errors_total` | counter, `name` |
+/// | `fail_safe_hits` | `herdcache_fail_safe_hits_total` | counter, `name` |
+/// | `negative_hits` | `herdcache_negative_hits_total` | counter, `name` |
+/// | `timeouts` | `herdcache_timeouts_total` | counter, `name` |
+/// | `l2_hits` | `herdcache_l2_hits_total` | counter, `name` |
+/// | `l2_misses` | `herdcache_l2_misses_total` | counter, `name` |
+/// | `l2_errors` | `herdcache_l2_errors_total` | counter, `name` |
+/// | `l2_corrupt` | `herdcache_l2_corrupt_total` | counter, `name` |
+/// | `remote_fills` | `herdcache_remote_fills_total` | counter, `name` |
+/// | `load_p50`, `load_p95`, `load_p99` | `herdcache_load_duration_seconds` | histogram, `name`: every load's duration |
+/// | — | `herdcache_loads_in_flight` | gauge, `name`: loads running now |
+/// | `fleet_pending` | `herdcache_fleet_pending` | gauge, `namespace` |
+/// | `fleet_failures` | `herdcache_fleet_failures_total` | counter, `namespace` |
+/// | `l2_breaker_open` | `herdcache_l2_breaker_open` | gauge, `namespace`: 1 while open, 0 once closed |
+/// | `bus_messages`, `memory` | — | not exported |
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -73,7 +112,7 @@ pub struct Stats {
     /// Fleet invalidations (of keys, tags or functions) by this process
     /// that Redis did not take at first and that were kept for replay,
     /// since start: the tier's count, the same for every `distributed`
-    /// function (`herdcache_fleet_failures_total` with `metrics`).
+    /// function.
     pub fleet_failures: u64,
     /// The Redis tier's circuit breaker is open now: Redis is being
     /// skipped after consecutive failures.
@@ -82,7 +121,7 @@ pub struct Stats {
     /// the process default; `Moka`, the default's default, in the zeroed
     /// stats of a function not called yet).
     pub memory: Memory,
-    /// Median loader latency.
+    /// Median loader latency (each percentile within 12.5%).
     pub load_p50: Duration,
     /// 95th percentile loader latency.
     pub load_p95: Duration,
