@@ -86,7 +86,7 @@
 //! | `f_expire(..)` | the same | makes the value stale at once: served under `swr` while one refresh runs, kept as a fail-safe fallback |
 //! | `f_refresh(..)` | every argument, like `f` | loads now and stores, even over a fresh value |
 //! | `f_uncached(..)` | every argument, like `f` | runs the original body, no cache |
-//! | `f_cache()` | nothing | the [`CacheHandle`]: `stats()`, `len()`, `invalidate_all().await` |
+//! | `f_cache()` | nothing | the [`CacheHandle`]: `stats()`, `len()`, `memory()` (the tier, once called), `invalidate_all().await` |
 //!
 //! On a method they are associated functions of the same type
 //! (`UserRepo::list_invalidate(org, page)`), except those that take `self`
@@ -315,9 +315,9 @@
 //!
 //! | level | what |
 //! |---|---|
-//! | `debug` | a span per load (`herdcache.load`) or refresh (`herdcache.refresh`) with `function`, `outcome` (`value`, `error`, `none`, `fail_safe`, `…, cached`), `duration_us`, `waiters`; an event when each ends (`herdcache: load ended`), so a subscriber that does not report span closes sees it too |
+//! | `debug` | a span per load (`herdcache.load`, with its `kind`: `Foreground`, `Detached` for a load a deadline left running, `Explicit` for `_refresh`) or background refresh (`herdcache.refresh`), with `function`, `outcome` (`value`, `error`, `none`, `fail_safe`, `…, cached`), `duration_us`, `waiters`; an event when each ends (`herdcache: load ended`, `herdcache: refresh ended`), so a subscriber that does not report span closes sees it too |
 //! | `info` | fail-safe answered with the last good value |
-//! | `warn` | a background refresh failed; a `distributed` function runs without a Redis tier (once); the Redis tier is unreachable, keeps invalidations for replay, or overflowed |
+//! | `warn` | a background refresh failed; a `distributed` function runs without a Redis tier (once per function); `HERDCACHE_REDIS_URL` does not parse (the process runs memory-only); the Redis tier is unreachable, keeps invalidations for replay, or overflowed |
 //!
 //! To see loads with `tracing_subscriber`:
 //! `tracing_subscriber::fmt().with_env_filter("info,herdcache=debug").init()`

@@ -26,7 +26,11 @@ use crate::tier::Memory;
 /// before the first cached call: each cache registers its handles when it
 /// is made, and a hit then adds to one more atomic. A function's metrics
 /// carry the label `name` (its name in [`stats()`](crate::stats())); the
-/// Redis tier's carry `namespace`.
+/// Redis tier's carry `namespace`. A cache made before the exporter was
+/// installed reports to nothing. The load duration is a histogram:
+/// `metrics-exporter-prometheus` renders it as a summary unless you give it
+/// buckets (`PrometheusBuilder::set_buckets`). The Redis tier's two gauges
+/// appear at their first change (a breaker that never opened has none).
 ///
 /// | field | metric | kind, label |
 /// |---|---|---|

@@ -55,11 +55,12 @@
 //!
 //! What the clock does not move: `timeout` and `hard_timeout`, which wait
 //! on tokio's timer (pause it with `#[tokio::test(start_paused = true)]`);
-//! the memory tier's own clean-up (moka drops an entry on real time, and
-//! until then the clock alone decides whether it is served); expiry inside
-//! Redis. A background refresh still runs on a task: after the call that
-//! started it, wait for it (poll `stats().refreshes`, or the value) rather
-//! than for time.
+//! the memory tier's own clean-up (moka frees an entry on real time; until
+//! it does, the manual clock alone decides whether the entry is served);
+//! expiry inside Redis. A background refresh still runs on a task: after
+//! the call that started it, wait for it to finish by polling
+//! `stats().loads` or the value. (`stats().refreshes` counts refreshes
+//! started, so it does not tell you one finished.)
 
 pub use crate::clock::ManualClock;
 pub use crate::isolation::{isolate, isolate_with_clock, Isolated};

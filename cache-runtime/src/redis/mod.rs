@@ -208,7 +208,7 @@ pub(crate) const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 /// shorten or lengthen a value's life by the skew, never bring back an
 /// invalidated one.
 ///
-/// # Under faults, nothing acknowledged is lost
+/// # Under faults, nothing acknowledged is lost while the process runs
 ///
 /// An invalidation that cannot reach Redis (timeout, refused, cut
 /// mid-command) is kept and replayed in order once Redis answers (version
@@ -218,8 +218,9 @@ pub(crate) const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 /// They show as `fleet_pending` in stats (`fleet_failures` counts them
 /// since start). [`flush_fleet`](crate::flush_fleet) waits for them: before
 /// answering a write that must be seen fleet-wide, and at exit through
-/// [`flush_fleet_on_drop`](crate::flush_fleet_on_drop), which logs what is
-/// left, by function. The bound for each fault (a partition of the writer
+/// [`flush_fleet_on_drop`](crate::flush_fleet_on_drop), which waits up to
+/// its timeout and logs what is left, by function: operations still kept
+/// when the process exits are lost. The bound for each fault (a partition of the writer
 /// or of a reader, a Redis restart, a failover) is the table in
 /// [`RedisTier`]. A soak with a history checker (`tests/soak.rs`) checks it
 /// under random faults.
@@ -524,7 +525,10 @@ pub enum InstallError {
     NoUrl,
     /// The URL (password redacted) could not be parsed.
     BadUrl(String, String),
-    /// A tier was installed (or read from the environment) already.
+    /// The process's tier was decided already: installed, read from
+    /// `HERDCACHE_REDIS_URL`, or found absent by a call that needed it (a
+    /// `distributed` function's first call, `invalidate_tag`,
+    /// `expire_tag`). Install first thing in `main`.
     AlreadyInstalled,
 }
 
@@ -541,7 +545,7 @@ impl fmt::Display for InstallError {
                 }
             }
             InstallError::AlreadyInstalled => {
-                write!(f, "herdcache's Redis tier is installed already")
+                write!(f, "herdcache's Redis tier was decided already: installed, read from HERDCACHE_REDIS_URL, or found absent by an earlier distributed call or tag invalidation; install before any of them")
             }
         }
     }
