@@ -29,8 +29,8 @@ use crate::tier::Memory;
 /// Redis tier's carry `namespace`. A cache made before the exporter was
 /// installed reports to nothing. The load duration is a histogram:
 /// `metrics-exporter-prometheus` renders it as a summary unless you give it
-/// buckets (`PrometheusBuilder::set_buckets`). The Redis tier's two gauges
-/// appear at their first change (a breaker that never opened has none).
+/// buckets (`PrometheusBuilder::set_buckets`). The Redis tier's series
+/// exist from the moment it is built, at 0.
 ///
 /// | field | metric | kind, label |
 /// |---|---|---|

@@ -140,3 +140,43 @@ fn the_evictions_metric_counts_only_real_evictions() {
         }
     }
 }
+
+/// The Redis tier's series exist from the moment it is built, at 0: a
+/// dashboard shows a healthy tier, not a missing series, until something
+/// happens.
+#[cfg(feature = "redis")]
+#[test]
+fn the_redis_tier_s_series_start_at_zero() {
+    let server = herdcache_test_support::RedisServer::start().expect("redis-server on PATH");
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _tier = metrics::with_local_recorder(&recorder, || {
+        herdcache_runtime::Runtime::builder()
+            .redis(server.url())
+            .namespace("series-at-zero")
+            .build()
+            .unwrap()
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    for (metric, kind) in [
+        ("herdcache_l2_breaker_open", MetricKind::Gauge),
+        ("herdcache_fleet_pending", MetricKind::Gauge),
+        ("herdcache_fleet_failures_total", MetricKind::Counter),
+    ] {
+        let (.., value) = snapshot
+            .iter()
+            .find(|(key, ..)| {
+                key.kind() == kind
+                    && key.key().name() == metric
+                    && key.key().labels().any(|label| {
+                        label.key() == "namespace" && label.value() == "series-at-zero"
+                    })
+            })
+            .unwrap_or_else(|| panic!("no {metric} in {snapshot:?}"));
+        match value {
+            DebugValue::Gauge(value) => assert_eq!(value.into_inner(), 0.0, "{metric}"),
+            DebugValue::Counter(value) => assert_eq!(*value, 0, "{metric}"),
+            other => panic!("{metric} is {other:?}"),
+        }
+    }
+}

@@ -472,6 +472,15 @@ impl RuntimeBuilder {
             let urls: Vec<String> = self.cluster.iter().map(|url| redacted(url)).collect();
             (Backend::Cluster(Box::new(cluster), node), urls.join(","))
         };
+        // The tier's gauges and counter exist from the start, at 0: a
+        // dashboard sees a healthy tier, not a missing series.
+        #[cfg(feature = "metrics")]
+        {
+            let namespace = || ("namespace", self.namespace.clone());
+            metrics::gauge!("herdcache_l2_breaker_open", &[namespace()]).set(0.0);
+            metrics::gauge!("herdcache_fleet_pending", &[namespace()]).set(0.0);
+            metrics::counter!("herdcache_fleet_failures_total", &[namespace()]).increment(0);
+        }
         Ok(Arc::new(RedisTier {
             backend,
             connection: tokio::sync::OnceCell::new(),
