@@ -345,6 +345,7 @@
 #![forbid(unsafe_code)]
 
 pub use herdcache_macros::{cached, cached_impl, invalidate};
+pub use herdcache_runtime::requirements;
 pub use herdcache_runtime::{
     expire_tag, expire_tags, flush_fleet, flush_fleet_on_drop, invalidate_all, invalidate_tag,
     invalidate_tags, stats, stats_table, testing, CacheHandle, Error, FlushOnDrop, Memory,

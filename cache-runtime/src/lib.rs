@@ -66,6 +66,21 @@ pub use stats::Stats;
 pub use tags::{TagSource, Tags};
 pub use tier::Memory;
 
+/// What a type needs to be used by a cached function, as the traits the
+/// compile errors name: each is implemented by no type, and exists only so
+/// that a type missing a bound is one error, at the user's token, that says
+/// what the type needs and the way out.
+pub mod requirements {
+    pub use crate::probe::{
+        BackgroundCopy, CacheKeyPart, CachedValue, NamedResultOrOption, ShareableError,
+        SharedValue, TimeoutError,
+    };
+    #[cfg(feature = "redis")]
+    pub use crate::probe::{DistributedKey, DistributedValue};
+    #[cfg(not(feature = "redis"))]
+    pub use crate::redis::RedisFeature;
+}
+
 /// What generated code names: the compile-time probes, the per-function
 /// slot and the adapters between a function's outcome and the engine. Not
 /// a public API: it may change in any release.

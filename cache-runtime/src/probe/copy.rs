@@ -72,7 +72,10 @@ impl<T: ?Sized> CannotCopy<T> for &CopyProbe<T> {
     }
 }
 
-/// Implemented by no type: its only use is the error message below.
+/// An argument of a function with `swr`, `early_refresh` or a timeout must
+/// be copyable into the background load (`Clone`, or `ToOwned` behind a
+/// reference, and `Send + Sync + 'static`). Implemented by no type: one that
+/// is not is one error naming this trait.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be copied into a background refresh",
     label = "swr, early_refresh and the timeouts run the body on a task of its own, from a copy of this argument",

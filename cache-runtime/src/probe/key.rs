@@ -90,7 +90,10 @@ impl<T: ?Sized> InvalidKeyPart<T> for &KeyProbe<T> {
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct NotAKey;
 
-/// Implemented by no type: its only use is the error message below.
+/// A key part must have an owned form (`Clone`, or `ToOwned` like `str`)
+/// that is `Hash + Eq + Clone + Send + Sync + 'static`. Implemented by no
+/// type: a part that lacks a bound is one error naming this trait and the
+/// way out (name the arguments that identify the value in `key = ..`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a cache key",
     label = "this is part of the key of this #[cached] function",

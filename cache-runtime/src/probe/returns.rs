@@ -53,7 +53,10 @@ pub trait PlainIsPlain {
 
 impl<T> PlainIsPlain for &PlainProbe<T> {}
 
-/// Implemented by no type: its only use is the error message below.
+/// `#[cached]` recognises `Result` and `Option` return types by name; one
+/// hidden behind an alias of another name would be cached as a plain value,
+/// failures included. Implemented by no type: such a return type is one
+/// error naming this trait.
 #[diagnostic::on_unimplemented(
     message = "the return type of this #[cached] function is `{Self}` behind an alias whose name is not `Result` or `Option`",
     label = "#[cached] would cache this as a plain value, failures included",

@@ -83,7 +83,10 @@ impl<E> ShareNotPossible<E> for ShareProbe<E> {
     }
 }
 
-/// Implemented by no type: its only use is the error message below.
+/// A cached function's error type must be `Clone` or convert from
+/// [`SharedError`](crate::SharedError), so that each caller that joined a
+/// failing load gets its own. Implemented by no type: an error type that
+/// can do neither is one error naming this trait and both ways out.
 #[diagnostic::on_unimplemented(
     message = "the error type `{Self}` of a #[cached] function must be `Clone` or convert from `herdcache::SharedError`",
     label = "callers that join a failing load each need their own `{Self}`",

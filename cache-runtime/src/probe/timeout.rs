@@ -51,7 +51,10 @@ impl<E> TimeoutDoesNotConvert<E> for &TimeoutProbe<E> {
     }
 }
 
-/// Implemented by no type: its only use is the error message below.
+/// A function with `hard_timeout` must have an error type that converts
+/// from [`Error`](crate::Error): a caller that stops waiting gets
+/// `Error::Timeout` as its error. Implemented by no type: an error type
+/// without the conversion is one error naming this trait.
 #[diagnostic::on_unimplemented(
     message = "`hard_timeout` needs `{Self}: From<herdcache::Error>`: a caller that stops waiting gets `herdcache::Error::Timeout` as a `{Self}`",
     label = "the error type of a function with `hard_timeout`",

@@ -130,7 +130,9 @@ where
     }
 }
 
-/// Implemented by no type: its only use is the error message below.
+/// A value that is `Clone` must also be `Send + Sync` to be cached (it is
+/// cloned out to callers on any thread). Implemented by no type: an `Rc` or
+/// `RefCell` inside the value is one error naming this trait.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the value of a #[cached] function: it is `Clone`, but not `Send + Sync`",
     label = "the value returned here is stored and cloned out to every caller, from any thread",
@@ -155,7 +157,9 @@ impl<R: Outcome> NotCacheableValue<R> for ValueProbe<R> {
     }
 }
 
-/// Implemented by no type: its only use is the error message below.
+/// A cached function's value must be `Clone + Send + Sync + 'static`.
+/// Implemented by no type: a value that lacks a bound is one error naming
+/// this trait and the way out (derive `Clone`, or return an `Arc`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the value of a #[cached] function: it must be `Clone + Send + Sync + 'static`",
     label = "the value returned here is stored and cloned out to every caller, from any thread",

@@ -30,7 +30,9 @@ impl<K: Serialize + DeserializeOwned> KeyTravels<K> for &&KeyWireProbe<K> {
     }
 }
 
-/// Implemented by nothing: the bound a key that cannot travel fails.
+/// A `distributed` function's key must be `serde::Serialize +
+/// DeserializeOwned` (it travels to Redis as a digest, and on the bus).
+/// Implemented by nothing: a key that cannot travel is one error naming it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the key of a `distributed` function: it needs `serde::Serialize` and `serde::de::DeserializeOwned`",
     label = "the key of this distributed function",
@@ -81,7 +83,9 @@ impl<V: Serialize + DeserializeOwned> ValueTravels<V> for &&ValueWireProbe<V> {
     }
 }
 
-/// Implemented by nothing: the bound a value that cannot travel fails.
+/// A `distributed` function's value must be `serde::Serialize +
+/// DeserializeOwned` (it travels to Redis). Implemented by nothing: a value
+/// that cannot travel is one error naming it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the value of a `distributed` function: it needs `serde::Serialize` and `serde::de::DeserializeOwned`",
     label = "the value of this distributed function",
