@@ -292,8 +292,9 @@
 //! values, loads and invalidations with every instance through Redis or
 //! Redis Cluster: one origin call per key for the fleet. Without it each
 //! process has its own caches, and an invalidation stays in its process.
-//! Set-up, behaviour and guarantees: `herdcache::Runtime`; the bound under
-//! each fault: `herdcache::RedisTier` (both with the `redis` feature).
+//! How the tier behaves: `herdcache::fleet`; set-up: `herdcache::Runtime`;
+//! the bound under each fault: `herdcache::RedisTier` (all with the `redis`
+//! feature).
 //!
 //! ## Stats and names
 //!
@@ -353,7 +354,7 @@ pub use herdcache_runtime::{
 };
 
 #[cfg(feature = "redis")]
-pub use herdcache_runtime::{InstallError, RedisTier, Runtime, RuntimeBuilder};
+pub use herdcache_runtime::{fleet, InstallError, RedisTier, Runtime, RuntimeBuilder};
 
 /// What generated code calls. Not a public API: it may change in any release.
 #[doc(hidden)]

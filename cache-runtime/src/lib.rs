@@ -31,6 +31,8 @@ mod clock;
 mod config;
 mod error;
 mod expiry;
+#[cfg(feature = "redis")]
+pub mod fleet;
 mod flight;
 mod fn_cache;
 mod invalidation;
