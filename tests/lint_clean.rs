@@ -66,6 +66,21 @@ async fn shared(sku: u64, region: String) -> Result<String, std::io::Error> {
     Ok(format!("{sku}@{region}"))
 }
 
+/// A `mut` argument the body mutates: the body is in `_uncached`, and the
+/// function and `_refresh` only pass the argument on (no `unused_mut`).
+#[cached(ttl = "60s", key = id)]
+async fn mutated(id: u64, mut seen: Vec<u64>) -> usize {
+    seen.push(id);
+    seen.len()
+}
+
+/// An argument under `#[cfg]`: the body is inlined (a call cannot pass an
+/// argument that may not exist).
+#[cached(ttl = "60s", key = id)]
+async fn configured(id: u64, #[cfg(not(any()))] extra: u64) -> u64 {
+    id + extra
+}
+
 struct Repo {
     tenant: u64,
 }
@@ -96,6 +111,8 @@ async fn every_shape_compiles_without_a_warning() {
     assert_eq!(fallible(3, "db").await.unwrap(), 3);
     unit(4).await;
     assert_eq!(wrapped_key(6).await, 6);
+    assert_eq!(mutated(7, vec![1]).await, 2);
+    assert_eq!(configured(7, 1).await, 8);
     assert_eq!(refreshed(5, "db").await, 5);
     assert_eq!(bounded("x".to_owned()).await.unwrap(), "x");
     let repo = Repo { tenant: 10 };

@@ -382,10 +382,14 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     // As documented: numbers and units, nothing between or around them.
     if text.contains(char::is_whitespace) {
+        // The fix, when taking the spaces out is one (`"1 min"` is not).
         let joined: String = text.split_whitespace().collect();
-        return Err(format!(
-            "malformed duration `{text}`: no spaces in a duration, write `\"{joined}\"`"
-        ));
+        return Err(match parse_duration(&joined) {
+            Ok(_) => format!(
+                "malformed duration `{text}`: no spaces in a duration, write `\"{joined}\"`"
+            ),
+            Err(_) => malformed(),
+        });
     }
     let mut rest = text;
     if rest.is_empty() {
@@ -531,6 +535,13 @@ mod tests {
             .unwrap_err()
             .contains("write `\"60s\"`"));
         assert!(parse_duration(" 60s").is_err());
+        // Taking the spaces out is suggested only when that is the fix.
+        let one_min = parse_duration("1 min").unwrap_err();
+        assert!(!one_min.contains("write"), "{one_min}");
+        assert!(
+            one_min.contains("units: ns, us, ms, s, m, h, d"),
+            "{one_min}"
+        );
         assert!(parse_duration("1h 30m").is_err());
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));

@@ -137,7 +137,9 @@ impl Context<'_> {
         // `#[cached]` needs an `async fn`, even over a body that never awaits.
         quote! {
             #(#attrs)*
-            #[allow(clippy::unused_async)]
+            // `unused_mut`: a `mut` argument the body mutates is moved on
+            // to `_uncached`, where the body is.
+            #[allow(clippy::unused_async, unused_mut)]
             #vis #sig #body
         }
     }
@@ -255,7 +257,7 @@ impl Context<'_> {
         quote! {
             #[doc = #doc]
             #(#lints)*
-            #[allow(dead_code, clippy::unused_async)]
+            #[allow(dead_code, clippy::unused_async, unused_mut)]
             #vis
         }
     }

@@ -57,29 +57,98 @@ pub(crate) fn place_around(text: &str, line: usize, name: &str) -> Option<Place>
 
 fn place_around_clean(clean: &[u8], line: usize, name: &str) -> Option<Place> {
     let headers = headers_around(clean, line, name)?;
+    // Inside parentheses or brackets (a macro called with `(..)` or `[..]`,
+    // whose expansion may wrap the function in an impl): no answer.
+    let at = fn_start(clean, line, name)?;
+    let open = |opening: u8, closing: u8| {
+        let before = &clean[..at];
+        let opened = before.iter().filter(|&&b| b == opening).count();
+        opened > before.iter().filter(|&&b| b == closing).count()
+    };
+    if open(b'(', b')') || open(b'[', b']') {
+        return None;
+    }
     let Some(header) = headers.last() else {
         return Some(Place::Outside);
     };
+    // A header is read only when it is whole: one cut by a `;` or a brace
+    // inside brackets (`impl W<[u8; 4]>`, `impl F<{ N }>`) reads as
+    // neither, and gives no answer.
     let rest = item_keywords(header)?;
     if starts_with_word(rest, b"impl") {
         Some(Place::Impl)
-    } else if starts_with_word(rest, b"trait") || contains(rest, b"trait ") {
-        None
-    } else {
+    } else if is_module(rest) || is_function(rest) {
         Some(Place::Outside)
+    } else {
+        None
     }
 }
 
-/// The headers of the blocks open around the one `fn <name>` on `line`;
-/// `None` when the line does not hold it once, or a header is a macro's.
-fn headers_around<'a>(clean: &'a [u8], line: usize, name: &str) -> Option<Vec<&'a [u8]>> {
+/// Where the one `fn <name>` on `line` starts, in bytes of `clean`.
+fn fn_start(clean: &[u8], line: usize, name: &str) -> Option<usize> {
     let line_start = clean
         .split_inclusive(|&b| b == b'\n')
         .take(line.checked_sub(1)?)
         .map(<[u8]>::len)
         .sum::<usize>();
     let line_text = clean.get(line_start..)?.split(|&b| b == b'\n').next()?;
-    let at = line_start + find_fn_named(line_text, &ascii(name))?;
+    Some(line_start + find_fn_named(line_text, &ascii(name))?)
+}
+
+/// `text` without a leading visibility (`pub`, `pub(crate)`, `pub(in ..)`).
+fn past_visibility(text: &[u8]) -> &[u8] {
+    let Some(rest) = text.strip_prefix(b"pub") else {
+        return text;
+    };
+    let rest = trim(rest);
+    match rest.strip_prefix(b"(") {
+        Some(inside) => match inside.iter().position(|&b| b == b')') {
+            Some(close) => trim(&inside[close + 1..]),
+            None => text,
+        },
+        None => rest,
+    }
+}
+
+/// A module's header: `mod name`.
+fn is_module(header: &[u8]) -> bool {
+    let rest = past_visibility(header);
+    starts_with_word(rest, b"mod")
+        && rest[3..]
+            .iter()
+            .all(|&b| is_word(b) || b.is_ascii_whitespace())
+}
+
+/// A function's header, up to its body: `fn`, after qualifiers, with a
+/// parameter list that closes and nothing that could be an expression.
+fn is_function(header: &[u8]) -> bool {
+    let mut rest = past_visibility(header);
+    for qualifier in [&b"const"[..], b"async", b"unsafe"] {
+        if starts_with_word(rest, qualifier) {
+            rest = trim(&rest[qualifier.len()..]);
+        }
+    }
+    if let Some(after) = rest.strip_prefix(b"extern") {
+        // `extern "C"`: the ABI's literal is blanked, its quotes stay.
+        let after = trim(after);
+        rest = match after.strip_prefix(b"\"") {
+            Some(abi) => match abi.iter().position(|&b| b == b'"') {
+                Some(close) => trim(&abi[close + 1..]),
+                None => return false,
+            },
+            None => after,
+        };
+    }
+    let opened = rest.iter().filter(|&&b| b == b'(').count();
+    starts_with_word(rest, b"fn")
+        && opened > 0
+        && opened == rest.iter().filter(|&&b| b == b')').count()
+}
+
+/// The headers of the blocks open around the one `fn <name>` on `line`;
+/// `None` when the line does not hold it once, or a header is a macro's.
+fn headers_around<'a>(clean: &'a [u8], line: usize, name: &str) -> Option<Vec<&'a [u8]>> {
+    let at = fn_start(clean, line, name)?;
     let headers = open_headers(clean, at)?;
     // Inside a macro's body (`macro_rules!`, `dsl! { … }`) the source is
     // not what is compiled: no answer.
@@ -623,5 +692,27 @@ mod tests {
         // `impls` is not `impl`.
         let named = "fn impls() {\n  async fn get(id: u64) {}\n}";
         assert_eq!(place(named, "get"), Some(Place::Outside));
+        let visible = "pub(crate) mod users {\n  async fn get(id: u64) {}\n}";
+        assert_eq!(place(visible, "get"), Some(Place::Outside));
+        let qualified = "pub async unsafe fn outer() -> u8 {\n  async fn get(id: u64) {}\n}";
+        assert_eq!(place(qualified, "get"), Some(Place::Outside));
+    }
+
+    #[test]
+    fn a_header_cut_short_or_a_macro_s_parentheses_give_no_answer() {
+        // A `;` or braces inside the header's brackets cut it: never
+        // `Outside` for what is an impl.
+        let array = "impl Wrapper<[u8; 4]> {\n  async fn get(id: u64) {}\n}";
+        assert_eq!(place(array, "get"), None);
+        let constant = "impl Foo<{ N }> {\n  async fn get(id: u64) {}\n}";
+        assert_eq!(place(constant, "get"), None);
+        let bound = "impl<F> Foo<F> where F: Fn([u8; 32]) {\n  async fn get(id: u64) {}\n}";
+        assert_eq!(place(bound, "get"), None);
+        let parameter = "fn outer(x: [u8; 4]) {\n  async fn get(id: u64) {}\n}";
+        assert_eq!(place(parameter, "get"), None);
+        let block = "const _: () = {\n  async fn get(id: u64) {}\n};";
+        assert_eq!(place(block, "get"), None);
+        let called = "service!(Foo,\n  async fn get(id: u64) -> u64 { id }\n);";
+        assert_eq!(place(called, "get"), None);
     }
 }

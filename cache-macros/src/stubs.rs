@@ -87,7 +87,7 @@ fn key_arguments(item: &ItemFn, key: Option<Expr>) -> (Vec<TokenStream>, bool) {
     let key_text = key.as_ref().map(|key| {
         let mut text = quote!(#key).to_string();
         for part in key_parts(key) {
-            if !arguments.contains(&part) {
+            if part != "self" && !arguments.contains(&part) {
                 if let Some(meant) =
                     crate::attr::closest(&part, arguments.iter().map(String::as_str))
                 {

@@ -115,8 +115,9 @@ pub(crate) enum Siblings {
     /// In a module or a block: `<fn>_uncached`.
     InScope,
     /// An associated function with no `self` and no `Self` in its signature
-    /// could be either, and its source did not say (no file, or inside a
-    /// macro's body): the body is inlined where it is needed instead.
+    /// could be either, and its source did not say (no file, a macro's
+    /// body, a header the reader cannot read), or an argument is under
+    /// `#[cfg]`: the body is inlined where it is needed instead.
     Unknown,
 }
 
@@ -146,7 +147,14 @@ pub(crate) fn validate(
         check_copyable(sig, errors);
     }
     let in_impl = site.in_impl || has_receiver || mentions_self_type(sig.to_token_stream());
+    // An argument under `#[cfg]` may not exist: a call passing every
+    // argument cannot be written, so the body is inlined.
+    let cfg_arguments = sig
+        .inputs
+        .iter()
+        .any(|input| matches!(input, syn::FnArg::Typed(typed) if !typed.attrs.is_empty()));
     let siblings = match site.place {
+        _ if cfg_arguments => Siblings::Unknown,
         _ if in_impl => Siblings::OfSelf,
         Some(crate::source::Place::Impl) => Siblings::OfSelf,
         Some(crate::source::Place::Outside) => Siblings::InScope,

@@ -30,7 +30,7 @@ use crate::tier::Memory;
 /// installed reports to nothing. The load duration is a histogram:
 /// `metrics-exporter-prometheus` renders it as a summary unless you give it
 /// buckets (`PrometheusBuilder::set_buckets`). The Redis tier's series
-/// exist from the moment it is built, at 0.
+/// exist from the moment it is installed, at 0.
 ///
 /// | field | metric | kind, label |
 /// |---|---|---|

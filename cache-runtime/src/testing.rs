@@ -57,7 +57,10 @@
 //! on tokio's timer (pause it with `#[tokio::test(start_paused = true)]`);
 //! the memory tier's own clean-up (moka frees an entry on real time; until
 //! it does, the manual clock alone decides whether the entry is served);
-//! expiry inside Redis. A background refresh still runs on a task: after
+//! expiry inside Redis; and a cached function that a background refresh
+//! or a detached load calls from its body (that task is outside the scope,
+//! as any task the test spawns: the refreshed function's own cache keeps
+//! the clock). A background refresh still runs on a task: after
 //! the call that started it, wait for it to finish by polling
 //! `stats().loads` or the value. (`stats().refreshes` counts refreshes
 //! started, so it does not tell you one finished.)

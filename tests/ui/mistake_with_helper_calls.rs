@@ -15,6 +15,17 @@ async fn get_profile(user_id: u64, db: &str) -> u64 {
     user_id
 }
 
+// A key that reads `self` is not a misspelt argument (here, not `sent`).
+#[derive(Clone, Hash, PartialEq, Eq)]
+struct Pages;
+
+impl Pages {
+    #[cached(ttl = "1 min", key = (self, page))]
+    async fn list(&self, page: u32, sent: u64) -> u64 {
+        u64::from(page) + sent
+    }
+}
+
 struct Repo;
 
 impl Repo {
@@ -33,6 +44,7 @@ async fn callers() {
     let _ = Repo.find_refresh(2).await;
     let _ = Repo::find_cache().len();
     get_profile_invalidate(1).await;
+    Pages.list_invalidate(1).await;
     get_profile_expire(1).await;
     let _ = get_profile_refresh(1, "db").await;
 }

@@ -98,9 +98,12 @@ impl Runtime {
     /// # Errors
     /// When a tier was installed (or read from the environment) already.
     pub fn install(tier: Arc<RedisTier>) -> Result<(), InstallError> {
+        let series = Arc::clone(&tier);
         INSTALLED
             .set(Some(tier))
-            .map_err(|_| InstallError::AlreadyInstalled)
+            .map_err(|_| InstallError::AlreadyInstalled)?;
+        series.start_series();
+        Ok(())
     }
 }
 
@@ -308,15 +311,6 @@ impl RuntimeBuilder {
             let urls: Vec<String> = self.cluster.iter().map(|url| redacted(url)).collect();
             (Backend::Cluster(Box::new(cluster), node), urls.join(","))
         };
-        // The tier's gauges and counter exist from the start, at 0: a
-        // dashboard sees a healthy tier, not a missing series.
-        #[cfg(feature = "metrics")]
-        {
-            let namespace = || ("namespace", self.namespace.clone());
-            metrics::gauge!("herdcache_l2_breaker_open", &[namespace()]).set(0.0);
-            metrics::gauge!("herdcache_fleet_pending", &[namespace()]).set(0.0);
-            metrics::counter!("herdcache_fleet_failures_total", &[namespace()]).increment(0);
-        }
         Ok(Arc::new(RedisTier {
             backend,
             connection: tokio::sync::OnceCell::new(),
@@ -383,7 +377,7 @@ impl fmt::Display for InstallError {
             InstallError::NoUrl => write!(f, "no Redis URL: call `.redis(url)`"),
             InstallError::BadUrl(url, error) => {
                 write!(f, "bad Redis URL {url}: {error}; ")?;
-                if url.contains("://") {
+                if url.contains("://") || url.starts_with("redis") {
                     write!(f, "expected `redis://[user:password@]host[:port][/db]`, `rediss://..` (the `redis-tls` feature) or `redis+unix:///path`")
                 } else {
                     write!(f, "a URL starts with its scheme: `redis://{url}`")
@@ -433,7 +427,10 @@ pub(crate) fn installed() -> Option<Arc<RedisTier>> {
                 builder = builder.connection_per_runtime(switched_on(&value));
             }
             match builder.build() {
-                Ok(tier) => Some(tier),
+                Ok(tier) => {
+                    tier.start_series();
+                    Some(tier)
+                }
                 Err(error) => {
                     tracing::warn!(target: "herdcache", %error, "HERDCACHE_REDIS_URL ignored: distributed functions stay in memory");
                     None
@@ -454,17 +451,20 @@ fn node_id() -> u64 {
 
 /// `redis://user:secret@host` as `redis://user:***@host`.
 fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
+    // Credentials start after the scheme, or at the start of a URL written
+    // without one (`user:secret@host`, an error to report, not to leak).
+    let start = url.find("://").map_or(0, |scheme| scheme + 3);
+    match url.rfind('@') {
+        Some(at) if at >= start => {
+            let credentials = &url[start..at];
             match credentials.find(':') {
                 Some(colon) => format!(
                     "{}{}:***{}",
-                    &url[..scheme + 3],
+                    &url[..start],
                     &credentials[..colon],
                     &url[at..]
                 ),
-                None => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+                None => format!("{}***{}", &url[..start], &url[at..]),
             }
         }
         _ => url.to_owned(),
@@ -726,6 +726,20 @@ pub(crate) enum Read {
 }
 
 impl RedisTier {
+    /// Makes the tier's gauges and counter exist, at 0, once it is the
+    /// process's: a dashboard then sees a healthy tier, not a missing
+    /// series. (Not at `build`: a second `install`, which fails, must not
+    /// zero the series of the tier in use.)
+    fn start_series(&self) {
+        #[cfg(feature = "metrics")]
+        {
+            let namespace = || ("namespace", self.namespace.clone());
+            metrics::gauge!("herdcache_l2_breaker_open", &[namespace()]).set(0.0);
+            metrics::gauge!("herdcache_fleet_pending", &[namespace()]).set(0.0);
+            metrics::counter!("herdcache_fleet_failures_total", &[namespace()]).increment(0);
+        }
+    }
+
     pub(crate) fn namespace(&self) -> &str {
         &self.namespace
     }
@@ -1296,6 +1310,7 @@ mod tests {
         assert!(!format!("{tier:?}").contains("s3cret"));
         assert_eq!(redacted("redis://:pw@h"), "redis://:***@h");
         assert_eq!(redacted("rediss://h:6380"), "rediss://h:6380");
+        assert_eq!(redacted("app:s3cret@cache:6379"), "app:***@cache:6379");
     }
 
     #[test]

@@ -130,7 +130,8 @@ where
         let replaces = self.cache.contains_key(&key);
         self.cache.insert(key, H::hold(entry));
         if !replaces {
-            self.admitted.fetch_add(1, Ordering::Relaxed);
+            // Release: a count that sees it sees moka's insert queued.
+            self.admitted.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -140,7 +141,7 @@ where
         if self.cache.contains_key(key) {
             // Counted first: a count racing this sees one eviction fewer
             // for a moment, never one that did not happen.
-            self.removed.fetch_add(1, Ordering::Relaxed);
+            self.removed.fetch_add(1, Ordering::Release);
             self.cache.invalidate(key);
         }
     }
@@ -158,7 +159,7 @@ where
         }
         self.cache.run_pending_tasks();
         let held = self.cache.entry_count();
-        self.removed.fetch_add(held, Ordering::Relaxed);
+        self.removed.fetch_add(held, Ordering::Release);
         self.cache.invalidate_all();
     }
 
