@@ -46,11 +46,19 @@ mod redis;
 #[cfg(not(feature = "redis"))]
 #[path = "redis_off.rs"]
 mod redis;
+// The probes of what a `distributed` function sends to Redis, or their
+// stand-ins: picked here with the tier (`probe/mod.rs` re-exports them).
 mod registry;
 mod stats;
 mod tags;
 pub mod testing;
 mod tier;
+#[cfg(feature = "redis")]
+#[path = "probe/wire.rs"]
+mod wire_probe;
+#[cfg(not(feature = "redis"))]
+#[path = "probe/wire_off.rs"]
+mod wire_probe;
 
 pub use background::BackgroundLoad;
 pub use clock::{Clock, ManualClock};
@@ -77,10 +85,10 @@ pub mod requirements {
         BackgroundCopy, CacheKeyPart, CachedValue, NamedResultOrOption, ShareableError,
         SharedValue, TimeoutError,
     };
-    #[cfg(feature = "redis")]
-    pub use crate::probe::{DistributedKey, DistributedValue};
     #[cfg(not(feature = "redis"))]
     pub use crate::redis::RedisFeature;
+    #[cfg(feature = "redis")]
+    pub use crate::wire_probe::{DistributedKey, DistributedValue};
 }
 
 /// What generated code names: the compile-time probes, the per-function

@@ -19,12 +19,12 @@ mod returns;
 mod share;
 mod timeout;
 mod value;
-#[cfg(feature = "redis")]
-mod wire;
-#[cfg(not(feature = "redis"))]
-#[path = "wire_off.rs"]
-mod wire;
+// `wire.rs` or `wire_off.rs` (the shared tier's) is declared at the
+// crate's root, which picks it with the feature, as it picks the tier.
 
+pub use crate::wire_probe::{
+    KeyCannotTravel, KeyTravels, KeyWireProbe, ValueCannotTravel, ValueTravels, ValueWireProbe,
+};
 pub use copy::{BackgroundCopy, CanCopy, CannotCopy, CopyProbe};
 pub use key::{
     CacheKeyPart, CopiedReceiver, InvalidKeyPart, KeyProbe, LentReceiver, NotAKey, ReceiverProbe,
@@ -41,9 +41,4 @@ pub use timeout::{TimeoutConverts, TimeoutDoesNotConvert, TimeoutError, TimeoutP
 pub use value::{
     CacheableValue, CachedValue, Direct, NotAValue, NotCacheableValue, NotSharedValue, Refused,
     SharedValue, Through, ValueProbe,
-};
-#[cfg(feature = "redis")]
-pub use wire::{DistributedKey, DistributedValue};
-pub use wire::{
-    KeyCannotTravel, KeyTravels, KeyWireProbe, ValueCannotTravel, ValueTravels, ValueWireProbe,
 };

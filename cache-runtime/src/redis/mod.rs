@@ -1327,6 +1327,10 @@ mod tests {
             no_scheme.ends_with("a URL starts with its scheme: `redis://cache.internal:6379`"),
             "{no_scheme}"
         );
+        // A scheme without `//` is not given a second one.
+        let half = error("redis:cache");
+        assert!(!half.contains("redis://redis:"), "{half}");
+        assert!(half.contains("expected `redis://"), "{half}");
         let bad = error("redis://cache:port");
         assert!(
             bad.contains("expected `redis://[user:password@]host[:port][/db]`"),
