@@ -56,10 +56,10 @@ pub(crate) fn place_around(text: &str, line: usize, name: &str) -> Option<Place>
 }
 
 fn place_around_clean(clean: &[u8], line: usize, name: &str) -> Option<Place> {
-    let headers = headers_around(clean, line, name)?;
+    let at = fn_start(clean, line, name)?;
+    let headers = headers_around(clean, at)?;
     // Inside parentheses or brackets (a macro called with `(..)` or `[..]`,
     // whose expansion may wrap the function in an impl): no answer.
-    let at = fn_start(clean, line, name)?;
     let open = |opening: u8, closing: u8| {
         let before = &clean[..at];
         let opened = before.iter().filter(|&&b| b == opening).count();
@@ -145,10 +145,9 @@ fn is_function(header: &[u8]) -> bool {
         && opened == rest.iter().filter(|&&b| b == b')').count()
 }
 
-/// The headers of the blocks open around the one `fn <name>` on `line`;
-/// `None` when the line does not hold it once, or a header is a macro's.
-fn headers_around<'a>(clean: &'a [u8], line: usize, name: &str) -> Option<Vec<&'a [u8]>> {
-    let at = fn_start(clean, line, name)?;
+/// The headers of the blocks open at byte `at` (a `fn <name>`); `None`
+/// when a header is a macro's.
+fn headers_around(clean: &[u8], at: usize) -> Option<Vec<&[u8]>> {
     let headers = open_headers(clean, at)?;
     // Inside a macro's body (`macro_rules!`, `dsl! { … }`) the source is
     // not what is compiled: no answer.
@@ -246,7 +245,7 @@ fn trait_of_impl_around_clean(
     line: usize,
     name: &str,
 ) -> Option<std::ops::Range<usize>> {
-    let headers = headers_around(clean, line, name)?;
+    let headers = headers_around(clean, fn_start(clean, line, name)?)?;
     let header = headers.last()?;
     let path = trait_in_header(header)?;
     // The header is a slice of `clean`: its offset in the file.
