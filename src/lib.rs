@@ -349,8 +349,8 @@ pub use herdcache_macros::{cached, cached_impl, invalidate};
 pub use herdcache_runtime::requirements;
 pub use herdcache_runtime::{
     expire_tag, expire_tags, flush_fleet, flush_fleet_on_drop, invalidate_all, invalidate_tag,
-    invalidate_tags, stats, stats_table, testing, CacheHandle, Error, FlushOnDrop, Memory,
-    SharedError, Stats, TagSource,
+    invalidate_tags, stats, stats_table, testing, BreakerState, CacheHandle, CircuitBreaker, Error,
+    FlushOnDrop, Memory, SharedError, Stats, TagSource,
 };
 
 #[cfg(feature = "redis")]

@@ -81,6 +81,29 @@ async fn configured(id: u64, #[cfg(not(any()))] extra: u64) -> u64 {
     id + extra
 }
 
+/// Retries copy every argument for each attempt: a `String`, a `&str`, a
+/// `Copy` one; with swr, from the refresh's own copies.
+#[cached(ttl = "60s", swr = "10s", retry = 3, retry_if = is_transient, key = id)]
+async fn retried(id: u64, name: String, _db: &str) -> Result<String, std::io::Error> {
+    Ok(format!("{id}:{name}"))
+}
+
+fn is_transient(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::TimedOut
+}
+
+/// The breaker, with its defaults and with an expression.
+#[cached(ttl = "60s", circuit_breaker = true)]
+async fn guarded(id: u64) -> Result<u64, std::io::Error> {
+    Ok(id)
+}
+
+#[cached(ttl = "60s", retry = 2, circuit_breaker = herdcache::CircuitBreaker::new().min_calls(5))]
+async fn guarded_retried(id: u64, #[cfg(not(any()))] extra: u64) -> Result<u64, std::io::Error> {
+    Ok(id + extra)
+}
+
+#[derive(Clone)]
 struct Repo {
     tenant: u64,
 }
@@ -89,6 +112,11 @@ impl Repo {
     #[cached(ttl = "60s", key = (self.tenant, id))]
     async fn get(&self, id: u64) -> u64 {
         self.tenant + id
+    }
+
+    #[cached(ttl = "60s", retry = 2, key = (self.tenant, id))]
+    async fn get_retried(&self, id: u64, _db: &str) -> Result<u64, std::io::Error> {
+        Ok(self.tenant + id)
     }
 }
 
@@ -117,6 +145,10 @@ async fn every_shape_compiles_without_a_warning() {
     assert_eq!(bounded("x".to_owned()).await.unwrap(), "x");
     let repo = Repo { tenant: 10 };
     assert_eq!(repo.get(1).await, 11);
+    assert_eq!(repo.get_retried(1, "db").await.unwrap(), 11);
+    assert_eq!(retried(1, "a".to_owned(), "db").await.unwrap(), "1:a");
+    assert_eq!(guarded(2).await.unwrap(), 2);
+    assert_eq!(guarded_retried(2, 1).await.unwrap(), 3);
     assert_eq!(repo.find(2).await, 20);
     assert_eq!(tagged(1, "ab".to_owned()).await, 3);
     assert_eq!(write(1, "ab".to_owned()).await.unwrap(), 3);

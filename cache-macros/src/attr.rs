@@ -38,6 +38,24 @@ pub(crate) struct CachedArgs {
     pub(crate) version: Option<(u32, Span)>,
     /// `memory = "moka"` or `"quick"`: the memory tier.
     pub(crate) memory: Option<Memory>,
+    /// `retry = n`: the calls of the body a load makes at most.
+    pub(crate) retry: Option<(u32, Span)>,
+    /// `retry_if = path`: which errors are worth a retry.
+    pub(crate) retry_if: Option<(Path, Span)>,
+    /// `retry_base`, `retry_cap`: the backoff's first window and its cap.
+    pub(crate) retry_base: Option<(Duration, Span)>,
+    pub(crate) retry_cap: Option<(Duration, Span)>,
+    /// `circuit_breaker = true`, or an expression of its settings.
+    pub(crate) circuit_breaker: Option<(Breaker, Span)>,
+}
+
+/// `circuit_breaker = true` (the defaults) or an expression that makes
+/// `herdcache::CircuitBreaker` settings.
+#[derive(Clone)]
+pub(crate) enum Breaker {
+    Defaults,
+    Off,
+    Settings(Expr),
 }
 
 /// The memory tier a function chose.
@@ -75,6 +93,11 @@ const NAMES: &[&str] = &[
     "distributed",
     "version",
     "memory",
+    "retry",
+    "retry_if",
+    "retry_base",
+    "retry_cap",
+    "circuit_breaker",
 ];
 
 /// [`NAMES`] as an error lists them: `` `ttl`, `jitter`, … ``.
@@ -133,6 +156,11 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
         distributed: None,
         version: None,
         memory: None,
+        retry: None,
+        retry_if: None,
+        retry_base: None,
+        retry_cap: None,
+        circuit_breaker: None,
     };
     while !input.is_empty() {
         let name = input.call(Ident::parse_any)?;
@@ -187,10 +215,13 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
                     set_once(&mut args.early_refresh, (beta, name.span()), &name, errors);
                 }
             }
-            "fail_safe" | "fail_safe_throttle" | "negative_ttl" | "timeout" | "hard_timeout" => {
+            "fail_safe" | "fail_safe_throttle" | "negative_ttl" | "timeout" | "hard_timeout"
+            | "retry_base" | "retry_cap" => {
                 if let Some(duration) = duration(&name, &value, errors) {
                     let slot = match name.to_string().as_str() {
                         "fail_safe" => &mut args.fail_safe,
+                        "retry_base" => &mut args.retry_base,
+                        "retry_cap" => &mut args.retry_cap,
                         "fail_safe_throttle" => &mut args.fail_safe_throttle,
                         "timeout" => &mut args.timeout,
                         "hard_timeout" => &mut args.hard_timeout,
@@ -199,10 +230,12 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
                     set_once(slot, (duration, name.span()), &name, errors);
                 }
             }
-            "negative" | "ttl_for" => match value {
+            "negative" | "ttl_for" | "retry_if" => match value {
                 Expr::Path(path) if path.qself.is_none() => {
                     let slot = if name == "negative" {
                         &mut args.negative
+                    } else if name == "retry_if" {
+                        &mut args.retry_if
                     } else {
                         &mut args.ttl_for
                     };
@@ -212,11 +245,48 @@ pub(crate) fn parse(input: ParseStream, errors: &mut Errors) -> syn::Result<Cach
                     other.span(),
                     if name == "negative" {
                         "`negative` must be the path of a `fn(&E) -> Option<Duration>`, e.g. `negative = rules::not_found_for_5m`"
+                    } else if name == "retry_if" {
+                        "`retry_if` must be the path of a `fn(&E) -> bool` that says which errors are worth a retry, e.g. `retry_if = ApiError::is_transient`"
                     } else {
                         "`ttl_for` must be the path of a `fn(&T) -> Duration`, e.g. `ttl_for = Token::lifetime`"
                     },
                 ),
             },
+            "retry" => {
+                let parsed = match &value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Int(int), ..
+                    }) => int.base10_parse::<u32>().ok().filter(|n| (1..=100).contains(n)),
+                    _ => None,
+                };
+                match parsed {
+                    Some(attempts) => set_once(&mut args.retry, (attempts, name.span()), &name, errors),
+                    None => errors.at(
+                        value.span(),
+                        "`retry` must be the number of calls a load makes at most, an integer literal from 1 to 100, e.g. `retry = 3`",
+                    ),
+                }
+            }
+            "circuit_breaker" => {
+                let breaker = match &value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Bool(flag),
+                        ..
+                    }) if flag.value => Some(Breaker::Defaults),
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Bool(_), ..
+                    }) => Some(Breaker::Off),
+                    Expr::Lit(_) => None,
+                    settings => Some(Breaker::Settings(settings.clone())),
+                };
+                match breaker {
+                    Some(breaker) => set_once(&mut args.circuit_breaker, (breaker, name.span()), &name, errors),
+                    None => errors.at(
+                        value.span(),
+                        "`circuit_breaker` must be `true`, or an expression making `herdcache::CircuitBreaker` settings, e.g. `circuit_breaker = CircuitBreaker::new().failure_ratio(0.25)`",
+                    ),
+                }
+            }
             "distributed" => match &value {
                 Expr::Lit(ExprLit {
                     lit: Lit::Bool(flag),

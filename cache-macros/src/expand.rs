@@ -420,11 +420,26 @@ impl Context<'_> {
             crate::attr::Memory::Moka => quote!(.memory(#private::Memory::Moka)),
             crate::attr::Memory::Quick => quote!(.memory(#private::Memory::Quick)),
         });
+        let retry = policy.retry.as_ref().map(|retry| {
+            let attempts = retry.attempts;
+            let base = duration("base", retry.base);
+            let cap = duration("cap", retry.cap);
+            quote!(.retry(#private::Retry::attempts(#attempts) #base #cap))
+        });
+        let breaker = policy
+            .circuit_breaker
+            .as_ref()
+            .map(|(settings, span)| match settings {
+                // The user's expression, at its own tokens: a wrong type is
+                // reported there.
+                Some(settings) => quote!(.circuit_breaker(#settings)),
+                None => quote_spanned!(*span=> .circuit_breaker(#private::CircuitBreaker::new())),
+            });
         quote! {
             || #private::CacheConfig::new(#name, #private::Duration::from_nanos(#ttl_nanos))
                 .jitter(#jitter)
                 #capacity #swr #fail_safe #throttle #early_refresh #varied #timeout #hard_timeout
-                #distributed #memory
+                #distributed #memory #retry #breaker
         }
     }
 
@@ -489,18 +504,31 @@ impl Context<'_> {
         // body needs is reported between the two, not over the attribute.
         let body = self.item.block.brace_token.span.join();
         let async_move = quote_spanned!(body=> async move);
+        let uncached_or_free = self.uncached_or_free();
         let args = self.plan.args.iter().map(|arg| &arg.ident);
         let receiver = self.item.sig.receiver().map(|_| quote!(self,));
+        if self.plan.policy.has_attempts() {
+            // Each attempt calls the body with its own copies.
+            let copy =
+                |ident: &Ident| quote_spanned!(ident.span()=> ::core::clone::Clone::clone(&#ident));
+            let args = self.plan.args.iter().map(|arg| copy(&arg.ident));
+            let receiver = self.item.sig.receiver().map(|receiver| {
+                let copied = copy(&Ident::new("self", receiver.self_token.span));
+                quote!(#copied,)
+            });
+            let call = self.unsafe_if_needed(quote!(#uncached_or_free(#receiver #(#args),*)));
+            let attempts = self.attempts(call);
+            return quote! {
+                #async_move {
+                    #[allow(clippy::used_underscore_binding)]
+                    #attempts
+                }
+            };
+        }
         let Some(uncached) = self.uncached_path() else {
             return self.inline_loader();
         };
-        let call = quote!(#uncached(#receiver #(#args),*));
-        // An `unsafe fn`'s helper is `unsafe` too: the caller's contract
-        // carries over.
-        let call = match self.item.sig.unsafety {
-            Some(_) => quote!(unsafe { #call }),
-            None => call,
-        };
+        let call = self.unsafe_if_needed(quote!(#uncached(#receiver #(#args),*)));
         quote! {
             #async_move {
                 // An argument named `_unused` on purpose is passed on.
@@ -509,6 +537,26 @@ impl Context<'_> {
                 __herdcache_body.await
             }
         }
+    }
+
+    /// A call of the body's item, in `unsafe` for an `unsafe fn` (its
+    /// helper is `unsafe` too: the caller's contract carries over).
+    pub(super) fn unsafe_if_needed(&self, call: TokenStream) -> TokenStream {
+        match self.item.sig.unsafety {
+            Some(_) => quote!(unsafe { #call }),
+            None => call,
+        }
+    }
+
+    /// The path of `<fn>_uncached`; where the macro cannot tell (see
+    /// `Siblings::Unknown`), the name as a free function's: right unless
+    /// it is an associated function with no `self` and no `Self`, outside
+    /// `#[cached_impl]`, whose source the macro could not read.
+    pub(super) fn uncached_or_free(&self) -> TokenStream {
+        self.uncached_path().unwrap_or_else(|| {
+            let uncached = format_ident!("{}_uncached", self.item.sig.ident);
+            quote!(#uncached)
+        })
     }
 
     /// The path of `<fn>_uncached` from the function's own code, if the

@@ -57,9 +57,28 @@ pub(crate) struct Policy {
     pub(crate) ttl_for: Option<syn::Path>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) hard_timeout: Option<Duration>,
+    /// `retry = n` with its backoff's base and cap.
+    pub(crate) retry: Option<RetrySpec>,
+    /// `retry_if = path`: which failures are transient.
+    pub(crate) retry_if: Option<syn::Path>,
+    /// `circuit_breaker`: its settings (`None` inside for the defaults),
+    /// and the attribute's span.
+    pub(crate) circuit_breaker: Option<(Option<Expr>, proc_macro2::Span)>,
+}
+
+/// `retry = n`, `retry_base`, `retry_cap`.
+pub(crate) struct RetrySpec {
+    pub(crate) attempts: u32,
+    pub(crate) base: Option<Duration>,
+    pub(crate) cap: Option<Duration>,
 }
 
 impl Policy {
+    /// Whether a load's calls of the body go through `FnCache::attempts`.
+    pub(crate) fn has_attempts(&self) -> bool {
+        self.retry.is_some() || self.circuit_breaker.is_some()
+    }
+
     /// Whether a hit may start a background refresh.
     pub(crate) fn refreshes(&self) -> bool {
         self.swr.is_some() || self.early_refresh.is_some()
@@ -145,6 +164,8 @@ pub(crate) fn validate(
     let policy = policy(&args, kind, errors);
     if policy.runs_in_background() {
         check_copyable(sig, errors);
+    } else if policy.retry.is_some() {
+        check_retryable(sig, errors);
     }
     let in_impl = site.in_impl || has_receiver || mentions_self_type(sig.to_token_stream());
     // An argument under `#[cfg]` may not exist: a call passing every
@@ -265,7 +286,11 @@ fn policy(args: &CachedArgs, kind: ReturnKind, errors: &mut Errors) -> Policy {
             "`fail_safe_throttle` has nothing to throttle without `fail_safe = \"..\"`",
         );
     }
+    let (retry, retry_if, circuit_breaker) = attempts(args, kind, errors);
     Policy {
+        retry,
+        retry_if,
+        circuit_breaker,
         swr,
         early_refresh: args.early_refresh.map(|(beta, _)| beta),
         fail_safe: args.fail_safe.map(|(window, _)| window),
@@ -278,9 +303,104 @@ fn policy(args: &CachedArgs, kind: ReturnKind, errors: &mut Errors) -> Policy {
     }
 }
 
+/// `retry`, `retry_if` and `circuit_breaker`, and the rules between them
+/// and the return type.
+#[allow(clippy::type_complexity)]
+fn attempts(
+    args: &CachedArgs,
+    kind: ReturnKind,
+    errors: &mut Errors,
+) -> (
+    Option<RetrySpec>,
+    Option<syn::Path>,
+    Option<(Option<Expr>, proc_macro2::Span)>,
+) {
+    let breaker = match &args.circuit_breaker {
+        Some((crate::attr::Breaker::Defaults, span)) => Some((None, *span)),
+        Some((crate::attr::Breaker::Settings(settings), span)) => {
+            Some((Some(settings.clone()), *span))
+        }
+        Some((crate::attr::Breaker::Off, _)) | None => None,
+    };
+    if kind != ReturnKind::Result {
+        let what = if kind == ReturnKind::Option {
+            "returns an `Option`: `None` is an answer, not a failure"
+        } else {
+            "returns a plain value, which cannot fail"
+        };
+        for (name, span) in [
+            ("retry", args.retry.map(|(_, span)| span)),
+            ("circuit_breaker", breaker.as_ref().map(|(_, span)| *span)),
+        ] {
+            if let Some(span) = span {
+                errors.at(
+                    span,
+                    format_args!(
+                        "`{name}` acts on the errors of a `Result`, and this function {what}; return `Result<T, E>`"
+                    ),
+                );
+            }
+        }
+    }
+    for (name, span) in [
+        ("retry_base", args.retry_base.map(|(_, span)| span)),
+        ("retry_cap", args.retry_cap.map(|(_, span)| span)),
+    ] {
+        if let (Some(span), None) = (span, args.retry) {
+            errors.at(
+                span,
+                format_args!("`{name}` shapes the waits between retries: add `retry = n`"),
+            );
+        }
+    }
+    if let (Some((base, _)), Some((cap, span))) = (args.retry_base, args.retry_cap) {
+        if cap < base {
+            errors.at(
+                span,
+                "`retry_cap` must not be shorter than `retry_base`: it bounds the waits that start at the base",
+            );
+        }
+    }
+    if let (Some((_, span)), None, None) = (&args.retry_if, args.retry, &breaker) {
+        errors.at(
+            *span,
+            "`retry_if` says which errors are worth a retry (and count against the circuit breaker): add `retry = n` or `circuit_breaker = true`",
+        );
+    }
+    let retry = args.retry.map(|(attempts, _)| RetrySpec {
+        attempts,
+        base: args.retry_base.map(|(base, _)| base),
+        cap: args.retry_cap.map(|(cap, _)| cap),
+    });
+    let retry_if = args.retry_if.as_ref().map(|(path, _)| path.clone());
+    (retry, retry_if, breaker)
+}
+
 /// A background refresh runs from copies of the arguments: `&mut` ones
 /// cannot be copied. (Other arguments are checked by type, at the argument.)
 fn check_copyable(sig: &Signature, errors: &mut Errors) {
+    for span in exclusive_borrows(sig) {
+        errors.at(
+            span,
+            "swr, early_refresh and the timeouts run the body on a task of its own, from copies of the arguments: an exclusive borrow (`&mut`) cannot be copied",
+        );
+    }
+}
+
+/// A retry calls the body again with copies of the arguments: `&mut` ones
+/// cannot be copied.
+fn check_retryable(sig: &Signature, errors: &mut Errors) {
+    for span in exclusive_borrows(sig) {
+        errors.at(
+            span,
+            "`retry` calls the body again with copies of the arguments: an exclusive borrow (`&mut`) cannot be copied",
+        );
+    }
+}
+
+/// Where the signature takes an exclusive borrow (`&mut self`, `x: &mut T`).
+fn exclusive_borrows(sig: &Signature) -> Vec<proc_macro2::Span> {
+    let mut spans = Vec::new();
     for input in &sig.inputs {
         let span = match input {
             FnArg::Receiver(receiver)
@@ -294,11 +414,9 @@ fn check_copyable(sig: &Signature, errors: &mut Errors) {
             },
             FnArg::Receiver(_) => continue,
         };
-        errors.at(
-            span,
-            "swr, early_refresh and the timeouts run the body on a task of its own, from copies of the arguments: an exclusive borrow (`&mut`) cannot be copied",
-        );
+        spans.push(span);
     }
+    spans
 }
 
 /// What the function must be: async, not generic over types, not variadic.

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use crate::breaker::CircuitBreaker;
 use crate::clock::Clock;
 use crate::outcome::FailureShare;
+use crate::retry::Retry;
 use crate::tags::Tags;
 use crate::tier::Memory;
 
@@ -49,6 +51,10 @@ pub struct CacheConfig {
     /// The memory tier; `None`: the process default
     /// ([`Memory::process_default`]).
     pub memory: Option<Memory>,
+    /// How a failed load is retried (`retry = n`); `None`: it is not.
+    pub retry: Option<Retry>,
+    /// The origin's circuit breaker (`circuit_breaker`); `None`: none.
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 impl CacheConfig {
@@ -70,6 +76,8 @@ impl CacheConfig {
             timeout: None,
             hard_timeout: None,
             memory: None,
+            retry: None,
+            circuit_breaker: None,
         }
     }
 
@@ -141,6 +149,19 @@ impl CacheConfig {
     /// default.
     pub fn memory(mut self, memory: Memory) -> Self {
         self.memory = Some(memory);
+        self
+    }
+
+    /// Retries a failed load as `retry` says, inside the load (only the
+    /// caller leading it retries) and within `hard_timeout`.
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Sends loads through a circuit breaker set up by `breaker`.
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.circuit_breaker = Some(breaker);
         self
     }
 

@@ -16,6 +16,7 @@ use crate::stats::{Counter, Counters, LatencyHistogram, Stats};
 use crate::tags::{HolderPlace, Pinned, Stamps, TagState};
 use crate::tier::{Entry, Memory, MemoryTier, Payload, Plain};
 
+mod attempts;
 mod deadline;
 // The shared tier's entry points (`shared/redis.rs`), or their stand-ins
 // without it (`shared/memory_only.rs`): picked in `lib.rs`.
@@ -98,6 +99,8 @@ pub struct FnCache<K, V> {
     tag_holder: HolderPlace,
     /// Which memory tier holds the values, for [`Stats::memory`].
     memory_kind: Memory,
+    /// Retries and the circuit breaker (`retry`, `circuit_breaker`).
+    origin: attempts::Origin,
 }
 
 /// How long callers wait for a load.
@@ -173,6 +176,12 @@ where
             tag_holder: HolderPlace::default(),
             memory_kind,
             l2: None,
+            origin: attempts::Origin {
+                retry: config.retry,
+                breaker: config
+                    .circuit_breaker
+                    .map(crate::breaker::OriginBreaker::new),
+            },
         }
     }
 
@@ -675,6 +684,10 @@ where
             l2_errors: c(Counter::L2Errors),
             l2_corrupt: c(Counter::L2Corrupt),
             remote_fills: c(Counter::RemoteFills),
+            retries: c(Counter::Retries),
+            breaker_rejected: c(Counter::BreakerRejected),
+            breaker_openings: c(Counter::BreakerOpenings),
+            breaker: self.breaker_state(),
             bus_messages: self.bus_messages(),
             fleet_pending: self.fleet_pending(),
             fleet_failures: self.fleet_failures(),

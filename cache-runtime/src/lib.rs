@@ -27,6 +27,7 @@ macro_rules! shared_tier_module {
 pub(crate) use shared_tier_module;
 
 mod background;
+mod breaker;
 mod clock;
 mod config;
 mod error;
@@ -49,6 +50,7 @@ mod redis;
 // The probes of what a `distributed` function sends to Redis, or their
 // stand-ins: picked here with the tier (`probe/mod.rs` re-exports them).
 mod registry;
+mod retry;
 mod stats;
 mod tags;
 pub mod testing;
@@ -61,6 +63,7 @@ mod wire_probe;
 mod wire_probe;
 
 pub use background::BackgroundLoad;
+pub use breaker::{BreakerState, CircuitBreaker};
 pub use clock::{Clock, ManualClock};
 pub use config::{CacheConfig, LoadHooks, Negative};
 pub use error::Error;
@@ -72,6 +75,7 @@ pub use redis::{flush_fleet, flush_fleet_on_drop, FlushOnDrop};
 #[cfg(feature = "redis")]
 pub use redis::{Codec, InstallError, RedisTier, Runtime, RuntimeBuilder, Wire};
 pub use registry::{invalidate_all, stats, stats_table, CacheHandle};
+pub use retry::Retry;
 pub use stats::Stats;
 pub use tags::{TagSource, Tags};
 pub use tier::Memory;
@@ -82,8 +86,8 @@ pub use tier::Memory;
 /// what the type needs and the way out.
 pub mod requirements {
     pub use crate::probe::{
-        BackgroundCopy, CacheKeyPart, CachedValue, NamedResultOrOption, ShareableError,
-        SharedValue, TimeoutError,
+        BackgroundCopy, BreakerError, CacheKeyPart, CachedValue, NamedResultOrOption,
+        ShareableError, SharedValue, TimeoutError,
     };
     #[cfg(not(feature = "redis"))]
     pub use crate::redis::RedisFeature;
@@ -103,7 +107,7 @@ pub mod __private {
     pub use crate::redis::{Codec, Wire};
     pub use crate::registry::Slot;
     pub use crate::{
-        invalidate_tags, BackgroundLoad, CacheConfig, CacheHandle, FailureShare, FnCache,
-        LoadHooks, Memory, Negative, Outcome, Tags,
+        invalidate_tags, BackgroundLoad, CacheConfig, CacheHandle, CircuitBreaker, FailureShare,
+        FnCache, LoadHooks, Memory, Negative, Outcome, Retry, Tags,
     };
 }

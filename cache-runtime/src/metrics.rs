@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::stats::Counter;
 
 /// The metric behind each counter, in `Counter`'s order.
-const COUNTERS: [&str; 17] = [
+const COUNTERS: [&str; 20] = [
     "herdcache_hits_total",
     "herdcache_misses_total",
     "herdcache_coalesced_total",
@@ -28,11 +28,15 @@ const COUNTERS: [&str; 17] = [
     "herdcache_l2_errors_total",
     "herdcache_l2_corrupt_total",
     "herdcache_remote_fills_total",
+    "herdcache_retries_total",
+    "herdcache_breaker_rejected_total",
+    "herdcache_breaker_openings_total",
 ];
 
 /// One cache's metric handles.
 pub(crate) struct Exported {
-    counters: [metrics::Counter; 17],
+    counters: [metrics::Counter; 20],
+    breaker: metrics::Gauge,
     evictions: metrics::Counter,
     load_duration: metrics::Histogram,
     in_flight: metrics::Gauge,
@@ -46,6 +50,7 @@ impl Exported {
             evictions: metrics::counter!("herdcache_evictions_total", &label()),
             load_duration: metrics::histogram!("herdcache_load_duration_seconds", &label()),
             in_flight: metrics::gauge!("herdcache_loads_in_flight", &label()),
+            breaker: metrics::gauge!("herdcache_breaker_state", &label()),
         }
     }
 
@@ -61,6 +66,10 @@ impl Exported {
     pub(crate) fn load_finished(&self, took: Duration) {
         self.in_flight.decrement(1.0);
         self.load_duration.record(took.as_secs_f64());
+    }
+
+    pub(crate) fn breaker(&self, state: crate::BreakerState) {
+        self.breaker.set(state.as_gauge());
     }
 
     pub(crate) fn evictions(&self, evictions: u64) {

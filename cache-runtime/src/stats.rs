@@ -8,6 +8,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::breaker::BreakerState;
 use crate::tier::Memory;
 
 /// A snapshot of one cached function's counters.
@@ -52,6 +53,10 @@ use crate::tier::Memory;
 /// | `l2_errors` | `herdcache_l2_errors_total` | counter, `name` |
 /// | `l2_corrupt` | `herdcache_l2_corrupt_total` | counter, `name` |
 /// | `remote_fills` | `herdcache_remote_fills_total` | counter, `name` |
+/// | `retries` | `herdcache_retries_total` | counter, `name` |
+/// | `breaker_rejected` | `herdcache_breaker_rejected_total` | counter, `name` |
+/// | `breaker_openings` | `herdcache_breaker_openings_total` | counter, `name` |
+/// | `breaker` | `herdcache_breaker_state` | gauge, `name`: 0 closed (or off), 1 open, 2 half-open |
 /// | `load_p50`, `load_p95`, `load_p99` | `herdcache_load_duration_seconds` | histogram, `name`: every load's duration |
 /// | — | `herdcache_loads_in_flight` | gauge, `name`: loads running now |
 /// | `fleet_pending` | `herdcache_fleet_pending` | gauge, `namespace` |
@@ -68,7 +73,9 @@ pub struct Stats {
     pub misses: u64,
     /// Misses that joined a load already in flight instead of starting one.
     pub coalesced: u64,
-    /// Loader runs (calls of the original function body).
+    /// Loads run (calls of the original function body). Under `retry` a
+    /// load may call the body again (counted in `retries`); a load the
+    /// circuit breaker refused calls it not at all (`breaker_rejected`).
     pub loads: u64,
     /// Loader runs that returned an error or panicked.
     pub load_errors: u64,
@@ -103,6 +110,15 @@ pub struct Stats {
     /// Loads this instance did not run because another instance filled the
     /// value while this one waited for it (the fleet's single flight).
     pub remote_fills: u64,
+    /// Calls of the loader that were retries of a failed one (`retry`).
+    pub retries: u64,
+    /// Calls of the loader the origin's circuit breaker refused: the load
+    /// failed at once with `Error::OriginUnavailable`.
+    pub breaker_rejected: u64,
+    /// Times the origin's circuit breaker opened.
+    pub breaker_openings: u64,
+    /// Where the origin's circuit breaker stands now (`Off` without one).
+    pub breaker: BreakerState,
     /// Bus messages from other instances that this process's Redis tier
     /// applied (key and tag invalidations, fills): the tier's count, the
     /// same for every `distributed` function of the process (0 for a
@@ -166,6 +182,16 @@ impl Stats {
         self.l2_errors += other.l2_errors;
         self.l2_corrupt += other.l2_corrupt;
         self.remote_fills += other.remote_fills;
+        self.retries += other.retries;
+        self.breaker_rejected += other.breaker_rejected;
+        self.breaker_openings += other.breaker_openings;
+        // The worse of the two: an open breaker anywhere shows.
+        self.breaker = match (self.breaker, other.breaker) {
+            (BreakerState::Open, _) | (_, BreakerState::Open) => BreakerState::Open,
+            (BreakerState::HalfOpen, _) | (_, BreakerState::HalfOpen) => BreakerState::HalfOpen,
+            (BreakerState::Closed, _) | (_, BreakerState::Closed) => BreakerState::Closed,
+            _ => BreakerState::Off,
+        };
         // One tier's count, seen by each function: not a sum.
         self.bus_messages = self.bus_messages.max(other.bus_messages);
         self.fleet_pending = self.fleet_pending.max(other.fleet_pending);
@@ -216,6 +242,9 @@ impl std::fmt::Display for Stats {
             (self.l2_errors, "Redis errors"),
             (self.l2_corrupt, "corrupt Redis payloads"),
             (self.remote_fills, "loads filled by another instance"),
+            (self.retries, "retries"),
+            (self.breaker_rejected, "loads refused by the breaker"),
+            (self.breaker_openings, "breaker openings"),
             (self.bus_messages, "bus messages"),
             (self.fleet_pending, "fleet invalidations pending"),
             (self.fleet_failures, "fleet invalidations kept for replay"),
@@ -223,6 +252,9 @@ impl std::fmt::Display for Stats {
             if count > 0 {
                 write!(f, ", {count} {what}")?;
             }
+        }
+        if matches!(self.breaker, BreakerState::Open | BreakerState::HalfOpen) {
+            write!(f, ", breaker {}", self.breaker.name())?;
         }
         if self.l2_breaker_open {
             write!(f, ", Redis breaker open")?;
@@ -314,9 +346,12 @@ pub(crate) enum Counter {
     L2Errors,
     L2Corrupt,
     RemoteFills,
+    Retries,
+    BreakerRejected,
+    BreakerOpenings,
 }
 
-const COUNTERS: usize = 17;
+const COUNTERS: usize = 20;
 const STRIPES: usize = 16;
 
 /// One thread's share of the counters, alone on its cache lines.

@@ -136,6 +136,14 @@ impl Context<'_> {
                 };
             }
         };
+        let retries = self.plan.policy.has_attempts();
+        // Under `retry`, each attempt takes its own copy of what is passed
+        // by value.
+        let pass = |name: &Ident, lent: bool| match (lent, retries) {
+            (true, _) => quote!(&#name),
+            (false, false) => quote!(#name),
+            (false, true) => quote!(::core::clone::Clone::clone(&#name)),
+        };
         let mut copies = Vec::new();
         let mut passed = Vec::new();
         for (index, arg) in self.plan.args.iter().enumerate() {
@@ -147,16 +155,9 @@ impl Context<'_> {
                 self.borrowed_arg(&arg.ident),
                 lent,
             ));
-            passed.push(if lent { quote!(&#name) } else { quote!(#name) });
+            passed.push(pass(&name, lent));
         }
-        // Where the macro cannot tell (see `Siblings::Unknown`), the name as
-        // a free function's: right unless it is an associated function
-        // with no `self` and no `Self`, outside `#[cached_impl]`, whose
-        // source the macro could not read.
-        let uncached = self.uncached_path().unwrap_or_else(|| {
-            let uncached = format_ident!("{}_uncached", self.item.sig.ident);
-            quote!(#uncached)
-        });
+        let uncached = self.uncached_or_free();
         let call = match (self.plan.receiver, self.item.sig.receiver()) {
             (Some(kind), Some(receiver)) => {
                 let name = format_ident!("__herdcache_copy_self");
@@ -170,20 +171,67 @@ impl Context<'_> {
                     quote_spanned!(span=> &self)
                 };
                 copies.push(copy(span, &name, borrowed, lent));
-                let this = if lent { quote!(&#name) } else { quote!(#name) };
+                let this = pass(&name, lent);
                 quote!(#uncached(#this, #(#passed),*))
             }
             _ => quote!(#uncached(#(#passed),*)),
         };
-        let call = match self.plan.kind {
-            ReturnKind::Plain => quote!(#private::plain(#call)),
-            ReturnKind::Result | ReturnKind::Option => quote!(#call),
+        let call = self.unsafe_if_needed(call);
+        let body = if retries {
+            self.attempts(call)
+        } else {
+            match self.plan.kind {
+                ReturnKind::Plain => quote!(#private::plain(#call).await),
+                ReturnKind::Result | ReturnKind::Option => quote!(#call.await),
+            }
         };
         quote! {
             || {
                 #(#copies)*
-                #private::Through::background(__herdcache_through, async move { #call.await })
+                #private::Through::background(__herdcache_through, async move { #body })
             }
+        }
+    }
+
+    /// `FnCache::attempts(..).await` over `call` (a call of the body's
+    /// item, made anew for each attempt): the retries and the circuit
+    /// breaker, for a function that returns a `Result`.
+    pub(super) fn attempts(&self, call: TokenStream) -> TokenStream {
+        let private = &self.private;
+        let ret = &self.plan.ret;
+        let failure = quote!(<#ret as #private::Outcome>::Failure);
+        let transient = match &self.plan.policy.retry_if {
+            Some(path) => {
+                // At the path: a function of the wrong type is reported there.
+                let span = syn::spanned::Spanned::span(path);
+                quote_spanned! {span=>
+                    ::core::option::Option::Some({
+                        let __herdcache_transient: fn(&#failure) -> bool = #path;
+                        __herdcache_transient
+                    })
+                }
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let unavailable = if self.plan.policy.circuit_breaker.is_some() {
+            // At the error type: one that cannot hold the breaker's error
+            // is one error there.
+            let span = error_type_span(ret);
+            quote_spanned! {span=> {
+                #[allow(unused_imports)]
+                use #private::{TimeoutConverts as _, TimeoutDoesNotConvert as _};
+                (&&&#private::TimeoutProbe::<#failure>::new()).unavailable_error()
+            }}
+        } else {
+            // Without a breaker, no attempt is ever refused.
+            quote! {{
+                let __herdcache_unavailable: fn() -> #failure =
+                    || ::core::unreachable!("herdcache: no circuit breaker to refuse a load");
+                __herdcache_unavailable
+            }}
+        };
+        quote! {
+            #private::FnCache::attempts(__herdcache_cache, #transient, #unavailable, || #call).await
         }
     }
 }

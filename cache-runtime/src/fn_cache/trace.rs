@@ -91,3 +91,34 @@ pub(super) fn fail_safe_answered(function: &str, answered: u64, how: &str) {
         "herdcache: the load {how}; fail-safe served the last good value"
     );
 }
+
+pub(super) fn retrying(function: &str, failed: u32, wait: Duration) {
+    tracing::debug!(
+        target: "herdcache",
+        function,
+        failed,
+        wait_us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX),
+        "herdcache: the load failed; retrying after a jittered wait"
+    );
+}
+
+/// A move of the origin's breaker, at `warn` when it opens (the origin is
+/// being spared) and `info` otherwise.
+pub(super) fn breaker_moved(function: &str, state: crate::BreakerState) {
+    let state = state.name();
+    if state == "open" {
+        tracing::warn!(
+            target: "herdcache",
+            function,
+            state,
+            "herdcache: the origin's circuit breaker opened; loads fail at once until it half-opens"
+        );
+    } else {
+        tracing::info!(
+            target: "herdcache",
+            function,
+            state,
+            "herdcache: the origin's circuit breaker moved"
+        );
+    }
+}

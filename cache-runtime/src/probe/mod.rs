@@ -37,7 +37,9 @@ pub use returns::{
 pub use share::{
     ShareByClone, ShareByMessage, ShareBySharedError, ShareNotPossible, ShareProbe, ShareableError,
 };
-pub use timeout::{TimeoutConverts, TimeoutDoesNotConvert, TimeoutError, TimeoutProbe};
+pub use timeout::{
+    BreakerError, TimeoutConverts, TimeoutDoesNotConvert, TimeoutError, TimeoutProbe,
+};
 pub use value::{
     CacheableValue, CachedValue, Direct, NotAValue, NotCacheableValue, NotSharedValue, Refused,
     SharedValue, Through, ValueProbe,

@@ -1,5 +1,5 @@
-//! Checking, at compile time, that a function with `hard_timeout` can turn
-//! [`Error`] into its own error type.
+//! Checking, at compile time, that a function with `hard_timeout` or
+//! `circuit_breaker` can turn [`Error`] into its own error type.
 
 use std::marker::PhantomData;
 
@@ -26,11 +26,16 @@ impl<E> Default for TimeoutProbe<E> {
 pub trait TimeoutConverts<E> {
     /// Makes the error of a timed-out load.
     fn timeout_error(&self) -> fn() -> E;
+    /// Makes the error of a load the circuit breaker refused.
+    fn unavailable_error(&self) -> fn() -> E;
 }
 
 impl<E: From<Error>> TimeoutConverts<E> for &&TimeoutProbe<E> {
     fn timeout_error(&self) -> fn() -> E {
         || E::from(Error::Timeout)
+    }
+    fn unavailable_error(&self) -> fn() -> E {
+        || E::from(Error::OriginUnavailable)
     }
 }
 
@@ -40,6 +45,10 @@ pub trait TimeoutDoesNotConvert<E> {
     fn timeout_error(&self) -> fn() -> E
     where
         E: TimeoutError;
+    /// Never callable: `E` does not implement [`BreakerError`].
+    fn unavailable_error(&self) -> fn() -> E
+    where
+        E: BreakerError;
 }
 
 impl<E> TimeoutDoesNotConvert<E> for &TimeoutProbe<E> {
@@ -48,6 +57,12 @@ impl<E> TimeoutDoesNotConvert<E> for &TimeoutProbe<E> {
         E: TimeoutError,
     {
         unreachable!("no type implements TimeoutError")
+    }
+    fn unavailable_error(&self) -> fn() -> E
+    where
+        E: BreakerError,
+    {
+        unreachable!("no type implements BreakerError")
     }
 }
 
@@ -61,3 +76,14 @@ impl<E> TimeoutDoesNotConvert<E> for &TimeoutProbe<E> {
     note = "add a variant such as `#[error(transparent)] Cache(#[from] herdcache::Error)`; `anyhow::Error`, `std::io::Error` (`ErrorKind::TimedOut`) and `Box<dyn Error + Send + Sync>` convert already"
 )]
 pub trait TimeoutError {}
+
+/// A function with `circuit_breaker` must have an error type that converts
+/// from [`Error`](crate::Error): while the breaker is open, a load fails
+/// with `Error::OriginUnavailable` as its error. Implemented by no type: an
+/// error type without the conversion is one error naming this trait.
+#[diagnostic::on_unimplemented(
+    message = "`circuit_breaker` needs `{Self}: From<herdcache::Error>`: while the breaker is open, a load fails with `herdcache::Error::OriginUnavailable` as a `{Self}`",
+    label = "the error type of a function with `circuit_breaker`",
+    note = "add a variant such as `#[error(transparent)] Cache(#[from] herdcache::Error)`; `anyhow::Error`, `std::io::Error` (`ErrorKind::ConnectionRefused`) and `Box<dyn Error + Send + Sync>` convert already"
+)]
+pub trait BreakerError {}
