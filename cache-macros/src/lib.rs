@@ -116,6 +116,53 @@ use syn::parse::Parser;
 ///   herdcache::Error` variant. Deadlines are tokio timers: the runtime
 ///   needs its time driver (`#[tokio::main]` and `#[tokio::test]` have it).
 ///
+/// # Retries and the origin's circuit breaker
+///
+/// ```ignore
+/// // A flaky payment provider: up to 3 calls a load, waits drawn from
+/// // [0, 100 ms), [0, 200 ms); a declined card is not retried.
+/// #[cached(ttl = "30s", retry = 3, retry_if = PayError::is_transient)]
+/// async fn fx_rate(pair: &str) -> Result<Rate, PayError> { /* … */ }
+///
+/// // Stop calling a failing origin; fail-safe answers while it recovers.
+/// #[cached(ttl = "1m", fail_safe = "1h", circuit_breaker = true)]
+/// async fn catalog(id: u64) -> Result<Item, ApiError> { /* … */ }
+/// ```
+///
+/// - **`retry = n`** (on a `Result` only): a load calls the body up to `n`
+///   times in all. The `k`th retry waits a draw from
+///   `[0, min(retry_cap, retry_base · 2ᵏ⁻¹))` (defaults 100 ms and 2 s):
+///   full jitter, so a fleet's retries spread out instead of arriving in
+///   lockstep. Only the caller leading the load retries: callers that
+///   joined it wait for its last attempt, so 1 000 callers of a cold key
+///   still make at most `n` calls. A retry whose wait would end past
+///   `hard_timeout` is not made. Each attempt calls the body with its own
+///   copies of the arguments (`Clone`: `&T` is copied, `&self` too, an
+///   owned `self` needs `Self: Clone`; an `&mut` argument is a compile
+///   error). Retries wait on tokio timers; outside a tokio runtime a
+///   failure is not retried. Counted in `Stats::retries`, a `debug` event
+///   each.
+/// - **`retry_if = path`**: a `fn(&E) -> bool` saying which errors are
+///   worth a retry (default: every `Err`). With a breaker, only those count
+///   as the origin failing: a `NotFound` it answered shows it is up.
+/// - **`circuit_breaker = true`**, or an expression of
+///   `herdcache::CircuitBreaker` settings (`CircuitBreaker::new()
+///   .failure_ratio(0.25).min_calls(20)`): one breaker per function,
+///   judging every call of the body. Closed, it opens once at least
+///   `min_calls` (10) calls ended within the rolling `window` (30 s) and
+///   `failure_ratio` (0.5) of them failed. Open, no call is made: the load
+///   fails at once with `E::from(herdcache::Error::OriginUnavailable)` (so
+///   the error type converts from `herdcache::Error`, as for
+///   `hard_timeout`), which fail-safe answers with the last good value like
+///   any failure. After `break_for` (5 s) it is half-open: exactly one call
+///   at a time, across all keys, goes through as a probe, and every other
+///   load is refused. A failed probe opens it again for twice the last
+///   break, up to `max_break` (60 s); `probes` (3) successes in a row close
+///   it. Its state is `Stats::breaker` (`herdcache::BreakerState`), its
+///   openings and refusals are counted, and each move is a tracing event
+///   (`warn` when it opens). It reads the cache's clock, so tests drive it
+///   with `herdcache::testing::isolate_with_clock`.
+///
 /// **Background work** (`swr`, `early_refresh`, the timeouts) runs on the
 /// calling task's tokio runtime. Outside one, none starts: the value stays
 /// stale and the first caller past its window loads. It runs from copies of
