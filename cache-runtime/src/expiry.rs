@@ -229,7 +229,7 @@ impl ExpiryPolicy {
 /// A uniform draw in `[0, 1)` from a per-thread splitmix64 stream, seeded
 /// from std's randomly keyed hasher: good enough to spread expiries, with no
 /// dependency and no lock.
-fn random_unit() -> f64 {
+pub(crate) fn random_unit() -> f64 {
     thread_local! {
         static STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()));
     }

@@ -35,6 +35,15 @@ mod expiry;
 pub mod fleet;
 mod flight;
 mod fn_cache;
+mod idempotent;
+// `#[idempotent]`'s records in Redis, or the stand-in without the feature:
+// picked here with the tier, so that `idempotent/mod.rs` never names it.
+#[cfg(feature = "redis")]
+#[path = "idempotent/fleet.rs"]
+mod idem_fleet;
+#[cfg(not(feature = "redis"))]
+#[path = "idempotent/fleet_off.rs"]
+mod idem_fleet;
 mod invalidation;
 mod isolation;
 #[cfg(feature = "metrics")]
@@ -66,6 +75,9 @@ pub use config::{CacheConfig, LoadHooks, Negative};
 pub use error::Error;
 pub use expiry::ExpiryPolicy;
 pub use fn_cache::FnCache;
+pub use idempotent::{
+    idempotency_stats, IdempotencyError, IdempotencyStats, Idempotent, MAX_KEY_BYTES,
+};
 pub use invalidation::{expire_tag, expire_tags, invalidate_tag, invalidate_tags};
 pub use outcome::{FailureShare, Outcome, SharedError};
 pub use redis::{flush_fleet, flush_fleet_on_drop, FlushOnDrop};
@@ -89,6 +101,7 @@ pub mod requirements {
     pub use crate::redis::RedisFeature;
     #[cfg(feature = "redis")]
     pub use crate::wire_probe::{DistributedKey, DistributedValue};
+    pub use crate::{idem_fleet::StoredOutcome, idempotent::IdempotencyKey};
 }
 
 /// What generated code names: the compile-time probes, the per-function
@@ -101,6 +114,9 @@ pub mod __private {
     #[cfg(not(feature = "redis"))]
     pub use crate::redis::RedisFeature;
     pub use crate::redis::{Codec, Wire};
+    pub use crate::idempotent::{
+        IdemConfig, IdemSlot, Idempotency, StableDigest, DEFAULT_LEASE, DEFAULT_TTL, DEFAULT_WAIT,
+    };
     pub use crate::registry::Slot;
     pub use crate::{
         invalidate_tags, BackgroundLoad, CacheConfig, CacheHandle, FailureShare, FnCache,
