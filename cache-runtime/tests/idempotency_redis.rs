@@ -161,11 +161,12 @@ async fn fifty_duplicates_on_each_of_two_instances_run_once() {
             }));
         }
     }
-    until("every duplicate joined its instance's flight", || {
-        a.stats().joined == 49 && b.stats().joined == 49
-    })
+    until(
+        "every duplicate joined its instance's flight, and one claim runs",
+        || a.stats().joined == 49 && b.stats().joined == 49 && op.runs() >= 1,
+    )
     .await;
-    assert_eq!(op.runs(), 1);
+    assert_eq!(op.runs(), 1, "the other instance's leader waits, not runs");
     op.open_gate();
     let mut started = 0;
     for caller in callers {
@@ -334,6 +335,12 @@ async fn a_fenced_holder_cannot_overwrite_the_newer_claim() {
     until("a runs it", || a_op.runs() == 1).await;
     let record = the_record(&server).await;
     hset(&server, &record, "l", b"0").await;
+    // Only the same request takes over a claim whose lease is over.
+    let other = pay(b, "k-fence", "charge 500", &Op::open(), "other").await;
+    assert_eq!(
+        other.into_inner(),
+        Err(Failure::Refused(IdempotencyError::PayloadMismatch))
+    );
     let b_op = Op::open();
     let taken = pay(b, "k-fence", "charge", &b_op, "receipt B").await;
     assert!(!taken.replayed());
