@@ -109,14 +109,14 @@ pub mod requirements {
 /// a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::idempotent::{
+        IdemConfig, IdemSlot, Idempotency, StableDigest, DEFAULT_LEASE, DEFAULT_TTL, DEFAULT_WAIT,
+    };
     pub use crate::outcome::{plain, Plain, SharedFailure};
     pub use crate::probe::*;
     #[cfg(not(feature = "redis"))]
     pub use crate::redis::RedisFeature;
     pub use crate::redis::{Codec, Wire};
-    pub use crate::idempotent::{
-        IdemConfig, IdemSlot, Idempotency, StableDigest, DEFAULT_LEASE, DEFAULT_TTL, DEFAULT_WAIT,
-    };
     pub use crate::registry::Slot;
     pub use crate::{
         invalidate_tags, BackgroundLoad, CacheConfig, CacheHandle, FailureShare, FnCache,

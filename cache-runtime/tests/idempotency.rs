@@ -77,9 +77,8 @@ impl Op {
     fn answering<T: Send + 'static>(
         &self,
         answer: impl FnOnce(usize) -> T + Send + 'static,
-    ) -> impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>
-           + Send
-           + 'static {
+    ) -> impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static
+    {
         let op = self.clone();
         move || {
             Box::pin(async move {
@@ -144,7 +143,10 @@ async fn a_hundred_concurrent_duplicates_run_once_and_all_get_the_outcome() {
             leaders += 1;
         }
     }
-    assert_eq!(leaders, 1, "only the caller that started the run is not replayed");
+    assert_eq!(
+        leaders, 1,
+        "only the caller that started the run is not replayed"
+    );
     assert_eq!(op.runs(), 1);
     let stats = idem.stats();
     assert_eq!((stats.runs, stats.joined), (1, 99));
@@ -214,18 +216,18 @@ async fn an_error_releases_the_claim_so_a_retry_runs_again() {
     assert!(!failed.replayed());
     let retried = run(1).await;
     assert_eq!(retried.outcome(), &Ok("receipt".to_owned()));
-    assert!(!retried.replayed(), "the retry ran: the error was not stored");
+    assert!(
+        !retried.replayed(),
+        "the retry ran: the error was not stored"
+    );
     assert_eq!(op.runs(), 2);
     assert_eq!(idem.stats().released, 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_final_error_is_stored_and_replayed() {
-    fn is_final(error: &String) -> bool {
-        error.starts_with("final")
-    }
     let idem: &'static Idempotency<String, String> =
-        records(IdemConfig::new("pay").store_err(is_final));
+        records(IdemConfig::new("pay").store_err(|error| error.starts_with("final")));
     let op = Op::open();
     let run = |answer: Result<String, String>| {
         idem.run(
@@ -285,7 +287,10 @@ async fn a_panic_releases_the_claim_and_reaches_the_caller_that_started_it() {
     });
     assert!(first.await.unwrap_err().is_panic());
     let retry = pay(idem, "k-panic", "charge", &op).await;
-    assert!(!retry.replayed(), "the retry runs: the panic released the claim");
+    assert!(
+        !retry.replayed(),
+        "the retry runs: the panic released the claim"
+    );
     assert_eq!(retry.into_inner(), Ok("receipt 1".to_owned()));
     assert_eq!(op.runs(), 2);
 }
@@ -406,7 +411,10 @@ async fn a_record_runs_again_once_its_ttl_is_over() {
     assert!(pay(idem, "k-ttl", "charge", &op).await.replayed());
     tokio::time::advance(Duration::from_secs(2)).await;
     let again = pay(idem, "k-ttl", "charge", &op).await;
-    assert!(!again.replayed(), "60 s after completion the record is gone");
+    assert!(
+        !again.replayed(),
+        "60 s after completion the record is gone"
+    );
     assert_eq!(again.into_inner(), Ok("receipt 1".to_owned()));
     // Expired, a record no longer holds its request either.
     tokio::time::advance(Duration::from_secs(61)).await;

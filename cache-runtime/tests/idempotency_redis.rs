@@ -198,9 +198,11 @@ async fn another_instance_waits_for_the_outcome() {
         tokio::spawn(async move { pay(b, "k-wait", "charge", &op, "other").await })
     };
     // b is still waiting while a runs...
-    assert!(tokio::time::timeout(Duration::from_millis(100), &mut duplicate)
-        .await
-        .is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut duplicate)
+            .await
+            .is_err()
+    );
     op.open_gate();
     // ... and gets a's outcome, without running it.
     let replayed = duplicate.await.unwrap();
@@ -369,7 +371,9 @@ async fn a_record_expires_by_its_own_timestamp() {
     // record says it ended.
     let record = the_record(&server).await;
     hset(&server, &record, "x", b"1").await;
-    assert!(!pay(a, "k-exp", "another request", &op, "r").await.replayed());
+    assert!(!pay(a, "k-exp", "another request", &op, "r")
+        .await
+        .replayed());
     assert_eq!(op.runs(), 2);
 }
 

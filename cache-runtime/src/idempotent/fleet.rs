@@ -36,7 +36,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::expiry::random_unit;
-use crate::idempotent::{Count, IdempotencyError, Idempotency, Landing};
+use crate::idempotent::{Count, Idempotency, IdempotencyError, Landing};
 use crate::redis::RedisTier;
 
 /// What an idempotent function's outcome must be: with the `redis` feature,
@@ -380,11 +380,7 @@ where
                 return run_claimed(idempotency, fleet, &key, &token, operation).await;
             }
             Claim::Done(bytes) => {
-                return match decode(
-                    &idempotency.ok_wire,
-                    config.err_wire.as_ref(),
-                    &bytes,
-                ) {
+                return match decode(&idempotency.ok_wire, config.err_wire.as_ref(), &bytes) {
                     Some(outcome) => Landing::Replayed(outcome),
                     None => corrupt(idempotency),
                 }
