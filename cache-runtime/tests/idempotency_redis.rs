@@ -475,3 +475,37 @@ async fn a_corrupt_record_is_unavailable_and_never_runs() {
     assert_eq!(op.runs(), 1);
     assert_eq!(a.stats().corrupt, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_keeps_a_long_runs_claim() {
+    let server = RedisServer::start().unwrap();
+    // A run four leases long: without the heartbeat, b would take it over.
+    let lease = Duration::from_millis(300);
+    let a = instance(&server, "beat", config().lease(lease));
+    let b = instance(
+        &server,
+        "beat",
+        config().lease(lease).wait(Duration::from_millis(1200)),
+    );
+    let a_op = Op::closed();
+    let a_call = {
+        let op = a_op.clone();
+        tokio::spawn(async move { pay(a, "k-beat", "charge", &op, "receipt A").await })
+    };
+    until("a runs it", || a_op.runs() == 1).await;
+    let b_op = Op::open();
+    let answer = pay(b, "k-beat", "charge", &b_op, "receipt B").await;
+    assert!(
+        matches!(
+            answer.outcome(),
+            Err(Failure::Refused(IdempotencyError::InProgress { .. }))
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(b_op.runs(), 0);
+    assert_eq!(b.stats().takeovers, 0);
+    a_op.open_gate();
+    assert!(!a_call.await.unwrap().replayed());
+    let retry = pay(b, "k-beat", "charge", &b_op, "receipt B").await;
+    assert_eq!(retry.into_inner(), Ok("receipt A".to_owned()));
+}
