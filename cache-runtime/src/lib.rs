@@ -109,8 +109,10 @@ pub mod requirements {
 /// a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::idem_fleet::StoredOutcome;
     pub use crate::idempotent::{
-        IdemConfig, IdemSlot, Idempotency, StableDigest, DEFAULT_LEASE, DEFAULT_TTL, DEFAULT_WAIT,
+        IdemConfig, IdemSlot, Idempotency, IdempotencyKey, StableDigest, DEFAULT_LEASE,
+        DEFAULT_TTL, DEFAULT_WAIT,
     };
     pub use crate::outcome::{plain, Plain, SharedFailure};
     pub use crate::probe::*;
@@ -122,4 +124,5 @@ pub mod __private {
         invalidate_tags, BackgroundLoad, CacheConfig, CacheHandle, FailureShare, FnCache,
         LoadHooks, Memory, Negative, Outcome, Tags,
     };
+    pub use crate::{IdempotencyError, Idempotent};
 }
