@@ -465,3 +465,16 @@ async fn stats_count_each_path() {
     assert!(after.replays > before.replays);
     assert!(after.mismatches > before.mismatches);
 }
+
+#[tokio::test(start_paused = true)]
+async fn durations_past_what_an_instant_holds_do_not_panic() {
+    let idem: Records = records(
+        IdemConfig::new("pay")
+            .ttl(Duration::MAX)
+            .wait(Duration::MAX)
+            .lease(Duration::MAX),
+    );
+    let op = Op::open();
+    assert!(!pay(idem, "k-max", "charge", &op).await.replayed());
+    assert!(pay(idem, "k-max", "charge", &op).await.replayed());
+}

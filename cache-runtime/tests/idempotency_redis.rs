@@ -509,3 +509,20 @@ async fn the_heartbeat_keeps_a_long_runs_claim() {
     let retry = pay(b, "k-beat", "charge", &b_op, "receipt B").await;
     assert_eq!(retry.into_inner(), Ok("receipt A".to_owned()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_past_what_redis_holds_are_a_century() {
+    let server = RedisServer::start().unwrap();
+    let a = instance(
+        &server,
+        "max",
+        config()
+            .ttl(Duration::MAX)
+            .wait(Duration::MAX)
+            .lease(Duration::MAX),
+    );
+    let op = Op::open();
+    assert!(!pay(a, "k-max", "charge", &op, "r").await.replayed());
+    assert!(pay(a, "k-max", "charge", &op, "r").await.replayed());
+    assert_eq!(op.runs(), 1);
+}

@@ -234,10 +234,14 @@ static RELEASE: LazyLock<String> = LazyLock::new(|| {
 /// Claim tokens made by this process.
 static TOKENS: AtomicU64 = AtomicU64::new(0);
 
+/// A span in ms for a script, at least 1 and at most a century: Redis
+/// refuses a `PEXPIRE` whose end overflows its clock, and a record kept a
+/// century is kept for ever.
 fn millis(duration: Duration) -> Vec<u8> {
+    const CENTURY_MS: u64 = 100 * 365 * 86_400 * 1000;
     u64::try_from(duration.as_millis())
         .unwrap_or(u64::MAX)
-        .max(1)
+        .clamp(1, CENTURY_MS)
         .to_string()
         .into_bytes()
 }
@@ -341,6 +345,14 @@ impl Fleet {
     }
 }
 
+/// `span` from now, or a far future for a span past what `Instant` holds
+/// (a `wait` of `Duration::MAX` must not panic).
+fn later(span: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(span)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
+
 /// The first pause of a duplicate polling for another instance's outcome.
 const FIRST_POLL: Duration = Duration::from_millis(10);
 /// The longest pause between polls.
@@ -366,7 +378,7 @@ where
     let key = fleet.record_key(config.name, id.0, &id.1);
     let fingerprint = format!("{fingerprint:032x}");
     let token = fleet.token();
-    let deadline = Instant::now() + config.wait;
+    let deadline = later(config.wait);
     let mut pause = FIRST_POLL;
     loop {
         match fleet
@@ -472,7 +484,7 @@ where
     // lease) for a few leases, rather than let a retry run it again.
     let stored = tokio::select! {
         biased;
-        stored = complete(fleet, key, token, &bytes, config.ttl, config.lease * 3) => stored,
+        stored = complete(fleet, key, token, &bytes, config.ttl, config.lease.saturating_mul(3)) => stored,
         never = heartbeat(fleet, key, token, config.lease) => match never {},
     };
     match stored {
@@ -519,7 +531,7 @@ async fn complete(
     ttl: Duration,
     give_up: Duration,
 ) -> Option<bool> {
-    let deadline = Instant::now() + give_up;
+    let deadline = later(give_up);
     let mut pause = FIRST_POLL;
     loop {
         if let Some(stored) = fleet.complete(key, token, outcome, ttl).await {

@@ -994,10 +994,12 @@ where
                 let ours = matches!(records.map.get(id), Some(Record::Running(running)) if Arc::ptr_eq(running, flight));
                 if ours {
                     if keep {
+                        // A ttl past what `Instant` holds is kept "for
+                        // ever" (thirty years) rather than a panic.
                         let now = Instant::now();
                         let until = now
                             .checked_add(self.config.ttl)
-                            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
+                            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
                         records.map.insert(
                             id.clone(),
                             Record::Done {
