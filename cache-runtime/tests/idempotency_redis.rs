@@ -526,3 +526,33 @@ async fn durations_past_what_redis_holds_are_a_century() {
     assert!(pay(a, "k-max", "charge", &op, "r").await.replayed());
     assert_eq!(op.runs(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loser_of_a_claim_race_with_another_request_is_a_mismatch() {
+    let server = RedisServer::start().unwrap();
+    let a = instance(&server, "race", config());
+    let b = instance(&server, "race", config());
+    let op = Op::closed();
+    let racers: Vec<_> = [(a, "charge 5"), (b, "charge 500")]
+        .into_iter()
+        .map(|(idem, request)| {
+            let op = op.clone();
+            tokio::spawn(async move { pay(idem, "k-race", request, &op, request).await })
+        })
+        .collect();
+    until("one claim runs and the other was refused", || {
+        op.runs() == 1 && racers.iter().filter(|racer| racer.is_finished()).count() == 1
+    })
+    .await;
+    op.open_gate();
+    let mut answers = Vec::new();
+    for racer in racers {
+        answers.push(racer.await.unwrap().into_inner());
+    }
+    let mismatches = answers
+        .iter()
+        .filter(|answer| **answer == Err(Failure::Refused(IdempotencyError::PayloadMismatch)))
+        .count();
+    assert_eq!(mismatches, 1, "{answers:?}");
+    assert_eq!(op.runs(), 1);
+}
