@@ -705,6 +705,13 @@ impl<T, E> Flight<T, E> {
     }
 }
 
+/// What a caller does about a run: join the one in progress, or lead a new
+/// one (its record inserted already).
+enum Turn<T, E> {
+    Join(Arc<Flight<T, E>>),
+    Lead(Arc<Flight<T, E>>),
+}
+
 /// A record in this process: a run in progress, or a completed one (only
 /// without a Redis tier; with one, completed records live in Redis).
 enum Record<T, E> {
@@ -776,8 +783,9 @@ where
     }
 
     fn lock(&self) -> MutexGuard<'_, Records<T, E>> {
-        // The map is consistent at every unlock: no user code runs under
-        // the lock but `T`'s and `E`'s `Drop`.
+        // The map is consistent at every unlock: the only user code run
+        // under the lock is `T`'s and `E`'s `Clone` and `Drop`, and a panic
+        // in them leaves no half-made change.
         self.records
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -826,7 +834,7 @@ where
         let id: Id = (scope, key);
         let mut operation = Some(operation);
         loop {
-            let joined = {
+            let turn = {
                 let mut records = self.lock();
                 match records.map.get(&id) {
                     Some(Record::Done {
@@ -847,7 +855,7 @@ where
                         if flight.fingerprint != fingerprint {
                             return refuse(IdempotencyError::PayloadMismatch);
                         }
-                        Some(Arc::clone(flight))
+                        Turn::Join(Arc::clone(flight))
                     }
                     // Absent, or completed and expired: this caller runs it.
                     _ => {
@@ -859,19 +867,16 @@ where
                             });
                             records.sweep_at = (records.map.len() * 2).max(SWEEP_FLOOR);
                         }
-                        None
+                        let flight = Arc::new(Flight::new(fingerprint));
+                        records
+                            .map
+                            .insert(id.clone(), Record::Running(Arc::clone(&flight)));
+                        Turn::Lead(flight)
                     }
                 }
-                .ok_or_else(|| {
-                    let flight = Arc::new(Flight::new(fingerprint));
-                    records
-                        .map
-                        .insert(id.clone(), Record::Running(Arc::clone(&flight)));
-                    flight
-                })
             };
-            match joined {
-                Ok(flight) => {
+            match turn {
+                Turn::Join(flight) => {
                     self.counters.add(Count::Joined);
                     match flight.wait().await {
                         Landing::Ran(outcome) | Landing::Replayed(outcome) => {
@@ -886,7 +891,7 @@ where
                         Landing::Abandoned => return refuse(IdempotencyError::Unavailable),
                     }
                 }
-                Err(flight) => {
+                Turn::Lead(flight) => {
                     let operation = operation
                         .take()
                         .expect("a caller leads at most once: it returns after");
