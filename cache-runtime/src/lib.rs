@@ -36,6 +36,15 @@ mod expiry;
 pub mod fleet;
 mod flight;
 mod fn_cache;
+mod idempotent;
+// `#[idempotent]`'s records in Redis, or the stand-in without the feature:
+// picked here with the tier, so that `idempotent/mod.rs` never names it.
+#[cfg(feature = "redis")]
+#[path = "idempotent/fleet.rs"]
+mod idem_fleet;
+#[cfg(not(feature = "redis"))]
+#[path = "idempotent/fleet_off.rs"]
+mod idem_fleet;
 mod invalidation;
 mod isolation;
 #[cfg(feature = "metrics")]
@@ -69,6 +78,9 @@ pub use config::{CacheConfig, LoadHooks, Negative};
 pub use error::Error;
 pub use expiry::ExpiryPolicy;
 pub use fn_cache::FnCache;
+pub use idempotent::{
+    idempotency_stats, IdempotencyError, IdempotencyStats, Idempotent, MAX_KEY_BYTES,
+};
 pub use invalidation::{expire_tag, expire_tags, invalidate_tag, invalidate_tags};
 pub use outcome::{FailureShare, Outcome, SharedError};
 pub use redis::{flush_fleet, flush_fleet_on_drop, FlushOnDrop};
@@ -93,6 +105,7 @@ pub mod requirements {
     pub use crate::redis::RedisFeature;
     #[cfg(feature = "redis")]
     pub use crate::wire_probe::{DistributedKey, DistributedValue};
+    pub use crate::{idem_fleet::StoredOutcome, idempotent::IdempotencyKey};
 }
 
 /// What generated code names: the compile-time probes, the per-function
@@ -100,6 +113,11 @@ pub mod requirements {
 /// a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::idem_fleet::StoredOutcome;
+    pub use crate::idempotent::{
+        IdemConfig, IdemSlot, Idempotency, IdempotencyKey, StableDigest, DEFAULT_LEASE,
+        DEFAULT_TTL, DEFAULT_WAIT,
+    };
     pub use crate::outcome::{plain, Plain, SharedFailure};
     pub use crate::probe::*;
     #[cfg(not(feature = "redis"))]
@@ -110,4 +128,5 @@ pub mod __private {
         invalidate_tags, BackgroundLoad, CacheConfig, CacheHandle, CircuitBreaker, FailureShare,
         FnCache, LoadHooks, Memory, Negative, Outcome, Retry, Tags,
     };
+    pub use crate::{IdempotencyError, Idempotent};
 }

@@ -76,3 +76,26 @@ impl Exported {
         self.evictions.absolute(evictions);
     }
 }
+
+/// One idempotent function's counters (`herdcache_idempotent_<field>_total`,
+/// labelled with its `name`), in `idempotent::Count`'s order.
+pub(crate) struct IdemExported {
+    counters: [metrics::Counter; crate::idempotent::COUNTS],
+}
+
+impl IdemExported {
+    pub(crate) fn new(name: &str) -> Self {
+        IdemExported {
+            counters: crate::idempotent::COUNT_NAMES.map(|field| {
+                metrics::counter!(
+                    format!("herdcache_idempotent_{field}_total"),
+                    &[("name", name.to_owned())]
+                )
+            }),
+        }
+    }
+
+    pub(crate) fn add(&self, index: usize) {
+        self.counters[index].increment(1);
+    }
+}

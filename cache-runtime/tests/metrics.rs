@@ -182,3 +182,51 @@ fn the_redis_tier_s_series_start_at_zero() {
         }
     }
 }
+
+#[test]
+fn an_idempotent_functions_counts_are_exported_with_its_name() {
+    use herdcache_runtime::__private::{IdemConfig, Idempotency};
+    use herdcache_runtime::IdempotencyError;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // Handles are registered when the records are made: with this recorder.
+    let idem: &'static Idempotency<u64, String> = metrics::with_local_recorder(&recorder, || {
+        Box::leak(Box::new(Idempotency::new(IdemConfig::new("orders.pay"))))
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let to_error = |error: IdempotencyError| error.to_string();
+        for (key, fingerprint) in [("k", 1), ("k", 1), ("k", 2)] {
+            idem.run(Ok(key.to_owned()), 0, fingerprint, to_error, || async {
+                Ok(7)
+            })
+            .await;
+        }
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let counter = |metric: &str| {
+        snapshot
+            .iter()
+            .find(|(key, ..)| {
+                key.kind() == MetricKind::Counter
+                    && key.key().name() == metric
+                    && key
+                        .key()
+                        .labels()
+                        .any(|label| label.key() == "name" && label.value() == "orders.pay")
+            })
+            .map(|(.., value)| match value {
+                DebugValue::Counter(n) => *n,
+                other => panic!("{metric} is {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("no {metric} in {snapshot:?}"))
+    };
+    assert_eq!(counter("herdcache_idempotent_runs_total"), 1);
+    assert_eq!(counter("herdcache_idempotent_replays_total"), 1);
+    assert_eq!(counter("herdcache_idempotent_mismatches_total"), 1);
+    assert_eq!(counter("herdcache_idempotent_fenced_total"), 0);
+}
