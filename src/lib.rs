@@ -345,12 +345,13 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub use herdcache_macros::{cached, cached_impl, invalidate};
+pub use herdcache_macros::{cached, cached_impl, idempotent, invalidate};
 pub use herdcache_runtime::requirements;
 pub use herdcache_runtime::{
-    expire_tag, expire_tags, flush_fleet, flush_fleet_on_drop, invalidate_all, invalidate_tag,
-    invalidate_tags, stats, stats_table, testing, BreakerState, CacheHandle, CircuitBreaker, Error,
-    FlushOnDrop, Memory, SharedError, Stats, TagSource,
+    expire_tag, expire_tags, flush_fleet, flush_fleet_on_drop, idempotency_stats, invalidate_all,
+    invalidate_tag, invalidate_tags, stats, stats_table, testing, BreakerState, CacheHandle,
+    CircuitBreaker, Error, FlushOnDrop, IdempotencyError, IdempotencyStats, Idempotent, Memory,
+    SharedError, Stats, TagSource,
 };
 
 #[cfg(feature = "redis")]

@@ -416,7 +416,7 @@ fn set_once<T>(slot: &mut Option<T>, value: T, name: &Ident, errors: &mut Errors
     }
 }
 
-fn duration(name: &Ident, value: &Expr, errors: &mut Errors) -> Option<Duration> {
+pub(crate) fn duration(name: &Ident, value: &Expr, errors: &mut Errors) -> Option<Duration> {
     let Expr::Lit(ExprLit {
         lit: Lit::Str(lit), ..
     }) = value

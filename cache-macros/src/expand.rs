@@ -633,13 +633,13 @@ fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
 
 /// The span of `E` in `Result<T, E>`, or of the whole type for an alias
 /// such as `anyhow::Result<T>`.
-fn error_type_span(ret: &Type) -> proc_macro2::Span {
+pub(crate) fn error_type_span(ret: &Type) -> proc_macro2::Span {
     type_argument_span(ret, 1)
 }
 
 /// The span of the `index`th type argument of a `Result` or `Option` (`T`
 /// in `Result<T, E>`), or of the whole type when it has no such argument.
-fn type_argument_span(ret: &Type, index: usize) -> proc_macro2::Span {
+pub(crate) fn type_argument_span(ret: &Type, index: usize) -> proc_macro2::Span {
     let argument = match crate::validate::strip_type_groups(ret) {
         Type::Path(path) => path.path.segments.last().and_then(|segment| {
             let is_outcome = segment.ident == "Result" || segment.ident == "Option";

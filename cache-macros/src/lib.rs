@@ -9,6 +9,7 @@
 
 mod attr;
 mod expand;
+mod idempotent;
 mod impl_block;
 mod invalidate;
 mod source;
@@ -277,6 +278,72 @@ pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The error for an `async fn` whose source shows it in a trait impl with
 /// no `#[cached_impl]` (its helpers cannot be members of the trait). With
 /// `#[async_trait]` the method arrives rewritten, and `validate` says it.
+/// Runs a mutating async function at most once per idempotency key: a
+/// duplicate (a client's retry, a double click, a redelivered message)
+/// joins the run in flight or gets its stored outcome, in one process or,
+/// with the Redis runtime installed, across the fleet.
+///
+/// ```ignore
+/// #[herdcache::idempotent(key = idem_key, scope = customer_id, ttl = "24h", name = "payments.charge")]
+/// async fn charge(idem_key: &str, customer_id: u64, amount: u64, currency: &str) -> Result<Receipt, PayError> {
+///     /* … */
+/// }
+/// // For an HTTP layer: the outcome, and whether it was replayed.
+/// let charged = charge_idempotent(key, customer, 500, "EUR").await;
+/// if charged.replayed() { /* mark the response */ }
+/// ```
+///
+/// The function keeps its signature and must return a `Result<T, E>`
+/// whose `E: From<herdcache::IdempotencyError>` (the protocol's errors
+/// reach the caller as `E`; `anyhow::Error` and `std::io::Error` convert
+/// already). It gains `<fn>_idempotent(..)`, returning
+/// `herdcache::Idempotent<Result<T, E>>` with `replayed()`.
+///
+/// | attribute | meaning | default |
+/// |---|---|---|
+/// | `key = idem_key` | the idempotency key: an argument or expression of type `&str`, `String`, `Option<..>` of them (`None` or empty: `IdempotencyError::MissingKey`; over 255 bytes or with control characters: `InvalidKey`), refused before anything runs. **Required** | — |
+/// | `scope = customer_id` | whose key it is (a tenant, a principal): one customer's key never answers another's. Any `Hash` value | none |
+/// | `ttl = "24h"` | how long a completed record is kept and replayed, judged from the record's own time | `24h` |
+/// | `name = "payments.charge"` | the records' stable name. Set it: renaming or moving a function must not forget every key. Required on methods | the function's module path and name |
+/// | `fingerprint = [amount, currency]` | what makes a request the same request; another payload under the same key is `IdempotencyError::PayloadMismatch` | every argument but `key`, `scope` and `self` |
+/// | `store_err = PayError::is_final` | a `fn(&E) -> bool`: errors that are final (a card declined) are stored and replayed; others release the key so a retry runs again | no error is stored |
+/// | `wait = "2s"` | how long a duplicate in another instance waits for the run to finish before `IdempotencyError::InProgress { retry_after }` | `2s` |
+/// | `lease = "10s"` | a claim's lease in Redis, extended by a heartbeat while the operation runs; a claim whose holder died is taken over after it | `10s` |
+/// | `fail_open = true` | Redis unreachable: run anyway (per process only) instead of `IdempotencyError::Unavailable` | `false` |
+/// | `fleet = true` | no Redis tier installed is `Unavailable`, not a per-process record, so a fleet that forgot its configuration never runs twice silently | `false` |
+/// | `crate = path` | where the `herdcache` crate is, if re-exported | `::herdcache` |
+///
+/// - **Outcomes**: `Ok` is stored and replayed (`()` too). `Err` releases
+///   the key, unless `store_err` calls it final. A panic releases it.
+/// - **Duplicates in one process** join the run in flight (single flight)
+///   and get its outcome, with `replayed() == true`.
+/// - **The run finishes** even if every caller goes away: it runs on a task
+///   of its own, from owned copies of the arguments (`ToOwned` behind a
+///   reference; `Self: Clone` for `&self`), and its outcome is stored for
+///   the retry. The body lives in a hidden `<fn>_uncached`, compiled once.
+/// - **Across a fleet** (the Redis runtime installed): one Lua-scripted
+///   claim per record with a fencing token and a lease; completion is a
+///   compare-and-set on the token, so a holder whose lease was lost cannot
+///   overwrite a newer claim. Redis unreachable: `Unavailable`, nothing
+///   runs (unless `fail_open`). Record names hold digests, never the key
+///   or scope text.
+/// - **HTTP**: `IdempotencyError::http_status` maps the errors to 400
+///   (missing or invalid key), 409 with `Retry-After` (in progress), 422
+///   (payload mismatch), 503 (unavailable).
+#[proc_macro_attribute]
+pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    match idempotent::expand(args.into(), item.clone()) {
+        Ok(expanded) => expanded.into(),
+        // The function unchanged: one error, not one per use of it.
+        Err(error) => {
+            let mut out = error.to_compile_error();
+            out.extend(item);
+            out.into()
+        }
+    }
+}
+
 fn in_trait_impl(item: &proc_macro2::TokenStream) -> Option<syn::Error> {
     let function: syn::ItemFn = syn::parse2(item.clone()).ok()?;
     function.sig.asyncness?;

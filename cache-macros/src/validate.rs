@@ -733,7 +733,7 @@ pub(crate) fn strip_type_groups(mut ty: &Type) -> &Type {
     }
 }
 
-fn mentions_self_type(tokens: TokenStream) -> bool {
+pub(crate) fn mentions_self_type(tokens: TokenStream) -> bool {
     tokens.into_iter().any(|tree| match tree {
         TokenTree::Ident(ident) => ident == "Self",
         TokenTree::Group(group) => mentions_self_type(group.stream()),

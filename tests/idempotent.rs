@@ -1,0 +1,219 @@
+//! `#[idempotent]` as users write it, records in memory (no Redis tier
+//! installed): one run per key and scope, duplicates join or replay,
+//! mismatched payloads refused, errors released unless final, a dropped
+//! caller's run finished and stored.
+
+mod common;
+
+use common::{join_all, wait_until, Gate};
+use herdcache::{idempotent, IdempotencyError};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+/// Stored when final (`store_err`): with the `redis` feature, serde too.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum PayError {
+    Declined,
+    Timeout,
+    // Never final, so never stored.
+    #[serde(skip)]
+    Idempotency(IdempotencyError),
+}
+
+impl From<IdempotencyError> for PayError {
+    fn from(error: IdempotencyError) -> Self {
+        PayError::Idempotency(error)
+    }
+}
+
+impl PayError {
+    fn is_final(&self) -> bool {
+        *self == PayError::Declined
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Receipt {
+    charge: usize,
+    amount: u64,
+}
+
+static CHARGES: AtomicUsize = AtomicUsize::new(0);
+
+#[idempotent(key = idem_key, scope = customer, name = "tests.charge")]
+async fn charge(idem_key: &str, customer: u64, amount: u64) -> Result<Receipt, PayError> {
+    let charge = CHARGES.fetch_add(1, SeqCst);
+    Ok(Receipt { charge, amount })
+}
+
+static BOOKINGS: AtomicUsize = AtomicUsize::new(0);
+
+#[idempotent(key = idem_key, name = "tests.book")]
+async fn book(idem_key: &str, amount: u64) -> Result<Receipt, PayError> {
+    let charge = BOOKINGS.fetch_add(1, SeqCst);
+    tokio::task::yield_now().await;
+    Ok(Receipt { charge, amount })
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_duplicates_run_once_and_share_the_outcome() {
+    let before = BOOKINGS.load(SeqCst);
+    let calls = (0..100).map(|_| book_idempotent("order-1", 10)).collect();
+    let outcomes = join_all(calls).await;
+    assert_eq!(BOOKINGS.load(SeqCst) - before, 1);
+    let first = outcomes[0].outcome().clone().unwrap();
+    assert!(outcomes
+        .iter()
+        .all(|outcome| *outcome.outcome() == Ok(first.clone())));
+    let fresh = outcomes
+        .iter()
+        .filter(|outcome| !outcome.replayed())
+        .count();
+    assert_eq!(fresh, 1, "one caller ran it; the others joined");
+
+    // A retry later replays, marked as such, and runs nothing.
+    let retry = book_idempotent("order-1", 10).await;
+    assert!(retry.replayed());
+    assert_eq!(retry.into_inner(), Ok(first));
+    assert_eq!(BOOKINGS.load(SeqCst) - before, 1);
+}
+
+#[tokio::test]
+async fn another_payload_under_the_same_key_is_a_mismatch_and_scope_separates_tenants() {
+    let receipt = charge("order-2", 7, 10).await.unwrap();
+    assert_eq!(
+        charge("order-2", 7, 11).await,
+        Err(PayError::Idempotency(IdempotencyError::PayloadMismatch))
+    );
+    // Another customer's "order-2" is another record.
+    let other = charge("order-2", 8, 11).await.unwrap();
+    assert_ne!(other.charge, receipt.charge);
+    assert_eq!(charge("order-2", 7, 10).await, Ok(receipt));
+}
+
+static HELD: AtomicUsize = AtomicUsize::new(0);
+static HOLD: Gate = Gate::new();
+
+#[idempotent(key = idem_key, name = "tests.hold")]
+async fn hold(idem_key: &str, amount: u64) -> Result<u64, PayError> {
+    HELD.fetch_add(1, SeqCst);
+    HOLD.pass().await;
+    Ok(amount)
+}
+
+#[tokio::test]
+async fn a_mismatch_is_refused_while_the_first_runs_too() {
+    let first = tokio::spawn(hold("order-3", 999));
+    // The body runs after the claim: from here the record is in progress.
+    wait_until("the first run started", || HELD.load(SeqCst) == 1).await;
+    assert_eq!(
+        hold("order-3", 5).await,
+        Err(PayError::Idempotency(IdempotencyError::PayloadMismatch))
+    );
+    HOLD.open();
+    assert_eq!(first.await.unwrap(), Ok(999));
+    assert_eq!(HELD.load(SeqCst), 1);
+}
+
+static DROPPED_RUNS: AtomicUsize = AtomicUsize::new(0);
+static DROPPED_GATE: Gate = Gate::new();
+
+#[idempotent(key = key, name = "tests.dropped")]
+async fn slow_transfer(key: String, amount: u64) -> Result<u64, PayError> {
+    DROPPED_RUNS.fetch_add(1, SeqCst);
+    DROPPED_GATE.pass().await;
+    Ok(amount)
+}
+
+#[tokio::test]
+async fn a_caller_dropped_mid_operation_does_not_cancel_it() {
+    let caller = tokio::spawn(slow_transfer("t-1".to_owned(), 40));
+    wait_until("the run started", || DROPPED_RUNS.load(SeqCst) == 1).await;
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+    DROPPED_GATE.open();
+    // The retry gets the run's outcome; the operation ran once.
+    let retry = slow_transfer_idempotent("t-1".to_owned(), 40).await;
+    assert_eq!(retry.outcome(), &Ok(40));
+    assert!(retry.replayed());
+    assert_eq!(DROPPED_RUNS.load(SeqCst), 1);
+}
+
+static PAY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[idempotent(key = key, name = "tests.pay", store_err = PayError::is_final)]
+async fn pay(key: Option<String>, outcome: u8) -> Result<(), PayError> {
+    PAY_RUNS.fetch_add(1, SeqCst);
+    match outcome {
+        0 => Ok(()),
+        1 => Err(PayError::Timeout),
+        _ => Err(PayError::Declined),
+    }
+}
+
+#[tokio::test]
+async fn errors_release_unless_final_and_a_unit_outcome_replays() {
+    // A transient error releases the key: the retry runs (and may differ).
+    assert_eq!(pay(Some("p-1".into()), 1).await, Err(PayError::Timeout));
+    assert_eq!(pay(Some("p-1".into()), 1).await, Err(PayError::Timeout));
+    assert_eq!(PAY_RUNS.load(SeqCst), 2);
+    // A final error is stored and replayed.
+    assert_eq!(pay(Some("p-2".into()), 2).await, Err(PayError::Declined));
+    let replay = pay_idempotent(Some("p-2".into()), 2).await;
+    assert!(replay.replayed());
+    assert_eq!(replay.into_inner(), Err(PayError::Declined));
+    assert_eq!(PAY_RUNS.load(SeqCst), 3);
+    // `()` is an outcome: stored, replayed, never a reason to run again.
+    assert_eq!(pay(Some("p-3".into()), 0).await, Ok(()));
+    assert!(pay_idempotent(Some("p-3".into()), 0).await.replayed());
+    assert_eq!(PAY_RUNS.load(SeqCst), 4);
+}
+
+#[tokio::test]
+async fn bad_keys_are_refused_before_anything_runs() {
+    let before = PAY_RUNS.load(SeqCst);
+    assert_eq!(
+        pay(None, 0).await,
+        Err(PayError::Idempotency(IdempotencyError::MissingKey))
+    );
+    assert_eq!(
+        pay(Some(String::new()), 0).await,
+        Err(PayError::Idempotency(IdempotencyError::MissingKey))
+    );
+    let long = "k".repeat(300);
+    assert!(matches!(
+        pay(Some(long), 0).await,
+        Err(PayError::Idempotency(IdempotencyError::InvalidKey { .. }))
+    ));
+    assert!(matches!(
+        pay(Some("a\nb".into()), 0).await,
+        Err(PayError::Idempotency(IdempotencyError::InvalidKey { .. }))
+    ));
+    assert_eq!(PAY_RUNS.load(SeqCst), before);
+    assert_eq!(IdempotencyError::MissingKey.http_status(), 400);
+    assert_eq!(IdempotencyError::PayloadMismatch.http_status(), 422);
+}
+
+#[derive(Clone)]
+struct Ledger {
+    bank: &'static str,
+}
+
+impl Ledger {
+    #[idempotent(key = key, fingerprint = [amount], name = "tests.ledger.post")]
+    async fn post(&self, key: &str, amount: u64, note: &str) -> Result<String, PayError> {
+        Ok(format!("{} posted {amount} ({note})", self.bank))
+    }
+}
+
+#[tokio::test]
+async fn a_method_runs_from_a_clone_of_self_and_fingerprints_what_it_names() {
+    let ledger = Ledger { bank: "acme" };
+    assert_eq!(
+        ledger.post("l-1", 5, "first").await.unwrap(),
+        "acme posted 5 (first)"
+    );
+    // `note` is not in the fingerprint: the same request, replayed.
+    let again = ledger.post_idempotent("l-1", 5, "second").await;
+    assert!(again.replayed());
+    assert_eq!(again.into_inner().unwrap(), "acme posted 5 (first)");
+}
