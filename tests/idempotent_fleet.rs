@@ -1,0 +1,278 @@
+//! `#[idempotent]` across a fleet: this test binary runs itself again as
+//! children (the `idem_child` test, which does nothing unless
+//! `HERDCACHE_IDEM_ROLE` is set), separate OS processes sharing a
+//! `redis-server` the parent starts. The operation's runs are counted in
+//! Redis, so they add up across processes. Run with `--features redis`.
+#![cfg(feature = "redis")]
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use herdcache::{idempotent, IdempotencyError};
+use redis::AsyncCommands;
+
+fn url() -> String {
+    std::env::var("HERDCACHE_IDEM_URL").expect("set by the parent")
+}
+
+async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Waits (30 s at most) until another process has set `key`.
+async fn wait_for_key(redis: &mut redis::aio::MultiplexedConnection, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis.get::<_, Option<u8>>(key).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "waited too long for {key}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Receipt {
+    run: u64,
+    pid: u32,
+}
+
+#[derive(Debug)]
+struct PayError(IdempotencyError);
+
+impl From<IdempotencyError> for PayError {
+    fn from(error: IdempotencyError) -> Self {
+        PayError(error)
+    }
+}
+
+impl Clone for PayError {
+    fn clone(&self) -> Self {
+        PayError(self.0.clone())
+    }
+}
+
+/// The operation: slow, its runs counted in Redis across processes.
+async fn operation(counter: &str, takes: Duration) -> Result<Receipt, PayError> {
+    let run: u64 = redis().await.incr(counter, 1).await.unwrap();
+    tokio::time::sleep(takes).await;
+    Ok(Receipt {
+        run,
+        pid: std::process::id(),
+    })
+}
+
+#[idempotent(key = key, scope = customer, name = "fleet.charge")]
+async fn charge(key: &str, customer: u64, amount: u64) -> Result<Receipt, PayError> {
+    operation("idem:charge-runs", Duration::from_millis(300)).await
+}
+
+/// A slow operation, waited for patiently ...
+#[idempotent(key = key, name = "fleet.slow", wait = "20s")]
+async fn slow(key: &str, amount: u64) -> Result<Receipt, PayError> {
+    operation("idem:slow-runs", Duration::from_secs(2)).await
+}
+
+/// ... and impatiently: the same records (the same `name`).
+#[idempotent(key = key, name = "fleet.slow", wait = "200ms")]
+async fn slow_impatient(key: &str, amount: u64) -> Result<Receipt, PayError> {
+    operation("idem:slow-runs", Duration::from_secs(2)).await
+}
+
+/// Fail closed (the default) and open, for a Redis that is down.
+#[idempotent(key = key, name = "fleet.closed")]
+async fn closed(key: &str) -> Result<u32, PayError> {
+    Ok(std::process::id())
+}
+
+#[idempotent(key = key, name = "fleet.open", fail_open = true)]
+async fn open(key: &str) -> Result<u32, PayError> {
+    Ok(std::process::id())
+}
+
+/// What a child process does, by its role; it prints one `RESULT` line.
+#[test]
+fn idem_child() {
+    let Ok(role) = std::env::var("HERDCACHE_IDEM_ROLE") else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tier_url = std::env::var("HERDCACHE_IDEM_TIER_URL").unwrap_or_else(|_| url());
+        herdcache::Runtime::builder()
+            .redis(tier_url)
+            .namespace("idem")
+            .timeout(Duration::from_millis(500))
+            .install()
+            .unwrap();
+        match role.as_str() {
+            // 50 concurrent duplicates, once every child is ready.
+            "duplicates" => {
+                let mut redis = redis().await;
+                let _: u64 = redis.incr("idem:ready", 1).await.unwrap();
+                wait_for_key(&mut redis, "idem:go").await;
+                let calls: Vec<_> = (0..50)
+                    .map(|_| tokio::spawn(charge_idempotent("order-1", 7, 500)))
+                    .collect();
+                let (mut ran, mut receipts) = (0, std::collections::BTreeSet::new());
+                for call in calls {
+                    let outcome = call.await.unwrap();
+                    ran += u32::from(!outcome.replayed());
+                    let receipt = outcome.into_inner().expect("every duplicate gets the outcome");
+                    receipts.insert((receipt.run, receipt.pid));
+                }
+                let (run, pid) = receipts.iter().next().copied().unwrap();
+                println!(
+                    "RESULT ran={ran} receipts={} run={run} pid={pid}",
+                    receipts.len()
+                );
+            }
+            // Starts the slow operation, and reports its receipt.
+            "holder" => {
+                let receipt = slow("slow-1", 5).await.unwrap();
+                println!("RESULT run={} pid={}", receipt.run, receipt.pid);
+            }
+            // Arrives while the holder runs: InProgress after `wait`; then,
+            // once it finished, its outcome, replayed.
+            "waiter" => {
+                let mut redis = redis().await;
+                wait_for_key(&mut redis, "idem:slow-runs").await;
+                let started = Instant::now();
+                let early = slow_impatient_idempotent("slow-1", 5).await;
+                let waited = started.elapsed().as_millis();
+                let retry_after = match early.into_inner() {
+                    Err(PayError(IdempotencyError::InProgress { retry_after })) => {
+                        retry_after.as_millis()
+                    }
+                    other => panic!("expected InProgress, got {other:?}"),
+                };
+                let later = slow_idempotent("slow-1", 5).await;
+                let replayed = later.replayed();
+                let receipt = later.into_inner().unwrap();
+                println!(
+                    "RESULT waited_ms={waited} retry_after_ms={retry_after} replayed={} run={} pid={}",
+                    u8::from(replayed),
+                    receipt.run,
+                    receipt.pid
+                );
+            }
+            // Redis down: fail closed runs nothing; fail open runs.
+            "down" => {
+                let closed = closed("d-1").await;
+                let refused = matches!(closed, Err(PayError(IdempotencyError::Unavailable)));
+                let opened = open("d-1").await.is_ok();
+                println!("RESULT refused={} ran_open={}", u8::from(refused), u8::from(opened));
+            }
+            other => panic!("unknown role {other}"),
+        }
+    });
+}
+
+fn child_command(role: &str, url: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "idem_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("HERDCACHE_IDEM_ROLE", role)
+        .env("HERDCACHE_IDEM_URL", url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// The `RESULT` line of a child that succeeded.
+fn result(output: Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|line| line.split_once("RESULT ").map(|(_, result)| result))
+        .unwrap_or_else(|| panic!("no result in {stdout}"))
+        .to_owned()
+}
+
+fn field(result: &str, name: &str) -> u64 {
+    result
+        .split_whitespace()
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {result}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_run_an_operation_once_and_share_its_outcome() {
+    let server = herdcache_test_support::RedisServer::start().unwrap();
+    std::env::set_var("HERDCACHE_IDEM_URL", server.url());
+    let mut redis = redis().await;
+
+    // 2 processes × 50 concurrent duplicates: one run, one outcome.
+    let children: Vec<_> = (0..2)
+        .map(|_| child_command("duplicates", &server.url()).spawn().unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while redis.get::<_, Option<u64>>("idem:ready").await.unwrap() != Some(2) {
+        assert!(Instant::now() < deadline, "the children never got ready");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _: () = redis.set("idem:go", 1).await.unwrap();
+    let results: Vec<String> = children
+        .into_iter()
+        .map(|child| result(child.wait_with_output().unwrap()))
+        .collect();
+    let runs: u64 = redis.get("idem:charge-runs").await.unwrap();
+    assert_eq!(runs, 1, "{results:?}");
+    assert_eq!(
+        results.iter().map(|r| field(r, "ran")).sum::<u64>(),
+        1,
+        "{results:?}"
+    );
+    for result in &results {
+        assert_eq!(field(result, "receipts"), 1, "{result}");
+    }
+    assert_eq!(field(&results[0], "pid"), field(&results[1], "pid"));
+    assert_eq!(field(&results[0], "run"), field(&results[1], "run"));
+    // No key or scope text in Redis's key names.
+    let keys: Vec<String> = redis.keys("*").await.unwrap();
+    assert!(keys.iter().all(|key| !key.contains("order-1")), "{keys:?}");
+
+    // A duplicate in another process while the first runs: InProgress
+    // after its `wait`, then the outcome once it finished.
+    let holder = child_command("holder", &server.url()).spawn().unwrap();
+    let waiter = child_command("waiter", &server.url()).spawn().unwrap();
+    let holder = result(holder.wait_with_output().unwrap());
+    let waiter = result(waiter.wait_with_output().unwrap());
+    assert!(field(&waiter, "waited_ms") >= 150, "{waiter}");
+    assert!(field(&waiter, "retry_after_ms") > 0, "{waiter}");
+    assert_eq!(field(&waiter, "replayed"), 1, "{waiter}");
+    assert_eq!(field(&waiter, "run"), field(&holder, "run"));
+    assert_eq!(field(&waiter, "pid"), field(&holder, "pid"));
+    let runs: u64 = redis.get("idem:slow-runs").await.unwrap();
+    assert_eq!(runs, 1);
+
+    // Redis down (nothing listens on the tier's port): fail closed refuses
+    // and runs nothing; `fail_open` runs.
+    let down = herdcache_test_support::RedisServer::start().unwrap();
+    let down_url = down.url();
+    down.stop();
+    let child = child_command("down", &server.url())
+        .env("HERDCACHE_IDEM_TIER_URL", down_url)
+        .spawn()
+        .unwrap();
+    let down = result(child.wait_with_output().unwrap());
+    assert_eq!(field(&down, "refused"), 1, "{down}");
+    assert_eq!(field(&down, "ran_open"), 1, "{down}");
+}
