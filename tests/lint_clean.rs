@@ -3,7 +3,7 @@
 //! over the tests), with the shapes that used to lint.
 #![deny(warnings, clippy::all, clippy::pedantic)]
 
-use herdcache::{cached, cached_impl, invalidate};
+use herdcache::{cached, cached_impl, idempotent, invalidate};
 
 /// A one-line body (it used to raise `unused_braces`).
 #[cached(ttl = "60s")]
@@ -103,6 +103,33 @@ async fn guarded_retried(id: u64, #[cfg(not(any()))] extra: u64) -> Result<u64, 
     Ok(id + extra)
 }
 
+/// An idempotent write: a key the body never reads, a scope, a borrowed
+/// and an owned argument, a unit outcome.
+#[idempotent(key = idem_key, scope = customer, ttl = "1h", name = "lint.charge")]
+async fn charge(idem_key: &str, customer: u64, memo: String) -> Result<(), WriteError> {
+    let _ = memo.len();
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+enum WriteError {
+    Idempotency(herdcache::IdempotencyError),
+}
+
+impl WriteError {
+    fn status(&self) -> u16 {
+        match self {
+            WriteError::Idempotency(error) => error.http_status(),
+        }
+    }
+}
+
+impl From<herdcache::IdempotencyError> for WriteError {
+    fn from(error: herdcache::IdempotencyError) -> Self {
+        WriteError::Idempotency(error)
+    }
+}
+
 #[derive(Clone)]
 struct Repo {
     tenant: u64,
@@ -112,6 +139,11 @@ impl Repo {
     #[cached(ttl = "60s", key = (self.tenant, id))]
     async fn get(&self, id: u64) -> u64 {
         self.tenant + id
+    }
+
+    #[idempotent(key = key, fingerprint = [id], name = "lint.repo.put")]
+    async fn put(&self, key: &str, id: u64) -> Result<u64, WriteError> {
+        Ok(self.tenant + id)
     }
 
     #[cached(ttl = "60s", retry = 2, key = (self.tenant, id))]
@@ -148,6 +180,10 @@ async fn every_shape_compiles_without_a_warning() {
     assert_eq!(repo.get_retried(1, "db").await.unwrap(), 11);
     assert_eq!(retried(1, "a".to_owned(), "db").await.unwrap(), "1:a");
     assert_eq!(guarded(2).await.unwrap(), 2);
+    charge("k", 1, "memo".to_owned()).await.unwrap();
+    let refused = charge("", 1, String::new()).await.unwrap_err();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(repo.put("k", 1).await.unwrap(), 11);
     assert_eq!(guarded_retried(2, 1).await.unwrap(), 3);
     assert_eq!(repo.find(2).await, 20);
     assert_eq!(tagged(1, "ab".to_owned()).await, 3);

@@ -614,7 +614,7 @@ pub(crate) fn fake_return(ret: &TokenStream, span: proc_macro2::Span) -> TokenSt
 }
 
 /// `tokens` with every token at `span`.
-fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+pub(crate) fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
     tokens
         .into_iter()
         .map(|mut token| {

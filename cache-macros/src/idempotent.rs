@@ -188,8 +188,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let ret = match &sig.output {
         syn::ReturnType::Type(_, ty) if returns_result(ty) => Some((**ty).clone()),
         output => {
+            let span = match output {
+                syn::ReturnType::Type(_, ty) => ty.span(),
+                syn::ReturnType::Default => sig.ident.span(),
+            };
             errors.at(
-                output.span().join(sig.ident.span()).unwrap_or(sig.ident.span()),
+                span,
                 "#[idempotent] needs a function that returns `Result<T, E>`: `Ok` is stored and replayed, `Err` lets a retry run again",
             );
             None
@@ -359,9 +363,14 @@ fn generate(
         quote_spanned!(span=> .add(&#part))
     });
     let error_span = crate::expand::error_type_span(ret);
-    let to_error = quote_spanned! {error_span=>
-        <#failure as ::core::convert::From<#private::IdempotencyError>>::from
-    };
+    // Every token at the error type: one that cannot hold the protocol's
+    // errors is one error there.
+    let to_error = crate::expand::respan(
+        quote! {
+            <#failure as ::core::convert::From<#private::IdempotencyError>>::from
+        },
+        error_span,
+    );
 
     // Owned copies of the arguments, for the operation's own task.
     let probes = quote!(
@@ -448,7 +457,7 @@ fn generate(
     let uncached_fn = quote! {
         #[doc(hidden)]
         #(#lints)*
-        #[allow(dead_code, unused_variables)]
+        #[allow(dead_code, unused_variables, clippy::unused_async)]
         #uncached_sig #block
     };
     quote! {

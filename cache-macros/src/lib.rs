@@ -335,9 +335,11 @@ pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
     match idempotent::expand(args.into(), item.clone()) {
         Ok(expanded) => expanded.into(),
-        // The function unchanged: one error, not one per use of it.
+        // The function unchanged: one error, not one per use of it (nor
+        // a warning for a key only the attribute used).
         Err(error) => {
             let mut out = error.to_compile_error();
+            out.extend(quote::quote!(#[allow(unused_variables)]));
             out.extend(item);
             out.into()
         }

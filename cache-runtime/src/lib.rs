@@ -105,7 +105,10 @@ pub mod requirements {
     pub use crate::redis::RedisFeature;
     #[cfg(feature = "redis")]
     pub use crate::wire_probe::{DistributedKey, DistributedValue};
-    pub use crate::{idem_fleet::StoredOutcome, idempotent::IdempotencyKey};
+    pub use crate::{
+        idem_fleet::StoredOutcome,
+        idempotent::{IdempotencyKey, IdempotentError},
+    };
 }
 
 /// What generated code names: the compile-time probes, the per-function

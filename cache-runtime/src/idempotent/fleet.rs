@@ -36,7 +36,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::expiry::random_unit;
-use crate::idempotent::{Count, Idempotency, IdempotencyError, Landing};
+use crate::idempotent::{Count, Idempotency, IdempotencyError, IdempotentError, Landing};
 use crate::redis::RedisTier;
 
 /// What an idempotent function's outcome must be: with the `redis` feature,
@@ -121,7 +121,7 @@ pub(crate) fn installed_fleet() -> Option<Fleet> {
 impl<T, E> Idempotency<T, E>
 where
     T: StoredOutcome,
-    E: Clone + Send + Sync + 'static,
+    E: IdempotentError,
 {
     /// These records in `tier` rather than the installed one: for tests,
     /// which stand for several instances in one process with several
@@ -370,7 +370,7 @@ pub(crate) async fn drive<T, E, Op, Fut>(
 ) -> Landing<T, E>
 where
     T: StoredOutcome,
-    E: Clone + Send + Sync + 'static,
+    E: IdempotentError,
     Op: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
@@ -445,7 +445,7 @@ async fn run_claimed<T, E, Op, Fut>(
 ) -> Landing<T, E>
 where
     T: StoredOutcome,
-    E: Clone + Send + Sync + 'static,
+    E: IdempotentError,
     Op: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {

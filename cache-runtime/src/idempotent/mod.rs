@@ -603,7 +603,7 @@ impl IdemSlot {
     pub fn get<T, E>(&'static self, config: fn() -> IdemConfig<E>) -> &'static Idempotency<T, E>
     where
         T: StoredOutcome,
-        E: Clone + Send + Sync + 'static,
+        E: IdempotentError,
     {
         let wanted = TypeId::of::<Idempotency<T, E>>();
         let make = || -> &'static (dyn Any + Send + Sync) {
@@ -757,7 +757,7 @@ impl<T, E> fmt::Debug for Idempotency<T, E> {
 impl<T, E> Idempotency<T, E>
 where
     T: StoredOutcome,
-    E: Clone + Send + Sync + 'static,
+    E: IdempotentError,
 {
     /// The records of a function with these settings (generated code goes
     /// through an [`IdemSlot`]; a test may make its own and leak it).
@@ -1064,7 +1064,7 @@ where
 struct DriverGuard<T, E>
 where
     T: StoredOutcome,
-    E: Clone + Send + Sync + 'static,
+    E: IdempotentError,
 {
     idempotency: &'static Idempotency<T, E>,
     id: Id,
@@ -1075,7 +1075,7 @@ where
 impl<T, E> Drop for DriverGuard<T, E>
 where
     T: StoredOutcome,
-    E: Clone + Send + Sync + 'static,
+    E: IdempotentError,
 {
     fn drop(&mut self) {
         if !self.landed {
@@ -1181,3 +1181,15 @@ mod tests {
         );
     }
 }
+
+/// What the error type of an idempotent function must be: `Clone + Send +
+/// Sync + 'static`, because every duplicate that joined a failed run gets
+/// its own copy of the error. Implemented for every such type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error of an idempotent function: it needs `Clone + Send + Sync + 'static`",
+    label = "every duplicate that joined a failed run gets a copy of this error",
+    note = "use an error enum that derives `Clone` (with a variant `#[from] herdcache::IdempotencyError`); `std::io::Error` and `anyhow::Error` are not `Clone`: keep their message, or an `Arc` of them, in a variant of your own"
+)]
+pub trait IdempotentError: Clone + Send + Sync + 'static {}
+
+impl<E: Clone + Send + Sync + 'static> IdempotentError for E {}

@@ -1,0 +1,33 @@
+use herdcache::idempotent;
+
+#[derive(Debug, Clone)]
+struct PayError;
+
+// The error type cannot hold the protocol's errors: one error at it.
+#[idempotent(key = key)]
+async fn a(key: &str) -> Result<u64, PayError> {
+    Ok(key.len() as u64)
+}
+
+#[derive(Debug, Clone)]
+struct KeyError;
+
+impl From<herdcache::IdempotencyError> for KeyError {
+    fn from(_: herdcache::IdempotencyError) -> Self {
+        KeyError
+    }
+}
+
+// A key that is not text: one error at it.
+#[idempotent(key = key)]
+async fn b(key: u64) -> Result<u64, KeyError> {
+    Ok(key)
+}
+
+// An error type that is not `Clone`: one error, naming what it needs.
+#[idempotent(key = key)]
+async fn c(key: &str) -> Result<u64, std::io::Error> {
+    Ok(key.len() as u64)
+}
+
+fn main() {}
