@@ -6,6 +6,8 @@
 mod common;
 
 use common::{join_all, wait_until, Gate};
+use std::time::Duration;
+
 use herdcache::{idempotent, IdempotencyError};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
@@ -216,4 +218,86 @@ async fn a_method_runs_from_a_clone_of_self_and_fingerprints_what_it_names() {
     let again = ledger.post_idempotent("l-1", 5, "second").await;
     assert!(again.replayed());
     assert_eq!(again.into_inner().unwrap(), "acme posted 5 (first)");
+}
+
+// The seed scenario, end to end on tokio's paused clock: a payment
+// service slower than its client's 250 ms timeout, a client retrying with
+// one idempotency key per payment, a balance read busted by each charge.
+// The service keeps running a request its client gave up on, so without
+// the key each retry is a second charge; with it, one charge a payment.
+
+static SEED_DEBITS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
+async fn seed_debit(customer: u64, latency_ms: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+    let mut debits = SEED_DEBITS.lock().unwrap();
+    debits.push(customer);
+    debits.len() as u64
+}
+
+#[herdcache::cached(ttl = "60s")]
+async fn seed_balance(customer: u64) -> u64 {
+    let debits = SEED_DEBITS.lock().unwrap();
+    1_000 - 10 * debits.iter().filter(|debit| **debit == customer).count() as u64
+}
+
+async fn seed_plain(customer: u64, latency_ms: u64) -> Result<u64, PayError> {
+    let receipt = seed_debit(customer, latency_ms).await;
+    seed_balance_invalidate(customer).await;
+    Ok(receipt)
+}
+
+#[idempotent(key = key, scope = customer, fingerprint = [], name = "tests.seed.charge")]
+async fn seed_charge(key: String, customer: u64, latency_ms: u64) -> Result<u64, PayError> {
+    let receipt = seed_debit(customer, latency_ms).await;
+    seed_balance_invalidate(customer).await;
+    Ok(receipt)
+}
+
+/// Each customer's attempts reach a server that takes 400 ms on the
+/// first try (past the client's 250 ms) and 100 ms after.
+async fn seed_client(customer: u64, idempotent: bool) -> u64 {
+    for attempt in 1..=4u64 {
+        let latency = if attempt == 1 { 400 } else { 100 };
+        let key = format!("seed-{customer}");
+        let handler = tokio::spawn(async move {
+            if idempotent {
+                seed_charge(key, customer, latency).await
+            } else {
+                seed_plain(customer, latency).await
+            }
+        });
+        if let Ok(Ok(Ok(receipt))) = tokio::time::timeout(Duration::from_millis(250), handler).await
+        {
+            return receipt;
+        }
+        tokio::time::sleep(herdcache::Retry::attempts(4).backoff(attempt as u32)).await;
+    }
+    panic!("the payment never went through");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_customer_is_charged_once_with_herdcache_and_more_without() {
+    let charged = |customer: u64| {
+        SEED_DEBITS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|debit| **debit == customer)
+            .count()
+    };
+    // Without the key: the first request still lands after the client
+    // gave up, and the retry charges again.
+    assert_eq!(seed_balance(1).await, 1_000);
+    seed_client(1, false).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(charged(1), 2, "charged twice without an idempotency key");
+    assert_eq!(seed_balance(1).await, 980, "the cached balance was busted");
+
+    // With it: the retry joins the first charge (or replays it).
+    assert_eq!(seed_balance(2).await, 1_000);
+    seed_client(2, true).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(charged(2), 1, "charged once");
+    assert_eq!(seed_balance(2).await, 990, "the cached balance was busted");
 }
