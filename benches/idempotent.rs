@@ -112,13 +112,11 @@ fn idempotent_memory(bencher: Bencher) {
 fn idempotent_redis(bencher: Bencher) {
     let setup = setup();
     bencher.bench_local(|| {
-        setup.tokio.block_on(setup.in_redis.run(
-            Ok(next_key()),
-            0,
-            0,
-            Failed::from,
-            || operation(5),
-        ))
+        setup.tokio.block_on(
+            setup
+                .in_redis
+                .run(Ok(next_key()), 0, 0, Failed::from, || operation(5)),
+        )
     });
 }
 
@@ -152,7 +150,10 @@ fn hand_written_set_nx(bencher: Bencher) {
 #[divan::bench(sample_count = 100, sample_size = 20)]
 fn replay_memory(bencher: Bencher) {
     let setup = setup();
-    setup.tokio.block_on(charge("replayed".to_owned(), 5)).unwrap();
+    setup
+        .tokio
+        .block_on(charge("replayed".to_owned(), 5))
+        .unwrap();
     bencher.bench_local(|| setup.tokio.block_on(charge("replayed".to_owned(), 5)));
 }
 

@@ -16,7 +16,11 @@ fn url() -> String {
 }
 
 async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url())
+    redis_at(&url()).await
+}
+
+async fn redis_at(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -89,6 +93,24 @@ async fn closed(key: &str) -> Result<u32, PayError> {
 #[idempotent(key = key, name = "fleet.open", fail_open = true)]
 async fn open(key: &str) -> Result<u32, PayError> {
     Ok(std::process::id())
+}
+
+/// A run whose holder may lose its lease: a short one, a long operation.
+#[idempotent(key = key, name = "fleet.leased", lease = "1s")]
+async fn leased(key: &str) -> Result<Receipt, PayError> {
+    let mut redis = redis().await;
+    let run: u64 = redis.incr("idem:leased-runs", 1).await.unwrap();
+    let _: () = redis
+        .set(format!("idem:leased-run-{run}"), 1)
+        .await
+        .unwrap();
+    // The first run outlasts its lease once it is cut off; a taker's is quick.
+    let takes = if run == 1 { 5_000 } else { 50 };
+    tokio::time::sleep(Duration::from_millis(takes)).await;
+    Ok(Receipt {
+        run,
+        pid: std::process::id(),
+    })
 }
 
 /// What a child process does, by its role; it prints one `RESULT` line.
@@ -168,6 +190,25 @@ fn idem_child() {
                 let opened = open("d-1").await.is_ok();
                 println!("RESULT refused={} ran_open={}", u8::from(refused), u8::from(opened));
             }
+            // Runs the long operation through a proxy the parent cuts: its
+            // lease runs out, another process takes over, and its
+            // completion must not overwrite the taker's outcome.
+            "stalled" => {
+                let receipt = leased("lease-1").await.unwrap();
+                let stats = herdcache::idempotency_stats();
+                println!("RESULT run={} fenced={}", receipt.run, stats.fenced);
+            }
+            "taker" | "reader" => {
+                let outcome = leased_idempotent("lease-1").await;
+                let replayed = outcome.replayed();
+                let receipt = outcome.into_inner().unwrap();
+                println!(
+                    "RESULT run={} pid={} replayed={}",
+                    receipt.run,
+                    receipt.pid,
+                    u8::from(replayed)
+                );
+            }
             other => panic!("unknown role {other}"),
         }
     });
@@ -216,8 +257,7 @@ fn field(result: &str, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_run_an_operation_once_and_share_its_outcome() {
     let server = herdcache_test_support::RedisServer::start().unwrap();
-    std::env::set_var("HERDCACHE_IDEM_URL", server.url());
-    let mut redis = redis().await;
+    let mut redis = redis_at(&server.url()).await;
 
     // 2 processes × 50 concurrent duplicates: one run, one outcome.
     let children: Vec<_> = (0..2)
@@ -275,4 +315,56 @@ async fn two_processes_run_an_operation_once_and_share_its_outcome() {
     let down = result(child.wait_with_output().unwrap());
     assert_eq!(field(&down, "refused"), 1, "{down}");
     assert_eq!(field(&down, "ran_open"), 1, "{down}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_lease_ran_out_cannot_overwrite_the_new_holders_outcome() {
+    let server = herdcache_test_support::RedisServer::start().unwrap();
+    let proxy = herdcache_test_support::FaultProxy::start(server.port()).unwrap();
+    let mut redis = redis_at(&server.url()).await;
+    let stalled = child_command("stalled", &server.url())
+        .env("HERDCACHE_IDEM_TIER_URL", proxy.url())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while redis
+        .get::<_, Option<u8>>("idem:leased-run-1")
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the first run never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Cut off: its heartbeat cannot reach Redis, and the 1 s lease ends.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let taker = result(
+        child_command("taker", &server.url())
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .unwrap(),
+    );
+    assert_eq!(
+        field(&taker, "run"),
+        2,
+        "the next duplicate took over: {taker}"
+    );
+    proxy.heal();
+    // The stalled holder finishes; its completion is fenced off.
+    let stalled = result(stalled.wait_with_output().unwrap());
+    assert_eq!(field(&stalled, "run"), 1, "{stalled}");
+    assert_eq!(field(&stalled, "fenced"), 1, "{stalled}");
+    // Every later duplicate replays the taker's outcome.
+    let reader = result(
+        child_command("reader", &server.url())
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .unwrap(),
+    );
+    assert_eq!(field(&reader, "replayed"), 1, "{reader}");
+    assert_eq!(field(&reader, "run"), 2, "{reader}");
+    assert_eq!(field(&reader, "pid"), field(&taker, "pid"), "{reader}");
 }
