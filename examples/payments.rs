@@ -33,7 +33,7 @@ impl From<IdempotencyError> for PayError {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Receipt {
     charge: u64,
 }

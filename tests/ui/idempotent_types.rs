@@ -30,4 +30,13 @@ async fn c(key: &str) -> Result<u64, std::io::Error> {
     Ok(key.len() as u64)
 }
 
+struct Pool;
+
+// An argument that cannot be copied onto the run's own task: one error at it.
+#[idempotent(key = key)]
+async fn d(key: &str, pool: &Pool) -> Result<u64, KeyError> {
+    let _ = pool;
+    Ok(key.len() as u64)
+}
+
 fn main() {}

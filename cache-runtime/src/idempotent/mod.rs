@@ -1098,6 +1098,18 @@ pub(crate) async fn catch_unwind<F: Future>(future: F) -> std::thread::Result<F:
     .await
 }
 
+/// What the error type of an idempotent function must be: `Clone + Send +
+/// Sync + 'static`, because every duplicate that joined a failed run gets
+/// its own copy of the error. Implemented for every such type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error of an idempotent function: it needs `Clone + Send + Sync + 'static`",
+    label = "every duplicate that joined a failed run gets a copy of this error",
+    note = "use an error enum that derives `Clone` (with a variant `#[from] herdcache::IdempotencyError`); `std::io::Error` and `anyhow::Error` are not `Clone`: keep their message, or an `Arc` of them, in a variant of your own"
+)]
+pub trait IdempotentError: Clone + Send + Sync + 'static {}
+
+impl<E: Clone + Send + Sync + 'static> IdempotentError for E {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1181,15 +1193,3 @@ mod tests {
         );
     }
 }
-
-/// What the error type of an idempotent function must be: `Clone + Send +
-/// Sync + 'static`, because every duplicate that joined a failed run gets
-/// its own copy of the error. Implemented for every such type.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be the error of an idempotent function: it needs `Clone + Send + Sync + 'static`",
-    label = "every duplicate that joined a failed run gets a copy of this error",
-    note = "use an error enum that derives `Clone` (with a variant `#[from] herdcache::IdempotencyError`); `std::io::Error` and `anyhow::Error` are not `Clone`: keep their message, or an `Arc` of them, in a variant of your own"
-)]
-pub trait IdempotentError: Clone + Send + Sync + 'static {}
-
-impl<E: Clone + Send + Sync + 'static> IdempotentError for E {}

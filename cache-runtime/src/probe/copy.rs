@@ -77,8 +77,8 @@ impl<T: ?Sized> CannotCopy<T> for &CopyProbe<T> {
 /// reference, and `Send + Sync + 'static`). Implemented by no type: one that
 /// is not is one error naming this trait.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be copied into a background refresh",
-    label = "swr, early_refresh and the timeouts run the body on a task of its own, from a copy of this argument",
+    message = "`{Self}` cannot be copied into a task of its own",
+    label = "swr, early_refresh, the timeouts and #[idempotent] run the body on a task of its own, from a copy of this argument",
     note = "the copy is made with `Clone` (`ToOwned` behind a reference: `&str` becomes a `String`) and must be `Send + Sync + 'static`; for `&self`, derive `Clone` on the type (a repository holding a pool usually can), or drop the background policy"
 )]
 pub trait BackgroundCopy {}
