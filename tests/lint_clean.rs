@@ -93,21 +93,26 @@ fn is_transient(error: &std::io::Error) -> bool {
 }
 
 /// The breaker, with its defaults and with an expression.
-#[cached(ttl = "60s", circuit_breaker = true)]
-async fn guarded(id: u64) -> Result<u64, std::io::Error> {
-    Ok(id)
+/// With the breaker alone the one attempt takes the arguments: one that
+/// is not `Clone` is fine.
+#[cached(ttl = "60s", circuit_breaker = true, key = id)]
+async fn guarded(id: u64, token: Token) -> Result<u64, std::io::Error> {
+    Ok(id + token.0)
 }
 
+struct Token(u64);
+
 #[cached(ttl = "60s", retry = 2, circuit_breaker = herdcache::CircuitBreaker::new().min_calls(5))]
-async fn guarded_retried(id: u64, #[cfg(not(any()))] extra: u64) -> Result<u64, std::io::Error> {
+async fn guarded_retried(id: u64, extra: u64) -> Result<u64, std::io::Error> {
     Ok(id + extra)
 }
 
 /// An idempotent write: a key the body never reads, a scope, a borrowed
 /// and an owned argument, a unit outcome.
 #[idempotent(key = idem_key, scope = customer, ttl = "1h", name = "lint.charge")]
+#[expect(unused_variables, reason = "the body's own expectation, kept on it")]
 async fn charge(idem_key: &str, customer: u64, memo: String) -> Result<(), WriteError> {
-    let _ = memo.len();
+    let length = memo.len();
     Ok(())
 }
 
@@ -179,7 +184,7 @@ async fn every_shape_compiles_without_a_warning() {
     assert_eq!(repo.get(1).await, 11);
     assert_eq!(repo.get_retried(1, "db").await.unwrap(), 11);
     assert_eq!(retried(1, "a".to_owned(), "db").await.unwrap(), "1:a");
-    assert_eq!(guarded(2).await.unwrap(), 2);
+    assert_eq!(guarded(2, Token(1)).await.unwrap(), 3);
     charge("k", 1, "memo".to_owned()).await.unwrap();
     let refused = charge("", 1, String::new()).await.unwrap_err();
     assert_eq!(refused.status(), 400);

@@ -508,9 +508,16 @@ impl Context<'_> {
         let args = self.plan.args.iter().map(|arg| &arg.ident);
         let receiver = self.item.sig.receiver().map(|_| quote!(self,));
         if self.plan.policy.has_attempts() {
-            // Each attempt calls the body with its own copies.
-            let copy =
-                |ident: &Ident| quote_spanned!(ident.span()=> ::core::clone::Clone::clone(&#ident));
+            // Under `retry`, each attempt calls the body with its own
+            // copies; with the breaker alone, the one attempt takes them.
+            let retries = self.plan.policy.retry.is_some();
+            let copy = |ident: &Ident| {
+                if retries {
+                    quote_spanned!(ident.span()=> ::core::clone::Clone::clone(&#ident))
+                } else {
+                    quote!(#ident)
+                }
+            };
             let args = self.plan.args.iter().map(|arg| copy(&arg.ident));
             let receiver = self.item.sig.receiver().map(|receiver| {
                 let copied = copy(&Ident::new("self", receiver.self_token.span));
@@ -663,7 +670,7 @@ pub(crate) fn type_argument_span(ret: &Type, index: usize) -> proc_macro2::Span 
 /// The attributes a helper keeps from the function: `cfg` and lint levels.
 /// An `expect` becomes an `allow`: the lint it expects may not fire in a
 /// helper, and an unfulfilled expectation is itself a warning.
-fn lint_attrs(attrs: &[Attribute]) -> impl Iterator<Item = Attribute> + '_ {
+pub(crate) fn lint_attrs(attrs: &[Attribute]) -> impl Iterator<Item = Attribute> + '_ {
     attrs.iter().filter_map(|attr| {
         let path = attr.path();
         if ["cfg", "allow", "warn", "deny"]
@@ -677,7 +684,7 @@ fn lint_attrs(attrs: &[Attribute]) -> impl Iterator<Item = Attribute> + '_ {
 }
 
 /// `#[expect(..)]` as `#[allow(..)]`.
-fn expect_as_allow(attr: &Attribute) -> Attribute {
+pub(crate) fn expect_as_allow(attr: &Attribute) -> Attribute {
     let mut allow = attr.clone();
     if let syn::Meta::List(list) = &mut allow.meta {
         list.path = syn::parse_quote!(allow);

@@ -209,7 +209,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => {
-                if receiver.reference.is_some() && receiver.mutability.is_some() {
+                let typed_mut = matches!(&*receiver.ty, Type::Reference(reference) if reference.mutability.is_some());
+                if (receiver.reference.is_some() && receiver.mutability.is_some()) || typed_mut {
                     errors.at(
                         receiver.self_token.span,
                         "the operation runs on a task of its own, from copies of the arguments: `&mut self` cannot be copied",
@@ -288,14 +289,26 @@ fn generate(
     let receiver = sig.receiver().map(|_| quote!(self,));
     let names: Vec<&Ident> = arguments.iter().map(|(name, _)| name).collect();
 
-    // The function as written, forwarding.
-    let attrs = &item.attrs;
+    // The function as written, forwarding. The body moved to
+    // `_uncached`: an `#[expect]` about it would be unfulfilled here.
+    let attrs = item.attrs.iter().map(|attr| {
+        if attr.path().is_ident("expect") {
+            crate::expand::expect_as_allow(attr)
+        } else {
+            attr.clone()
+        }
+    });
     let vis = &item.vis;
+    let unsafe_call = |call: TokenStream| match sig.unsafety {
+        Some(_) => quote!(unsafe { #call }),
+        None => call,
+    };
+    let forward_call = unsafe_call(quote!(#helper_path(#receiver #(#names),*)));
     let forward = quote! {
         #(#attrs)*
         #[allow(clippy::used_underscore_binding, unused_mut)]
         #vis #sig {
-            #helper_path(#receiver #(#names),*).await.into_inner()
+            #forward_call.await.into_inner()
         }
     };
 
@@ -418,6 +431,7 @@ fn generate(
         };
         passed.push(copy(name.span(), borrowed, lent));
     }
+    let run_call = unsafe_call(quote!(#uncached_path(#(#passed),*)));
     let doc = format!(
         "Runs `{fn_name}` at most once per idempotency key: returns its outcome and whether it was replayed (`herdcache::Idempotent`)."
     );
@@ -437,7 +451,7 @@ fn generate(
                 __herdcache_scope,
                 __herdcache_fingerprint,
                 #to_error,
-                move || async move { #uncached_path(#(#passed),*).await },
+                move || async move { #run_call.await },
             )
             .await
         }
@@ -447,8 +461,9 @@ fn generate(
     let mut uncached_sig = sig.clone();
     uncached_sig.ident = uncached;
     let block = &item.block;
+    // The body's lint attributes, `#[expect]` kept: the body is here.
     let lints = item.attrs.iter().filter(|attr| {
-        ["cfg", "allow", "warn", "deny"]
+        ["cfg", "allow", "warn", "deny", "expect"]
             .iter()
             .any(|name| attr.path().is_ident(name))
     });
@@ -456,8 +471,9 @@ fn generate(
     // passes every argument on, so nothing the user wrote goes unused.
     let uncached_fn = quote! {
         #[doc(hidden)]
-        #(#lints)*
         #[allow(dead_code, unused_variables, clippy::unused_async)]
+        // After the allow: the user's own levels (an `#[expect]`) win.
+        #(#lints)*
         #uncached_sig #block
     };
     quote! {

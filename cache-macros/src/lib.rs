@@ -140,7 +140,9 @@ use syn::parse::Parser;
 ///   `hard_timeout` is not made. Each attempt calls the body with its own
 ///   copies of the arguments (`Clone`: `&T` is copied, `&self` too, an
 ///   owned `self` needs `Self: Clone`; an `&mut` argument is a compile
-///   error). Retries wait on tokio timers; outside a tokio runtime a
+///   error; with `circuit_breaker` alone, the one call takes the arguments
+///   as given). An argument under `#[cfg]` is a compile error with either.
+///   The cap is never below the base. Retries wait on tokio timers; outside a tokio runtime a
 ///   failure is not retried. Counted in `Stats::retries`, a `debug` event
 ///   each.
 /// - **`retry_if = path`**: a `fn(&E) -> bool` saying which errors are
@@ -157,9 +159,11 @@ use syn::parse::Parser;
 ///   `hard_timeout`), which fail-safe answers with the last good value like
 ///   any failure. After `break_for` (5 s) it is half-open: exactly one call
 ///   at a time, across all keys, goes through as a probe, and every other
-///   load is refused. A failed probe opens it again for twice the last
+///   load is refused. A failed probe, or one still running after
+///   `probe_timeout` (30 s: a hung call), opens it again for twice the last
 ///   break, up to `max_break` (60 s); `probes` (3) successes in a row close
-///   it. Its state is `Stats::breaker` (`herdcache::BreakerState`), its
+///   it. A call that hangs while it is closed counts only when it ends:
+///   give the origin's calls their own timeouts. Its state is `Stats::breaker` (`herdcache::BreakerState`), its
 ///   openings and refusals are counted, and each move is a tracing event
 ///   (`warn` when it opens). It reads the cache's clock, so tests drive it
 ///   with `herdcache::testing::isolate_with_clock`.
@@ -327,6 +331,10 @@ pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   overwrite a newer claim. Redis unreachable: `Unavailable`, nothing
 ///   runs (unless `fail_open`). Record names hold digests, never the key
 ///   or scope text.
+/// - **Where**: a free function, or a method taking `self` or naming
+///   `Self` in its signature (it reaches its helpers as `Self::…`); not an
+///   associated function with neither, nor a trait impl's method. An
+///   `#[expect]` on the function stays on the body.
 /// - **HTTP**: `IdempotencyError::http_status` maps the errors to 400
 ///   (missing or invalid key), 409 with `Retry-After` (in progress), 422
 ///   (payload mismatch), 503 (unavailable).

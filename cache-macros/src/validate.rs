@@ -174,6 +174,12 @@ pub(crate) fn validate(
         .inputs
         .iter()
         .any(|input| matches!(input, syn::FnArg::Typed(typed) if !typed.attrs.is_empty()));
+    if cfg_arguments && policy.has_attempts() {
+        errors.at(
+            site.attribute,
+            "`retry` and `circuit_breaker` call the body through a helper that takes every argument: an argument under `#[cfg]` may not exist; move the `#[cfg]` to the function, or drop the attribute",
+        );
+    }
     let siblings = match site.place {
         _ if cfg_arguments => Siblings::Unknown,
         _ if in_impl => Siblings::OfSelf,
@@ -404,7 +410,8 @@ fn exclusive_borrows(sig: &Signature) -> Vec<proc_macro2::Span> {
     for input in &sig.inputs {
         let span = match input {
             FnArg::Receiver(receiver)
-                if receiver.reference.is_some() && receiver.mutability.is_some() =>
+                if (receiver.reference.is_some() && receiver.mutability.is_some())
+                    || matches!(&*receiver.ty, Type::Reference(reference) if reference.mutability.is_some()) =>
             {
                 receiver.self_token.span
             }

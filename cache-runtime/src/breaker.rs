@@ -22,8 +22,11 @@ use crate::clock::{nanos, Nanos};
 /// [`Error::OriginUnavailable`](crate::Error::OriginUnavailable), which
 /// fail-safe answers like any failure. After `break_for` it is half-open:
 /// one load at a time (across all keys) goes through as a probe. A failed
-/// probe opens it again for twice the last break, up to `max_break`;
-/// `probes` successful probes in a row close it.
+/// probe, or one still running after `probe_timeout`, opens it again for
+/// twice the last break, up to `max_break`; `probes` successful probes in
+/// a row close it. A call that hangs while the breaker is closed is not
+/// counted until it ends: bound the origin's calls with their own
+/// timeouts.
 ///
 /// ```
 /// use std::time::Duration;
@@ -44,6 +47,7 @@ pub struct CircuitBreaker {
     break_for: Duration,
     max_break: Duration,
     probes: u32,
+    probe_timeout: Duration,
 }
 
 impl Default for CircuitBreaker {
@@ -64,6 +68,7 @@ impl CircuitBreaker {
             break_for: Duration::from_secs(5),
             max_break: Duration::from_secs(60),
             probes: 3,
+            probe_timeout: Duration::from_secs(30),
         }
     }
 
@@ -102,6 +107,14 @@ impl CircuitBreaker {
     /// The longest break, however many probes failed.
     pub fn max_break(mut self, max_break: Duration) -> Self {
         self.max_break = max_break;
+        self
+    }
+
+    /// How long a probe may run before it counts as failed (default 30 s):
+    /// a probe whose call hangs must not keep the breaker half-open, with
+    /// every other load refused, for ever.
+    pub fn probe_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_timeout = timeout;
         self
     }
 
@@ -153,8 +166,9 @@ impl BreakerState {
 pub(crate) enum Admit {
     /// Call the origin (closed).
     Call,
-    /// Call the origin as the one probe (half-open).
-    Probe,
+    /// Call the origin as the one probe (half-open): its number, so that
+    /// a probe given up on cannot judge the one after it.
+    Probe(u64),
     /// Do not call the origin (open, or a probe already runs).
     Refuse,
 }
@@ -189,7 +203,8 @@ enum State {
         last_break: Duration,
     },
     HalfOpen {
-        probing: bool,
+        /// The probe running, its number and when it began.
+        probing: Option<(u64, Nanos)>,
         successes: u32,
         last_break: Duration,
     },
@@ -215,18 +230,19 @@ impl State {
 /// twice per call of the origin (never on a hit).
 pub(crate) struct OriginBreaker {
     settings: CircuitBreaker,
-    state: Mutex<State>,
+    state: Mutex<(State, u64)>,
 }
 
 impl OriginBreaker {
     pub(crate) fn new(settings: CircuitBreaker) -> Self {
         OriginBreaker {
             settings,
-            state: Mutex::new(State::closed()),
+            state: Mutex::new((State::closed(), 0)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    /// The state, and the number of the last probe admitted.
+    fn lock(&self) -> std::sync::MutexGuard<'_, (State, u64)> {
         // The state is consistent after every statement: a panic elsewhere
         // while it was held cannot leave it half-changed.
         self.state
@@ -235,28 +251,48 @@ impl OriginBreaker {
     }
 
     pub(crate) fn state(&self) -> BreakerState {
-        self.lock().public()
+        self.lock().0.public()
     }
 
     /// Whether a call may go to the origin now; the state it moved to, if
     /// it moved (open → half-open).
     pub(crate) fn admit(&self, now: Nanos) -> (Admit, Option<BreakerState>) {
-        let mut state = self.lock();
-        match &mut *state {
+        let mut guard = self.lock();
+        let (state, probes) = &mut *guard;
+        match state {
             State::Closed { .. } => (Admit::Call, None),
             State::Open { until, .. } if now < *until => (Admit::Refuse, None),
             State::Open { last_break, .. } => {
+                *probes += 1;
                 *state = State::HalfOpen {
-                    probing: true,
+                    probing: Some((*probes, now)),
                     successes: 0,
                     last_break: *last_break,
                 };
-                (Admit::Probe, Some(BreakerState::HalfOpen))
+                (Admit::Probe(*probes), Some(BreakerState::HalfOpen))
             }
-            State::HalfOpen { probing: true, .. } => (Admit::Refuse, None),
+            // A probe that has not ended within `probe_timeout` (a hung
+            // call) failed: the breaker opens again, and the probe's own
+            // end, if it comes, judges nothing.
+            State::HalfOpen {
+                probing: Some((_, started)),
+                last_break,
+                ..
+            } if now.saturating_sub(*started) >= nanos(self.settings.probe_timeout) => {
+                let next = last_break.saturating_mul(2).min(self.settings.max_break);
+                *state = State::Open {
+                    until: now.saturating_add(nanos(next)),
+                    last_break: next,
+                };
+                (Admit::Refuse, Some(BreakerState::Open))
+            }
+            State::HalfOpen {
+                probing: Some(_), ..
+            } => (Admit::Refuse, None),
             State::HalfOpen { probing, .. } => {
-                *probing = true;
-                (Admit::Probe, None)
+                *probes += 1;
+                *probing = Some((*probes, now));
+                (Admit::Probe(*probes), None)
             }
         }
     }
@@ -264,7 +300,8 @@ impl OriginBreaker {
     /// Records how an admitted call ended; the state it moved to, if it moved.
     pub(crate) fn ended(&self, admit: Admit, now: Nanos, verdict: Verdict) -> Option<BreakerState> {
         let settings = &self.settings;
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut guard.0;
         match (admit, &mut *state) {
             (Admit::Call, State::Closed { buckets }) => {
                 if verdict == Verdict::Cancelled {
@@ -304,14 +341,18 @@ impl OriginBreaker {
                 None
             }
             (
-                Admit::Probe,
+                Admit::Probe(number),
                 State::HalfOpen {
                     probing,
                     successes,
                     last_break,
                 },
             ) => {
-                *probing = false;
+                // Not the probe running now (one given up on): nothing to judge.
+                if probing.map(|(running, _)| running) != Some(number) {
+                    return None;
+                }
+                *probing = None;
                 match verdict {
                     Verdict::Cancelled => None,
                     Verdict::Success => {
@@ -400,14 +441,12 @@ mod tests {
         }
         let now = 1_000 * MS;
         let (probe, change) = breaker.admit(now);
-        assert_eq!(
-            (probe, change),
-            (Admit::Probe, Some(BreakerState::HalfOpen))
-        );
+        assert!(matches!(probe, Admit::Probe(_)));
+        assert_eq!(change, Some(BreakerState::HalfOpen));
         assert_eq!(breaker.admit(now).0, Admit::Refuse);
         assert_eq!(breaker.ended(probe, now, Verdict::Success), None);
         let (probe, _) = breaker.admit(now);
-        assert_eq!(probe, Admit::Probe);
+        assert!(matches!(probe, Admit::Probe(_)));
         assert_eq!(
             breaker.ended(probe, now, Verdict::Success),
             Some(BreakerState::Closed)
@@ -424,7 +463,7 @@ mod tests {
         let mut now = 1_000 * MS;
         for expected in [2_000, 3_000, 3_000] {
             let (probe, _) = breaker.admit(now);
-            assert_eq!(probe, Admit::Probe);
+            assert!(matches!(probe, Admit::Probe(_)));
             assert_eq!(
                 breaker.ended(probe, now, Verdict::Failure),
                 Some(BreakerState::Open)
@@ -432,7 +471,7 @@ mod tests {
             assert_eq!(breaker.admit(now + (expected - 1) * MS).0, Admit::Refuse);
             now += expected * MS;
         }
-        assert_eq!(breaker.admit(now).0, Admit::Probe);
+        assert!(matches!(breaker.admit(now).0, Admit::Probe(_)));
     }
 
     #[test]
@@ -444,6 +483,35 @@ mod tests {
         let (probe, _) = breaker.admit(1_000 * MS);
         assert_eq!(breaker.ended(probe, 1_000 * MS, Verdict::Cancelled), None);
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
-        assert_eq!(breaker.admit(1_000 * MS).0, Admit::Probe);
+        assert!(matches!(breaker.admit(1_000 * MS).0, Admit::Probe(_)));
+    }
+
+    #[test]
+    fn a_hung_probe_fails_at_its_timeout_and_its_late_end_judges_nothing() {
+        let breaker = OriginBreaker::new(
+            CircuitBreaker::new()
+                .min_calls(1)
+                .break_for(Duration::from_secs(1))
+                .probe_timeout(Duration::from_secs(10))
+                .probes(1),
+        );
+        call(&breaker, 0, Verdict::Failure);
+        let (hung, _) = breaker.admit(1_000 * MS);
+        assert!(matches!(hung, Admit::Probe(_)));
+        assert_eq!(breaker.admit(10_999 * MS).0, Admit::Refuse);
+        // Ten seconds on: failed, open again for twice the break.
+        assert_eq!(
+            breaker.admit(11_000 * MS),
+            (Admit::Refuse, Some(BreakerState::Open))
+        );
+        let (next, _) = breaker.admit(13_000 * MS);
+        assert!(matches!(next, Admit::Probe(_)));
+        // The hung call ends at last, in success: it is not the probe now.
+        assert_eq!(breaker.ended(hung, 13_000 * MS, Verdict::Success), None);
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        assert_eq!(
+            breaker.ended(next, 13_000 * MS, Verdict::Success),
+            Some(BreakerState::Closed)
+        );
     }
 }

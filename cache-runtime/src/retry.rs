@@ -65,12 +65,15 @@ impl Retry {
     }
 
     /// The bound of the wait before retry `n` (1 for the first retry):
-    /// `min(cap, base · 2ⁿ⁻¹)`.
+    /// `min(cap, base · 2ⁿ⁻¹)`, the cap never below the base.
     pub fn ceiling(&self, n: u32) -> Duration {
+        // A base above the default cap raises the cap: the first window
+        // is the base as written.
+        let cap = self.cap.max(self.base);
         let doublings = n.saturating_sub(1).min(31);
         self.base
             .checked_mul(1u32 << doublings)
-            .map_or(self.cap, |ceiling| ceiling.min(self.cap))
+            .map_or(cap, |ceiling| ceiling.min(cap))
     }
 
     /// The wait before retry `n`, drawn uniformly below
@@ -103,6 +106,13 @@ mod tests {
         // Full jitter: draws land in the bottom and the top tenth alike.
         assert!(draws.iter().any(|draw| *draw < Duration::from_millis(20)));
         assert!(draws.iter().any(|draw| *draw > Duration::from_millis(180)));
+    }
+
+    #[test]
+    fn a_base_above_the_default_cap_is_the_first_window() {
+        let retry = Retry::attempts(3).base(Duration::from_secs(5));
+        assert_eq!(retry.ceiling(1), Duration::from_secs(5));
+        assert_eq!(retry.ceiling(2), Duration::from_secs(5));
     }
 
     #[test]

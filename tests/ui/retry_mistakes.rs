@@ -55,6 +55,23 @@ async fn i(id: u64) -> Result<u64, std::io::Error> {
     Ok(id)
 }
 
+// An argument under `#[cfg]` cannot be passed to every attempt.
+#[cached(ttl = "1m", circuit_breaker = true, key = id)]
+async fn j(id: u64, #[cfg(not(any()))] extra: u64) -> Result<u64, std::io::Error> {
+    Ok(id + extra)
+}
+
+#[derive(Clone)]
+struct Repo;
+
+impl Repo {
+    // `self: &mut Self` is an exclusive borrow too.
+    #[cached(ttl = "1m", retry = 2, key = id)]
+    async fn k(self: &mut Self, id: u64) -> Result<u64, std::io::Error> {
+        Ok(id)
+    }
+}
+
 fn is_transient(_: &std::io::Error) -> bool {
     true
 }

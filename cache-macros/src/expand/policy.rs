@@ -136,7 +136,7 @@ impl Context<'_> {
                 };
             }
         };
-        let retries = self.plan.policy.has_attempts();
+        let retries = self.plan.policy.retry.is_some();
         // Under `retry`, each attempt takes its own copy of what is passed
         // by value.
         let pass = |name: &Ident, lent: bool| match (lent, retries) {
@@ -177,7 +177,7 @@ impl Context<'_> {
             _ => quote!(#uncached(#(#passed),*)),
         };
         let call = self.unsafe_if_needed(call);
-        let body = if retries {
+        let body = if self.plan.policy.has_attempts() {
             self.attempts(call)
         } else {
             match self.plan.kind {
@@ -230,8 +230,15 @@ impl Context<'_> {
                 __herdcache_unavailable
             }}
         };
+        // With the breaker alone there is one attempt, which takes the
+        // arguments themselves.
+        let method = if self.plan.policy.retry.is_some() {
+            quote!(attempts)
+        } else {
+            quote!(attempt_once)
+        };
         quote! {
-            #private::FnCache::attempts(__herdcache_cache, #transient, #unavailable, || #call).await
+            #private::FnCache::#method(__herdcache_cache, #transient, #unavailable, || #call).await
         }
     }
 }

@@ -60,6 +60,10 @@ where
                 self.counters.incr(Counter::BreakerRejected);
                 return R::from_failure(failed.unwrap_or_else(unavailable));
             };
+            if made > 1 {
+                // Counted once it is made: one the breaker refused is not.
+                self.counters.incr(Counter::Retries);
+            }
             let failure = match attempt().await.into_parts() {
                 Ok(value) => {
                     turn.end(Verdict::Success);
@@ -86,10 +90,34 @@ where
             }
             trace::retrying(&self.name, made, wait);
             tokio::time::sleep(wait).await;
-            self.counters.incr(Counter::Retries);
             failed = Some(failure);
         }
         unreachable!("the attempts end by returning")
+    }
+
+    /// [`attempts`](Self::attempts) for a function with a breaker and no
+    /// retries: one call, made from the arguments themselves (no copy).
+    pub async fn attempt_once<R, A, Fut>(
+        &self,
+        transient: Option<fn(&R::Failure) -> bool>,
+        unavailable: fn() -> R::Failure,
+        attempt: A,
+    ) -> R
+    where
+        R: Outcome,
+        A: FnOnce() -> Fut,
+        Fut: Future<Output = R>,
+    {
+        debug_assert!(
+            self.origin.retry.is_none(),
+            "a function with retries copies its arguments"
+        );
+        let mut attempt = Some(attempt);
+        self.attempts(transient, unavailable, move || {
+            let attempt = attempt.take().expect("without retries, one attempt");
+            attempt()
+        })
+        .await
     }
 
     /// A call's turn through the breaker; `None` when it refuses.
