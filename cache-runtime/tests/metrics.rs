@@ -191,11 +191,25 @@ fn an_idempotent_functions_counts_are_exported_with_its_name() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     // Handles are registered when the records are made: with this recorder.
-    let idem: &'static Idempotency<u64, String> = metrics::with_local_recorder(&recorder, || {
-        Box::leak(Box::new(Idempotency::new(IdemConfig::new("orders.pay"))))
+    let records = metrics::with_local_recorder(&recorder, || {
+        Idempotency::<u64, String>::new(IdemConfig::new("orders.pay"))
     });
+    // With the Redis feature, records in a tier of their own: looking for
+    // the installed one would decide that this binary has none, and the
+    // test that installs one would fail.
+    #[cfg(feature = "redis")]
+    let server = herdcache_test_support::RedisServer::start().expect("redis-server on PATH");
+    #[cfg(feature = "redis")]
+    let records = records.with_tier(
+        herdcache_runtime::Runtime::builder()
+            .redis(server.url())
+            .namespace("idem-metrics")
+            .build()
+            .unwrap(),
+    );
+    let idem: &'static Idempotency<u64, String> = Box::leak(Box::new(records));
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
