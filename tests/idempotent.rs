@@ -301,3 +301,39 @@ async fn the_customer_is_charged_once_with_herdcache_and_more_without() {
     assert_eq!(charged(2), 1, "charged once");
     assert_eq!(seed_balance(2).await, 990, "the cached balance was busted");
 }
+
+static ANYHOW_RUNS: AtomicUsize = AtomicUsize::new(0);
+static ANYHOW_GATE: Gate = Gate::new();
+
+/// An error that is not `Clone` (`anyhow::Error`, `std::io::Error`): every
+/// duplicate gets it as a `#[cached]` function's joined callers do.
+#[idempotent(key = key, name = "tests.anyhow")]
+async fn transfer(key: &str, amount: u64) -> anyhow::Result<u64> {
+    ANYHOW_RUNS.fetch_add(1, SeqCst);
+    ANYHOW_GATE.pass().await;
+    if amount > 100 {
+        anyhow::bail!("the bank is down");
+    }
+    Ok(amount)
+}
+
+#[tokio::test]
+async fn an_error_that_is_not_clone_reaches_every_duplicate() {
+    ANYHOW_GATE.open();
+    let calls = (0..10).map(|_| transfer("a-1", 500)).collect();
+    let outcomes = join_all(calls).await;
+    assert_eq!(ANYHOW_RUNS.load(SeqCst), 1);
+    for outcome in &outcomes {
+        let error = outcome.as_ref().unwrap_err();
+        assert!(error.to_string().contains("the bank is down"), "{error}");
+    }
+    // Released: the retry runs again.
+    assert!(transfer("a-1", 500).await.is_err());
+    assert_eq!(ANYHOW_RUNS.load(SeqCst), 2);
+    // A refusal reaches its caller as the protocol's error itself.
+    let refused = transfer("", 5).await.unwrap_err();
+    assert_eq!(
+        refused.downcast_ref::<IdempotencyError>(),
+        Some(&IdempotencyError::MissingKey)
+    );
+}

@@ -341,13 +341,31 @@ fn generate(
     let lease = setting("lease", args.lease);
     let fail_open = args.fail_open.map(|on| quote!(.fail_open(#on)));
     let fleet = args.fleet.map(|on| quote!(.fleet(#on)));
+    // The engine carries the function's error shared (`IdemFailure`), so
+    // an error that is not `Clone` reaches every duplicate as a `#[cached]`
+    // function's does: `E::from(SharedError)`.
+    let error_span = crate::expand::error_type_span(ret);
+    let carried = quote!(#private::IdemFailure<#failure>);
+    let share = crate::expand::respan(
+        quote! {{
+            #[allow(unused_imports)]
+            use #private::{
+                ShareByClone as _, ShareByMessage as _, ShareBySharedError as _,
+                ShareNotPossible as _,
+            };
+            (&&&&#private::ShareProbe::<#failure>::new()).failure_share()
+        }},
+        error_span,
+    );
     let store_err = args.store_err.as_ref().map(|path| {
         let span = path.span();
-        quote_spanned!(span=> .store_err(#path))
+        quote_spanned! {span=>
+            .store_err(|__herdcache_error: &#carried| #path(&__herdcache_error.get()))
+        }
     });
     let ret_span = ret.span();
     let slot = quote_spanned! {ret_span=>
-        #private::IdemSlot::get::<#value, #failure>(&__HERDCACHE_IDEMPOTENT, || {
+        #private::IdemSlot::get::<#value, #carried>(&__HERDCACHE_IDEMPOTENT, || {
             #private::IdemConfig::new(#name) #ttl #wait #lease #fail_open #fleet #store_err
         })
     };
@@ -375,15 +393,19 @@ fn generate(
         let span = part.span();
         quote_spanned!(span=> .add(&#part))
     });
-    let error_span = crate::expand::error_type_span(ret);
     // Every token at the error type: one that cannot hold the protocol's
     // errors is one error there.
-    let to_error = crate::expand::respan(
+    let from_protocol = crate::expand::respan(
         quote! {
             <#failure as ::core::convert::From<#private::IdempotencyError>>::from
         },
         error_span,
     );
+    let to_error = quote! {
+        |__herdcache_error: #private::IdempotencyError| -> #carried {
+            #private::IdemFailure::own(#from_protocol(__herdcache_error))
+        }
+    };
 
     // Owned copies of the arguments, for the operation's own task.
     let probes = quote!(
@@ -451,9 +473,16 @@ fn generate(
                 __herdcache_scope,
                 __herdcache_fingerprint,
                 #to_error,
-                move || async move { #run_call.await },
+                move || async move {
+                    #run_call.await.map_err(|__herdcache_error| {
+                        #private::IdemFailure::new(#share, __herdcache_error)
+                    })
+                },
             )
             .await
+            .map(|__herdcache_outcome| {
+                __herdcache_outcome.map_err(|__herdcache_error| __herdcache_error.get())
+            })
         }
     };
 

@@ -300,7 +300,9 @@ pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The function keeps its signature and must return a `Result<T, E>`
 /// whose `E: From<herdcache::IdempotencyError>` (the protocol's errors
 /// reach the caller as `E`; `anyhow::Error` and `std::io::Error` convert
-/// already). It gains `<fn>_idempotent(..)`, returning
+/// already). Duplicates that joined a failed run get its error as a
+/// `#[cached]` function's joined callers do: a clone, or, for an error
+/// that is not `Clone` (`anyhow::Error`), `E::from(herdcache::SharedError)`. It gains `<fn>_idempotent(..)`, returning
 /// `herdcache::Idempotent<Result<T, E>>` with `replayed()`.
 ///
 /// | attribute | meaning | default |

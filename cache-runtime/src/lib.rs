@@ -118,8 +118,8 @@ pub mod requirements {
 pub mod __private {
     pub use crate::idem_fleet::StoredOutcome;
     pub use crate::idempotent::{
-        IdemConfig, IdemSlot, Idempotency, IdempotencyKey, StableDigest, DEFAULT_LEASE,
-        DEFAULT_TTL, DEFAULT_WAIT,
+        IdemConfig, IdemFailure, IdemSlot, Idempotency, IdempotencyKey, StableDigest,
+        DEFAULT_LEASE, DEFAULT_TTL, DEFAULT_WAIT,
     };
     pub use crate::outcome::{plain, Plain, SharedFailure};
     pub use crate::probe::*;

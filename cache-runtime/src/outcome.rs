@@ -124,6 +124,10 @@ impl<F> FailureShare<F> {
     pub(crate) fn share(&self, failure: F) -> (SharedFailure, F) {
         (self.share)(failure)
     }
+    /// The function that makes a waiter's copy.
+    pub(crate) fn unshare_fn(&self) -> fn(&SharedFailure) -> F {
+        self.unshare
+    }
     pub(crate) fn unshare(&self, shared: &SharedFailure) -> F {
         (self.unshare)(shared)
     }

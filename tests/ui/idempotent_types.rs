@@ -24,12 +24,23 @@ async fn b(key: u64) -> Result<u64, KeyError> {
     Ok(key)
 }
 
-// An error type that is not `Clone`: one error, naming what it needs.
+#[derive(Debug)]
+struct Opaque;
+
+impl From<herdcache::IdempotencyError> for Opaque {
+    fn from(_: herdcache::IdempotencyError) -> Self {
+        Opaque
+    }
+}
+
+// An error that duplicates cannot share (neither `Clone` nor
+// `From<SharedError>`): one error, naming both ways out.
 #[idempotent(key = key)]
-async fn c(key: &str) -> Result<u64, std::io::Error> {
+async fn c(key: &str) -> Result<u64, Opaque> {
     Ok(key.len() as u64)
 }
 
+#[derive(Hash)]
 struct Pool;
 
 // An argument that cannot be copied onto the run's own task: one error at it.

@@ -36,7 +36,10 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::expiry::random_unit;
-use crate::idempotent::{Count, Idempotency, IdempotencyError, IdempotentError, Landing};
+use crate::idempotent::{
+    Count, IdemFailure, Idempotency, IdempotencyError, IdempotentError, Landing,
+};
+use crate::outcome::FailureShare;
 use crate::redis::RedisTier;
 
 /// What an idempotent function's outcome must be: with the `redis` feature,
@@ -554,5 +557,24 @@ async fn release<T, E>(idempotency: &Idempotency<T, E>, fleet: &Fleet, key: &str
             return;
         }
         tokio::time::sleep(FIRST_POLL * 2u32.pow(attempt)).await;
+    }
+}
+
+/// A stored final error travels as the error itself.
+impl<E: Serialize> Serialize for IdemFailure<E> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(serializer)
+    }
+}
+
+/// Read back, a stored error is shared by cloning it (a stored error is
+/// `Clone`: it is replayed to every duplicate).
+impl<'de, E> serde::Deserialize<'de> for IdemFailure<E>
+where
+    E: serde::Deserialize<'de> + Clone + Send + Sync + 'static,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let error = E::deserialize(deserializer)?;
+        Ok(IdemFailure::new(FailureShare::by_clone(), error))
     }
 }

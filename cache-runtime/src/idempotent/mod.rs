@@ -38,6 +38,7 @@ use event_listener::Event;
 use tokio::time::Instant;
 
 use crate::idem_fleet::{self, ErrWire, Fleet, OkWire, StoredOutcome};
+use crate::outcome::{FailureShare, SharedFailure};
 
 /// The longest idempotency key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 255;
@@ -230,6 +231,88 @@ impl<R> Idempotent<R> {
     /// The outcome, owned.
     pub fn into_inner(self) -> R {
         self.outcome
+    }
+}
+
+impl<R> Idempotent<R> {
+    /// The same answer with its outcome mapped (what generated code uses to
+    /// hand the function's own error back).
+    #[doc(hidden)]
+    pub fn map<U>(self, map: impl FnOnce(R) -> U) -> Idempotent<U> {
+        Idempotent {
+            outcome: map(self.outcome),
+            replayed: self.replayed,
+        }
+    }
+}
+
+/// An idempotent function's error as the engine carries it: shared by
+/// every duplicate that gets it, the way a `#[cached]` function's error
+/// reaches callers that joined a failing load ([`FailureShare`]: a clone,
+/// or `E::from(SharedError)` for an error that is not `Clone`). The first
+/// caller to read it gets the error as the share made it first (the
+/// original, unless it moved into a `SharedError`). What generated code
+/// wraps the function's error in.
+#[doc(hidden)]
+pub struct IdemFailure<E> {
+    first: Arc<Mutex<Option<E>>>,
+    /// The shared form, for every later reader; `None` for an error made
+    /// for one caller (a refusal), read once.
+    shared: Option<(SharedFailure, Unshare<E>)>,
+}
+
+/// How a later reader gets its copy of a shared error.
+type Unshare<E> = fn(&SharedFailure) -> E;
+
+impl<E> Clone for IdemFailure<E> {
+    fn clone(&self) -> Self {
+        IdemFailure {
+            first: Arc::clone(&self.first),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<E> fmt::Debug for IdemFailure<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdemFailure")
+    }
+}
+
+impl<E> IdemFailure<E> {
+    /// `error`, in the shared form `share` makes.
+    pub fn new(share: FailureShare<E>, error: E) -> Self {
+        let (shared, first) = share.share(error);
+        IdemFailure {
+            first: Arc::new(Mutex::new(Some(first))),
+            shared: Some((shared, share.unshare_fn())),
+        }
+    }
+
+    /// `error` for the one caller it is made for (a refusal): returned as
+    /// it is, never shared.
+    pub fn own(error: E) -> Self {
+        IdemFailure {
+            first: Arc::new(Mutex::new(Some(error))),
+            shared: None,
+        }
+    }
+
+    /// This caller's copy of the error.
+    ///
+    /// # Panics
+    /// An error made by [`own`](Self::own), read twice.
+    pub fn get(&self) -> E {
+        let first = self
+            .first
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match (first, &self.shared) {
+            (Some(error), _) => error,
+            (None, Some((shared, unshare))) => unshare(shared),
+            (None, None) => unreachable!("an error made for one caller is read once"),
+        }
     }
 }
 
