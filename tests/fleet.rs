@@ -8,7 +8,9 @@
 //! Run with `--features redis`.
 #![cfg(feature = "redis")]
 
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
@@ -195,30 +197,6 @@ fn child(role: &str, server: &herdcache_test_support::RedisServer) -> std::proce
     child_command(role, server).spawn().unwrap()
 }
 
-/// The `RESULT` line of a child that succeeded.
-fn result(output: Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        // libtest may print `test fleet_child ... ` on the same line.
-        .find_map(|line| line.split_once("RESULT ").map(|(_, result)| result))
-        .unwrap_or_else(|| panic!("no result in {stdout}"))
-        .to_owned()
-}
-
-fn field(result: &str, name: &str) -> u64 {
-    result
-        .split_whitespace()
-        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {result}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_share_values_loads_and_invalidations() {
     let server = herdcache_test_support::RedisServer::start().unwrap();
@@ -233,7 +211,10 @@ async fn processes_share_values_loads_and_invalidations() {
     let _: () = redis.set("fleet:go", 1).await.unwrap();
     for stampeder in stampeders {
         assert_eq!(
-            field(&result(stampeder.wait_with_output().unwrap()), "answers"),
+            common::result_field(
+                &common::child_result(stampeder.wait_with_output().unwrap()),
+                "answers"
+            ),
             1
         );
     }
@@ -242,8 +223,8 @@ async fn processes_share_values_loads_and_invalidations() {
 
     // A process that never loaded it, configured by its environment, is
     // served without its loader.
-    let reader = result(child("reader", &server).wait_with_output().unwrap());
-    assert_eq!(field(&reader, "local_loads"), 0, "{reader}");
+    let reader = common::child_result(child("reader", &server).wait_with_output().unwrap());
+    assert_eq!(common::result_field(&reader, "local_loads"), 0, "{reader}");
 
     // This process invalidates a key and a tag; the other's memory drops
     // them within 100 ms.
@@ -266,10 +247,10 @@ async fn processes_share_values_loads_and_invalidations() {
         .await
         .unwrap();
     herdcache::invalidate_tag("fleet:sku:3").await;
-    let report = result(watcher.wait_with_output().unwrap());
+    let report = common::child_result(watcher.wait_with_output().unwrap());
     println!("invalidation seen by the other process after: {report}");
-    assert!(field(&report, "key_ms") < 100, "{report}");
-    assert!(field(&report, "tag_ms") < 100, "{report}");
+    assert!(common::result_field(&report, "key_ms") < 100, "{report}");
+    assert!(common::result_field(&report, "tag_ms") < 100, "{report}");
 
     a_process_whose_bus_dropped_serves_nothing_invalidated_meanwhile(&server).await;
 }
@@ -345,12 +326,12 @@ async fn a_process_whose_bus_dropped_serves_nothing_invalidated_meanwhile(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _: () = redis.set("fleet:relinked", 1).await.unwrap();
-    let report = result(dropper.wait_with_output().unwrap());
+    let report = common::child_result(dropper.wait_with_output().unwrap());
     assert_eq!(
-        field(&report, "stale_while_cut"),
+        common::result_field(&report, "stale_while_cut"),
         1,
         "the messages were lost: {report}"
     );
-    assert_eq!(field(&report, "price_kept"), 0, "{report}");
-    assert_eq!(field(&report, "stock_kept"), 0, "{report}");
+    assert_eq!(common::result_field(&report, "price_kept"), 0, "{report}");
+    assert_eq!(common::result_field(&report, "stock_kept"), 0, "{report}");
 }

@@ -5,7 +5,9 @@
 //! Redis, so they add up across processes. Run with `--features redis`.
 #![cfg(feature = "redis")]
 
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use herdcache::{idempotent, IdempotencyError};
@@ -231,29 +233,6 @@ fn child_command(role: &str, url: &str) -> Command {
     command
 }
 
-/// The `RESULT` line of a child that succeeded.
-fn result(output: Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .find_map(|line| line.split_once("RESULT ").map(|(_, result)| result))
-        .unwrap_or_else(|| panic!("no result in {stdout}"))
-        .to_owned()
-}
-
-fn field(result: &str, name: &str) -> u64 {
-    result
-        .split_whitespace()
-        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {result}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_run_an_operation_once_and_share_its_outcome() {
     let server = herdcache_test_support::RedisServer::start().unwrap();
@@ -271,20 +250,29 @@ async fn two_processes_run_an_operation_once_and_share_its_outcome() {
     let _: () = redis.set("idem:go", 1).await.unwrap();
     let results: Vec<String> = children
         .into_iter()
-        .map(|child| result(child.wait_with_output().unwrap()))
+        .map(|child| common::child_result(child.wait_with_output().unwrap()))
         .collect();
     let runs: u64 = redis.get("idem:charge-runs").await.unwrap();
     assert_eq!(runs, 1, "{results:?}");
     assert_eq!(
-        results.iter().map(|r| field(r, "ran")).sum::<u64>(),
+        results
+            .iter()
+            .map(|r| common::result_field(r, "ran"))
+            .sum::<u64>(),
         1,
         "{results:?}"
     );
     for result in &results {
-        assert_eq!(field(result, "receipts"), 1, "{result}");
+        assert_eq!(common::result_field(result, "receipts"), 1, "{result}");
     }
-    assert_eq!(field(&results[0], "pid"), field(&results[1], "pid"));
-    assert_eq!(field(&results[0], "run"), field(&results[1], "run"));
+    assert_eq!(
+        common::result_field(&results[0], "pid"),
+        common::result_field(&results[1], "pid")
+    );
+    assert_eq!(
+        common::result_field(&results[0], "run"),
+        common::result_field(&results[1], "run")
+    );
     // No key or scope text in Redis's key names.
     let keys: Vec<String> = redis.keys("*").await.unwrap();
     assert!(keys.iter().all(|key| !key.contains("order-1")), "{keys:?}");
@@ -293,13 +281,25 @@ async fn two_processes_run_an_operation_once_and_share_its_outcome() {
     // after its `wait`, then the outcome once it finished.
     let holder = child_command("holder", &server.url()).spawn().unwrap();
     let waiter = child_command("waiter", &server.url()).spawn().unwrap();
-    let holder = result(holder.wait_with_output().unwrap());
-    let waiter = result(waiter.wait_with_output().unwrap());
-    assert!(field(&waiter, "waited_ms") >= 150, "{waiter}");
-    assert!(field(&waiter, "retry_after_ms") > 0, "{waiter}");
-    assert_eq!(field(&waiter, "replayed"), 1, "{waiter}");
-    assert_eq!(field(&waiter, "run"), field(&holder, "run"));
-    assert_eq!(field(&waiter, "pid"), field(&holder, "pid"));
+    let holder = common::child_result(holder.wait_with_output().unwrap());
+    let waiter = common::child_result(waiter.wait_with_output().unwrap());
+    assert!(
+        common::result_field(&waiter, "waited_ms") >= 150,
+        "{waiter}"
+    );
+    assert!(
+        common::result_field(&waiter, "retry_after_ms") > 0,
+        "{waiter}"
+    );
+    assert_eq!(common::result_field(&waiter, "replayed"), 1, "{waiter}");
+    assert_eq!(
+        common::result_field(&waiter, "run"),
+        common::result_field(&holder, "run")
+    );
+    assert_eq!(
+        common::result_field(&waiter, "pid"),
+        common::result_field(&holder, "pid")
+    );
     let runs: u64 = redis.get("idem:slow-runs").await.unwrap();
     assert_eq!(runs, 1);
 
@@ -312,9 +312,9 @@ async fn two_processes_run_an_operation_once_and_share_its_outcome() {
         .env("HERDCACHE_IDEM_TIER_URL", down_url)
         .spawn()
         .unwrap();
-    let down = result(child.wait_with_output().unwrap());
-    assert_eq!(field(&down, "refused"), 1, "{down}");
-    assert_eq!(field(&down, "ran_open"), 1, "{down}");
+    let down = common::child_result(child.wait_with_output().unwrap());
+    assert_eq!(common::result_field(&down, "refused"), 1, "{down}");
+    assert_eq!(common::result_field(&down, "ran_open"), 1, "{down}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,7 +339,7 @@ async fn a_holder_whose_lease_ran_out_cannot_overwrite_the_new_holders_outcome()
     // Cut off: its heartbeat cannot reach Redis, and the 1 s lease ends.
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let taker = result(
+    let taker = common::child_result(
         child_command("taker", &server.url())
             .spawn()
             .unwrap()
@@ -347,24 +347,28 @@ async fn a_holder_whose_lease_ran_out_cannot_overwrite_the_new_holders_outcome()
             .unwrap(),
     );
     assert_eq!(
-        field(&taker, "run"),
+        common::result_field(&taker, "run"),
         2,
         "the next duplicate took over: {taker}"
     );
     proxy.heal();
     // The stalled holder finishes; its completion is fenced off.
-    let stalled = result(stalled.wait_with_output().unwrap());
-    assert_eq!(field(&stalled, "run"), 1, "{stalled}");
-    assert_eq!(field(&stalled, "fenced"), 1, "{stalled}");
+    let stalled = common::child_result(stalled.wait_with_output().unwrap());
+    assert_eq!(common::result_field(&stalled, "run"), 1, "{stalled}");
+    assert_eq!(common::result_field(&stalled, "fenced"), 1, "{stalled}");
     // Every later duplicate replays the taker's outcome.
-    let reader = result(
+    let reader = common::child_result(
         child_command("reader", &server.url())
             .spawn()
             .unwrap()
             .wait_with_output()
             .unwrap(),
     );
-    assert_eq!(field(&reader, "replayed"), 1, "{reader}");
-    assert_eq!(field(&reader, "run"), 2, "{reader}");
-    assert_eq!(field(&reader, "pid"), field(&taker, "pid"), "{reader}");
+    assert_eq!(common::result_field(&reader, "replayed"), 1, "{reader}");
+    assert_eq!(common::result_field(&reader, "run"), 2, "{reader}");
+    assert_eq!(
+        common::result_field(&reader, "pid"),
+        common::result_field(&taker, "pid"),
+        "{reader}"
+    );
 }

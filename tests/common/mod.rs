@@ -76,3 +76,29 @@ pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
         .map(|output| output.expect("every future finished"))
         .collect()
 }
+
+/// The `RESULT` line a child process (this test binary run again) printed,
+/// once it exited successfully.
+pub fn child_result(output: std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        // libtest may print `test <name> ... ` on the same line.
+        .find_map(|line| line.split_once("RESULT ").map(|(_, result)| result))
+        .unwrap_or_else(|| panic!("no result in {stdout}"))
+        .to_owned()
+}
+
+/// The number `name=<n>` in a child's `RESULT` line.
+pub fn result_field(result: &str, name: &str) -> u64 {
+    result
+        .split_whitespace()
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {result}"))
+}
