@@ -24,20 +24,7 @@ fn url() -> String {
 }
 
 async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-/// Waits (30 s at most) until another process has set `key`.
-async fn wait_for_key(redis: &mut redis::aio::MultiplexedConnection, key: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while redis.get::<_, Option<u8>>(key).await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "waited too long for {key}");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    common::redis_at(&url()).await
 }
 
 /// The origin: slow, and counted in Redis across every process.
@@ -94,7 +81,7 @@ fn fleet_child() {
             // 200 concurrent callers on one cold key, once every child is ready.
             "stampede" => {
                 let _: u64 = redis.incr("fleet:ready", 1).await.unwrap();
-                wait_for_key(&mut redis, "fleet:go").await;
+                common::wait_for_key(&mut redis, "fleet:go").await;
                 let callers: Vec<_> = (0..200).map(|_| tokio::spawn(price(1))).collect();
                 let mut answers = std::collections::BTreeSet::new();
                 for caller in callers {
@@ -154,10 +141,10 @@ fn fleet_child() {
                 let old_stock = stock(6).await;
                 let _: () = redis.set("fleet:dropper-ready", 1).await.unwrap();
                 // Cut off: the invalidations never reached this process.
-                wait_for_key(&mut redis, "fleet:invalidated-while-cut").await;
+                common::wait_for_key(&mut redis, "fleet:invalidated-while-cut").await;
                 let stale_while_cut = price(5).await == old_price && stock(6).await == old_stock;
                 // Linked again: nothing from before the cut is served.
-                wait_for_key(&mut redis, "fleet:relinked").await;
+                common::wait_for_key(&mut redis, "fleet:relinked").await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let price_kept = price(5).await == old_price;
                 let stock_kept = stock(6).await == old_stock;
@@ -235,7 +222,7 @@ async fn processes_share_values_loads_and_invalidations() {
         .install()
         .unwrap();
     let watcher = child("watcher", &server);
-    wait_for_key(&mut redis, "fleet:watching").await;
+    common::wait_for_key(&mut redis, "fleet:watching").await;
     let _: () = redis
         .set("fleet:key-invalidated-at", now_ms())
         .await
@@ -298,7 +285,7 @@ async fn a_process_whose_bus_dropped_serves_nothing_invalidated_meanwhile(
         )
         .spawn()
         .unwrap();
-    wait_for_key(&mut redis, "fleet:dropper-ready").await;
+    common::wait_for_key(&mut redis, "fleet:dropper-ready").await;
     // Cut the child off: its user disabled, its connections (the bus
     // included) killed.
     assert!(

@@ -18,24 +18,7 @@ fn url() -> String {
 }
 
 async fn redis() -> redis::aio::MultiplexedConnection {
-    redis_at(&url()).await
-}
-
-async fn redis_at(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-/// Waits (30 s at most) until another process has set `key`.
-async fn wait_for_key(redis: &mut redis::aio::MultiplexedConnection, key: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while redis.get::<_, Option<u8>>(key).await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "waited too long for {key}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    common::redis_at(&url()).await
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -139,7 +122,7 @@ fn idem_child() {
             "duplicates" => {
                 let mut redis = redis().await;
                 let _: u64 = redis.incr("idem:ready", 1).await.unwrap();
-                wait_for_key(&mut redis, "idem:go").await;
+                common::wait_for_key(&mut redis, "idem:go").await;
                 let calls: Vec<_> = (0..50)
                     .map(|_| tokio::spawn(charge_idempotent("order-1", 7, 500)))
                     .collect();
@@ -165,7 +148,7 @@ fn idem_child() {
             // once it finished, its outcome, replayed.
             "waiter" => {
                 let mut redis = redis().await;
-                wait_for_key(&mut redis, "idem:slow-runs").await;
+                common::wait_for_key(&mut redis, "idem:slow-runs").await;
                 let started = Instant::now();
                 let early = slow_impatient_idempotent("slow-1", 5).await;
                 let waited = started.elapsed().as_millis();
@@ -236,7 +219,7 @@ fn child_command(role: &str, url: &str) -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_run_an_operation_once_and_share_its_outcome() {
     let server = herdcache_test_support::RedisServer::start().unwrap();
-    let mut redis = redis_at(&server.url()).await;
+    let mut redis = common::redis_at(&server.url()).await;
 
     // 2 processes × 50 concurrent duplicates: one run, one outcome.
     let children: Vec<_> = (0..2)
@@ -321,7 +304,7 @@ async fn two_processes_run_an_operation_once_and_share_its_outcome() {
 async fn a_holder_whose_lease_ran_out_cannot_overwrite_the_new_holders_outcome() {
     let server = herdcache_test_support::RedisServer::start().unwrap();
     let proxy = herdcache_test_support::FaultProxy::start(server.port()).unwrap();
-    let mut redis = redis_at(&server.url()).await;
+    let mut redis = common::redis_at(&server.url()).await;
     let stalled = child_command("stalled", &server.url())
         .env("HERDCACHE_IDEM_TIER_URL", proxy.url())
         .spawn()

@@ -102,3 +102,25 @@ pub fn result_field(result: &str, name: &str) -> u64 {
         .and_then(|value| value.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in {result}"))
 }
+
+/// A connection to the test's own `redis-server` at `url`.
+pub async fn redis_at(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Waits (30 s at most) until another process has set `key`.
+pub async fn wait_for_key(redis: &mut redis::aio::MultiplexedConnection, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value: Option<u8> = redis::AsyncCommands::get(redis, key).await.unwrap();
+        if value.is_some() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "waited too long for {key}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
