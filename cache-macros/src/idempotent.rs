@@ -391,7 +391,7 @@ fn generate(
     };
     let fingerprint = fingerprint_parts.iter().map(|part| {
         let span = part.span();
-        quote_spanned!(span=> .add(&#part))
+        quote_spanned!(span=> .add_part(&#part))
     });
     // Every token at the error type: one that cannot hold the protocol's
     // errors is one error there.

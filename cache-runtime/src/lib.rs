@@ -107,7 +107,7 @@ pub mod requirements {
     pub use crate::wire_probe::{DistributedKey, DistributedValue};
     pub use crate::{
         idem_fleet::StoredOutcome,
-        idempotent::{IdempotencyKey, IdempotentError},
+        idempotent::{FingerprintPart, IdempotencyKey, IdempotentError},
     };
 }
 

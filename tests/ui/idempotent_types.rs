@@ -50,4 +50,14 @@ async fn d(key: &str, pool: &Pool) -> Result<u64, KeyError> {
     Ok(key.len() as u64)
 }
 
+#[derive(Clone)]
+struct Connection;
+
+// An argument in the fingerprint that is not `Hash`: one error at it.
+#[idempotent(key = key)]
+async fn e(key: &str, amount: u64, db: &Connection) -> Result<u64, KeyError> {
+    let _ = db;
+    Ok(amount)
+}
+
 fn main() {}

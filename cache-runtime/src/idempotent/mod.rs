@@ -475,6 +475,13 @@ impl StableDigest {
         self
     }
 
+    /// [`add`](Self::add) for a part of a request's fingerprint: a value
+    /// that is not `Hash` is one error naming the way out.
+    #[must_use]
+    pub fn add_part<V: FingerprintPart + ?Sized>(self, value: &V) -> Self {
+        self.add(value)
+    }
+
     /// The digest of everything added.
     pub fn finish(&self) -> u128 {
         self.0.digest128()
@@ -1192,6 +1199,19 @@ pub(crate) async fn catch_unwind<F: Future>(future: F) -> std::thread::Result<F:
 pub trait IdempotentError: Clone + Send + Sync + 'static {}
 
 impl<E: Clone + Send + Sync + 'static> IdempotentError for E {}
+
+/// What an argument must be to be part of an idempotent request's
+/// fingerprint (every argument but the key, the scope and `self`, unless
+/// `fingerprint = [..]` names them): `Hash`. Implemented for every such
+/// type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of an idempotent request's fingerprint: it is not `Hash`",
+    label = "part of the fingerprint: what makes two calls the same request",
+    note = "name the arguments that identify the request with `fingerprint = [amount, currency]` (a connection or a pool does not), or derive `Hash`"
+)]
+pub trait FingerprintPart: Hash {}
+
+impl<T: Hash + ?Sized> FingerprintPart for T {}
 
 #[cfg(test)]
 mod tests {
