@@ -314,8 +314,22 @@ async fn transfer(key: &str, amount: u64) -> anyhow::Result<u64> {
     if amount > 100 {
         anyhow::bail!("the bank is down");
     }
+    if amount == 0 {
+        return Err(NothingToMove.into());
+    }
     Ok(amount)
 }
+
+#[derive(Debug, PartialEq)]
+struct NothingToMove;
+
+impl std::fmt::Display for NothingToMove {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("nothing to move")
+    }
+}
+
+impl std::error::Error for NothingToMove {}
 
 #[tokio::test]
 async fn an_error_that_is_not_clone_reaches_every_duplicate() {
@@ -330,6 +344,9 @@ async fn an_error_that_is_not_clone_reaches_every_duplicate() {
     // Released: the retry runs again.
     assert!(transfer("a-1", 500).await.is_err());
     assert_eq!(ANYHOW_RUNS.load(SeqCst), 2);
+    // A caller alone gets the error as the body returned it.
+    let alone = transfer("a-2", 0).await.unwrap_err();
+    assert_eq!(alone.downcast_ref::<NothingToMove>(), Some(&NothingToMove));
     // A refusal reaches its caller as the protocol's error itself.
     let refused = transfer("", 5).await.unwrap_err();
     assert_eq!(

@@ -279,9 +279,6 @@ pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-/// The error for an `async fn` whose source shows it in a trait impl with
-/// no `#[cached_impl]` (its helpers cannot be members of the trait). With
-/// `#[async_trait]` the method arrives rewritten, and `validate` says it.
 /// Runs a mutating async function at most once per idempotency key: a
 /// duplicate (a client's retry, a double click, a redelivered message)
 /// joins the run in flight or gets its stored outcome, in one process or,
@@ -300,10 +297,15 @@ pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The function keeps its signature and must return a `Result<T, E>`
 /// whose `E: From<herdcache::IdempotencyError>` (the protocol's errors
 /// reach the caller as `E`; `anyhow::Error` and `std::io::Error` convert
-/// already). Duplicates that joined a failed run get its error as a
-/// `#[cached]` function's joined callers do: a clone, or, for an error
-/// that is not `Clone` (`anyhow::Error`), `E::from(herdcache::SharedError)`. It gains `<fn>_idempotent(..)`, returning
-/// `herdcache::Idempotent<Result<T, E>>` with `replayed()`.
+/// already). It gains `<fn>_idempotent(..)`, returning
+/// `herdcache::Idempotent<Result<T, E>>`: `replayed()` says whether this
+/// caller got an outcome it did not run, `outcome()` borrows the result
+/// and `into_inner()` returns it.
+///
+/// An error reaches the caller that started the run as the body returned
+/// it. Duplicates that joined the failed run get a clone, or, for an error
+/// that is not `Clone` (`anyhow::Error`), `E::from(herdcache::SharedError)`
+/// carrying its message.
 ///
 /// | attribute | meaning | default |
 /// |---|---|---|
@@ -356,6 +358,9 @@ pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// The error for an `async fn` whose source shows it in a trait impl with
+/// no `#[cached_impl]` (its helpers cannot be members of the trait). With
+/// `#[async_trait]` the method arrives rewritten, and `validate` says it.
 fn in_trait_impl(item: &proc_macro2::TokenStream) -> Option<syn::Error> {
     let function: syn::ItemFn = syn::parse2(item.clone()).ok()?;
     function.sig.asyncness?;

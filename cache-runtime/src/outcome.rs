@@ -109,6 +109,10 @@ pub struct FailureShare<F> {
     /// Makes the shared form and gives back what the leading caller returns.
     share: fn(F) -> (SharedFailure, F),
     unshare: fn(&SharedFailure) -> F,
+    /// For a share that moves the error into a `SharedError`: a shared
+    /// form carrying its message, so that an `#[idempotent]` run's own
+    /// caller can keep the error itself.
+    capture: Option<fn(&F) -> SharedFailure>,
 }
 
 impl<F> Clone for FailureShare<F> {
@@ -128,6 +132,11 @@ impl<F> FailureShare<F> {
     pub(crate) fn unshare_fn(&self) -> fn(&SharedFailure) -> F {
         self.unshare
     }
+    /// A shared form carrying the failure's message, if this share would
+    /// move the failure itself into it.
+    pub(crate) fn capture(&self) -> Option<fn(&F) -> SharedFailure> {
+        self.capture
+    }
     pub(crate) fn unshare(&self, shared: &SharedFailure) -> F {
         (self.unshare)(shared)
     }
@@ -139,6 +148,7 @@ impl FailureShare<()> {
         FailureShare {
             share: |()| (Arc::new(()), ()),
             unshare: |_| (),
+            capture: None,
         }
     }
 }
@@ -149,6 +159,7 @@ impl FailureShare<Infallible> {
         FailureShare {
             share: |never| match never {},
             unshare: |_| unreachable!("a plain loader has no failure to share"),
+            capture: None,
         }
     }
 }
@@ -164,6 +175,7 @@ impl<E: Clone + Send + Sync + 'static> FailureShare<E> {
                     .expect("a shared failure keeps its type")
                     .clone()
             },
+            capture: None,
         }
     }
 }
@@ -189,6 +201,7 @@ impl<E: From<SharedError> + fmt::Display + fmt::Debug + Send + Sync + 'static> F
                 (Arc::new(shared.clone()), E::from(shared))
             },
             unshare: from_shared,
+            capture: Some(|error| Arc::new(SharedError::capture(error))),
         }
     }
 }
@@ -200,6 +213,7 @@ impl<E: From<SharedError> + fmt::Display + fmt::Debug + Any> FailureShare<E> {
         FailureShare {
             share: |error| (Arc::new(SharedError::capture(&error)), error),
             unshare: from_shared,
+            capture: None,
         }
     }
 }

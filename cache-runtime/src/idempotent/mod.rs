@@ -249,10 +249,9 @@ impl<R> Idempotent<R> {
 /// An idempotent function's error as the engine carries it: shared by
 /// every duplicate that gets it, the way a `#[cached]` function's error
 /// reaches callers that joined a failing load ([`FailureShare`]: a clone,
-/// or `E::from(SharedError)` for an error that is not `Clone`). The first
-/// caller to read it gets the error as the share made it first (the
-/// original, unless it moved into a `SharedError`). What generated code
-/// wraps the function's error in.
+/// or `E::from(SharedError)` with its message for an error that is not
+/// `Clone`). The first caller to read it gets the error itself. What
+/// generated code wraps the function's error in.
 #[doc(hidden)]
 pub struct IdemFailure<E> {
     first: Arc<Mutex<Option<E>>>,
@@ -282,7 +281,13 @@ impl<E> fmt::Debug for IdemFailure<E> {
 impl<E> IdemFailure<E> {
     /// `error`, in the shared form `share` makes.
     pub fn new(share: FailureShare<E>, error: E) -> Self {
-        let (shared, first) = share.share(error);
+        // An error that would move into a `SharedError`: the first reader
+        // (the run's own caller, or the first duplicate) keeps it, the
+        // others get its message.
+        let (shared, first) = match share.capture() {
+            Some(capture) => (capture(&error), error),
+            None => share.share(error),
+        };
         IdemFailure {
             first: Arc::new(Mutex::new(Some(first))),
             shared: Some((shared, share.unshare_fn())),
