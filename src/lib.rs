@@ -350,8 +350,8 @@ pub use herdcache_runtime::requirements;
 pub use herdcache_runtime::{
     expire_tag, expire_tags, flush_fleet, flush_fleet_on_drop, idempotency_stats, invalidate_all,
     invalidate_tag, invalidate_tags, stats, stats_table, testing, BreakerState, CacheHandle,
-    CircuitBreaker, Error, FlushOnDrop, IdempotencyError, IdempotencyStats, Idempotent, Memory,
-    Retry, SharedError, Stats, TagSource,
+    CircuitBreaker, Entry, Error, FlushOnDrop, IdempotencyError, IdempotencyStats, Idempotent,
+    Memory, Retry, Served, SharedError, Stats, TagSource,
 };
 
 #[cfg(feature = "redis")]

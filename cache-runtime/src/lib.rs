@@ -30,6 +30,7 @@ mod background;
 mod breaker;
 mod clock;
 mod config;
+mod entry;
 mod error;
 mod expiry;
 #[cfg(feature = "redis")]
@@ -75,6 +76,7 @@ pub use background::BackgroundLoad;
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use clock::{Clock, ManualClock};
 pub use config::{CacheConfig, LoadHooks, Negative};
+pub use entry::{Entry, Served};
 pub use error::Error;
 pub use expiry::ExpiryPolicy;
 pub use fn_cache::FnCache;
