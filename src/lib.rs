@@ -349,9 +349,9 @@ pub use herdcache_macros::{cached, cached_impl, idempotent, invalidate};
 pub use herdcache_runtime::requirements;
 pub use herdcache_runtime::{
     expire_tag, expire_tags, flush_fleet, flush_fleet_on_drop, idempotency_stats, invalidate_all,
-    invalidate_tag, invalidate_tags, stats, stats_table, testing, BreakerState, CacheHandle,
-    CircuitBreaker, Entry, Error, FlushOnDrop, IdempotencyError, IdempotencyStats, Idempotent,
-    Memory, Retry, Served, SharedError, Stats, TagSource,
+    invalidate_tag, invalidate_tags, previous, stats, stats_table, testing, BreakerState,
+    CacheHandle, CircuitBreaker, Entry, Error, FlushOnDrop, IdempotencyError, IdempotencyStats,
+    Idempotent, Memory, Previous, Retry, Served, SharedError, Stats, TagSource,
 };
 
 #[cfg(feature = "redis")]
