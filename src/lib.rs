@@ -296,6 +296,16 @@
 //! the bound under each fault: `herdcache::RedisTier` (all with the `redis`
 //! feature).
 //!
+//! ## HTTP
+//!
+//! With the `http` feature, `herdcache::http` answers axum 0.8 requests
+//! from an [`Entry`]: `Cached::private(entry).respond(&conditional)` writes
+//! its JSON with an `ETag` and a `Cache-Control` made from its freshness
+//! and windows, and a `304` when the client's copy matches. `Problem` gives
+//! errors as RFC 9457 problem details, and `#[idempotent]` writes get an
+//! `Idempotency-Key` extractor and responses for their refusals and
+//! replays. The mapping: the `herdcache::http` module page.
+//!
 //! ## Stats and names
 //!
 //! `f_cache().stats()` is a [`Stats`] snapshot; [`stats()`] lists every
