@@ -327,6 +327,7 @@
 //! | level | what |
 //! |---|---|
 //! | `debug` | a span per load (`herdcache.load`, with its `kind`: `Foreground`, `Detached` for a load a deadline left running, `Explicit` for `_refresh`) or background refresh (`herdcache.refresh`), with `function`, `outcome` (`value`, `error`, `none`, `fail_safe`, `…, cached`), `duration_us`, `waiters`; an event when each ends (`herdcache: load ended`, `herdcache: refresh ended`), so a subscriber that does not report span closes sees it too; a failed load about to be retried (`retry`), with `failed` and `wait_us` |
+//! | `error` | (feature `http`) a cached value serde_json cannot write (`Cached` answers `500`) |
 //! | `info` | fail-safe answered with the last good value; the origin's circuit breaker moved to half-open or closed |
 //! | `warn` | a background refresh failed; the origin's circuit breaker opened; a `distributed` function runs without a Redis tier (once per function); `HERDCACHE_REDIS_URL` does not parse (the process runs memory-only); the Redis tier is unreachable, keeps invalidations for replay, or overflowed; an `#[idempotent]` function keeps its records per process for want of a Redis tier, or refuses for want of one (`fleet = true`), once per function; an idempotent run whose lease was taken over could not store its outcome (fenced), or Redis never took it |
 //!

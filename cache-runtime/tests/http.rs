@@ -3,6 +3,7 @@
 //! `If-Match` on writes, problem details, each `IdempotencyError` as a
 //! response, the `Idempotency-Key` extractor, and `Idempotent-Replayed`.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -126,6 +127,14 @@ fn app() -> Router {
             }),
         )
         .route("/plain", get(|| async { Cached::public(price_entry()) }))
+        .route(
+            "/unwritable",
+            // postcard writes tuple keys; JSON cannot.
+            get(|conditional: Conditional| async move {
+                let map = BTreeMap::from([((1_u8, 2_u8), 3_u8)]);
+                Cached::private(Entry::new(map, Served::Hit)).respond(&conditional)
+            }),
+        )
         .route("/refusal/{which}", get(refusal))
         .route(
             "/key",
@@ -321,6 +330,18 @@ async fn into_response_is_the_unconditional_200() {
     assert_eq!(answer.header("cache-control"), "public, max-age=0");
     assert_imf_fixdate(answer.header("date"));
     assert_eq!(answer.body, "1999");
+}
+
+#[tokio::test]
+async fn a_value_json_cannot_write_is_a_500_problem() {
+    for method in [Method::GET, Method::HEAD] {
+        let answer = call(method.clone(), "/unwritable", &[]).await;
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR, "{method}");
+        assert_eq!(answer.header("content-type"), "application/problem+json");
+    }
+    let body = get_with("/unwritable", &[]).await.json();
+    assert_eq!(body["status"], 500);
+    assert_eq!(body["detail"], "the value could not be written as JSON");
 }
 
 #[tokio::test]

@@ -128,7 +128,8 @@ impl<T: Serialize> Cached<T> {
     /// with the headers the 200 would carry. `If-Modified-Since` is
     /// ignored: an entry has no `Last-Modified`. Otherwise, and for any
     /// other method, the 200 of [`IntoResponse`] (HEAD: its headers, no
-    /// body). A value that fails to serialize is a `500` [`Problem`].
+    /// body). A value that fails to serialize as JSON is a `500`
+    /// [`Problem`], and an `error` event (target `herdcache`).
     pub fn respond(self, conditional: &Conditional) -> Response {
         let method = conditional.method();
         let etag = self.entry.etag();
@@ -163,9 +164,15 @@ impl<T: Serialize> Cached<T> {
         let json = match serde_json::to_vec(self.entry.value()) {
             Ok(json) => json,
             Err(error) => {
+                // The cause is for the logs, not the client.
+                tracing::error!(
+                    target: "herdcache",
+                    %error,
+                    "herdcache: a cached value could not be written as JSON"
+                );
                 return Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-                    .with_detail(format!("the value could not be written as JSON: {error}"))
-                    .into_response()
+                    .with_detail("the value could not be written as JSON")
+                    .into_response();
             }
         };
         let mut headers = self.validator_headers(etag);
