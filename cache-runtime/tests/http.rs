@@ -359,7 +359,10 @@ async fn if_match_on_a_write_is_strong() {
     for ok in [etag.clone(), "*".to_owned(), format!("\"old\", {etag}")] {
         assert_eq!(put(ok.clone()).await.status, StatusCode::NO_CONTENT, "{ok}");
     }
-    for failing in [format!("W/{etag}"), "\"old\"".to_owned(), "junk".to_owned()] {
+    // The ETag of the value before someone else's write: stale.
+    let stale = Entry::new(User { id: 1, name: "bob" }, Served::Hit).etag();
+    assert_ne!(stale, etag);
+    for failing in [format!("W/{etag}"), stale, "junk".to_owned()] {
         let answer = put(failing.clone()).await;
         assert_eq!(answer.status, StatusCode::PRECONDITION_FAILED, "{failing}");
         assert_eq!(answer.header("content-type"), "application/problem+json");
