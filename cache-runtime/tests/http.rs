@@ -76,7 +76,7 @@ async fn refusal(Path(which): Path<String>) -> IdempotencyError {
 }
 
 /// The pay handler's error: what of a refusal its response needs, kept
-/// with serde (a record in Redis needs it, with `--all-features`).
+/// with serde (records shared by a fleet need it, with `--all-features`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum PayError {
     Mismatch,
