@@ -339,6 +339,16 @@
 //! the bound under each fault: `herdcache::RedisTier` (all with the `redis`
 //! feature).
 //!
+//! ## HTTP
+//!
+//! With the `http` feature, `herdcache::http` answers axum 0.8 requests
+//! from an [`Entry`]: `Cached::private(entry).respond(&conditional)` writes
+//! its JSON with an `ETag` and a `Cache-Control` made from its freshness
+//! and windows, and a `304` when the client's copy matches. `Problem` gives
+//! errors as RFC 9457 problem details, and `#[idempotent]` writes get an
+//! `Idempotency-Key` extractor and responses for their refusals and
+//! replays. The mapping: the `herdcache::http` module page.
+//!
 //! ## Stats and names
 //!
 //! `f_cache().stats()` is a [`Stats`] snapshot; [`stats()`] lists every
@@ -360,6 +370,7 @@
 //! | level | what |
 //! |---|---|
 //! | `debug` | a span per load (`herdcache.load`, with its `kind`: `Foreground`, `Detached` for a load a deadline left running, `Explicit` for `_refresh`) or background refresh (`herdcache.refresh`), with `function`, `outcome` (`value`, `error`, `none`, `fail_safe`, `…, cached`), `duration_us`, `waiters`; an event when each ends (`herdcache: load ended`, `herdcache: refresh ended`), so a subscriber that does not report span closes sees it too; a failed load about to be retried (`retry`), with `failed` and `wait_us` |
+//! | `error` | (feature `http`) a cached value serde_json cannot write (`Cached` answers `500`) |
 //! | `info` | fail-safe answered with the last good value; the origin's circuit breaker moved to half-open or closed |
 //! | `warn` | a background refresh failed; the origin's circuit breaker opened; a `distributed` function runs without a Redis tier (once per function); `HERDCACHE_REDIS_URL` does not parse (the process runs memory-only); the Redis tier is unreachable, keeps invalidations for replay, or overflowed; an `#[idempotent]` function keeps its records per process for want of a Redis tier, or refuses for want of one (`fleet = true`), once per function; an idempotent run whose lease was taken over could not store its outcome (fenced), or Redis never took it |
 //!
@@ -397,6 +408,8 @@ pub use herdcache_runtime::{
     Idempotent, Memory, Previous, Retry, Served, SharedError, Stats, TagSource,
 };
 
+#[cfg(feature = "http")]
+pub use herdcache_runtime::http;
 #[cfg(feature = "redis")]
 pub use herdcache_runtime::{fleet, InstallError, RedisTier, Runtime, RuntimeBuilder};
 
