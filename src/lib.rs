@@ -354,6 +354,8 @@ pub use herdcache_runtime::{
     Memory, Retry, Served, SharedError, Stats, TagSource,
 };
 
+#[cfg(feature = "http")]
+pub use herdcache_runtime::http;
 #[cfg(feature = "redis")]
 pub use herdcache_runtime::{fleet, InstallError, RedisTier, Runtime, RuntimeBuilder};
 

@@ -37,6 +37,8 @@ mod expiry;
 pub mod fleet;
 mod flight;
 mod fn_cache;
+#[cfg(feature = "http")]
+pub mod http;
 mod idempotent;
 // `#[idempotent]`'s records in Redis, or the stand-in without the feature:
 // picked here with the tier, so that `idempotent/mod.rs` never names it.
