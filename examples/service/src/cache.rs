@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 
-use herdcache::{cached, idempotent, invalidate};
+use herdcache::{cached, idempotent, invalidate, Served};
 
 use crate::config::Profile;
 use crate::db::{Db, Members, Payment, User};
@@ -18,16 +18,16 @@ fn mark_loaded() {
     let _ = LOADED.try_with(|loaded| loaded.set(true));
 }
 
-/// Runs `call` and says how it was answered: `"loaded"` when a loader's
-/// body ran in this request's task, else `"hit"` (from memory, stale,
+/// Runs `call` and says how it was answered: `Loaded` when a loader's
+/// body ran in this request's task, else `Hit` (from memory, stale,
 /// fail-safe, joined or from Redis: telling those apart needs the
 /// `<fn>_entry` herdcache is gaining).
-pub async fn served<F: std::future::Future>(call: F) -> (F::Output, &'static str) {
+pub async fn served<F: std::future::Future>(call: F) -> (F::Output, Served) {
     LOADED
         .scope(Cell::new(false), async {
             let out = call.await;
             let loaded = LOADED.with(Cell::get);
-            (out, if loaded { "loaded" } else { "hit" })
+            (out, if loaded { Served::Loaded } else { Served::Hit })
         })
         .await
 }

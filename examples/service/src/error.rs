@@ -23,6 +23,14 @@ pub enum AppError {
     PreconditionFailed,
     /// The idempotency protocol refused the request.
     Idempotency(IdempotencyError),
+    /// An HTTP precondition or header refused it (412, a bad key).
+    Http(Problem),
+}
+
+impl From<Problem> for AppError {
+    fn from(problem: Problem) -> Self {
+        AppError::Http(problem)
+    }
 }
 
 impl From<DbError> for AppError {
@@ -58,6 +66,7 @@ impl std::fmt::Display for AppError {
             | AppError::Unprocessable(what) => f.write_str(what),
             AppError::PreconditionFailed => f.write_str("the resource changed since it was read"),
             AppError::Idempotency(error) => error.fmt(f),
+            AppError::Http(problem) => problem.fmt(f),
         }
     }
 }
@@ -74,14 +83,11 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            AppError::Idempotency(error) => StatusCode::from_u16(error.http_status())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            AppError::Idempotency(error) => return Problem::from(error.clone()),
+            AppError::Http(problem) => return problem.clone(),
         };
-        let mut problem = Problem::new(status, self.to_string());
-        if let AppError::Idempotency(IdempotencyError::InProgress { retry_after }) = self {
-            problem.retry_after = Some(retry_after.as_secs().max(1));
-        }
-        problem
+        Problem::new(status, status.canonical_reason().unwrap_or("Error"))
+            .with_detail(self.to_string())
     }
 }
 

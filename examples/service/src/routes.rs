@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,15 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::cache;
 use crate::db::Fault;
 use crate::error::AppError;
-use crate::web::{self, Problem};
+use crate::web::{self, Conditional, IdempotencyKeyHeader, Problem};
 use crate::AppState;
-
-const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
-/// What a cached GET tells HTTP caches: revalidate each time (the ETag
-/// makes that a 304).
-const CACHE_CONTROL: HeaderValue = HeaderValue::from_static("private, no-cache");
+use herdcache::Entry;
 
 /// Every route.
 pub fn router(state: AppState) -> Router {
@@ -34,7 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/debug/cache", get(debug_cache))
         .route("/healthz", get(|| async { "ok" }))
-        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such route") })
+        .fallback(|| async { Problem::not_found("no such route") })
         .with_state(state)
 }
 
@@ -53,35 +47,15 @@ fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, AppError> {
     serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("bad JSON body: {e}")))
 }
 
-fn header_value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
-/// A representation with its validators and how the cache served it; 304
-/// when the client's `If-None-Match` names it.
-fn cached_response<T: Serialize>(headers: &HeaderMap, value: &T, served: &str) -> Response {
-    let etag = web::etag_of(value);
-    let validators = [
-        (header::ETAG, header_value(&etag)),
-        (header::CACHE_CONTROL, CACHE_CONTROL),
-        (X_CACHE, header_value(served)),
-    ];
-    if web::not_modified(headers, &etag) {
-        (StatusCode::NOT_MODIFIED, validators).into_response()
-    } else {
-        (validators, Json(value)).into_response()
-    }
-}
-
 async fn get_user(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    headers: HeaderMap,
+    conditional: Conditional,
 ) -> Result<Response, AppError> {
     let id = id(&raw)?;
     let (user, served) = cache::served(cache::user(state.profile, id, &state.db)).await;
     let user = user?.ok_or_else(|| AppError::NotFound(format!("no user {id}")))?;
-    Ok(cached_response(&headers, &user, served))
+    Ok(web::respond(Entry::new(user, served), &conditional))
 }
 
 #[derive(Deserialize)]
@@ -93,6 +67,7 @@ struct UserChange {
 async fn put_user(
     State(state): State<AppState>,
     Path(raw): Path<String>,
+    conditional: Conditional,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
@@ -109,9 +84,7 @@ async fn put_user(
         .user(id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no user {id}")))?;
-    if let Err(problem) = web::if_match(&headers, Some(&web::etag_of(&current))) {
-        return Ok(problem.into_response());
-    }
+    conditional.if_match(Some(&web::etag_of(&current)))?;
     // With If-Match, only the version it matched may be overwritten.
     let version = headers
         .contains_key(header::IF_MATCH)
@@ -125,14 +98,15 @@ async fn put_user(
         &state.db,
     )
     .await?;
-    let etag = web::etag_of(&user);
-    Ok(([(header::ETAG, header_value(&etag))], Json(user)).into_response())
+    let etag = HeaderValue::from_str(&web::etag_of(&user))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    Ok(([(header::ETAG, etag)], Json(user)).into_response())
 }
 
 async fn get_balance(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    headers: HeaderMap,
+    conditional: Conditional,
 ) -> Result<Response, AppError> {
     let id = id(&raw)?;
     let (balance, served) = cache::served(cache::balance(id, &state.db)).await;
@@ -143,14 +117,11 @@ async fn get_balance(
         user_id: i64,
         balance_cents: i64,
     }
-    Ok(cached_response(
-        &headers,
-        &Balance {
-            user_id: id,
-            balance_cents: balance,
-        },
-        served,
-    ))
+    let balance = Balance {
+        user_id: id,
+        balance_cents: balance,
+    };
+    Ok(web::respond(Entry::new(balance, served), &conditional))
 }
 
 async fn list_payments(
@@ -164,12 +135,12 @@ async fn list_payments(
 async fn get_members(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    headers: HeaderMap,
+    conditional: Conditional,
 ) -> Result<Response, AppError> {
     let id = id(&raw)?;
     let (members, served) = cache::served(cache::org_members(id, &state.db)).await;
     let members = members?.ok_or_else(|| AppError::NotFound(format!("no org {id}")))?;
-    Ok(cached_response(&headers, &members, served))
+    Ok(web::respond(Entry::new(members, served), &conditional))
 }
 
 #[derive(Deserialize)]
@@ -178,9 +149,12 @@ struct PaymentRequest {
     amount_cents: i64,
 }
 
+/// One charge per `Idempotency-Key` (a missing or malformed key is a 400
+/// problem); a replay answers as the first did, marked
+/// `Idempotent-Replayed: true`.
 async fn post_payment(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     body: Bytes,
 ) -> Result<Response, AppError> {
     let request: PaymentRequest = json(&body)?;
@@ -189,23 +163,11 @@ async fn post_payment(
             "user_id and amount_cents must be positive".to_owned(),
         ));
     }
-    let key = match headers.get(IDEMPOTENCY_KEY) {
-        None => "",
-        Some(value) => value.to_str().map_err(|_| {
-            AppError::BadRequest("the Idempotency-Key header is not visible ASCII".to_owned())
-        })?,
-    };
     let charged =
-        cache::charge_idempotent(key, request.user_id, request.amount_cents, &state.db).await;
-    let replayed = charged.replayed();
-    let payment = charged.into_inner()?;
-    let mut response = (StatusCode::CREATED, Json(payment)).into_response();
-    if replayed {
-        response
-            .headers_mut()
-            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    }
-    Ok(response)
+        cache::charge_idempotent(&key, request.user_id, request.amount_cents, &state.db).await;
+    Ok(charged
+        .map(|outcome| outcome.map(|payment| (StatusCode::CREATED, Json(payment))))
+        .into_response())
 }
 
 #[derive(Serialize, Deserialize)]

@@ -185,6 +185,7 @@ async fn a_get_with_the_current_etag_is_304() {
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{condition}");
         assert_eq!(header(&again, "etag").as_deref(), Some(etag.as_str()));
         assert_eq!(header(&again, "cache-control"), cache_control);
+        assert!(header(&again, "date").is_some());
         assert!(again.bytes().await.unwrap().is_empty());
     }
     let other = client
@@ -418,6 +419,8 @@ async fn bad_input_is_a_4xx_problem() {
         .await
         .unwrap();
     problem(no_key, StatusCode::BAD_REQUEST).await;
+    let bad_key = pay(&client, &base, "two words", 17, 1).await;
+    problem(bad_key, StatusCode::BAD_REQUEST).await;
     let negative = pay(&client, &base, "neg-17", 17, -5).await;
     problem(negative, StatusCode::UNPROCESSABLE_ENTITY).await;
     let too_much = pay(&client, &base, "big-17", 17, i64::MAX).await;
