@@ -45,6 +45,7 @@ pub(crate) fn expand(plan: &Plan, item: &ItemFn, helper_vis: Option<&Visibility>
         helper_vis: helper_vis.unwrap_or(&item.vis),
     };
     let refresh = cx.refresh_fn();
+    let entry = cx.entry_fn();
     let uncached = cx.uncached_fn();
     let invalidate = cx.invalidate_fn(Bust::Invalidate);
     let expire = cx.invalidate_fn(Bust::Expire);
@@ -53,6 +54,7 @@ pub(crate) fn expand(plan: &Plan, item: &ItemFn, helper_vis: Option<&Visibility>
         function: cx.cached_fn(),
         helpers: quote! {
             #refresh
+            #entry
             #uncached
             #invalidate
             #expire
@@ -67,6 +69,8 @@ pub(crate) fn expand(plan: &Plan, item: &ItemFn, helper_vis: Option<&Visibility>
 enum Load {
     Cached,
     Refresh,
+    /// `_entry`'s: through the cache, answering how with the outcome.
+    Entry,
 }
 
 /// What a key's helper does to its entry: `_invalidate` or `_expire`.
@@ -95,19 +99,7 @@ impl Context<'_> {
         let load = self.load_call(Load::Cached);
         let alias_check = self.alias_check();
         let hooks = self.hooks();
-        // Only functions that refresh in the background compile the
-        // machinery that spawns (one instantiation per function).
-        let hit = if self.plan.policy.refreshes() {
-            let background = self.background();
-            let tags = self.tags_source();
-            quote! {
-                #private::FnCache::hit_or_refresh(
-                    __herdcache_cache, &__herdcache_key, __herdcache_hooks, #tags, #background,
-                )
-            }
-        } else {
-            quote!(#private::FnCache::hit(__herdcache_cache, &__herdcache_key, __herdcache_hooks))
-        };
+        let hit = self.hit_expr();
         let from_hit = self
             .to_caller(quote!(#private::Through::to_caller(__herdcache_through, __herdcache_hit)));
         let body = quote! {
@@ -162,6 +154,64 @@ impl Context<'_> {
                 #hooks
                 #load
             }
+        }
+    }
+
+    /// `<fn>_entry`: the same arguments; the outcome with its value in an
+    /// `Entry` (how it was served, age, freshness, windows).
+    fn entry_fn(&self) -> TokenStream {
+        let fn_name = &self.item.sig.ident;
+        let ident = format_ident!("{}_entry", fn_name);
+        let doc = format!(
+            "Calls `{fn_name}` through its cache and answers its value in a `herdcache::Entry`: how the call was served, the value's age, how long it stays fresh, its stale and fail-safe windows (and with serde, a digest for an HTTP `ETag`). (A function called only through this is still reported unused by rustc.)"
+        );
+        let head = self.helper_head(&doc);
+        let mut sig = self.item.sig.clone();
+        sig.ident = ident;
+        let ret = entry_return(&self.plan.ret, self.plan.kind, &self.plan.krate);
+        sig.output = syn::parse_quote!(-> #ret);
+        let private = &self.private;
+        let prelude = self.prelude();
+        let hooks = self.hooks();
+        let hit = self.hit_expr();
+        let load = self.load_call(Load::Entry);
+        quote! {
+            #head #sig {
+                #prelude
+                #hooks
+                let __herdcache_served = #private::FnCache::peek_served(__herdcache_cache, &__herdcache_key);
+                if let ::core::option::Option::Some(__herdcache_hit) = #hit {
+                    let __herdcache_meta = #private::FnCache::entry_meta(
+                        __herdcache_cache,
+                        &__herdcache_key,
+                        ::core::option::Option::unwrap_or(__herdcache_served, #private::Served::Hit),
+                    );
+                    return #private::WithEntry::with_entry(
+                        #private::Through::to_caller(__herdcache_through, __herdcache_hit),
+                        __herdcache_meta,
+                    );
+                }
+                #load
+            }
+        }
+    }
+
+    /// The hit of a call: `hit`, or `hit_or_refresh` for a function that
+    /// refreshes in the background.
+    fn hit_expr(&self) -> TokenStream {
+        let private = &self.private;
+        // Only functions that refresh in the background compile the
+        // machinery that spawns (one instantiation per function).
+        if self.plan.policy.refreshes() {
+            let background = self.background();
+            let tags = self.tags_source();
+            quote! {
+                #private::FnCache::hit_or_refresh(
+                    __herdcache_cache, &__herdcache_key, __herdcache_hooks, #tags, #background,
+                )
+            }
+        } else {
+            quote!(#private::FnCache::hit(__herdcache_cache, &__herdcache_key, __herdcache_hooks))
         }
     }
 
@@ -460,11 +510,17 @@ impl Context<'_> {
         // A load callers may stop waiting for runs on its own task, from
         // copies of the arguments: made in a statement of their own, before
         // the loader (an `async move`) takes the arguments.
+        let deadlines = self.plan.policy.has_deadlines();
         let (method, copies, detached) = match load {
-            Load::Cached if self.plan.policy.has_deadlines() => {
+            Load::Cached | Load::Entry if deadlines => {
                 let background = self.background();
+                let method = if load == Load::Entry {
+                    quote!(load_entry_or_detach)
+                } else {
+                    quote!(load_or_detach)
+                };
                 (
-                    quote!(load_or_detach),
+                    method,
                     Some(quote! {
                         let __herdcache_detached =
                             #private::FnCache::detachable(__herdcache_cache, #background);
@@ -474,8 +530,27 @@ impl Context<'_> {
             }
             Load::Cached => (quote!(load), None, None),
             Load::Refresh => (quote!(refresh), None, None),
+            Load::Entry => (quote!(load_entry), None, None),
         };
         let hooks = self.load_hooks();
+        if load == Load::Entry {
+            return quote! {
+                #copies
+                let (__herdcache_outcome, __herdcache_meta) =
+                    ::std::boxed::Box::pin(#private::FnCache::#method(
+                        __herdcache_cache,
+                        __herdcache_key,
+                        #hooks,
+                        #private::Through::loader(__herdcache_through, #loader),
+                        #detached
+                    ))
+                    .await;
+                #private::WithEntry::with_entry(
+                    #private::Through::to_caller(__herdcache_through, __herdcache_outcome),
+                    __herdcache_meta,
+                )
+            };
+        }
         let call = self.to_caller(quote! {
             #private::Through::to_caller(
                 __herdcache_through,
@@ -596,6 +671,32 @@ impl Context<'_> {
             }
         }
     }
+}
+
+/// What `<fn>_entry` returns for a function returning `ret`: the value
+/// wrapped in `Entry` inside the `Result` or `Option` (`io::Result<T>` is
+/// `io::Result<Entry<T>>`), or `Entry<ret>` for a plain value.
+pub(crate) fn entry_return(ret: &Type, kind: ReturnKind, krate: &TokenStream) -> Type {
+    if kind != ReturnKind::Plain {
+        let mut wrapped = ret.clone();
+        let mut inner = &mut wrapped;
+        while let Type::Group(group) = inner {
+            inner = &mut group.elem;
+        }
+        if let Type::Path(path) = inner {
+            if let Some(syn::PathSegment {
+                arguments: syn::PathArguments::AngleBracketed(args),
+                ..
+            }) = path.path.segments.last_mut()
+            {
+                if let Some(syn::GenericArgument::Type(value)) = args.args.first_mut() {
+                    *value = syn::parse_quote!(#krate::Entry<#value>);
+                    return wrapped;
+                }
+            }
+        }
+    }
+    syn::parse_quote!(#krate::Entry<#ret>)
 }
 
 /// An unreachable `return` of type `ret`, at `span`: inside an `async`

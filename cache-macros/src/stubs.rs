@@ -46,6 +46,20 @@ pub(crate) fn helpers(item: &ItemFn, args: &TokenStream, vis: Option<&Visibility
         sig
     };
     let (refresh, uncached) = (renamed("refresh"), renamed("uncached"));
+    let mut entry = renamed("entry");
+    let ret: syn::Type = match &sig.output {
+        syn::ReturnType::Type(_, ret) => (**ret).clone(),
+        syn::ReturnType::Default => syn::parse_quote!(()),
+    };
+    // No stub over `impl Trait` (itself an error): nothing to infer it from.
+    let entry = (!matches!(ret, syn::Type::ImplTrait(_))).then(|| {
+        let ret = crate::expand::entry_return(&ret, crate::validate::return_kind(&ret), &krate);
+        entry.output = syn::parse_quote!(-> #ret);
+        quote! {
+            #[allow(dead_code, unused_variables, clippy::unused_async)]
+            #vis #entry { ::core::unreachable!() }
+        }
+    });
     let invalidate = format_ident!("{}_invalidate", name);
     let expire = format_ident!("{}_expire", name);
     let cache = format_ident!("{}_cache", name);
@@ -55,6 +69,7 @@ pub(crate) fn helpers(item: &ItemFn, args: &TokenStream, vis: Option<&Visibility
     quote! {
         #[allow(dead_code, unused_variables, clippy::unused_async)]
         #vis #refresh { ::core::unreachable!() }
+        #entry
         #[allow(dead_code, unused_variables, clippy::unused_async)]
         #vis #uncached { ::core::unreachable!() }
         #[allow(dead_code, unused_variables, clippy::unused_async)]

@@ -718,7 +718,7 @@ fn format_captures(text: &str) -> Vec<String> {
 
 /// `Result`/`Option` by the last path segment's name, so aliases such as
 /// `anyhow::Result<T>` and `io::Result<T>` count.
-fn return_kind(ret: &Type) -> ReturnKind {
+pub(crate) fn return_kind(ret: &Type) -> ReturnKind {
     let Type::Path(path) = strip_type_groups(ret) else {
         return ReturnKind::Plain;
     };

@@ -192,6 +192,72 @@ impl<T> Entry<T> {
     }
 }
 
+/// What the engine says of a call's value, before the value is put in an
+/// [`Entry`]: made by `FnCache::entry_meta`, used by generated code.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct EntryMeta {
+    pub(crate) served: Served,
+    pub(crate) age: Duration,
+    pub(crate) fresh_for: Duration,
+    pub(crate) stale_window: Duration,
+    pub(crate) fail_safe_window: Duration,
+}
+
+impl EntryMeta {
+    /// How the call was served.
+    pub fn served(&self) -> Served {
+        self.served
+    }
+
+    /// `value` in an entry.
+    pub fn entry<T>(self, value: T) -> Entry<T> {
+        Entry {
+            value,
+            served: self.served,
+            age: self.age,
+            fresh_for: self.fresh_for,
+            stale_window: self.stale_window,
+            fail_safe_window: self.fail_safe_window,
+        }
+    }
+}
+
+/// An outcome with its value put in an [`Entry`]: `Result<Entry<T>, E>`,
+/// `Option<Entry<T>>`, or `Entry<T>` for a plain value. Used by generated
+/// code.
+#[doc(hidden)]
+pub trait WithEntry {
+    /// The outcome with its value in an entry.
+    type Entried;
+    /// Puts the value (if any) in an entry described by `meta`.
+    fn with_entry(self, meta: EntryMeta) -> Self::Entried;
+}
+
+impl<T, E> WithEntry for Result<T, E> {
+    type Entried = Result<Entry<T>, E>;
+    #[inline]
+    fn with_entry(self, meta: EntryMeta) -> Self::Entried {
+        self.map(|value| meta.entry(value))
+    }
+}
+
+impl<T> WithEntry for Option<T> {
+    type Entried = Option<Entry<T>>;
+    #[inline]
+    fn with_entry(self, meta: EntryMeta) -> Self::Entried {
+        self.map(|value| meta.entry(value))
+    }
+}
+
+impl<T> WithEntry for crate::outcome::Plain<T> {
+    type Entried = Entry<T>;
+    #[inline]
+    fn with_entry(self, meta: EntryMeta) -> Self::Entried {
+        meta.entry(self.0)
+    }
+}
+
 #[cfg(feature = "serde")]
 impl<T: serde::Serialize> Entry<T> {
     /// The xxh3-128 digest of the value's postcard bytes: the same in every

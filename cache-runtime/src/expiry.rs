@@ -42,6 +42,8 @@ pub(crate) struct Horizons {
     pub(crate) fail_safe_until: Nanos,
     /// From now to the last horizon: how long the memory tier keeps it.
     pub(crate) lifetime: Duration,
+    /// When the value was loaded (an entry's age is read from it).
+    pub(crate) loaded_at: Nanos,
 }
 
 impl ExpiryPolicy {
@@ -178,6 +180,7 @@ impl ExpiryPolicy {
             stale_until,
             fail_safe_until,
             lifetime: Duration::from_nanos(fail_safe_until - now),
+            loaded_at: now,
         }
     }
 
@@ -190,12 +193,19 @@ impl ExpiryPolicy {
             stale_until: fresh_until,
             fail_safe_until: fresh_until,
             lifetime: Duration::from_nanos(fresh_until - now),
+            loaded_at: now,
         }
     }
 
     /// The horizons of a fallback served at `now`: fresh for the throttle,
-    /// never past its own fail-safe window, which does not move.
-    pub(crate) fn throttled_horizons(&self, now: Nanos, fail_safe_until: Nanos) -> Horizons {
+    /// never past its own fail-safe window, which does not move; loaded
+    /// when it was (`loaded_at`).
+    pub(crate) fn throttled_horizons(
+        &self,
+        now: Nanos,
+        fail_safe_until: Nanos,
+        loaded_at: Nanos,
+    ) -> Horizons {
         let fresh_until = now
             .saturating_add(nanos(self.fail_safe_throttle))
             .min(fail_safe_until);
@@ -204,6 +214,7 @@ impl ExpiryPolicy {
             stale_until: fresh_until,
             fail_safe_until,
             lifetime: Duration::from_nanos(fail_safe_until.saturating_sub(now).max(1)),
+            loaded_at,
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::background::BackgroundLoad;
 use crate::clock::{nanos, Clock};
 use crate::config::{CacheConfig, LoadHooks};
+use crate::entry::Served;
 use crate::expiry::ExpiryPolicy;
 use crate::flight::{Flight, FlightMap, Landing, Role};
 use crate::outcome::{FailureShare, Outcome, SharedFailure};
@@ -18,6 +19,7 @@ use crate::tier::{Entry, Memory, MemoryTier, Payload, Plain};
 
 mod attempts;
 mod deadline;
+mod entries;
 // The shared tier's entry points (`shared/redis.rs`), or their stand-ins
 // without it (`shared/memory_only.rs`): picked in `lib.rs`.
 crate::shared_tier_module!(distributed);
@@ -101,6 +103,8 @@ pub struct FnCache<K, V> {
     memory_kind: Memory,
     /// Retries and the circuit breaker (`retry`, `circuit_breaker`).
     origin: attempts::Origin,
+    /// `HERDCACHE_DISABLED`: every call runs the body (read once).
+    disabled: bool,
 }
 
 /// How long callers wait for a load.
@@ -182,6 +186,7 @@ where
                     .circuit_breaker
                     .map(crate::breaker::OriginBreaker::new),
             },
+            disabled: entries::disabled_by_env(),
         }
     }
 
@@ -370,7 +375,7 @@ where
         F: Future<Output = R>,
     {
         match detached {
-            Some(detached) if self.deadlines.any() => {
+            Some(detached) if self.deadlines.any() && !self.disabled => {
                 self.load_within_deadlines(key, hooks, loader, detached)
                     .await
             }
@@ -403,10 +408,27 @@ where
         R: Outcome<Value = V>,
         F: Future<Output = R>,
     {
+        self.load_how(key, hooks, loader).await.0
+    }
+
+    /// [`load`](Self::load), saying how the caller was answered.
+    async fn load_how<R, F>(
+        &self,
+        key: K,
+        hooks: LoadHooks<V, R::Failure>,
+        loader: F,
+    ) -> (R, Served)
+    where
+        R: Outcome<Value = V>,
+        F: Future<Output = R>,
+    {
+        if self.disabled {
+            return (self.run_disabled(loader).await, Served::Loaded);
+        }
         let mut first_try = true;
         loop {
             let role = match self.served_or_role(&key, first_try, &hooks) {
-                Ok(outcome) => return outcome,
+                Ok(outcome) => return (outcome, Served::Hit),
                 Err(role) => role,
             };
             first_try = false;
@@ -418,7 +440,7 @@ where
                 }
                 Role::Join(flight) => {
                     if let Some(outcome) = answer(flight.wait().await, &hooks) {
-                        return outcome;
+                        return (outcome, Served::Coalesced);
                     }
                 }
             }
@@ -460,9 +482,13 @@ where
         R: Outcome<Value = V>,
         F: Future<Output = R>,
     {
+        if self.disabled {
+            return self.run_disabled(loader).await;
+        }
         let flight = self.flights.lock(&key).lead_anew(&key);
         self.lead(key, flight, hooks, loader, LoadKind::Explicit)
             .await
+            .0
     }
 
     async fn lead<R, F>(
@@ -472,7 +498,7 @@ where
         hooks: LoadHooks<V, R::Failure>,
         loader: F,
         kind: LoadKind,
-    ) -> R
+    ) -> (R, Served)
     where
         R: Outcome<Value = V>,
         F: Future<Output = R>,
@@ -506,7 +532,7 @@ where
         if kind != LoadKind::Explicit {
             if let Some(value) = self.read_l2(&guard).await {
                 guard.finished = true;
-                return R::from_value(value);
+                return (R::from_value(value), Served::Remote);
             }
         }
         self.counters.incr(Counter::Loads);

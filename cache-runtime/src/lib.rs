@@ -120,6 +120,7 @@ pub mod requirements {
 /// a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::entry::{EntryMeta, Served, WithEntry};
     pub use crate::idem_fleet::StoredOutcome;
     pub use crate::idempotent::{
         IdemConfig, IdemFailure, IdemSlot, Idempotency, IdempotencyKey, StableDigest,

@@ -57,7 +57,8 @@ where
                         flight.remove_waiter();
                         return self
                             .lead(key, flight, hooks, loader, LoadKind::Foreground)
-                            .await;
+                            .await
+                            .0;
                     }
                     flight
                 }
@@ -196,7 +197,9 @@ where
                 _ => return,
             }
         }
-        let horizons = self.expiry.throttled_horizons(now, entry.fail_safe_until);
+        let horizons = self
+            .expiry
+            .throttled_horizons(now, entry.fail_safe_until, entry.loaded_at);
         entry.fresh_until = horizons.fresh_until;
         entry.stale_until = horizons.stale_until;
         entry.lifetime = crate::clock::nanos(horizons.lifetime);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::{trace, FnCache, LeaderGuard, LoadKind};
 use crate::clock::{nanos, Nanos};
 use crate::config::LoadHooks;
+use crate::entry::Served;
 use crate::expiry::Horizons;
 use crate::flight::Landing;
 use crate::outcome::Outcome;
@@ -32,7 +33,7 @@ where
         hooks: LoadHooks<V, R::Failure>,
         kind: LoadKind,
         span: &tracing::Span,
-    ) -> R {
+    ) -> (R, Served) {
         trace::record_duration(span, took);
         let mut answered_by_fail_safe = false;
         let outcome = match caught {
@@ -79,12 +80,22 @@ where
                 if guard.flight.waiters() > 0 {
                     guard.flight.land(Landing::Value(value.clone()));
                 }
-                R::from_value(value)
+                let served = if answered_by_fail_safe {
+                    Served::FailSafe
+                } else {
+                    Served::Loaded
+                };
+                (R::from_value(value), served)
             }
             Err(failure) => {
                 let (outcome, what) = self.failed::<R>(guard, hooks, failure, kind);
                 trace::load_ended(span, &self.name, kind, what, took);
-                outcome
+                let served = if what == "fail_safe" {
+                    Served::FailSafe
+                } else {
+                    Served::Loaded
+                };
+                (outcome, served)
             }
         }
     }
@@ -209,7 +220,9 @@ where
         if now >= entry.fail_safe_until {
             return None;
         }
-        let horizons = self.expiry.throttled_horizons(now, entry.fail_safe_until);
+        let horizons = self
+            .expiry
+            .throttled_horizons(now, entry.fail_safe_until, entry.loaded_at);
         let stored = value.clone();
         let mut shard = self.flights.lock(key);
         // Invalidated meanwhile, by key or by tag: gone, not even a fallback.
@@ -297,6 +310,7 @@ fn entry<V>(payload: Payload<V>, horizons: Horizons, load_nanos: Nanos, tags: St
         fail_safe_until: horizons.fail_safe_until,
         load_nanos,
         lifetime: nanos(horizons.lifetime),
+        loaded_at: horizons.loaded_at,
         refreshing: false,
         tags,
     }

@@ -530,6 +530,9 @@ where
             stale_until: at(envelope.stale_until_ms),
             fail_safe_until,
             lifetime: Duration::from_nanos(fail_safe_until - now),
+            // The envelope has no load time: the freshness horizon less the
+            // function's ttl (exact without jitter).
+            loaded_at: at(envelope.fresh_until_ms).saturating_sub(nanos(self.expiry.ttl())),
         };
         let fresh = now < horizons.fresh_until;
         let stored = value.clone();

@@ -82,6 +82,7 @@ impl<V: Clone + Send + Sync + 'static> Held<V> for Plain<V> {
             fail_safe_until: self.fresh_until,
             load_nanos: 0,
             lifetime: 0,
+            loaded_at: super::UNKNOWN_LOAD,
             refreshing: false,
             tags: self.tags,
         }

@@ -144,12 +144,17 @@ pub(crate) struct Entry<V> {
     /// How long moka keeps the entry (with per-entry expiry): the span up
     /// to its last horizon.
     pub(crate) lifetime: Nanos,
+    /// When its value was loaded ([`UNKNOWN_LOAD`] in a plain entry).
+    pub(crate) loaded_at: Nanos,
     /// A background refresh of it is running: a stale hit need not look
     /// for one (which takes a lock).
     pub(crate) refreshing: bool,
     /// The versions of its tags when its load began.
     pub(crate) tags: Stamps,
 }
+
+/// The `loaded_at` of an entry that does not keep it (a plain entry).
+pub(crate) const UNKNOWN_LOAD: Nanos = Nanos::MAX;
 
 /// Runs `$body` on whichever tier `$tier` is: the four share their method
 /// names, not a type. An isolated tier runs it on the tier inside (the same

@@ -305,6 +305,7 @@ mod tests {
             fail_safe_until: until,
             load_nanos: 0,
             lifetime: 0,
+            loaded_at: now,
             refreshing: false,
             tags: Stamps::None,
         }
