@@ -1,35 +1,36 @@
 //! The cached reads, the writes that bust them, and the idempotent charge:
 //! every herdcache attribute the service uses.
 
-use std::cell::Cell;
-
-use herdcache::{cached, idempotent, invalidate, Served};
+use herdcache::{cached, idempotent, invalidate, Entry};
 
 use crate::config::Profile;
 use crate::db::{Db, Members, Payment, User};
 use crate::error::AppError;
 
-tokio::task_local! {
-    /// Set by a loader's body when it runs in the request's own task.
-    static LOADED: Cell<bool>;
+/// The entry of an `Option`'s value: `None` when there is no value.
+pub fn transpose<T>(entry: Entry<Option<T>>) -> Option<Entry<T>> {
+    let (served, age, fresh_for) = (entry.served(), entry.age(), entry.fresh_for());
+    let (swr, fail_safe) = (entry.stale_window(), entry.fail_safe_window());
+    entry.into_value().map(|value| {
+        Entry::new(value, served)
+            .with_age(age)
+            .with_fresh_for(fresh_for)
+            .with_windows(swr, fail_safe)
+    })
 }
 
-fn mark_loaded() {
-    let _ = LOADED.try_with(|loaded| loaded.set(true));
-}
-
-/// Runs `call` and says how it was answered: `Loaded` when a loader's
-/// body ran in this request's task, else `Hit` (from memory, stale,
-/// fail-safe, joined or from Redis: telling those apart needs the
-/// `<fn>_entry` herdcache is gaining).
-pub async fn served<F: std::future::Future>(call: F) -> (F::Output, Served) {
-    LOADED
-        .scope(Cell::new(false), async {
-            let out = call.await;
-            let loaded = LOADED.with(Cell::get);
-            (out, if loaded { Served::Loaded } else { Served::Hit })
-        })
-        .await
+/// A user with how the cache served it, by the configured profile's
+/// loader.
+pub async fn user_entry(
+    profile: Profile,
+    id: i64,
+    db: &Db,
+) -> Result<Entry<Option<User>>, AppError> {
+    match profile {
+        Profile::Default => user_default_entry(id, db).await,
+        Profile::Short => user_short_entry(id, db).await,
+        Profile::ShortNoSwr => user_short_noswr_entry(id, db).await,
+    }
 }
 
 /// A user, by the configured profile's loader.
@@ -54,7 +55,6 @@ pub async fn user(profile: Profile, id: i64, db: &Db) -> Result<Option<User>, Ap
     name = "service.user"
 )]
 pub async fn user_default(id: i64, db: &Db) -> Result<Option<User>, AppError> {
-    mark_loaded();
     Ok(db.user(id).await?)
 }
 
@@ -70,7 +70,6 @@ pub async fn user_default(id: i64, db: &Db) -> Result<Option<User>, AppError> {
     name = "service.user_short"
 )]
 pub async fn user_short(id: i64, db: &Db) -> Result<Option<User>, AppError> {
-    mark_loaded();
     Ok(db.user(id).await?)
 }
 
@@ -84,7 +83,6 @@ pub async fn user_short(id: i64, db: &Db) -> Result<Option<User>, AppError> {
     name = "service.user_short_noswr"
 )]
 pub async fn user_short_noswr(id: i64, db: &Db) -> Result<Option<User>, AppError> {
-    mark_loaded();
     Ok(db.user(id).await?)
 }
 
@@ -99,7 +97,6 @@ pub async fn user_short_noswr(id: i64, db: &Db) -> Result<Option<User>, AppError
     name = "service.org_members"
 )]
 pub async fn org_members(org_id: i64, db: &Db) -> Result<Option<Members>, AppError> {
-    mark_loaded();
     Ok(db.members(org_id).await?)
 }
 
@@ -112,7 +109,6 @@ pub async fn org_members(org_id: i64, db: &Db) -> Result<Option<Members>, AppErr
     name = "service.balance"
 )]
 pub async fn balance(user_id: i64, db: &Db) -> Result<Option<i64>, AppError> {
-    mark_loaded();
     Ok(db.balance(user_id).await?)
 }
 

@@ -14,7 +14,6 @@ use crate::db::Fault;
 use crate::error::AppError;
 use crate::web::{self, Conditional, IdempotencyKeyHeader, Problem};
 use crate::AppState;
-use herdcache::Entry;
 
 /// Every route.
 pub fn router(state: AppState) -> Router {
@@ -53,9 +52,9 @@ async fn get_user(
     conditional: Conditional,
 ) -> Result<Response, AppError> {
     let id = id(&raw)?;
-    let (user, served) = cache::served(cache::user(state.profile, id, &state.db)).await;
-    let user = user?.ok_or_else(|| AppError::NotFound(format!("no user {id}")))?;
-    Ok(web::respond(Entry::new(user, served), &conditional))
+    let user = cache::user_entry(state.profile, id, &state.db).await?;
+    let user = cache::transpose(user).ok_or_else(|| AppError::NotFound(format!("no user {id}")))?;
+    Ok(web::respond(user, &conditional))
 }
 
 #[derive(Deserialize)]
@@ -109,19 +108,18 @@ async fn get_balance(
     conditional: Conditional,
 ) -> Result<Response, AppError> {
     let id = id(&raw)?;
-    let (balance, served) = cache::served(cache::balance(id, &state.db)).await;
-    let balance =
-        balance?.ok_or_else(|| AppError::NotFound(format!("no account for user {id}")))?;
+    let balance = cache::transpose(cache::balance_entry(id, &state.db).await?)
+        .ok_or_else(|| AppError::NotFound(format!("no account for user {id}")))?;
     #[derive(Serialize)]
     struct Balance {
         user_id: i64,
         balance_cents: i64,
     }
-    let balance = Balance {
+    let balance = balance.map(|balance_cents| Balance {
         user_id: id,
-        balance_cents: balance,
-    };
-    Ok(web::respond(Entry::new(balance, served), &conditional))
+        balance_cents,
+    });
+    Ok(web::respond(balance, &conditional))
 }
 
 async fn list_payments(
@@ -138,9 +136,9 @@ async fn get_members(
     conditional: Conditional,
 ) -> Result<Response, AppError> {
     let id = id(&raw)?;
-    let (members, served) = cache::served(cache::org_members(id, &state.db)).await;
-    let members = members?.ok_or_else(|| AppError::NotFound(format!("no org {id}")))?;
-    Ok(web::respond(Entry::new(members, served), &conditional))
+    let members = cache::transpose(cache::org_members_entry(id, &state.db).await?)
+        .ok_or_else(|| AppError::NotFound(format!("no org {id}")))?;
+    Ok(web::respond(members, &conditional))
 }
 
 #[derive(Deserialize)]
