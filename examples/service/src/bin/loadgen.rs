@@ -15,7 +15,7 @@
 //!   --keys N           users in the key set (1000)
 //!   --zipf-s S         Zipf exponent (1.0)
 //!   --seconds N        how long each run lasts (10)
-//!   --writes F         share of requests that are PUTs (0.05)
+//!   --writes F         share of requests that are PUTs (0.05; db-down: 0)
 //!   --inm F            share of reads sending If-None-Match with the ETag seen last (0.5)
 //!   --db-latency-ms N  the started instances' DB_LATENCY_MS (2; expiry: 25, so a load shows)
 //! ```
@@ -44,7 +44,8 @@ struct Options {
     keys: u32,
     zipf_s: f64,
     seconds: u64,
-    writes: f64,
+    /// `None`: the scenario's default (0.05; 0 for db-down).
+    writes: Option<f64>,
     inm: f64,
     /// `None`: the scenario's default (2 ms; 25 ms for expiry).
     db_latency_ms: Option<u64>,
@@ -58,6 +59,16 @@ enum Scenario {
 }
 
 impl Options {
+    fn writes(&self) -> f64 {
+        self.writes.unwrap_or(match self.scenario {
+            // A write busts its user for good (no fallback), and every
+            // write fails while the database is down: the outage is
+            // about reads.
+            Scenario::DbDown => 0.0,
+            Scenario::Compare | Scenario::Expiry => 0.05,
+        })
+    }
+
     fn db_latency(&self) -> u64 {
         self.db_latency_ms.unwrap_or(match self.scenario {
             Scenario::Expiry => 25,
@@ -74,7 +85,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         keys: 1000,
         zipf_s: 1.0,
         seconds: 10,
-        writes: 0.05,
+        writes: None,
         inm: 0.5,
         db_latency_ms: None,
     };
@@ -103,7 +114,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--keys" => options.keys = num(flag, value()?)?,
             "--zipf-s" => options.zipf_s = num(flag, value()?)?,
             "--seconds" => options.seconds = num(flag, value()?)?,
-            "--writes" => options.writes = num(flag, value()?)?,
+            "--writes" => options.writes = Some(num(flag, value()?)?),
             "--inm" => options.inm = num(flag, value()?)?,
             "--db-latency-ms" => options.db_latency_ms = Some(num(flag, value()?)?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
@@ -115,7 +126,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--clients, --keys and --seconds must be positive\n{USAGE}"
         ));
     }
-    if !(0.0..=1.0).contains(&options.writes) || !(0.0..=1.0).contains(&options.inm) {
+    if !(0.0..=1.0).contains(&options.writes()) || !(0.0..=1.0).contains(&options.inm) {
         return Err(format!(
             "--writes and --inm are fractions in 0..=1\n{USAGE}"
         ));
@@ -310,6 +321,19 @@ async fn db_queries(client: &reqwest::Client, url: &str) -> Result<u64, String> 
         .ok_or_else(|| "/debug/cache has no db_queries".to_owned())
 }
 
+/// One read of every key, so each has a value to fall back on (db-down:
+/// the cache is warm when the database goes).
+async fn warm(client: &reqwest::Client, url: &str, keys: u32) -> Result<(), String> {
+    for key in 1..=keys {
+        client
+            .get(format!("{url}/users/{key}"))
+            .send()
+            .await
+            .map_err(|e| format!("warming {url}/users/{key}: {e}"))?;
+    }
+    Ok(())
+}
+
 async fn set_fault(client: &reqwest::Client, url: &str, mode: &str) -> Result<(), String> {
     let response = client
         .post(format!("{url}/admin/db-fault"))
@@ -342,7 +366,7 @@ async fn client_loop(
     let mut writes = 0u64;
     while Instant::now() < deadline {
         let key = zipf.sample(&mut rng);
-        let write = rng.random_bool(options.writes);
+        let write = rng.random_bool(options.writes());
         let request = if write {
             writes += 1;
             client
@@ -409,6 +433,9 @@ async fn load(options: &Options, label: &str, url: &str, fault: bool) -> Result<
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| format!("an HTTP client: {e}"))?;
+    if fault {
+        warm(&client, url, options.keys).await?;
+    }
     let queries_before = db_queries(&client, url).await?;
     let zipf = Arc::new(Zipf::new(options.keys, options.zipf_s));
     let run_for = Duration::from_secs(options.seconds);
@@ -575,7 +602,7 @@ fn print_table(options: &Options, reports: &[Report]) {
         options.keys,
         options.zipf_s,
         options.seconds,
-        options.writes * 100.0,
+        options.writes() * 100.0,
         options.inm * 100.0,
         options.db_latency(),
     );
