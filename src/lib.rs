@@ -85,6 +85,7 @@
 //! | `f_invalidate(..)` | the arguments the key uses (and `&self` if the key reads `self`) | drops the value: the next call loads, no fallback |
 //! | `f_expire(..)` | the same | makes the value stale at once: served under `swr` while one refresh runs, kept as a fail-safe fallback |
 //! | `f_refresh(..)` | every argument, like `f` | loads now and stores, even over a fresh value |
+//! | `f_entry(..)` | every argument, like `f` | `f` through the same cache, its value in an [`Entry`] (see [Entries](#entries-and-conditional-refresh)) |
 //! | `f_uncached(..)` | every argument, like `f` | runs the original body, no cache |
 //! | `f_cache()` | nothing | the [`CacheHandle`]: `stats()`, `len()`, `memory()` (the tier, once called), `invalidate_all().await` |
 //!
@@ -105,6 +106,48 @@
 //! or `fail_safe`, expiring is invalidating. Either way a load in flight
 //! across it answers the callers that joined it but does not store;
 //! `<fn>_refresh` likewise supersedes a load in flight.
+//!
+//! ## Entries and conditional refresh
+//!
+//! `f_entry(..)` answers what `f` does, its value in an [`Entry`]:
+//! `Result<Entry<T>, E>`, `Option<Entry<T>>`, or `Entry<T>` for a plain
+//! value. The entry says how the call was served ([`Served`]: a hit, a
+//! stale value, a fail-safe fallback, this call's load, a load it joined,
+//! a copy from Redis), the value's age, how long it stays fresh, and the
+//! function's `swr` and `fail_safe` windows. With the `serde` feature (on
+//! with `redis` and `http`), [`Entry::etag`] digests the value's bytes:
+//! the same strong `ETag` on every instance. The `http` feature turns an
+//! entry into a response with `ETag`, `Cache-Control` and `304`s (the
+//! `http` module). Callers of `f` pay nothing for it. (A function called
+//! only through `f_entry` is still one rustc reports unused.)
+//!
+//! A body that refreshes a value the cache holds can ask the origin
+//! whether it changed: [`previous`] returns that value (with the origin's
+//! `ETag` in it, say), and [`Previous::not_modified`] keeps it, fresh for a
+//! new ttl, when the origin answers `304`. Counted in
+//! [`Stats::not_modified`]. A `distributed` function writes the kept value
+//! to Redis again with its new horizons; other instances read it there
+//! when their own copy goes stale, so the origin is asked once for the
+//! fleet.
+//!
+//! ```
+//! # #[derive(Clone)] struct Rates { etag: String, body: String }
+//! # async fn get(url: &str, if_none_match: Option<&str>) -> std::io::Result<(u16, Rates)> { unimplemented!() }
+//! #[herdcache::cached(ttl = "1m", swr = "1h", key = url)]
+//! async fn rates(url: &str) -> std::io::Result<Rates> {
+//!     let previous = herdcache::previous::<Rates>();
+//!     let etag = previous.as_ref().map(|p| p.value().etag.clone());
+//!     match get(url, etag.as_deref()).await? {
+//!         (304, _) if previous.is_some() => Ok(previous.unwrap().not_modified()),
+//!         (_, rates) => Ok(rates),
+//!     }
+//! }
+//! ```
+//!
+//! `HERDCACHE_DISABLED=1` in the environment turns every cache of the
+//! process off (every call runs its body, nothing is stored, no single
+//! flight): for measuring what the cache saves. Read once, by the first
+//! cache made.
 //!
 //! ## Tags and writes
 //!
@@ -296,6 +339,16 @@
 //! the bound under each fault: `herdcache::RedisTier` (all with the `redis`
 //! feature).
 //!
+//! ## HTTP
+//!
+//! With the `http` feature, `herdcache::http` answers axum 0.8 requests
+//! from an [`Entry`]: `Cached::private(entry).respond(&conditional)` writes
+//! its JSON with an `ETag` and a `Cache-Control` made from its freshness
+//! and windows, and a `304` when the client's copy matches. `Problem` gives
+//! errors as RFC 9457 problem details, and `#[idempotent]` writes get an
+//! `Idempotency-Key` extractor and responses for their refusals and
+//! replays. The mapping: the `herdcache::http` module page.
+//!
 //! ## Stats and names
 //!
 //! `f_cache().stats()` is a [`Stats`] snapshot; [`stats()`] lists every
@@ -317,6 +370,7 @@
 //! | level | what |
 //! |---|---|
 //! | `debug` | a span per load (`herdcache.load`, with its `kind`: `Foreground`, `Detached` for a load a deadline left running, `Explicit` for `_refresh`) or background refresh (`herdcache.refresh`), with `function`, `outcome` (`value`, `error`, `none`, `fail_safe`, `…, cached`), `duration_us`, `waiters`; an event when each ends (`herdcache: load ended`, `herdcache: refresh ended`), so a subscriber that does not report span closes sees it too; a failed load about to be retried (`retry`), with `failed` and `wait_us` |
+//! | `error` | (feature `http`) a cached value serde_json cannot write (`Cached` answers `500`) |
 //! | `info` | fail-safe answered with the last good value; the origin's circuit breaker moved to half-open or closed |
 //! | `warn` | a background refresh failed; the origin's circuit breaker opened; a `distributed` function runs without a Redis tier (once per function); `HERDCACHE_REDIS_URL` does not parse (the process runs memory-only); the Redis tier is unreachable, keeps invalidations for replay, or overflowed; an `#[idempotent]` function keeps its records per process for want of a Redis tier, or refuses for want of one (`fleet = true`), once per function; an idempotent run whose lease was taken over could not store its outcome (fenced), or Redis never took it |
 //!
@@ -349,9 +403,9 @@ pub use herdcache_macros::{cached, cached_impl, idempotent, invalidate};
 pub use herdcache_runtime::requirements;
 pub use herdcache_runtime::{
     expire_tag, expire_tags, flush_fleet, flush_fleet_on_drop, idempotency_stats, invalidate_all,
-    invalidate_tag, invalidate_tags, stats, stats_table, testing, BreakerState, CacheHandle,
-    CircuitBreaker, Entry, Error, FlushOnDrop, IdempotencyError, IdempotencyStats, Idempotent,
-    Memory, Retry, Served, SharedError, Stats, TagSource,
+    invalidate_tag, invalidate_tags, previous, stats, stats_table, testing, BreakerState,
+    CacheHandle, CircuitBreaker, Entry, Error, FlushOnDrop, IdempotencyError, IdempotencyStats,
+    Idempotent, Memory, Previous, Retry, Served, SharedError, Stats, TagSource,
 };
 
 #[cfg(feature = "http")]

@@ -539,13 +539,44 @@ where
         #[cfg(feature = "metrics")]
         self.counters.exported.load_started();
         let span = trace::load_span(&self.name, kind);
+        let (revalidation, not_modified) = self.revalidation(&guard.key);
         let started = Instant::now();
+        let loader = crate::previous::scope(revalidation, loader);
         let caught = tracing::Instrument::instrument(catch_unwind(loader), span.clone()).await;
+        if not_modified.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::Relaxed)) {
+            self.counters.incr(Counter::NotModified);
+            trace::not_modified(&span);
+        }
         let outcome = self.landed(&guard, caught, started.elapsed(), hooks, kind, &span);
         // Only now: a panic above (in a `Clone`, say) still wakes the waiters.
         guard.finished = true;
         self.finish_l2(&guard.write).await;
         outcome
+    }
+
+    /// What a load of `key` refreshes, for `herdcache::previous()`: the
+    /// value held (fresh, stale or kept for fail-safe) unless a tag ended
+    /// it, and the flag its body sets to say "not modified". Nothing (and
+    /// no clone) when there is no value.
+    fn revalidation(
+        &self,
+        key: &K,
+    ) -> (
+        Option<crate::previous::Revalidation>,
+        Option<Arc<std::sync::atomic::AtomicBool>>,
+    ) {
+        match self.memory.get(key) {
+            Some(entry) if entry.tags.state() != crate::tags::TagState::Gone => {
+                match entry.payload {
+                    Payload::Value(value) => {
+                        let (revalidation, flag) = crate::previous::Revalidation::new(value);
+                        (Some(revalidation), Some(flag))
+                    }
+                    Payload::Failure(_) => (None, None),
+                }
+            }
+            _ => (None, None),
+        }
     }
 
     /// Detaches `flight` if it is still attached, storing nothing: the
@@ -713,6 +744,7 @@ where
             retries: c(Counter::Retries),
             breaker_rejected: c(Counter::BreakerRejected),
             breaker_openings: c(Counter::BreakerOpenings),
+            not_modified: c(Counter::NotModified),
             breaker: self.breaker_state(),
             bus_messages: self.bus_messages(),
             fleet_pending: self.fleet_pending(),

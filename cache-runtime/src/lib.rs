@@ -53,6 +53,7 @@ mod isolation;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod outcome;
+mod previous;
 mod probe;
 #[cfg(feature = "redis")]
 mod redis;
@@ -87,6 +88,7 @@ pub use idempotent::{
 };
 pub use invalidation::{expire_tag, expire_tags, invalidate_tag, invalidate_tags};
 pub use outcome::{FailureShare, Outcome, SharedError};
+pub use previous::{previous, Previous};
 pub use redis::{flush_fleet, flush_fleet_on_drop, FlushOnDrop};
 #[cfg(feature = "redis")]
 pub use redis::{Codec, InstallError, RedisTier, Runtime, RuntimeBuilder, Wire};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::stats::Counter;
 
 /// The metric behind each counter, in `Counter`'s order.
-const COUNTERS: [&str; 20] = [
+const COUNTERS: [&str; 21] = [
     "herdcache_hits_total",
     "herdcache_misses_total",
     "herdcache_coalesced_total",
@@ -31,11 +31,12 @@ const COUNTERS: [&str; 20] = [
     "herdcache_retries_total",
     "herdcache_breaker_rejected_total",
     "herdcache_breaker_openings_total",
+    "herdcache_not_modified_total",
 ];
 
 /// One cache's metric handles.
 pub(crate) struct Exported {
-    counters: [metrics::Counter; 20],
+    counters: [metrics::Counter; 21],
     breaker: metrics::Gauge,
     evictions: metrics::Counter,
     load_duration: metrics::Histogram,

@@ -56,6 +56,7 @@ use crate::tier::Memory;
 /// | `retries` | `herdcache_retries_total` | counter, `name` |
 /// | `breaker_rejected` | `herdcache_breaker_rejected_total` | counter, `name` |
 /// | `breaker_openings` | `herdcache_breaker_openings_total` | counter, `name` |
+/// | `not_modified` | `herdcache_not_modified_total` | counter, `name` |
 /// | `breaker` | `herdcache_breaker_state` | gauge, `name`: 0 closed (or off), 1 open, 2 half-open |
 /// | `load_p50`, `load_p95`, `load_p99` | `herdcache_load_duration_seconds` | histogram, `name`: every load's duration |
 /// | — | `herdcache_loads_in_flight` | gauge, `name`: loads running now |
@@ -117,6 +118,9 @@ pub struct Stats {
     pub breaker_rejected: u64,
     /// Times the origin's circuit breaker opened.
     pub breaker_openings: u64,
+    /// Loads whose body answered "not modified" (`previous().not_modified()`):
+    /// the value kept with new horizons.
+    pub not_modified: u64,
     /// Where the origin's circuit breaker stands now (`Off` without one).
     pub breaker: BreakerState,
     /// Bus messages from other instances that this process's Redis tier
@@ -185,6 +189,7 @@ impl Stats {
         self.retries += other.retries;
         self.breaker_rejected += other.breaker_rejected;
         self.breaker_openings += other.breaker_openings;
+        self.not_modified += other.not_modified;
         // The worse of the two: an open breaker anywhere shows.
         self.breaker = match (self.breaker, other.breaker) {
             (BreakerState::Open, _) | (_, BreakerState::Open) => BreakerState::Open,
@@ -245,6 +250,7 @@ impl std::fmt::Display for Stats {
             (self.retries, "retries"),
             (self.breaker_rejected, "loads refused by the breaker"),
             (self.breaker_openings, "breaker openings"),
+            (self.not_modified, "not modified"),
             (self.bus_messages, "bus messages"),
             (self.fleet_pending, "fleet invalidations pending"),
             (self.fleet_failures, "fleet invalidations kept for replay"),
@@ -349,9 +355,10 @@ pub(crate) enum Counter {
     Retries,
     BreakerRejected,
     BreakerOpenings,
+    NotModified,
 }
 
-const COUNTERS: usize = 20;
+const COUNTERS: usize = 21;
 const STRIPES: usize = 16;
 
 /// One thread's share of the counters, alone on its cache lines.

@@ -75,6 +75,13 @@ pub(super) fn load_ended(
     }
 }
 
+/// A load's body answered "not modified": recorded on its span.
+pub(super) fn not_modified(span: &tracing::Span) {
+    span.in_scope(|| {
+        tracing::debug!(target: "herdcache", "herdcache: not modified: the value is kept with new horizons");
+    });
+}
+
 pub(super) fn refresh_failed(function: &str) {
     tracing::warn!(
         target: "herdcache",

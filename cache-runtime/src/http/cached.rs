@@ -128,7 +128,8 @@ impl<T: Serialize> Cached<T> {
     /// with the headers the 200 would carry. `If-Modified-Since` is
     /// ignored: an entry has no `Last-Modified`. Otherwise, and for any
     /// other method, the 200 of [`IntoResponse`] (HEAD: its headers, no
-    /// body). A value that fails to serialize is a `500` [`Problem`].
+    /// body). A value that fails to serialize as JSON is a `500`
+    /// [`Problem`], and an `error` event (target `herdcache`).
     pub fn respond(self, conditional: &Conditional) -> Response {
         let method = conditional.method();
         let etag = self.entry.etag();
@@ -137,12 +138,25 @@ impl<T: Serialize> Cached<T> {
                 return failed.into_response();
             }
             if conditional.none_match_matches(&etag) {
-                let mut response = StatusCode::NOT_MODIFIED.into_response();
-                *response.headers_mut() = self.validator_headers(&etag);
-                return response;
+                return self.not_modified(&etag);
             }
         }
         self.ok(&etag, method != Method::HEAD)
+    }
+
+    /// The 304: the 200's headers, no body. Its `Content-Length` is the
+    /// 200's (RFC 9110 §8.6), so that axum does not write a `0`.
+    fn not_modified(self, etag: &str) -> Response {
+        let mut length = ByteCount(0);
+        if serde_json::to_writer(&mut length, self.entry.value()).is_err() {
+            return self.ok(etag, false);
+        }
+        let mut headers = self.validator_headers(etag);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length.0));
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        *response.headers_mut() = headers;
+        response
     }
 
     /// The 200: the value as JSON (its body left out for a HEAD).
@@ -150,9 +164,15 @@ impl<T: Serialize> Cached<T> {
         let json = match serde_json::to_vec(self.entry.value()) {
             Ok(json) => json,
             Err(error) => {
+                // The cause is for the logs, not the client.
+                tracing::error!(
+                    target: "herdcache",
+                    %error,
+                    "herdcache: a cached value could not be written as JSON"
+                );
                 return Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-                    .with_detail(format!("the value could not be written as JSON: {error}"))
-                    .into_response()
+                    .with_detail("the value could not be written as JSON")
+                    .into_response();
             }
         };
         let mut headers = self.validator_headers(etag);
@@ -169,6 +189,20 @@ impl<T: Serialize> Cached<T> {
         let mut response = Response::new(body);
         *response.headers_mut() = headers;
         response
+    }
+}
+
+/// A writer that only counts: the length of the JSON, not written.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

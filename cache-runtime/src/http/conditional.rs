@@ -64,17 +64,19 @@ impl Conditional {
         let Some(field) = &self.if_match else {
             return Ok(());
         };
+        let exists = current.is_some();
+        // An unquoted `current` is no entity-tag: it matches nothing.
         let current = current.and_then(EntityTag::parse);
-        let matched = match (parse_list(field), current) {
-            (Some(EntityTags::Any), Some(_)) => true,
-            (Some(EntityTags::List(tags)), Some(current)) => {
-                tags.iter().any(|tag| tag.strong_eq(current))
+        let matched = match parse_list(field) {
+            Some(EntityTags::Any) => exists,
+            Some(EntityTags::List(tags)) => {
+                current.is_some_and(|current| tags.iter().any(|tag| tag.strong_eq(current)))
             }
-            _ => false,
+            None => false,
         };
         if matched {
             Ok(())
-        } else if current.is_none() {
+        } else if !exists {
             Err(Problem::precondition_failed(
                 "If-Match names a representation, and the resource does not exist",
             ))
@@ -290,5 +292,22 @@ mod tests {
         assert!(!conditional.none_match_matches("\"c\""));
         assert_eq!(conditional.if_modified_since(), Some("x"));
         assert!(conditional.if_match(None).is_ok(), "no If-Match passes");
+    }
+
+    #[test]
+    fn if_match_star_needs_a_resource_and_a_list_a_strong_match() {
+        let mut headers = HeaderMap::new();
+        headers.insert("if-match", HeaderValue::from_static("*"));
+        let any = Conditional::from_headers(Method::PUT, &headers);
+        assert!(any.if_match(Some("unquoted but existing")).is_ok());
+        let absent = any.if_match(None).unwrap_err();
+        assert_eq!(absent.status(), axum::http::StatusCode::PRECONDITION_FAILED);
+        assert!(absent.detail().unwrap().contains("does not exist"));
+
+        headers.insert("if-match", HeaderValue::from_static("\"v\""));
+        let listed = Conditional::from_headers(Method::PUT, &headers);
+        assert!(listed.if_match(Some("\"v\"")).is_ok());
+        assert!(listed.if_match(Some("v")).is_err(), "not an entity-tag");
+        assert!(listed.if_match(Some("W/\"v\"")).is_err(), "weak");
     }
 }
