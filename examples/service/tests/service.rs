@@ -468,20 +468,32 @@ struct Instance {
 
 impl Instance {
     fn start(database_url: &str, redis_url: &str, namespace: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_service"))
+        Self::start_with(&[
+            ("DATABASE_URL", database_url),
+            ("HERDCACHE_REDIS_URL", redis_url),
+            ("HERDCACHE_NAMESPACE", namespace),
+        ])
+    }
+
+    /// A process alone (in-memory database, no Redis) with `env` on top.
+    fn start_with(env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_service"));
+        command
             .env("SERVICE_ADDR", "127.0.0.1:0")
-            .env("DATABASE_URL", database_url)
-            .env("HERDCACHE_REDIS_URL", redis_url)
-            .env("HERDCACHE_NAMESPACE", namespace)
+            .env("DATABASE_URL", "sqlite::memory:")
+            .env_remove("HERDCACHE_REDIS_URL")
+            .env_remove("HERDCACHE_DISABLED")
             .env("SEED_USERS", "100")
             .env("DB_LATENCY_MS", "0")
             .env("RUST_LOG", "warn")
             .env_remove("DB_FAULT")
             .env_remove("CACHE_PROFILE")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the service binary runs");
+            .stderr(Stdio::inherit());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("the service binary runs");
         let stdout = child.stdout.take().expect("its stdout");
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
@@ -540,4 +552,41 @@ async fn a_put_on_one_instance_is_seen_by_a_get_on_the_other_within_a_second() {
     }
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_herdcache_disabled_every_get_queries_the_database() {
+    let instance = Instance::start_with(&[("HERDCACHE_DISABLED", "1")]);
+    let client = client();
+    let url = format!("{}/users/5", instance.base);
+    let queries = |debug: Value| debug["db_queries"].as_u64().unwrap();
+    let before = queries(get_json(&client, &format!("{}/debug/cache", instance.base)).await);
+    for _ in 0..3 {
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(&response, "x-cache").as_deref(), Some("loaded"));
+    }
+    let after = queries(get_json(&client, &format!("{}/debug/cache", instance.base)).await);
+    assert_eq!(after - before, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_service_gracefully() {
+    let mut instance = Instance::start_with(&[]);
+    get_json(&client(), &format!("{}/users/1", instance.base)).await;
+    let pid = instance.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill(1) runs");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = instance.child.try_wait().expect("its status") {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "the service ignored SIGTERM");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(exit.success(), "{exit}");
 }
