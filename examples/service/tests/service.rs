@@ -26,6 +26,12 @@ fn config() -> Config {
 
 /// Serves the app for `config` on a free loopback port; its base URL.
 async fn start(config: Config) -> String {
+    // herdcache reads HERDCACHE_REDIS_URL by itself: in process, a tier
+    // from the environment would be a server this test did not start.
+    assert!(
+        std::env::var_os("HERDCACHE_REDIS_URL").is_none(),
+        "unset HERDCACHE_REDIS_URL: these tests start their own redis-server"
+    );
     let router = service::app(&config).await.expect("the app starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
