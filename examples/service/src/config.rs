@@ -54,6 +54,9 @@ pub struct Config {
     pub db_fault: Fault,
     /// `CACHE_PROFILE`, default `default`: the user loader's freshness.
     pub profile: Profile,
+    /// `RATES_ORIGIN`, default unset: the upstream rates API behind
+    /// `/rates/{currency}` (`http://host:port`); unset, that route is 503.
+    pub rates_origin: Option<String>,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             db_timeout: Duration::from_millis(1000),
             db_fault: Fault::Ok,
             profile: Profile::Default,
+            rates_origin: None,
         }
     }
 }
@@ -110,6 +114,14 @@ impl Config {
         }
         if let Some(profile) = var("CACHE_PROFILE") {
             config.profile = Profile::parse(&profile)?;
+        }
+        if let Some(origin) = var("RATES_ORIGIN") {
+            if !origin.starts_with("http://") && !origin.starts_with("https://") {
+                return Err(format!(
+                    "RATES_ORIGIN={origin:?}: expected an http:// or https:// URL"
+                ));
+            }
+            config.rates_origin = Some(origin);
         }
         Ok(config)
     }

@@ -25,6 +25,8 @@ pub enum AppError {
     Idempotency(IdempotencyError),
     /// An HTTP precondition or header refused it (412, a bad key).
     Http(Problem),
+    /// An upstream API failed or is not configured.
+    Upstream(String),
 }
 
 impl From<Problem> for AppError {
@@ -63,7 +65,8 @@ impl std::fmt::Display for AppError {
             AppError::Db(error) => error.fmt(f),
             AppError::NotFound(what)
             | AppError::BadRequest(what)
-            | AppError::Unprocessable(what) => f.write_str(what),
+            | AppError::Unprocessable(what)
+            | AppError::Upstream(what) => f.write_str(what),
             AppError::PreconditionFailed => f.write_str("the resource changed since it was read"),
             AppError::Idempotency(error) => error.fmt(f),
             AppError::Http(problem) => problem.fmt(f),
@@ -83,6 +86,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
             AppError::Idempotency(error) => return Problem::from(error.clone()),
             AppError::Http(problem) => return problem.clone(),
         };
@@ -93,7 +97,7 @@ impl AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if matches!(self, AppError::Db(_)) {
+        if matches!(self, AppError::Db(_) | AppError::Upstream(_)) {
             tracing::warn!(error = %self, "request failed");
         }
         self.problem().into_response()

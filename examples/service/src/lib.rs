@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod rates;
 pub mod routes;
 pub mod web;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The user loader's freshness.
     pub profile: Profile,
+    /// The upstream rates API, when `RATES_ORIGIN` is set.
+    pub rates: Option<rates::RatesOrigin>,
 }
 
 /// herdcache's load-latency histogram, and its buckets (seconds).
@@ -90,6 +93,7 @@ pub async fn state(config: &Config) -> Result<AppState, String> {
         db,
         metrics,
         profile: config.profile,
+        rates: config.rates_origin.as_deref().map(rates::RatesOrigin::new),
     })
 }
 

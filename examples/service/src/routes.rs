@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache;
 use crate::db::Fault;
 use crate::error::AppError;
+use crate::rates;
 use crate::web::{self, Conditional, IdempotencyKeyHeader, Problem};
 use crate::AppState;
 
@@ -22,6 +23,8 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}/balance", get(get_balance))
         .route("/users/{id}/payments", get(list_payments))
         .route("/orgs/{id}/members", get(get_members))
+        .route("/rates/{currency}", get(get_rate))
+        .route("/admin/rates/{currency}/refresh", post(refresh_rate))
         .route("/payments", post(post_payment))
         .route("/admin/db-fault", post(set_db_fault).get(get_db_fault))
         .route("/metrics", get(metrics))
@@ -44,6 +47,49 @@ fn id(raw: &str) -> Result<i64, AppError> {
 /// A JSON body, or a 400 saying what is wrong with it.
 fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, AppError> {
     serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("bad JSON body: {e}")))
+}
+
+/// A currency code from the path (three ASCII letters, any case), or a
+/// 400; and the upstream, or a 503 when `RATES_ORIGIN` is not set.
+fn rate_request<'a>(
+    state: &'a AppState,
+    raw: &str,
+) -> Result<(String, &'a rates::RatesOrigin), AppError> {
+    if raw.len() != 3 || !raw.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(AppError::BadRequest(format!(
+            "`{raw}` is not a currency: expected three letters (ISO 4217)"
+        )));
+    }
+    let origin = state.rates.as_ref().ok_or_else(|| {
+        AppError::Http(
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+                .with_detail("no rates upstream: set RATES_ORIGIN"),
+        )
+    })?;
+    Ok((raw.to_ascii_uppercase(), origin))
+}
+
+/// A rate, cached and revalidated upstream with `If-None-Match`; the same
+/// for every client, so `Cache-Control: public`.
+async fn get_rate(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    conditional: Conditional,
+) -> Result<Response, AppError> {
+    let (currency, origin) = rate_request(&state, &raw)?;
+    let rate = rates::rate_entry(currency, origin).await?;
+    Ok(web::respond_public(rate, &conditional))
+}
+
+/// Revalidates a rate upstream now (what the refresh after its ttl does):
+/// the rate as it now stands.
+async fn refresh_rate(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, AppError> {
+    let (currency, origin) = rate_request(&state, &raw)?;
+    let rate = rates::rate_refresh(currency, origin).await?;
+    Ok(Json(rate).into_response())
 }
 
 async fn get_user(

@@ -24,7 +24,17 @@ pub fn etag_of<T: Serialize>(value: &T) -> String {
 /// with `ETag` and `Cache-Control`, or 304), marked with how it was served.
 pub fn respond<T: Serialize>(entry: Entry<T>, conditional: &Conditional) -> Response {
     let served = entry.served();
-    let mut response = Cached::private(entry).respond(conditional);
+    mark(Cached::private(entry).respond(conditional), served)
+}
+
+/// [`respond`] for data that is the same for every client (shared caches
+/// may keep it: `Cache-Control: public`).
+pub fn respond_public<T: Serialize>(entry: Entry<T>, conditional: &Conditional) -> Response {
+    let served = entry.served();
+    mark(Cached::public(entry).respond(conditional), served)
+}
+
+fn mark(mut response: Response, served: Served) -> Response {
     response
         .headers_mut()
         .insert(X_CACHE, HeaderValue::from_static(served.name()));

@@ -596,3 +596,156 @@ async fn sigterm_stops_the_service_gracefully() {
     };
     assert!(exit.success(), "{exit}");
 }
+
+/// An upstream rates API on loopback that answers `304` to a matching
+/// `If-None-Match`, and records each request's `If-None-Match`.
+#[derive(Clone, Default)]
+struct RatesUpstream {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    not_modified: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const EUR_TAG: &str = "\"eur-rev-1\"";
+
+async fn start_rates_upstream() -> (String, RatesUpstream) {
+    use axum::http::{header, HeaderMap, StatusCode as Status};
+    use axum::response::IntoResponse;
+    use std::sync::atomic::Ordering;
+
+    let upstream = RatesUpstream::default();
+    let state = upstream.clone();
+    let router = axum::Router::new().route(
+        "/rates/{currency}",
+        axum::routing::get(
+            move |axum::extract::Path(currency): axum::extract::Path<String>,
+                  headers: HeaderMap| {
+                let state = state.clone();
+                async move {
+                    let inm = headers
+                        .get(header::IF_NONE_MATCH)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    state.seen.lock().unwrap().push(inm.clone());
+                    if currency != "EUR" {
+                        return Status::NOT_FOUND.into_response();
+                    }
+                    if inm.as_deref() == Some(EUR_TAG) {
+                        state.not_modified.fetch_add(1, Ordering::SeqCst);
+                        return (Status::NOT_MODIFIED, [(header::ETAG, EUR_TAG)]).into_response();
+                    }
+                    (
+                        [(header::ETAG, EUR_TAG)],
+                        axum::Json(serde_json::json!({"currency": "EUR", "per_usd": 0.92})),
+                    )
+                        .into_response()
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}"), upstream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_refresh_keeps_the_rate_and_asks_the_upstream_once_with_its_etag() {
+    let (upstream_url, upstream) = start_rates_upstream().await;
+    let base = start(Config {
+        rates_origin: Some(upstream_url),
+        ..config()
+    })
+    .await;
+    let client = client();
+
+    let first = client
+        .get(format!("{base}/rates/eur"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(header(&first, "x-cache").as_deref(), Some("loaded"));
+    let cache_control = header(&first, "cache-control").expect("Cache-Control");
+    assert!(
+        cache_control.starts_with("public, max-age="),
+        "{cache_control}"
+    );
+    let etag = header(&first, "etag").expect("an ETag");
+    let rate: Value = first.json().await.unwrap();
+    assert_eq!(rate["per_usd"], 0.92);
+    assert_eq!(rate["upstream_etag"], EUR_TAG);
+    assert_eq!(*upstream.seen.lock().unwrap(), vec![None]);
+
+    // The refresh revalidates: one request, with the held value's ETag,
+    // answered 304, and the value kept.
+    let refreshed = client
+        .post(format!("{base}/admin/rates/EUR/refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    let refreshed: Value = refreshed.json().await.unwrap();
+    assert_eq!(refreshed, rate);
+    assert_eq!(
+        *upstream.seen.lock().unwrap(),
+        vec![None, Some(EUR_TAG.to_owned())]
+    );
+    assert_eq!(
+        upstream
+            .not_modified
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    // Served from the cache afterwards, unchanged, with the same validator.
+    let again = client
+        .get(format!("{base}/rates/EUR"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&again, "x-cache").as_deref(), Some("hit"));
+    assert_eq!(header(&again, "etag").as_deref(), Some(etag.as_str()));
+    assert_eq!(again.json::<Value>().await.unwrap(), rate);
+    assert_eq!(upstream.seen.lock().unwrap().len(), 2);
+
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("herdcache_not_modified_total{")
+                && l.contains("name=\"service.rate\"")
+                && l.ends_with(" 1")),
+        "{text}"
+    );
+
+    // A currency the upstream does not know is its 404; a malformed one
+    // never reaches it; without an upstream, 503.
+    let unknown = client
+        .get(format!("{base}/rates/XYZ"))
+        .send()
+        .await
+        .unwrap();
+    problem(unknown, StatusCode::NOT_FOUND).await;
+    let bad = client
+        .get(format!("{base}/rates/E1R"))
+        .send()
+        .await
+        .unwrap();
+    problem(bad, StatusCode::BAD_REQUEST).await;
+    assert_eq!(upstream.seen.lock().unwrap().len(), 3);
+    let without = start(config()).await;
+    let unset = client
+        .get(format!("{without}/rates/EUR"))
+        .send()
+        .await
+        .unwrap();
+    problem(unset, StatusCode::SERVICE_UNAVAILABLE).await;
+}
