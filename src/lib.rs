@@ -125,10 +125,11 @@
 //! whether it changed: [`previous`] returns that value (with the origin's
 //! `ETag` in it, say), and [`Previous::not_modified`] keeps it, fresh for a
 //! new ttl, when the origin answers `304`. Counted in
-//! [`Stats::not_modified`]. A `distributed` function writes the kept value
-//! to Redis again with its new horizons; other instances read it there
-//! when their own copy goes stale, so the origin is asked once for the
-//! fleet.
+//! [`Stats::not_modified`]. For a `distributed` function only the new
+//! horizons travel: the copy in Redis, when it is still the same value (by
+//! its digest), has them rewritten in place (a few bytes, not the value);
+//! other instances take them from there when their own copy goes stale, so
+//! the origin is asked once for the fleet.
 //!
 //! ```
 //! # #[derive(Clone)] struct Rates { etag: String, body: String }

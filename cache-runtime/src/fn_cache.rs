@@ -543,14 +543,15 @@ where
         let started = Instant::now();
         let loader = crate::previous::scope(revalidation, loader);
         let caught = tracing::Instrument::instrument(catch_unwind(loader), span.clone()).await;
-        if not_modified.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::Relaxed)) {
+        let kept = not_modified.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::Relaxed));
+        if kept {
             self.counters.incr(Counter::NotModified);
             trace::not_modified(&span);
         }
         let outcome = self.landed(&guard, caught, started.elapsed(), hooks, kind, &span);
         // Only now: a panic above (in a `Clone`, say) still wakes the waiters.
         guard.finished = true;
-        self.finish_l2(&guard.write).await;
+        self.finish_l2(&guard.write, kept).await;
         outcome
     }
 

@@ -105,8 +105,9 @@ impl<T> Previous<T> {
     /// The origin says nothing changed: returns the value for the body to
     /// return (`Ok(previous.not_modified())`), and marks the load as a
     /// revalidation. The cache keeps the value with new horizons, as if
-    /// loaded now, and counts it in `Stats::not_modified`; its copy in
-    /// Redis is written again with them.
+    /// loaded now, and counts it in `Stats::not_modified`. Its copy in
+    /// Redis, when it is still this value (by digest), has only its
+    /// horizons rewritten, in place; otherwise the value is written whole.
     pub fn not_modified(self) -> T {
         self.not_modified.store(true, Ordering::Relaxed);
         self.value

@@ -8,20 +8,29 @@
 //! portable). No user text from the key reaches the name, and the braces
 //! make a value and its lock share a Redis Cluster slot.
 //!
-//! The envelope, format 1, little-endian:
+//! The envelope, format 2, little-endian:
 //!
 //! ```text
-//! [0]      format byte (1)
+//! [0]      format byte (2)
 //! [1..9]   fresh_until, ms since the Unix epoch
 //! [9..17]  stale_until
 //! [17..25] fail_safe_until
 //! [25..29] how long the load took, µs
-//! [29]     n, the number of tags
-//! [30..]   n × (the tag's 128-bit digest, its version in Redis when the
+//! [29..45] the value's digest: xxh3-128 of its postcard bytes, the
+//!          `Entry::digest` (and `ETag`) of the value on every instance
+//! [45]     n, the number of tags
+//! [46..]   n × (the tag's 128-bit digest, its version in Redis when the
 //!          load began: 16 + 8 bytes)
 //! [..]     the value, postcard
 //! ```
 //!
+//! The horizons sit at a fixed place so that a refresh the origin
+//! answered "not modified" rewrites them alone (`RedisTier::retime`,
+//! guarded by the digest) instead of sending the value again. Format 1
+//! (no digest) is read as a miss, as is anything else: another format
+//! byte, a short buffer, a digest that does not match the payload, a
+//! payload postcard cannot read as the value's type. Corrupt or foreign:
+//! a miss, never a panic.
 //! Anything else (another format byte, a short buffer, a payload postcard
 //! cannot read as the value's type) is corrupt or foreign: a miss, never a
 //! panic.
@@ -31,8 +40,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-const FORMAT: u8 = 1;
-const HEADER: usize = 30;
+const FORMAT: u8 = 2;
+const HEADER: usize = 46;
+/// Where the horizons are (`fresh_until` to `fail_safe_until`).
+pub(crate) const HORIZONS: std::ops::Range<usize> = 1..25;
+/// Where the value's digest is.
+pub(crate) const DIGEST: std::ops::Range<usize> = 29..45;
+
+/// The digest of a value's bytes (what `Entry::digest` computes).
+pub(crate) fn payload_digest(payload: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(payload)
+}
 
 /// How a key (to Redis as its digest, over the bus as its bytes) or a
 /// value travels: postcard both ways. Chosen for a key by a key probe,
@@ -174,6 +192,7 @@ impl Envelope {
         bytes.extend_from_slice(&self.stale_until_ms.to_le_bytes());
         bytes.extend_from_slice(&self.fail_safe_until_ms.to_le_bytes());
         bytes.extend_from_slice(&self.load_micros.to_le_bytes());
+        bytes.extend_from_slice(&payload_digest(payload).to_le_bytes());
         // At most 255 tags travel; a function with more keeps its values
         // in memory (see `prepare_l2_write`).
         bytes.push(u8::try_from(self.tags.len()).unwrap_or(u8::MAX));
@@ -186,12 +205,12 @@ impl Envelope {
     }
 
     /// The envelope and its payload, or `None` for anything that is not a
-    /// format-1 envelope.
+    /// format-2 envelope whose digest matches its payload.
     pub(crate) fn decode(bytes: &[u8]) -> Option<(Envelope, &[u8])> {
         if bytes.len() < HEADER || bytes[0] != FORMAT {
             return None;
         }
-        let tags_end = HEADER + usize::from(bytes[29]) * 24;
+        let tags_end = HEADER + usize::from(bytes[45]) * 24;
         if bytes.len() < tags_end {
             return None;
         }
@@ -221,7 +240,11 @@ impl Envelope {
         };
         let ordered = envelope.fresh_until_ms <= envelope.stale_until_ms
             && envelope.stale_until_ms <= envelope.fail_safe_until_ms;
-        ordered.then_some((envelope, &bytes[tags_end..]))
+        let payload = &bytes[tags_end..];
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&bytes[DIGEST]);
+        let intact = u128::from_le_bytes(digest) == payload_digest(payload);
+        (ordered && intact).then_some((envelope, payload))
     }
 }
 
@@ -289,10 +312,21 @@ mod tests {
         foreign[0] = b'{';
         assert_eq!(Envelope::decode(&foreign), None);
         let mut more_tags_than_bytes = bytes.clone();
-        more_tags_than_bytes[29] = 9;
+        more_tags_than_bytes[45] = 9;
         assert_eq!(Envelope::decode(&more_tags_than_bytes), None);
-        let mut disordered = bytes;
+        let mut disordered = bytes.clone();
         disordered[1] = 99;
         assert_eq!(Envelope::decode(&disordered), None);
+        // A flipped bit in the value: its digest no longer matches.
+        let mut corrupt = bytes.clone();
+        *corrupt.last_mut().unwrap() ^= 1;
+        assert_eq!(Envelope::decode(&corrupt), None);
+        // Format 1 (no digest): a miss.
+        let mut old = bytes.clone();
+        old[0] = 1;
+        assert_eq!(Envelope::decode(&old), None);
+        // The digest is the value's, where `retime` looks for it.
+        assert_eq!(&bytes[DIGEST], &payload_digest(b"payload").to_le_bytes());
+        assert_eq!(&bytes[HORIZONS][..8], &10u64.to_le_bytes());
     }
 }

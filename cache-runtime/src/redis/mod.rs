@@ -904,6 +904,37 @@ impl RedisTier {
         self.call::<()>(command).await.is_some()
     }
 
+    /// A copy's horizons and expiry rewritten in place, when the copy is
+    /// still what `envelope` (a freshly encoded one) carries: the same
+    /// value by its digest, with the same tag versions. A refresh the
+    /// origin answered "not modified" so sends 24 bytes of horizons, not
+    /// the value. `Some(false)`: the copy is gone or differs; `None`:
+    /// Redis did not answer.
+    pub(crate) async fn retime(&self, key: &str, envelope: &[u8], px: u64) -> Option<bool> {
+        const COMPARE_AND_RETIME: &str =
+            "local head = redis.call('GETRANGE', KEYS[1], 0, ARGV[1] - 1) \
+            if string.len(head) == tonumber(ARGV[1]) and string.sub(head, 1, 1) == ARGV[2] \
+                and string.sub(head, 30) == ARGV[3] then \
+            redis.call('SETRANGE', KEYS[1], 1, ARGV[4]) \
+            redis.call('PEXPIRE', KEYS[1], ARGV[5]) return 1 else return 0 end";
+        // The digest, the tag count and the tags: all that must match.
+        let tags = usize::from(*envelope.get(codec::DIGEST.end)?);
+        let checked_end = codec::DIGEST.end + 1 + tags * 24;
+        let checked = envelope.get(codec::DIGEST.start..checked_end)?;
+        let horizons = envelope.get(codec::HORIZONS)?;
+        let command = redis::cmd("EVAL")
+            .arg(COMPARE_AND_RETIME)
+            .arg(1)
+            .arg(key)
+            .arg(checked_end)
+            .arg(&envelope[..1])
+            .arg(checked)
+            .arg(horizons)
+            .arg(px.max(1))
+            .clone();
+        self.call::<i64>(command).await.map(|done| done == 1)
+    }
+
     /// `SET lock token NX PX lock_ttl`: whether this instance took the
     /// fleet's lock of a key.
     pub(crate) async fn lock(&self, lock: &str) -> Locked {

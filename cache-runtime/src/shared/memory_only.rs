@@ -58,7 +58,7 @@ where
     ) {
     }
 
-    pub(super) async fn finish_l2(&self, _slot: &WriteSlot) {}
+    pub(super) async fn finish_l2(&self, _slot: &WriteSlot, _kept: bool) {}
 
     pub(super) async fn begin_key(&self, _key: &K, _expire: bool) -> Begun {}
 

@@ -624,7 +624,14 @@ where
     /// lock's release and a "filled" message for the instances waiting.
     /// A failed write ends it: Redis is slow or down, and the caller does
     /// not wait for it again (the lock is released off its path).
-    pub(super) async fn finish_l2(&self, slot: &WriteSlot) {
+    ///
+    /// After a load its body answered "not modified" (`kept`), the copy
+    /// in Redis, when it is the same value (by digest), only has its
+    /// horizons and expiry rewritten: the value does not travel again.
+    /// The other instances take the new horizons from Redis when their
+    /// own copy goes stale (their refresh asks Redis first), so the
+    /// origin is not asked again by any of them.
+    pub(super) async fn finish_l2(&self, slot: &WriteSlot, kept: bool) {
         let Some(l2) = self.l2.as_ref() else { return };
         let (write, lock) = slot.take();
         let Some(write) = write else { return };
@@ -664,9 +671,25 @@ where
                 }
             }
         }
-        if !l2.tier.set(&write.name, &write.bytes, write.px).await {
-            self.counters.incr(Counter::L2Errors);
-            return;
+        let retimed = if kept {
+            l2.tier.retime(&write.name, &write.bytes, write.px).await
+        } else {
+            Some(false)
+        };
+        match retimed {
+            Some(true) => {
+                tracing::debug!(target: "herdcache", function = %self.name, "not modified: the copy in Redis retimed in place");
+            }
+            Some(false) => {
+                if !l2.tier.set(&write.name, &write.bytes, write.px).await {
+                    self.counters.incr(Counter::L2Errors);
+                    return;
+                }
+            }
+            None => {
+                self.counters.incr(Counter::L2Errors);
+                return;
+            }
         }
         if let Some(lock) = lock {
             lock.release().await;
