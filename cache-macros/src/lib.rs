@@ -260,7 +260,9 @@ pub fn cached_impl(args: TokenStream, item: TokenStream) -> TokenStream {
 /// (templates over the arguments, or expressions), then returns. After
 /// `Err` or `None` it busts nothing. Free functions are named by path,
 /// methods as `Self::name(..)`, `Type::name(..)` or, when their key reads
-/// `self`, `self.name(..)`.
+/// `self`, `self.name(..)`. A name that is not `#[cached]` is one error at it:
+/// rustc's "cannot find function `<name>_invalidate`" (to which rustc may
+/// add its guess of a similarly named cached function's helper).
 ///
 /// It busts and never writes through: a bust after a successful write is
 /// always safe, while a write-through that fails after the write leaves

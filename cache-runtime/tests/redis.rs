@@ -111,11 +111,14 @@ async fn a_value_from_redis_keeps_only_the_rest_of_its_life() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let mut envelope = vec![1u8];
+    // Format 2: horizons, load time, the payload's digest, the tags.
+    let payload = postcard_string("shared");
+    let mut envelope = vec![2u8];
     for horizon in [now_ms + 2_000, now_ms + 2_000, now_ms + 2_000] {
         envelope.extend_from_slice(&horizon.to_le_bytes());
     }
     envelope.extend_from_slice(&0u32.to_le_bytes());
+    envelope.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&payload).to_le_bytes());
     // One version: the key's own (digest 0), as Redis holds it (its
     // version key, `{prefix}:{digest}:ver` with both epochs 0).
     let mut redis = raw(&server).await;
@@ -124,7 +127,7 @@ async fn a_value_from_redis_keeps_only_the_rest_of_its_life() {
     envelope.push(1);
     envelope.extend_from_slice(&0u128.to_le_bytes());
     envelope.extend_from_slice(&7u64.to_le_bytes());
-    envelope.extend_from_slice(&postcard_string("shared"));
+    envelope.extend_from_slice(&payload);
     let _: () = redis.set(&key, envelope).await.unwrap();
 
     assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "shared");

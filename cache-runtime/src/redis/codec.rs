@@ -31,9 +31,6 @@
 //! byte, a short buffer, a digest that does not match the payload, a
 //! payload postcard cannot read as the value's type. Corrupt or foreign:
 //! a miss, never a panic.
-//! Anything else (another format byte, a short buffer, a payload postcard
-//! cannot read as the value's type) is corrupt or foreign: a miss, never a
-//! panic.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
