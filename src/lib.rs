@@ -125,11 +125,13 @@
 //! whether it changed: [`previous`] returns that value (with the origin's
 //! `ETag` in it, say), and [`Previous::not_modified`] keeps it, fresh for a
 //! new ttl, when the origin answers `304`. Counted in
-//! [`Stats::not_modified`]. For a `distributed` function only the new
-//! horizons travel: the copy in Redis, when it is still the same value (by
-//! its digest), has them rewritten in place (a few bytes, not the value);
-//! other instances take them from there when their own copy goes stale, so
-//! the origin is asked once for the fleet.
+//! [`Stats::not_modified`]. For a `distributed` function the value does not
+//! travel again: one script rewrites the copy's horizons and expiry in
+//! Redis, in place, when the copy still holds this value (by its digest)
+//! with the same tag versions (otherwise the value is written whole). The
+//! other instances take the new horizons from Redis when their own copy
+//! goes stale (their refreshes ask Redis first), so the origin is asked
+//! once for the fleet.
 //!
 //! ```
 //! # #[derive(Clone)] struct Rates { etag: String, body: String }

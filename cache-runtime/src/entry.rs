@@ -266,7 +266,10 @@ impl<T: serde::Serialize> Entry<T> {
     /// when called (a serialization), never on the hit path. A value whose
     /// serialization depends on more than its content (a `HashMap`'s
     /// iteration order) digests differently on each instance: use a
-    /// `BTreeMap` where that matters. `0` if the value fails to serialize.
+    /// `BTreeMap` where that matters. `0` if postcard cannot write the
+    /// value (a map of unknown length, as `#[serde(flatten)]` makes): do
+    /// not use that as a validator (the `http` feature's responses digest
+    /// such a value's JSON instead).
     pub fn digest(&self) -> u128 {
         digest_of(&self.value)
     }
@@ -281,10 +284,16 @@ impl<T: serde::Serialize> Entry<T> {
 /// The digest [`Entry::digest`] gives `value`.
 #[cfg(feature = "serde")]
 pub(crate) fn digest_of<T: serde::Serialize + ?Sized>(value: &T) -> u128 {
-    match postcard::to_allocvec(value) {
-        Ok(bytes) => xxhash_rust::xxh3::xxh3_128(&bytes),
-        Err(_) => 0,
-    }
+    try_digest_of(value).unwrap_or(0)
+}
+
+/// The digest of `value`'s postcard bytes, `None` when postcard cannot
+/// write it.
+#[cfg(feature = "serde")]
+pub(crate) fn try_digest_of<T: serde::Serialize + ?Sized>(value: &T) -> Option<u128> {
+    postcard::to_allocvec(value)
+        .ok()
+        .map(|bytes| xxhash_rust::xxh3::xxh3_128(&bytes))
 }
 
 #[cfg(all(test, feature = "serde"))]

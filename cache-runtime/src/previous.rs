@@ -106,8 +106,9 @@ impl<T> Previous<T> {
     /// return (`Ok(previous.not_modified())`), and marks the load as a
     /// revalidation. The cache keeps the value with new horizons, as if
     /// loaded now, and counts it in `Stats::not_modified`. Its copy in
-    /// Redis, when it is still this value (by digest), has only its
-    /// horizons rewritten, in place; otherwise the value is written whole.
+    /// Redis, when it still holds this value (by digest) with the same tag
+    /// versions, has its horizons and expiry rewritten in place; otherwise
+    /// the value is written whole.
     pub fn not_modified(self) -> T {
         self.not_modified.store(true, Ordering::Relaxed);
         self.value

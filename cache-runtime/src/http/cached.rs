@@ -126,41 +126,38 @@ impl<T: Serialize> Cached<T> {
     /// `If-Match` (strong) that fails is `412`; then `If-None-Match`
     /// (weak; `*` matches) that matches is `304 Not Modified`, no body,
     /// with the headers the 200 would carry. `If-Modified-Since` is
-    /// ignored: an entry has no `Last-Modified`. Otherwise, and for any
-    /// other method, the 200 of [`IntoResponse`] (HEAD: its headers, no
-    /// body). A value that fails to serialize as JSON is a `500`
-    /// [`Problem`], and an `error` event (target `herdcache`).
+    /// ignored: an entry has no `Last-Modified`. Otherwise the 200 of
+    /// [`IntoResponse`] (HEAD: its headers, no body).
+    ///
+    /// Any other method gets the 200 as is: a write's preconditions are
+    /// judged against the resource before the write
+    /// ([`Conditional::if_match`], [`Conditional::if_none_match`]), not
+    /// against the value it answers with.
+    ///
+    /// A value that fails to serialize as JSON is a `500` [`Problem`],
+    /// and an `error` event (target `herdcache`).
     pub fn respond(self, conditional: &Conditional) -> Response {
         let method = conditional.method();
-        let etag = self.entry.etag();
+        let Some((json, etag)) = self.body_and_etag() else {
+            return json_failed();
+        };
         if method == Method::GET || method == Method::HEAD {
             if let Err(failed) = conditional.if_match(Some(&etag)) {
                 return failed.into_response();
             }
             if conditional.none_match_matches(&etag) {
-                return self.not_modified(&etag);
+                return self.not_modified(&etag, json.len());
             }
         }
-        self.ok(&etag, method != Method::HEAD)
+        let with_body = method != Method::HEAD;
+        self.ok(&etag, json, with_body)
     }
 
-    /// The 304: the 200's headers, no body. Its `Content-Length` is the
-    /// 200's (RFC 9110 §8.6), so that axum does not write a `0`.
-    fn not_modified(self, etag: &str) -> Response {
-        let mut length = ByteCount(0);
-        if serde_json::to_writer(&mut length, self.entry.value()).is_err() {
-            return self.ok(etag, false);
-        }
-        let mut headers = self.validator_headers(etag);
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length.0));
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        *response.headers_mut() = headers;
-        response
-    }
-
-    /// The 200: the value as JSON (its body left out for a HEAD).
-    fn ok(self, etag: &str, with_body: bool) -> Response {
+    /// The value as JSON and its strong ETag: the entry's digest, or,
+    /// for a value postcard cannot write (a map of unknown length, as
+    /// `#[serde(flatten)]` makes), the digest of the JSON itself, so
+    /// that two values never share a tag.
+    fn body_and_etag(&self) -> Option<(Vec<u8>, String)> {
         let json = match serde_json::to_vec(self.entry.value()) {
             Ok(json) => json,
             Err(error) => {
@@ -170,11 +167,27 @@ impl<T: Serialize> Cached<T> {
                     %error,
                     "herdcache: a cached value could not be written as JSON"
                 );
-                return Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-                    .with_detail("the value could not be written as JSON")
-                    .into_response();
+                return None;
             }
         };
+        let digest = crate::entry::try_digest_of(self.entry.value())
+            .unwrap_or_else(|| xxhash_rust::xxh3::xxh3_128(&json));
+        Some((json, format!("\"{digest:032x}\"")))
+    }
+
+    /// The 304: the 200's headers, no body. Its `Content-Length` is the
+    /// 200's (RFC 9110 §8.6), so that axum does not write a `0`.
+    fn not_modified(self, etag: &str, length: usize) -> Response {
+        let mut headers = self.validator_headers(etag);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        *response.headers_mut() = headers;
+        response
+    }
+
+    /// The 200: the value as JSON (its body left out for a HEAD).
+    fn ok(self, etag: &str, json: Vec<u8>, with_body: bool) -> Response {
         let mut headers = self.validator_headers(etag);
         headers.insert(
             header::CONTENT_TYPE,
@@ -192,25 +205,20 @@ impl<T: Serialize> Cached<T> {
     }
 }
 
-/// A writer that only counts: the length of the JSON, not written.
-struct ByteCount(usize);
-
-impl std::io::Write for ByteCount {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0 += bytes.len();
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// The `500` for a value that could not be written as JSON.
+fn json_failed() -> Response {
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        .with_detail("the value could not be written as JSON")
+        .into_response()
 }
 
 /// The unconditional 200, whatever the request asked.
 impl<T: Serialize> IntoResponse for Cached<T> {
     fn into_response(self) -> Response {
-        let etag = self.entry.etag();
-        self.ok(&etag, true)
+        match self.body_and_etag() {
+            Some((json, etag)) => self.ok(&etag, json, true),
+            None => json_failed(),
+        }
     }
 }
 
@@ -239,5 +247,39 @@ mod tests {
             Cached::public(entry(1_000, 999, 2_000)).cache_control(),
             "public, max-age=1, stale-if-error=2"
         );
+    }
+
+    /// A map of unknown length: JSON writes it, postcard cannot.
+    struct Loose(u8);
+
+    impl Serialize for Loose {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = serializer.serialize_map(None)?;
+            map.serialize_entry("n", &self.0)?;
+            map.end()
+        }
+    }
+
+    #[test]
+    fn a_value_postcard_cannot_write_is_tagged_by_its_json() {
+        let etag = |n| {
+            let response = Cached::private(Entry::new(Loose(n), Served::Hit)).into_response();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.headers()[header::ETAG]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let (one, two) = (etag(1), etag(2));
+        assert_ne!(one, two, "two values never share a tag");
+        assert_ne!(one, format!("\"{:032x}\"", 0));
+        assert_eq!(one, etag(1), "the same value, the same tag");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_str(&one).unwrap());
+        let conditional = Conditional::from_headers(Method::GET, &headers);
+        let respond = |n| Cached::private(Entry::new(Loose(n), Served::Hit)).respond(&conditional);
+        assert_eq!(respond(1).status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(respond(2).status(), StatusCode::OK);
     }
 }

@@ -12,7 +12,8 @@ use super::Problem;
 /// `If-Modified-Since` headers: an extractor that never rejects.
 ///
 /// Hand it to [`Cached::respond`](super::Cached::respond) for reads, and
-/// check writes with [`if_match`](Self::if_match) before writing.
+/// check writes with [`if_match`](Self::if_match) and
+/// [`if_none_match`](Self::if_none_match) before writing.
 ///
 /// ```
 /// # use herdcache_runtime as herdcache;
@@ -84,6 +85,42 @@ impl Conditional {
             Err(Problem::precondition_failed(
                 "If-Match does not match the current representation's ETag",
             ))
+        }
+    }
+
+    /// Checks `If-None-Match` before a write: `current` is the ETag of the
+    /// resource as it is now, `None` when it does not exist.
+    ///
+    /// The comparison is weak, and `*` matches any existing resource, so
+    /// `If-None-Match: *` makes a write that only creates. No header
+    /// passes; a malformed one matches nothing.
+    ///
+    /// ```
+    /// # use herdcache_runtime as herdcache;
+    /// use herdcache::http::Conditional;
+    /// use axum::http::{HeaderMap, HeaderValue, Method};
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("if-none-match", HeaderValue::from_static("*"));
+    /// let conditional = Conditional::from_headers(Method::PUT, &headers);
+    /// assert!(conditional.if_none_match(None).is_ok()); // creates
+    /// assert!(conditional.if_none_match(Some("\"v1\"")).is_err()); // 412
+    /// ```
+    ///
+    /// # Errors
+    /// A `412 Precondition Failed` [`Problem`] when the header matches
+    /// `current` (RFC 9110 §13.1.2: on a method other than GET or HEAD a
+    /// match fails the request).
+    pub fn if_none_match(&self, current: Option<&str>) -> Result<(), Problem> {
+        let Some(current) = current else {
+            return Ok(());
+        };
+        if self.none_match_matches(current) {
+            Err(Problem::precondition_failed(
+                "If-None-Match matches the current representation",
+            ))
+        } else {
+            Ok(())
         }
     }
 
@@ -309,5 +346,30 @@ mod tests {
         assert!(listed.if_match(Some("\"v\"")).is_ok());
         assert!(listed.if_match(Some("v")).is_err(), "not an entity-tag");
         assert!(listed.if_match(Some("W/\"v\"")).is_err(), "weak");
+    }
+
+    #[test]
+    fn if_none_match_on_a_write_fails_on_a_weak_match_and_star_on_any() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "if-none-match",
+            HeaderValue::from_static("W/\"v1\", \"v2\""),
+        );
+        let listed = Conditional::from_headers(Method::PUT, &headers);
+        let failed = listed.if_none_match(Some("\"v1\"")).unwrap_err();
+        assert_eq!(failed.status(), axum::http::StatusCode::PRECONDITION_FAILED);
+        assert!(listed.if_none_match(Some("\"v2\"")).is_err());
+        assert!(listed.if_none_match(Some("\"v3\"")).is_ok());
+        assert!(listed.if_none_match(None).is_ok(), "nothing to match");
+
+        headers.insert("if-none-match", HeaderValue::from_static("*"));
+        let any = Conditional::from_headers(Method::PUT, &headers);
+        assert!(any.if_none_match(Some("\"v3\"")).is_err());
+        assert!(any.if_none_match(None).is_ok(), "create only");
+        let none = Conditional::from_headers(Method::PUT, &HeaderMap::new());
+        assert!(
+            none.if_none_match(Some("\"v1\"")).is_ok(),
+            "no header passes"
+        );
     }
 }

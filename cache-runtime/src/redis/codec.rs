@@ -18,9 +18,10 @@
 //! [25..29] how long the load took, µs
 //! [29..45] the value's digest: xxh3-128 of its postcard bytes, the
 //!          `Entry::digest` (and `ETag`) of the value on every instance
-//! [45]     n, the number of tags
-//! [46..]   n × (the tag's 128-bit digest, its version in Redis when the
-//!          load began: 16 + 8 bytes)
+//! [45]     n, the number of versions: the key's own (digest 0) first,
+//!          then one per tag
+//! [46..]   n × (the digest, the version in Redis when the load began:
+//!          16 + 8 bytes)
 //! [..]     the value, postcard
 //! ```
 //!
@@ -190,7 +191,7 @@ impl Envelope {
         bytes.extend_from_slice(&self.fail_safe_until_ms.to_le_bytes());
         bytes.extend_from_slice(&self.load_micros.to_le_bytes());
         bytes.extend_from_slice(&payload_digest(payload).to_le_bytes());
-        // At most 255 tags travel; a function with more keeps its values
+        // At most 255 versions (the key's and 254 tags) travel; a function with more keeps its values
         // in memory (see `prepare_l2_write`).
         bytes.push(u8::try_from(self.tags.len()).unwrap_or(u8::MAX));
         for (digest, version) in self.tags.iter().take(255) {

@@ -907,8 +907,9 @@ impl RedisTier {
     /// A copy's horizons and expiry rewritten in place, when the copy is
     /// still what `envelope` (a freshly encoded one) carries: the same
     /// value by its digest, with the same tag versions. A refresh the
-    /// origin answered "not modified" so sends 24 bytes of horizons, not
-    /// the value. `Some(false)`: the copy is gone or differs; `None`:
+    /// origin answered "not modified" so does not send the value again:
+    /// the call carries the script, the compared header (format byte,
+    /// digest, version count and versions) and 24 bytes of horizons. `Some(false)`: the copy is gone or differs; `None`:
     /// Redis did not answer.
     pub(crate) async fn retime(&self, key: &str, envelope: &[u8], px: u64) -> Option<bool> {
         const COMPARE_AND_RETIME: &str =

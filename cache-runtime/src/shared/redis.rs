@@ -375,7 +375,7 @@ where
         Some(key_name(&l2.prefix, epochs, &digest(&bytes)))
     }
 
-    /// Before a foreground load runs its body: the value Redis holds for
+    /// Before a load (any but `<fn>_refresh`) runs its body: the value Redis holds for
     /// the key, if it is fresh (stored in memory with the rest of its life
     /// and handed to the callers that joined). A value past its freshness
     /// but within its stale or fail-safe window is stored as this
@@ -629,8 +629,8 @@ where
     /// in Redis, when it is the same value (by digest), only has its
     /// horizons and expiry rewritten: the value does not travel again.
     /// The other instances take the new horizons from Redis when their
-    /// own copy goes stale (their refresh asks Redis first), so the
-    /// origin is not asked again by any of them.
+    /// own copy goes stale: their swr and early refreshes find it fresh
+    /// there instead of asking the origin.
     pub(super) async fn finish_l2(&self, slot: &WriteSlot, kept: bool) {
         let Some(l2) = self.l2.as_ref() else { return };
         let (write, lock) = slot.take();

@@ -131,13 +131,13 @@ pub async fn update_user(
 }
 
 /// Charges `user_id` once per idempotency key: a retry joins the charge in
-/// flight or replays its payment; another amount under the same key is
-/// refused (422). The balance is busted before it returns.
+/// flight or replays its payment; another user or amount under the same
+/// key is refused (422), never a second charge. The balance is busted
+/// before it returns.
 #[idempotent(
     key = idem_key,
-    scope = user_id,
     ttl = "24h",
-    fingerprint = [amount_cents],
+    fingerprint = [user_id, amount_cents],
     name = "service.payments.charge"
 )]
 pub async fn charge(

@@ -45,7 +45,9 @@ pub struct Rate {
     /// Units of the currency one US dollar buys.
     pub per_usd: f64,
     /// The upstream's validator for this representation, if it sent one.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    /// (Always written, `null` included: a field that is sometimes left
+    /// out would not read back from postcard, the Redis tier's format.)
+    #[serde(default)]
     pub upstream_etag: Option<String>,
 }
 
@@ -58,12 +60,15 @@ struct Body {
 
 /// A rate: fresh for a minute, then served stale for ten while one
 /// refresh revalidates it upstream (a `304` costs the upstream no body
-/// and keeps the value), and for an hour when the upstream fails.
+/// and keeps the value), and for an hour when the upstream fails. Shared
+/// by the fleet on Redis: a kept rate has only its horizons rewritten
+/// there, and the other instances take them from Redis.
 #[cached(
     ttl = "60s",
     swr = "10m",
     fail_safe = "1h",
     key = currency,
+    distributed = true,
     name = "service.rate"
 )]
 pub async fn rate(currency: String, origin: &RatesOrigin) -> Result<Rate, AppError> {

@@ -31,7 +31,48 @@ pub fn router(state: AppState) -> Router {
         .route("/debug/cache", get(debug_cache))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { Problem::not_found("no such route") })
+        .layer(axum::middleware::map_response(as_problem))
         .with_state(state)
+}
+
+/// Every error as `application/problem+json`: the ones axum answers
+/// itself (405 for a method a route lacks, a path or body it could not
+/// read: 400, 413) come as plain text, so they are rewritten here with
+/// their text as the detail and their other headers (`Allow`) kept.
+async fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let title = status.canonical_reason().unwrap_or("Error");
+    let allow = parts
+        .headers
+        .get(header::ALLOW)
+        .and_then(|allow| allow.to_str().ok());
+    let detail = match allow {
+        _ if !text.is_empty() => text,
+        Some(allow) => format!("this route answers {allow}"),
+        None => title.to_owned(),
+    };
+    let mut rewritten = Problem::new(status, title)
+        .with_detail(detail)
+        .into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    for (name, value) in rewritten.headers() {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    *rewritten.headers_mut() = parts.headers;
+    rewritten
 }
 
 /// A positive id from the path, or a 400.
@@ -129,11 +170,15 @@ async fn put_user(
         .user(id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no user {id}")))?;
-    conditional.if_match(Some(&web::etag_of(&current)))?;
-    // With If-Match, only the version it matched may be overwritten.
-    let version = headers
-        .contains_key(header::IF_MATCH)
-        .then_some(current.version);
+    let current_etag = web::etag_of(&current);
+    conditional.if_match(Some(&current_etag))?;
+    conditional.if_none_match(Some(&current_etag))?;
+    // With If-Match naming a version, only that version may be
+    // overwritten (`*` asks only that the user exists).
+    let pinned = headers
+        .get(header::IF_MATCH)
+        .is_some_and(|field| field.as_bytes().trim_ascii() != b"*");
+    let version = pinned.then_some(current.version);
     let user = cache::update_user(
         id,
         current.org_id,
@@ -239,7 +284,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
         state.metrics.render(),
     )

@@ -166,6 +166,30 @@ async fn a_put_with_a_stale_if_match_is_412() {
     assert_eq!(put.status(), StatusCode::OK);
     let put = put_user(&client, &base, 12, "Grace Hopper", Some("*")).await;
     assert_eq!(put.status(), StatusCode::OK);
+
+    // If-None-Match on a write: `*` (the user exists) and the current
+    // tag fail it; another tag passes.
+    let current = header(&put, "etag").expect("the ETag");
+    for tag in ["*", current.as_str()] {
+        let refused = client
+            .put(format!("{base}/users/12"))
+            .header("if-none-match", tag)
+            .json(&serde_json::json!({"name": "Mallory", "email": "12@example.org"}))
+            .send()
+            .await
+            .unwrap();
+        problem(refused, StatusCode::PRECONDITION_FAILED).await;
+    }
+    let passed = client
+        .put(format!("{base}/users/12"))
+        .header("if-none-match", "\"another\"")
+        .json(&serde_json::json!({"name": "Grace B. Hopper", "email": "12@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(passed.status(), StatusCode::OK);
+    let user = get_json(&client, &format!("{base}/users/12")).await;
+    assert_eq!(user["name"], "Grace B. Hopper");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,6 +295,11 @@ async fn a_retried_payment_charges_once() {
     problem(other, StatusCode::UNPROCESSABLE_ENTITY).await;
     let payments = get_json(&client, &format!("{base}/users/13/payments")).await;
     assert_eq!(payments.as_array().unwrap().len(), 1);
+    // Another user under the same key: refused too, nobody charged again.
+    let other_user = pay(&client, &base, "order-13", 14, 250).await;
+    problem(other_user, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let payments = get_json(&client, &format!("{base}/users/14/payments")).await;
+    assert_eq!(payments.as_array().unwrap().len(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,6 +448,23 @@ async fn bad_input_is_a_4xx_problem() {
     )
     .await;
     problem(get("/nowhere").await.unwrap(), StatusCode::NOT_FOUND).await;
+    // What axum answers itself comes as problem+json too.
+    problem(get("/users/%FF").await.unwrap(), StatusCode::BAD_REQUEST).await;
+    let wrong_method = client
+        .delete(format!("{base}/users/17"))
+        .send()
+        .await
+        .unwrap();
+    let allow = header(&wrong_method, "allow").expect("Allow kept");
+    assert!(allow.contains("GET") && allow.contains("PUT"), "{allow}");
+    problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED).await;
+    let too_large = client
+        .put(format!("{base}/users/17"))
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    problem(too_large, StatusCode::PAYLOAD_TOO_LARGE).await;
 
     let bad_json = client
         .put(format!("{base}/users/17"))
