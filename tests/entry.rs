@@ -125,6 +125,83 @@ async fn callers_that_join_a_load_are_coalesced_and_its_leader_loaded() {
     .await;
 }
 
+static GATED_DOWN: AtomicBool = AtomicBool::new(false);
+
+#[allow(dead_code)] // called through `_entry` only
+#[cached(ttl = "60s", fail_safe = "10m", key = id)]
+async fn gated(id: u64, gate: &tokio::sync::Semaphore) -> Result<u64, std::io::Error> {
+    let _permit = gate.acquire().await.map_err(std::io::Error::other)?;
+    if GATED_DOWN.load(SeqCst) {
+        return Err(std::io::Error::other("origin down"));
+    }
+    Ok(id)
+}
+
+#[tokio::test]
+async fn callers_that_join_a_failed_load_are_told_fail_safe_answered() {
+    let clock = ManualClock::new();
+    testing::isolate_with_clock(clock.clone(), async {
+        let gate = tokio::sync::Semaphore::new(1);
+        assert_eq!(
+            gated_entry(3, &gate).await.unwrap().served(),
+            Served::Loaded
+        );
+        gate.forget_permits(1);
+        clock.advance(Duration::from_secs(120));
+        GATED_DOWN.store(true, SeqCst);
+        let coalesced_before = gated_cache().stats().coalesced;
+        let callers = join_all((0..4).map(|_| gated_entry(3, &gate)).collect());
+        let open = async {
+            wait_until("every caller arrived", || {
+                gated_cache().stats().coalesced == coalesced_before + 3
+            })
+            .await;
+            gate.add_permits(1);
+        };
+        let (entries, ()) = tokio::join!(callers, open);
+        for entry in &entries {
+            let entry = entry.as_ref().unwrap();
+            assert_eq!(*entry.value(), 3);
+            assert_eq!(entry.served(), Served::FailSafe, "not coalesced");
+        }
+    })
+    .await;
+}
+
+static SLUGGISH_GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+#[allow(dead_code)] // called through `_entry` only
+#[cached(ttl = "60s", fail_safe = "10m", timeout = "50ms", key = id)]
+async fn sluggish(id: u64) -> Result<u64, std::io::Error> {
+    let _permit = SLUGGISH_GATE
+        .acquire()
+        .await
+        .map_err(std::io::Error::other)?;
+    Ok(id)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_soft_timeouts_answer_is_stale_not_fail_safe() {
+    let clock = ManualClock::new();
+    testing::isolate_with_clock(clock.clone(), async {
+        assert_eq!(sluggish_entry(4).await.unwrap().served(), Served::Loaded);
+        SLUGGISH_GATE.forget_permits(1);
+        clock.advance(Duration::from_secs(120));
+        // The load hangs past the timeout: the old value, stale.
+        let answered = sluggish_entry(4).await.unwrap();
+        assert_eq!(answered.served(), Served::Stale);
+        assert_eq!(*answered.value(), 4);
+        assert_eq!(sluggish_cache().stats().fail_safe_hits, 0, "not a failure");
+        // Let the detached load finish, so no task outlives the test.
+        SLUGGISH_GATE.add_permits(1);
+        wait_until("the detached load landed", || {
+            sluggish_cache().stats().loads == 2 && sluggish_cache().stats().load_errors == 0
+        })
+        .await;
+    })
+    .await;
+}
+
 #[cfg(feature = "serde")]
 #[allow(dead_code)] // called through `_entry` only
 #[cached(ttl = "60s")]

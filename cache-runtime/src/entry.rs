@@ -11,9 +11,12 @@ pub enum Served {
     /// A fresh value from this instance's memory.
     Hit,
     /// A value past its freshness, within its `swr` window (a refresh runs
-    /// in the background).
+    /// in the background), or the old value a `timeout` answered with (the
+    /// load goes on in the background).
     Stale,
-    /// An old value kept by `fail_safe`, because the load failed.
+    /// An old value kept by `fail_safe`, because the load failed (for
+    /// this caller or the one it joined) or did not answer within the
+    /// function's `hard_timeout`.
     FailSafe,
     /// This call ran the body.
     Loaded,

@@ -11,7 +11,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use event_listener::Event;
@@ -48,6 +48,9 @@ pub(crate) struct Flight<V> {
     waiters: AtomicUsize,
     /// The versions of the load's tags, once its leader read them.
     stamps: OnceLock<Stamps>,
+    /// Whether fail-safe answered the load (its value is the fallback), so
+    /// that its waiters say how they were served.
+    fail_safe: AtomicBool,
 }
 
 impl<V: Clone> Flight<V> {
@@ -57,7 +60,18 @@ impl<V: Clone> Flight<V> {
             landed: Event::new(),
             waiters: AtomicUsize::new(0),
             stamps: OnceLock::new(),
+            fail_safe: AtomicBool::new(false),
         })
+    }
+
+    /// Fail-safe answered this load: set before its fallback lands.
+    pub(crate) fn mark_fail_safe(&self) {
+        self.fail_safe.store(true, Ordering::Release);
+    }
+
+    /// Whether what landed is fail-safe's fallback.
+    pub(crate) fn answered_by_fail_safe(&self) -> bool {
+        self.fail_safe.load(Ordering::Acquire)
     }
 
     /// Records the versions of the load's tags (a load without tags skips it).

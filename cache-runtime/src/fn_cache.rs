@@ -378,6 +378,7 @@ where
             Some(detached) if self.deadlines.any() && !self.disabled => {
                 self.load_within_deadlines(key, hooks, loader, detached)
                     .await
+                    .0
             }
             _ => self.load(key, hooks, loader).await,
         }
@@ -440,7 +441,7 @@ where
                 }
                 Role::Join(flight) => {
                     if let Some(outcome) = answer(flight.wait().await, &hooks) {
-                        return (outcome, Served::Coalesced);
+                        return (outcome, joined(&flight));
                     }
                 }
             }
@@ -773,6 +774,16 @@ async fn catch_unwind<F: Future>(loader: F) -> std::thread::Result<F::Output> {
 
 /// A joined caller's answer from the load it waited for; `None` when the
 /// leader went away without one (the caller then tries again).
+/// How a caller that joined `flight` was served: by its value, or by
+/// fail-safe's fallback when the load failed.
+fn joined<V: Clone>(flight: &Flight<V>) -> Served {
+    if flight.answered_by_fail_safe() {
+        Served::FailSafe
+    } else {
+        Served::Coalesced
+    }
+}
+
 fn answer<V, R: Outcome<Value = V>>(
     landing: Landing<V>,
     hooks: &LoadHooks<V, R::Failure>,

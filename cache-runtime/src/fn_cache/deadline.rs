@@ -16,6 +16,7 @@ use crate::background::BackgroundLoad;
 use crate::config::LoadHooks;
 use std::sync::Arc;
 
+use crate::entry::Served;
 use crate::flight::{Flight, Landing, Role};
 use crate::outcome::Outcome;
 use crate::stats::Counter;
@@ -33,7 +34,7 @@ where
         hooks: LoadHooks<V, R::Failure>,
         loader: F,
         detached: BackgroundLoad<R>,
-    ) -> R
+    ) -> (R, Served)
     where
         R: Outcome<Value = V> + Send + 'static,
         F: Future<Output = R>,
@@ -42,9 +43,10 @@ where
         let mut first_try = true;
         loop {
             let role = match self.served_or_role(&key, first_try, &hooks) {
-                Ok(outcome) => return outcome,
+                Ok(outcome) => return (outcome, Served::Hit),
                 Err(role) => role,
             };
+            let led = matches!(role, Role::Lead(_));
             let flight = match role {
                 Role::Join(flight) => flight,
                 Role::Lead(flight) => {
@@ -57,39 +59,38 @@ where
                         flight.remove_waiter();
                         return self
                             .lead(key, flight, hooks, loader, LoadKind::Foreground)
-                            .await
-                            .0;
+                            .await;
                     }
                     flight
                 }
             };
             first_try = false;
             let waited = self.wait_within_deadlines(&key, &flight).await;
-            if matches!(waited, Waited::Fallback(_) | Waited::TimedOut) {
+            if matches!(waited, Waited::Fallback(..) | Waited::TimedOut) {
                 // Gone: the load's outcome is not this caller's any more.
                 flight.remove_waiter();
             }
             match waited {
                 Waited::Landed(landing) => {
                     if let Some(outcome) = super::answer(landing, &hooks) {
-                        return outcome;
+                        return (outcome, landed_how(&flight, led));
                     }
                     // The leader died: lead again, detached if the copy is
                     // still ours, else here.
                     if detached.is_none() {
-                        return self.load(key, hooks, loader).await;
+                        return self.load_how(key, hooks, loader).await;
                     }
                 }
-                Waited::Fallback(value) => return R::from_value(value),
+                Waited::Fallback(value, served) => return (R::from_value(value), served),
                 Waited::TimedOut => {
                     if let Some(timeout_error) = hooks.timeout_error {
-                        return R::from_failure(timeout_error());
+                        return (R::from_failure(timeout_error()), Served::Loaded);
                     }
                     // No error to give (the macro only sets `hard_timeout`
                     // on a `Result`): wait it out.
                     return match super::answer(flight.wait().await, &hooks) {
-                        Some(outcome) => outcome,
-                        None => self.load(key, hooks, loader).await,
+                        Some(outcome) => (outcome, landed_how(&flight, led)),
+                        None => self.load_how(key, hooks, loader).await,
                     };
                 }
             }
@@ -139,8 +140,11 @@ where
         if let Some(value) = self.fallback(key) {
             if Some(first) == self.deadlines.hard {
                 self.fail_safe_answered(key, flight);
+                return Waited::Fallback(value, Served::FailSafe);
             }
-            return Waited::Fallback(value);
+            // Not a failure: the old value while the load goes on, as a
+            // stale hit is while its refresh does.
+            return Waited::Fallback(value, Served::Stale);
         }
         let Some(hard) = self.deadlines.hard else {
             return Waited::Landed(landing.await);
@@ -152,7 +156,7 @@ where
                 Err(_) => match self.fallback(key) {
                     Some(value) => {
                         self.fail_safe_answered(key, flight);
-                        Waited::Fallback(value)
+                        Waited::Fallback(value, Served::FailSafe)
                     }
                     None => Waited::TimedOut,
                 },
@@ -224,6 +228,21 @@ where
 /// How a wait within deadlines ended.
 enum Waited<V> {
     Landed(Landing<V>),
-    Fallback(V),
+    /// The old value, and how it counts: `Stale` after a soft timeout,
+    /// `FailSafe` after a hard one.
+    Fallback(V, Served),
     TimedOut,
+}
+
+/// How a caller that waited for `flight` was served: fail-safe's fallback
+/// when the load failed, else loaded (it led the load, on its own task) or
+/// coalesced (it joined another caller's).
+fn landed_how<V: Clone>(flight: &Flight<V>, led: bool) -> Served {
+    if flight.answered_by_fail_safe() {
+        Served::FailSafe
+    } else if led {
+        Served::Loaded
+    } else {
+        Served::Coalesced
+    }
 }

@@ -105,10 +105,8 @@ where
         let look = key.clone();
         let (outcome, served) = match detached {
             Some(detached) if self.deadlines.any() && !self.disabled => {
-                let outcome = self
-                    .load_within_deadlines(key, hooks, loader, detached)
-                    .await;
-                (outcome, Served::Loaded)
+                self.load_within_deadlines(key, hooks, loader, detached)
+                    .await
             }
             _ => self.load_how(key, hooks, loader).await,
         };

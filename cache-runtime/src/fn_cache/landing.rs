@@ -233,6 +233,7 @@ where
         if !still_there || !shard.detach_if(key, flight) {
             return None;
         }
+        flight.mark_fail_safe();
         self.memory.insert(
             key.clone(),
             entry_of(stored, horizons, entry.load_nanos, tags),

@@ -12,9 +12,11 @@ use crate::db::Fault;
 pub enum Profile {
     /// ttl 60 s, swr 30 s, fail-safe 10 min.
     Default,
-    /// ttl 1 s, swr 2 s, fail-safe 10 min: expiry every second, absorbed.
+    /// ttl 1 s, swr 2 s, fail-safe 10 min, a 100 ms soft timeout: expiry
+    /// every second, absorbed.
     Short,
-    /// ttl 1 s, no swr: expiry every second, paid by the callers.
+    /// ttl 1 s, no swr, a 100 ms soft timeout: expiry every second, paid
+    /// by the callers.
     ShortNoSwr,
 }
 

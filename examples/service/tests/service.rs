@@ -394,10 +394,17 @@ async fn a_warm_user_is_served_by_fail_safe_while_the_database_fails() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{mode}");
-        assert_eq!(header(&response, "x-cache").as_deref(), Some("fail_safe"));
+        let how = header(&response, "x-cache");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body, warm);
-        assert!(fail_safe_hits(&client, &base).await > before, "{mode}");
+        if mode == "fail" {
+            assert_eq!(how.as_deref(), Some("fail_safe"));
+            assert!(fail_safe_hits(&client, &base).await > before);
+        } else {
+            // Hanging past the 100 ms `timeout`: the old value while the
+            // load goes on (and fail-safe keeps it when the load fails).
+            assert_eq!(how.as_deref(), Some("stale"));
+        }
 
         // A cold user has no fallback: 503 or 504, as problem+json.
         let cold = client
@@ -419,6 +426,47 @@ async fn a_warm_user_is_served_by_fail_safe_while_the_database_fails() {
         .await
         .unwrap();
     get_json(&client, &format!("{base}/users/316")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_hangs_costs_a_warm_user_the_soft_timeout_not_the_hang() {
+    // The short profiles' `timeout = "100ms"`: past it, the fallback.
+    let base = start(Config {
+        profile: Profile::ShortNoSwr,
+        db_timeout: Duration::from_secs(20),
+        ..config()
+    })
+    .await;
+    let client = client();
+    let warm = get_json(&client, &format!("{base}/users/21")).await;
+    let set = client
+        .post(format!("{base}/admin/db-fault"))
+        .json(&serde_json::json!({"mode": "hang"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), StatusCode::OK);
+    // Past its freshness (no swr): the next call loads.
+    service::cache::user_short_noswr_expire(21).await;
+    let asked = std::time::Instant::now();
+    let response = client.get(format!("{base}/users/21")).send().await.unwrap();
+    // Generous: the hang is 20 s, the soft timeout 100 ms.
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(response.status(), StatusCode::OK);
+    // The old value while the load goes on: stale, not a failure.
+    assert_eq!(header(&response, "x-cache").as_deref(), Some("stale"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, warm);
+    client
+        .post(format!("{base}/admin/db-fault"))
+        .json(&serde_json::json!({"mode": "ok"}))
+        .send()
+        .await
+        .unwrap();
 }
 
 async fn fail_safe_hits(client: &reqwest::Client, base: &str) -> u64 {

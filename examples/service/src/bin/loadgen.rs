@@ -11,6 +11,10 @@
 //!                      db-down: the database fails half-way; fail-safe holds
 //!                      (the cached instance runs a 1 s ttl, so entries expire
 //!                      during the outage and fail-safe answers them)
+//!   --fault MODE       db-down's fault: fail (default: every call fails at
+//!                      once) or hang (every call hangs for DB_TIMEOUT_MS, 1 s,
+//!                      then fails: a paused database; the cached instance's
+//!                      100 ms `timeout` hands callers the fallback)
 //!   --clients N        concurrent clients (32)
 //!   --keys N           users in the key set (1000)
 //!   --zipf-s S         Zipf exponent (1.0)
@@ -34,12 +38,14 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const USAGE: &str = "usage: loadgen [--url URL] [--scenario compare|expiry|db-down] [--clients N] [--keys N] [--zipf-s S] [--seconds N] [--writes F] [--inm F] [--db-latency-ms N]";
+const USAGE: &str = "usage: loadgen [--url URL] [--scenario compare|expiry|db-down] [--fault fail|hang] [--clients N] [--keys N] [--zipf-s S] [--seconds N] [--writes F] [--inm F] [--db-latency-ms N]";
 
 #[derive(Clone, Debug)]
 struct Options {
     url: Option<String>,
     scenario: Scenario,
+    /// db-down's fault mode, as `POST /admin/db-fault` takes it.
+    fault: &'static str,
     clients: usize,
     keys: u32,
     zipf_s: f64,
@@ -81,6 +87,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
         url: None,
         scenario: Scenario::Compare,
+        fault: "fail",
         clients: 32,
         keys: 1000,
         zipf_s: 1.0,
@@ -108,6 +115,13 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     "expiry" => Scenario::Expiry,
                     "db-down" => Scenario::DbDown,
                     other => return Err(format!("--scenario {other}: unknown\n{USAGE}")),
+                }
+            }
+            "--fault" => {
+                options.fault = match value()?.as_str() {
+                    "fail" => "fail",
+                    "hang" => "hang",
+                    other => return Err(format!("--fault {other}: fail or hang\n{USAGE}")),
                 }
             }
             "--clients" => options.clients = num(flag, value()?)?,
@@ -472,7 +486,7 @@ async fn load(options: &Options, label: &str, url: &str, fault: bool) -> Result<
         tokio::time::sleep(Duration::from_millis(100)).await;
         if let Some(at) = fault_at {
             if !faulted && Instant::now() >= at {
-                set_fault(&client, url, "fail").await?;
+                set_fault(&client, url, options.fault).await?;
                 faulted = true;
             }
         }
@@ -606,6 +620,9 @@ fn print_table(options: &Options, reports: &[Report]) {
         options.inm * 100.0,
         options.db_latency(),
     );
+    if fault {
+        println!("the database's fault half-way: {}", options.fault);
+    }
     let mut header = format!("{:width$}", "");
     for (report, w) in reports.iter().zip(&columns) {
         header.push_str(&format!("  {:>w$}", report.label));
