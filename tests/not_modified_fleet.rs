@@ -189,4 +189,23 @@ async fn not_modified_retimes_the_copy_in_redis_and_the_fleet_keeps_it() {
     assert_eq!(NOT_MODIFIED.load(SeqCst), 3);
     assert_eq!(calls(&mut redis, "set").await, sets + 1);
     assert!(copy(&mut redis).await.is_some());
+
+    // Behind a deadline the load runs on a task of its own; a caller that
+    // led it still says it came from Redis.
+    assert_eq!(patient(9).await.unwrap(), 9);
+    herdcache::testing::isolate(async {
+        let entry = patient_entry(9).await.unwrap();
+        assert_eq!(*entry.value(), 9);
+        assert_eq!(entry.served(), herdcache::Served::Remote);
+    })
+    .await;
+    assert_eq!(PATIENT_LOADS.load(SeqCst), 1);
+}
+
+static PATIENT_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "60s", fail_safe = "1h", timeout = "5s", distributed = true, key = sku)]
+async fn patient(sku: u64) -> Result<u64, std::io::Error> {
+    PATIENT_LOADS.fetch_add(1, SeqCst);
+    Ok(sku)
 }

@@ -269,10 +269,10 @@ impl<T: serde::Serialize> Entry<T> {
     /// when called (a serialization), never on the hit path. A value whose
     /// serialization depends on more than its content (a `HashMap`'s
     /// iteration order) digests differently on each instance: use a
-    /// `BTreeMap` where that matters. `0` if postcard cannot write the
-    /// value (a map of unknown length, as `#[serde(flatten)]` makes): do
-    /// not use that as a validator (the `http` feature's responses digest
-    /// such a value's JSON instead).
+    /// `BTreeMap` where that matters. A value postcard cannot write (a map
+    /// of unknown length, as `#[serde(flatten)]` makes) digests its JSON
+    /// with the `http` feature, and is `0` without it: do not use that `0`
+    /// as a validator.
     pub fn digest(&self) -> u128 {
         digest_of(&self.value)
     }
@@ -284,16 +284,25 @@ impl<T: serde::Serialize> Entry<T> {
     }
 }
 
-/// The digest [`Entry::digest`] gives `value`.
+/// The digest [`Entry::digest`] gives `value`: of its postcard bytes, or,
+/// with the `http` feature, of its JSON (seeded apart) when postcard
+/// cannot write it; else `0`.
 #[cfg(feature = "serde")]
 pub(crate) fn digest_of<T: serde::Serialize + ?Sized>(value: &T) -> u128 {
-    try_digest_of(value).unwrap_or(0)
+    if let Some(digest) = try_digest_of(value) {
+        return digest;
+    }
+    #[cfg(feature = "http")]
+    if let Ok(json) = serde_json::to_vec(value) {
+        return xxhash_rust::xxh3::xxh3_128_with_seed(&json, 1);
+    }
+    0
 }
 
 /// The digest of `value`'s postcard bytes, `None` when postcard cannot
 /// write it.
 #[cfg(feature = "serde")]
-pub(crate) fn try_digest_of<T: serde::Serialize + ?Sized>(value: &T) -> Option<u128> {
+fn try_digest_of<T: serde::Serialize + ?Sized>(value: &T) -> Option<u128> {
     postcard::to_allocvec(value)
         .ok()
         .map(|bytes| xxhash_rust::xxh3::xxh3_128(&bytes))

@@ -11,7 +11,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use event_listener::Event;
@@ -48,9 +48,21 @@ pub(crate) struct Flight<V> {
     waiters: AtomicUsize,
     /// The versions of the load's tags, once its leader read them.
     stamps: OnceLock<Stamps>,
-    /// Whether fail-safe answered the load (its value is the fallback), so
-    /// that its waiters say how they were served.
-    fail_safe: AtomicBool,
+    /// What answered the load (an [`Answered`] as a byte), so that its
+    /// waiters say how they were served.
+    answered_by: AtomicU8,
+}
+
+/// What answered a load, when it was not its body: set before its value
+/// lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answered {
+    /// The body (or nothing yet).
+    Body,
+    /// Fail-safe's fallback: the load failed.
+    FailSafe,
+    /// The Redis tier: another instance's value.
+    Remote,
 }
 
 impl<V: Clone> Flight<V> {
@@ -60,18 +72,27 @@ impl<V: Clone> Flight<V> {
             landed: Event::new(),
             waiters: AtomicUsize::new(0),
             stamps: OnceLock::new(),
-            fail_safe: AtomicBool::new(false),
+            answered_by: AtomicU8::new(Answered::Body as u8),
         })
     }
 
-    /// Fail-safe answered this load: set before its fallback lands.
-    pub(crate) fn mark_fail_safe(&self) {
-        self.fail_safe.store(true, Ordering::Release);
+    /// Records what answered this load: set before its value lands.
+    pub(crate) fn mark_answered_by(&self, by: Answered) {
+        self.answered_by.store(by as u8, Ordering::Release);
     }
 
-    /// Whether what landed is fail-safe's fallback.
-    pub(crate) fn answered_by_fail_safe(&self) -> bool {
-        self.fail_safe.load(Ordering::Acquire)
+    /// What answered this load.
+    pub(crate) fn answered_by(&self) -> Answered {
+        match self.answered_by.load(Ordering::Acquire) {
+            b if b == Answered::FailSafe as u8 => Answered::FailSafe,
+            b if b == Answered::Remote as u8 => Answered::Remote,
+            _ => Answered::Body,
+        }
+    }
+
+    /// What landed, if anything has: without waiting.
+    pub(crate) fn landed_now(&self) -> Option<Landing<V>> {
+        self.landing()
     }
 
     /// Records the versions of the load's tags (a load without tags skips it).

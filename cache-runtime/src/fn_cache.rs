@@ -11,7 +11,7 @@ use crate::clock::{nanos, Clock};
 use crate::config::{CacheConfig, LoadHooks};
 use crate::entry::Served;
 use crate::expiry::ExpiryPolicy;
-use crate::flight::{Flight, FlightMap, Landing, Role};
+use crate::flight::{Answered, Flight, FlightMap, Landing, Role};
 use crate::outcome::{FailureShare, Outcome, SharedFailure};
 use crate::stats::{Counter, Counters, LatencyHistogram, Stats};
 use crate::tags::{HolderPlace, Pinned, Stamps, TagState};
@@ -772,18 +772,18 @@ async fn catch_unwind<F: Future>(loader: F) -> std::thread::Result<F::Output> {
     .await
 }
 
-/// A joined caller's answer from the load it waited for; `None` when the
-/// leader went away without one (the caller then tries again).
 /// How a caller that joined `flight` was served: by its value, or by
 /// fail-safe's fallback when the load failed.
 fn joined<V: Clone>(flight: &Flight<V>) -> Served {
-    if flight.answered_by_fail_safe() {
+    if flight.answered_by() == Answered::FailSafe {
         Served::FailSafe
     } else {
         Served::Coalesced
     }
 }
 
+/// A joined caller's answer from the load it waited for; `None` when the
+/// leader went away without one (the caller then tries again).
 fn answer<V, R: Outcome<Value = V>>(
     landing: Landing<V>,
     hooks: &LoadHooks<V, R::Failure>,

@@ -17,7 +17,7 @@ use crate::config::LoadHooks;
 use std::sync::Arc;
 
 use crate::entry::Served;
-use crate::flight::{Flight, Landing, Role};
+use crate::flight::{Answered, Flight, Landing, Role};
 use crate::outcome::Outcome;
 use crate::stats::Counter;
 use crate::tags::TagState;
@@ -134,6 +134,10 @@ where
         if let Ok(landed) = tokio::time::timeout(first, landing.as_mut()).await {
             return Waited::Landed(landed);
         }
+        // Landed just as the timer fired: the value, not the fallback.
+        if let Some(landed) = flight.landed_now() {
+            return Waited::Landed(landed);
+        }
         self.counters.incr(Counter::Timeouts);
         // A fallback still there (not invalidated meanwhile) answers. After
         // a soft timeout that is all; after a hard one it is fail-safe's.
@@ -235,14 +239,13 @@ enum Waited<V> {
 }
 
 /// How a caller that waited for `flight` was served: fail-safe's fallback
-/// when the load failed, else loaded (it led the load, on its own task) or
-/// coalesced (it joined another caller's).
+/// when the load failed; else, when it led the load (on its own task),
+/// loaded or from Redis; else coalesced (it joined another caller's).
 fn landed_how<V: Clone>(flight: &Flight<V>, led: bool) -> Served {
-    if flight.answered_by_fail_safe() {
-        Served::FailSafe
-    } else if led {
-        Served::Loaded
-    } else {
-        Served::Coalesced
+    match flight.answered_by() {
+        Answered::FailSafe => Served::FailSafe,
+        Answered::Remote if led => Served::Remote,
+        Answered::Body if led => Served::Loaded,
+        Answered::Remote | Answered::Body => Served::Coalesced,
     }
 }

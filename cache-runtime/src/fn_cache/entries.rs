@@ -145,6 +145,12 @@ where
             entry.loaded_at
         };
         meta.age = Duration::from_nanos(now.saturating_sub(loaded_at));
+        // A caller answered from memory after its miss (a load landed
+        // meanwhile, or a copy stored already stale) is a stale one when
+        // the value is past its freshness.
+        if served == Served::Hit && now >= entry.fresh_until {
+            meta.served = Served::Stale;
+        }
         let fresh = entry.tags.state() == TagState::Current
             && !matches!(served, Served::Stale | Served::FailSafe);
         if fresh {

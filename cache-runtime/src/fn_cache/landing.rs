@@ -233,7 +233,7 @@ where
         if !still_there || !shard.detach_if(key, flight) {
             return None;
         }
-        flight.mark_fail_safe();
+        flight.mark_answered_by(crate::flight::Answered::FailSafe);
         self.memory.insert(
             key.clone(),
             entry_of(stored, horizons, entry.load_nanos, tags),

@@ -153,10 +153,9 @@ impl<T: Serialize> Cached<T> {
         self.ok(&etag, json, with_body)
     }
 
-    /// The value as JSON and its strong ETag: the entry's digest, or,
-    /// for a value postcard cannot write (a map of unknown length, as
-    /// `#[serde(flatten)]` makes), the digest of the JSON itself, so
-    /// that two values never share a tag.
+    /// The value as JSON and its strong ETag: [`Entry::etag`] (for a
+    /// value postcard cannot write, the digest of its JSON, so that two
+    /// values never share a tag).
     fn body_and_etag(&self) -> Option<(Vec<u8>, String)> {
         let json = match serde_json::to_vec(self.entry.value()) {
             Ok(json) => json,
@@ -170,9 +169,7 @@ impl<T: Serialize> Cached<T> {
                 return None;
             }
         };
-        let digest = crate::entry::try_digest_of(self.entry.value())
-            .unwrap_or_else(|| xxhash_rust::xxh3::xxh3_128(&json));
-        Some((json, format!("\"{digest:032x}\"")))
+        Some((json, self.entry.etag()))
     }
 
     /// The 304: the 200's headers, no body. Its `Content-Length` is the
@@ -275,6 +272,8 @@ mod tests {
         assert_ne!(one, two, "two values never share a tag");
         assert_ne!(one, format!("\"{:032x}\"", 0));
         assert_eq!(one, etag(1), "the same value, the same tag");
+        let entry = Entry::new(Loose(1), Served::Hit);
+        assert_eq!(one, entry.etag(), "what a write compares against");
         let mut headers = HeaderMap::new();
         headers.insert(header::IF_NONE_MATCH, HeaderValue::from_str(&one).unwrap());
         let conditional = Conditional::from_headers(Method::GET, &headers);

@@ -559,6 +559,9 @@ where
             return Looked::Nothing;
         }
         self.counters.incr(Counter::L2Hits);
+        guard
+            .flight
+            .mark_answered_by(crate::flight::Answered::Remote);
         if guard.flight.waiters() > 0 {
             guard.flight.land(Landing::Value(value.clone()));
         }

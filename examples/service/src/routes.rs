@@ -37,42 +37,46 @@ pub fn router(state: AppState) -> Router {
 
 /// Every error as `application/problem+json`: the ones axum answers
 /// itself (405 for a method a route lacks, a path or body it could not
-/// read: 400, 413) come as plain text, so they are rewritten here with
-/// their text as the detail and their other headers (`Allow`) kept.
+/// read: 400, 413) come as plain text or with no body, so they are
+/// rewritten here, their text as the detail. Other errors are left alone.
 async fn as_problem(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
+    let plain = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|kind| kind.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        .is_none_or(|kind| kind.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
         return response;
     }
     let (mut parts, body) = response.into_parts();
+    // axum's texts are one line; a longer body keeps only the title.
     let text = axum::body::to_bytes(body, 16 * 1024)
         .await
         .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
         .unwrap_or_default();
     let title = status.canonical_reason().unwrap_or("Error");
-    let allow = parts
-        .headers
-        .get(header::ALLOW)
-        .and_then(|allow| allow.to_str().ok());
-    let detail = match allow {
-        _ if !text.is_empty() => text,
-        Some(allow) => format!("this route answers {allow}"),
-        None => title.to_owned(),
+    let detail = if text.is_empty() {
+        title.to_owned()
+    } else {
+        text
     };
-    let mut rewritten = Problem::new(status, title)
+    let (problem, body) = Problem::new(status, title)
         .with_detail(detail)
-        .into_response();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.remove(header::CONTENT_TYPE);
-    for (name, value) in rewritten.headers() {
+        .into_response()
+        .into_parts();
+    // The response's own headers and extensions stay (`Allow` is added
+    // by axum after this layer); what described the old body goes.
+    for gone in [
+        header::CONTENT_LENGTH,
+        header::CONTENT_ENCODING,
+        header::ETAG,
+    ] {
+        parts.headers.remove(gone);
+    }
+    for (name, value) in &problem.headers {
         parts.headers.insert(name.clone(), value.clone());
     }
-    *rewritten.headers_mut() = parts.headers;
-    rewritten
+    Response::from_parts(parts, body)
 }
 
 /// A positive id from the path, or a 400.
