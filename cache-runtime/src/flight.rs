@@ -53,8 +53,8 @@ pub(crate) struct Flight<V> {
     answered_by: AtomicU8,
 }
 
-/// What answered a load, when it was not its body: set before its value
-/// lands.
+/// What answered a load: its body, fail-safe's fallback, or the Redis
+/// tier. Set before its value lands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Answered {
     /// The body (or nothing yet).
@@ -88,11 +88,6 @@ impl<V: Clone> Flight<V> {
             b if b == Answered::Remote as u8 => Answered::Remote,
             _ => Answered::Body,
         }
-    }
-
-    /// What landed, if anything has: without waiting.
-    pub(crate) fn landed_now(&self) -> Option<Landing<V>> {
-        self.landing()
     }
 
     /// Records the versions of the load's tags (a load without tags skips it).
@@ -136,7 +131,8 @@ impl<V: Clone> Flight<V> {
         self.landed.notify(usize::MAX);
     }
 
-    fn landing(&self) -> Option<Landing<V>> {
+    /// What landed, if anything has: without waiting.
+    pub(crate) fn landing(&self) -> Option<Landing<V>> {
         self.landing.get().cloned()
     }
 

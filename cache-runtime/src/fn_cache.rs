@@ -441,7 +441,7 @@ where
                 }
                 Role::Join(flight) => {
                     if let Some(outcome) = answer(flight.wait().await, &hooks) {
-                        return (outcome, joined(&flight));
+                        return (outcome, served_by(&flight, false));
                     }
                 }
             }
@@ -772,13 +772,16 @@ async fn catch_unwind<F: Future>(loader: F) -> std::thread::Result<F::Output> {
     .await
 }
 
-/// How a caller that joined `flight` was served: by its value, or by
-/// fail-safe's fallback when the load failed.
-fn joined<V: Clone>(flight: &Flight<V>) -> Served {
-    if flight.answered_by() == Answered::FailSafe {
-        Served::FailSafe
-    } else {
-        Served::Coalesced
+/// How a caller that waited for `flight` was served: fail-safe's fallback
+/// when the load failed; else, when it led the load (on a task of its
+/// own, behind a deadline), loaded or from Redis; else coalesced (it
+/// joined another caller's).
+fn served_by<V: Clone>(flight: &Flight<V>, led: bool) -> Served {
+    match flight.answered_by() {
+        Answered::FailSafe => Served::FailSafe,
+        Answered::Remote if led => Served::Remote,
+        Answered::Body if led => Served::Loaded,
+        Answered::Remote | Answered::Body => Served::Coalesced,
     }
 }
 

@@ -42,6 +42,26 @@ async fn swr_serves_1000_stale_callers_at_once_while_one_refresh_runs() {
     assert_eq!(cache.get_fresh(&1).as_deref(), Some("v1"));
 }
 
+/// `<fn>_entry`'s account of a caller answered from memory after its
+/// miss: a value past its freshness is stale, not a hit.
+#[tokio::test]
+async fn an_answer_from_memory_past_freshness_is_told_stale() {
+    let clock = ManualClock::new();
+    let cache = leak(
+        CacheConfig::new("meta-stale", TTL).swr(Duration::from_secs(30)),
+        &clock,
+    );
+    let origin = Origin::new(|n| Ok(format!("v{n}")));
+    call(cache, 1, &origin, hooks()).await.unwrap();
+    let fresh = cache.entry_meta(&1, herdcache_runtime::Served::Hit);
+    assert_eq!(fresh.served(), herdcache_runtime::Served::Hit);
+    assert_eq!(fresh.entry(()).fresh_for(), TTL);
+    clock.advance(TTL + Duration::from_secs(1));
+    let stale = cache.entry_meta(&1, herdcache_runtime::Served::Hit);
+    assert_eq!(stale.served(), herdcache_runtime::Served::Stale);
+    assert_eq!(stale.entry(()).fresh_for(), Duration::ZERO);
+}
+
 #[tokio::test]
 async fn a_failing_refresh_keeps_the_stale_value_until_its_window_ends() {
     let clock = ManualClock::new();

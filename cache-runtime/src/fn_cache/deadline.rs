@@ -17,7 +17,7 @@ use crate::config::LoadHooks;
 use std::sync::Arc;
 
 use crate::entry::Served;
-use crate::flight::{Answered, Flight, Landing, Role};
+use crate::flight::{Flight, Landing, Role};
 use crate::outcome::Outcome;
 use crate::stats::Counter;
 use crate::tags::TagState;
@@ -73,7 +73,7 @@ where
             match waited {
                 Waited::Landed(landing) => {
                     if let Some(outcome) = super::answer(landing, &hooks) {
-                        return (outcome, landed_how(&flight, led));
+                        return (outcome, super::served_by(&flight, led));
                     }
                     // The leader died: lead again, detached if the copy is
                     // still ours, else here.
@@ -89,7 +89,7 @@ where
                     // No error to give (the macro only sets `hard_timeout`
                     // on a `Result`): wait it out.
                     return match super::answer(flight.wait().await, &hooks) {
-                        Some(outcome) => (outcome, landed_how(&flight, led)),
+                        Some(outcome) => (outcome, super::served_by(&flight, led)),
                         None => self.load_how(key, hooks, loader).await,
                     };
                 }
@@ -135,7 +135,7 @@ where
             return Waited::Landed(landed);
         }
         // Landed just as the timer fired: the value, not the fallback.
-        if let Some(landed) = flight.landed_now() {
+        if let Some(landed) = flight.landing() {
             return Waited::Landed(landed);
         }
         self.counters.incr(Counter::Timeouts);
@@ -236,16 +236,4 @@ enum Waited<V> {
     /// `FailSafe` after a hard one.
     Fallback(V, Served),
     TimedOut,
-}
-
-/// How a caller that waited for `flight` was served: fail-safe's fallback
-/// when the load failed; else, when it led the load (on its own task),
-/// loaded or from Redis; else coalesced (it joined another caller's).
-fn landed_how<V: Clone>(flight: &Flight<V>, led: bool) -> Served {
-    match flight.answered_by() {
-        Answered::FailSafe => Served::FailSafe,
-        Answered::Remote if led => Served::Remote,
-        Answered::Body if led => Served::Loaded,
-        Answered::Remote | Answered::Body => Served::Coalesced,
-    }
 }

@@ -191,8 +191,8 @@ impl Envelope {
         bytes.extend_from_slice(&self.fail_safe_until_ms.to_le_bytes());
         bytes.extend_from_slice(&self.load_micros.to_le_bytes());
         bytes.extend_from_slice(&payload_digest(payload).to_le_bytes());
-        // At most 255 versions (the key's and 254 tags) travel; a function with more keeps its values
-        // in memory (see `prepare_l2_write`).
+        // At most 255 versions (the key's and 254 tags) travel; a function
+        // with more keeps its values in memory (see `prepare_l2_write`).
         bytes.push(u8::try_from(self.tags.len()).unwrap_or(u8::MAX));
         for (digest, version) in self.tags.iter().take(255) {
             bytes.extend_from_slice(&digest.to_le_bytes());

@@ -909,8 +909,9 @@ impl RedisTier {
     /// value by its digest, with the same tag versions. A refresh the
     /// origin answered "not modified" so does not send the value again:
     /// the call carries the script, the compared header (format byte,
-    /// digest, version count and versions) and 24 bytes of horizons. `Some(false)`: the copy is gone or differs; `None`:
-    /// Redis did not answer.
+    /// digest, version count and versions) and 24 bytes of horizons.
+    /// `Some(false)`: the copy is gone or differs; `None`: Redis did not
+    /// answer.
     pub(crate) async fn retime(&self, key: &str, envelope: &[u8], px: u64) -> Option<bool> {
         const COMPARE_AND_RETIME: &str =
             "local head = redis.call('GETRANGE', KEYS[1], 0, ARGV[1] - 1) \

@@ -375,11 +375,11 @@ where
         Some(key_name(&l2.prefix, epochs, &digest(&bytes)))
     }
 
-    /// Before a load (any but `<fn>_refresh`) runs its body: the value Redis holds for
-    /// the key, if it is fresh (stored in memory with the rest of its life
-    /// and handed to the callers that joined). A value past its freshness
-    /// but within its stale or fail-safe window is stored as this
-    /// instance's fallback, and the body runs.
+    /// Before a load (any but `<fn>_refresh`) runs its body: the value
+    /// Redis holds for the key, if it is fresh (stored in memory with the
+    /// rest of its life and handed to the callers that joined). A value
+    /// past its freshness but within its stale or fail-safe window is
+    /// stored as this instance's fallback, and the body runs.
     ///
     /// With nothing fresh there, the fleet's single flight: take the key's
     /// lock (`SET NX PX`) and run the body, or, while another instance

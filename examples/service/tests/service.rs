@@ -75,6 +75,18 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     response.json().await.expect("JSON")
 }
 
+/// `PUT /users/{id}` renaming the user, before its headers.
+fn put_request(
+    client: &reqwest::Client,
+    base: &str,
+    id: u32,
+    name: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .put(format!("{base}/users/{id}"))
+        .json(&serde_json::json!({"name": name, "email": format!("{id}@example.org")}))
+}
+
 async fn put_user(
     client: &reqwest::Client,
     base: &str,
@@ -82,9 +94,7 @@ async fn put_user(
     name: &str,
     if_match: Option<&str>,
 ) -> reqwest::Response {
-    let mut request = client
-        .put(format!("{base}/users/{id}"))
-        .json(&serde_json::json!({"name": name, "email": format!("{id}@example.org")}));
+    let mut request = put_request(client, base, id, name);
     if let Some(tag) = if_match {
         request = request.header("if-match", tag);
     }
@@ -171,19 +181,15 @@ async fn a_put_with_a_stale_if_match_is_412() {
     // tag fail it; another tag passes.
     let current = header(&put, "etag").expect("the ETag");
     for tag in ["*", current.as_str()] {
-        let refused = client
-            .put(format!("{base}/users/12"))
+        let refused = put_request(&client, &base, 12, "Mallory")
             .header("if-none-match", tag)
-            .json(&serde_json::json!({"name": "Mallory", "email": "12@example.org"}))
             .send()
             .await
             .unwrap();
         problem(refused, StatusCode::PRECONDITION_FAILED).await;
     }
-    let passed = client
-        .put(format!("{base}/users/12"))
+    let passed = put_request(&client, &base, 12, "Grace B. Hopper")
         .header("if-none-match", "\"another\"")
-        .json(&serde_json::json!({"name": "Grace B. Hopper", "email": "12@example.org"}))
         .send()
         .await
         .unwrap();
