@@ -64,7 +64,10 @@ impl RedisServer {
             .spawn()?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            // Our server, answering: a bare connect could reach another
+            // test's port probe that holds the port before ours binds it
+            // (ours then exits, and the test meets "connection refused").
+            if answers_ping(port) && child.try_wait()?.is_none() {
                 return Ok(RedisServer {
                     child: std::sync::Mutex::new(child),
                     port,
@@ -239,4 +242,18 @@ impl Drop for RedisCluster {
         self.nodes.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A Redis server listens on `port` and answers `PING` (`+PONG`, or an
+/// error such as `-NOAUTH` with a password); a port probe never answers.
+fn answers_ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut reply = [0u8; 1];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && matches!(reply[0], b'+' | b'-')
 }
