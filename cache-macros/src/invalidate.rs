@@ -6,7 +6,8 @@
 //! Each named call becomes a call of the function's `<fn>_invalidate`
 //! helper with the same arguments, spanned at the call: a function that is
 //! not `#[cached]` is rustc's "cannot find `get_user_invalidate`" at its
-//! name, a wrong argument count is rustc's E0061 at the call.
+//! name (or this macro's own error, when the writer's file proves it: see
+//! `not_cached.rs`), a wrong argument count is rustc's E0061 at the call.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -105,7 +106,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         .calls
         .iter()
         .enumerate()
-        .map(|(i, call)| bust(i, call))
+        .map(|(i, call)| bust(i, call, &item.sig.ident))
         .unzip();
     let (tags_before, tags_after) = if args.tags.is_empty() {
         (None, None)
@@ -181,8 +182,9 @@ fn write_body(item: &ItemFn) -> TokenStream {
 
 /// `get_user(id)` → a copy of each argument (`let __herdcache_bust_0_0 =
 /// id.clone();`, before the body) and `get_user_invalidate(<copies>).await;`
-/// (after it), at the call's span.
-fn bust(index: usize, call: &Expr) -> (TokenStream, TokenStream) {
+/// (after it), at the call's span; or, for a name that the writer's file
+/// proves is not `#[cached]`, one error at the name.
+fn bust(index: usize, call: &Expr, writer: &Ident) -> (TokenStream, TokenStream) {
     let span = syn::spanned::Spanned::span(call);
     let arguments = match call {
         Expr::Call(ExprCall { args, .. }) | Expr::MethodCall(ExprMethodCall { args, .. }) => args,
@@ -221,6 +223,17 @@ fn bust(index: usize, call: &Expr) -> (TokenStream, TokenStream) {
             let Expr::Path(func) = &**func else {
                 unreachable!("parse keeps only calls of a path")
             };
+            if let Some(name) = func.path.get_ident() {
+                if func.qself.is_none() && crate::not_cached::surely_not_cached(name, writer) {
+                    let error = syn::Error::new(
+                        name.span(),
+                        format_args!(
+                            "`{name}` is not #[cached], so it has no `{name}_invalidate` to bust: put #[cached(..)] on `{name}`, or name a #[cached] function here"
+                        ),
+                    );
+                    return (quote!(#(#copies)*), error.to_compile_error());
+                }
+            }
             let mut func: ExprPath = func.clone();
             let last = func
                 .path

@@ -12,6 +12,7 @@ mod expand;
 mod idempotent;
 mod impl_block;
 mod invalidate;
+mod not_cached;
 mod source;
 mod stubs;
 mod tags;
@@ -260,9 +261,10 @@ pub fn cached_impl(args: TokenStream, item: TokenStream) -> TokenStream {
 /// (templates over the arguments, or expressions), then returns. After
 /// `Err` or `None` it busts nothing. Free functions are named by path,
 /// methods as `Self::name(..)`, `Type::name(..)` or, when their key reads
-/// `self`, `self.name(..)`. A name that is not `#[cached]` is one error at it:
-/// rustc's "cannot find function `<name>_invalidate`" (to which rustc may
-/// add its guess of a similarly named cached function's helper).
+/// `self`, `self.name(..)`. A name that is not `#[cached]` is one error at
+/// it: "`name` is not #[cached]" when the function is plainly defined in the
+/// same file, or else rustc's "cannot find function `<name>_invalidate`"
+/// (which may add a guess of a similarly named cached function's helper).
 ///
 /// It busts and never writes through: a bust after a successful write is
 /// always safe, while a write-through that fails after the write leaves

@@ -162,7 +162,7 @@ fn headers_around(clean: &[u8], at: usize) -> Option<Vec<&[u8]>> {
 
 /// A header past its outer attributes and the `unsafe` or `default` before
 /// an `impl`; `None` when an attribute's brackets do not balance.
-fn item_keywords(header: &[u8]) -> Option<&[u8]> {
+pub(crate) fn item_keywords(header: &[u8]) -> Option<&[u8]> {
     let mut rest = trim(header);
     // Outer attributes: `#[…]`, brackets balanced (literals are blank).
     while let Some(attribute) = rest.strip_prefix(b"#") {
@@ -195,7 +195,7 @@ fn item_keywords(header: &[u8]) -> Option<&[u8]> {
 }
 
 /// `text` starts with `word`, followed by a space or `<` (or nothing).
-fn starts_with_word(text: &[u8], word: &[u8]) -> bool {
+pub(crate) fn starts_with_word(text: &[u8], word: &[u8]) -> bool {
     text.strip_prefix(word).is_some_and(|after| {
         after
             .first()
@@ -208,7 +208,7 @@ type Read = (std::rc::Rc<str>, std::rc::Rc<[u8]>);
 
 /// The file's text and cleaned text, read once per file and modification
 /// time in this expansion process.
-fn read(file: PathBuf) -> Option<Read> {
+pub(crate) fn read(file: PathBuf) -> Option<Read> {
     type Files = HashMap<PathBuf, (Option<std::time::SystemTime>, Read)>;
     thread_local! {
         static FILES: std::cell::RefCell<Files> = std::cell::RefCell::new(HashMap::new());
@@ -258,7 +258,7 @@ fn trait_of_impl_around_clean(
 /// literals become spaces, and every other non-ASCII byte `_` (part of an
 /// identifier), so that byte offsets stay those of the file and any slice
 /// is valid. `None` when a comment or literal never ends.
-fn clean(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn clean(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
     let mut out: Vec<u8> = bytes
         .iter()
@@ -289,7 +289,7 @@ fn clean(text: &str) -> Option<Vec<u8>> {
                 blank(&mut out, i + 1, end - 1);
                 i = end;
             }
-            b'r' | b'b' if starts_raw_string(bytes, i) => {
+            b'r' | b'b' | b'c' if starts_raw_string(bytes, i) => {
                 let end = skip_raw_string(bytes, i)?;
                 blank(&mut out, i, end);
                 out[i] = b'"';
@@ -317,7 +317,7 @@ fn ascii(name: &str) -> Vec<u8> {
         .collect()
 }
 
-fn is_word(b: u8) -> bool {
+pub(crate) fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
@@ -364,7 +364,7 @@ fn find_fn_named(line: &[u8], name: &[u8]) -> Option<usize> {
 /// The headers (the text before each `{`, from the end of the item or
 /// statement before it) of the blocks open at byte `at` of the cleaned
 /// text, outermost first.
-fn open_headers(clean: &[u8], at: usize) -> Option<Vec<&[u8]>> {
+pub(crate) fn open_headers(clean: &[u8], at: usize) -> Option<Vec<&[u8]>> {
     let mut open: Vec<(usize, usize)> = Vec::new();
     let mut boundary = 0;
     for (i, &b) in clean.iter().enumerate().take(at) {
@@ -421,13 +421,13 @@ fn skip_string(bytes: &[u8], mut i: usize) -> Option<usize> {
     None
 }
 
-/// `r"`, `r#"`, `br"`, `br#"`, not inside an identifier.
+/// `r"`, `r#"`, `br"`, `br#"`, `cr"`, `cr#"`, not inside an identifier.
 fn starts_raw_string(bytes: &[u8], i: usize) -> bool {
     if i > 0 && is_word(bytes[i - 1]) {
         return false;
     }
     let mut j = i;
-    if bytes[j] == b'b' {
+    if matches!(bytes[j], b'b' | b'c') {
         j += 1;
         if bytes.get(j) != Some(&b'r') {
             return false;
@@ -441,7 +441,7 @@ fn starts_raw_string(bytes: &[u8], i: usize) -> bool {
 }
 
 fn skip_raw_string(bytes: &[u8], i: usize) -> Option<usize> {
-    let mut j = i + usize::from(bytes[i] == b'b') + 1;
+    let mut j = i + usize::from(matches!(bytes[i], b'b' | b'c')) + 1;
     let hashes = bytes[j..].iter().take_while(|&&b| b == b'#').count();
     j += hashes + 1;
     while j < bytes.len() {

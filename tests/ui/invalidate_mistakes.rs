@@ -9,7 +9,8 @@ async fn not_cached(id: u64) -> String {
     id.to_string()
 }
 
-// Not `#[cached]`: the missing `not_cached_invalidate` names it.
+// Not `#[cached]`, as this file shows: one error at the name, in
+// herdcache's words (rustc's would guess `get_user_invalidate`).
 #[invalidate(not_cached(id))]
 async fn write_a(id: u64) -> Result<(), ()> {
     let _ = id;
@@ -27,6 +28,23 @@ async fn write_b(id: u64) -> Result<(), ()> {
 #[invalidate(tags = ["user:{user}"])]
 async fn write_c(id: u64) -> Result<(), ()> {
     let _ = id;
+    Ok(())
+}
+
+mod inventory {
+    #[herdcache::cached(ttl = "60s")]
+    pub async fn price(sku: u64) -> u64 {
+        sku
+    }
+}
+#[allow(unused_imports)]
+use inventory::price;
+
+// Cached elsewhere, its helper not imported: rustc's error, which names
+// the import to add.
+#[invalidate(price(sku))]
+async fn write_d(sku: u64) -> Result<(), ()> {
+    let _ = sku;
     Ok(())
 }
 
