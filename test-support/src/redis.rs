@@ -257,3 +257,42 @@ fn answers_ping(port: u16) -> bool {
         && stream.read_exact(&mut reply).is_ok()
         && matches!(reply[0], b'+' | b'-')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::answers_ping;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A listener that accepts one connection and replies `reply` (or
+    /// nothing) to what it reads.
+    fn listener(reply: Option<&'static [u8]>) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 6];
+            let _ = stream.read_exact(&mut request);
+            match reply {
+                Some(reply) => stream.write_all(reply).unwrap(),
+                // Silent until the client gives up.
+                None => {
+                    let _ = stream.read(&mut request);
+                }
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_port_that_accepts_but_does_not_answer_is_not_a_server() {
+        // Another test's port probe: it accepts, it never answers.
+        assert!(!answers_ping(listener(None)));
+        assert!(answers_ping(listener(Some(b"+PONG\r\n"))));
+        assert!(answers_ping(listener(Some(
+            b"-NOAUTH Authentication required.\r\n"
+        ))));
+        // Not a Redis reply.
+        assert!(!answers_ping(listener(Some(b"HTTP/1.1 400\r\n"))));
+    }
+}
