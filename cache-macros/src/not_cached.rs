@@ -159,7 +159,7 @@ const STD_DERIVES: &[&str] = &[
 ];
 
 /// Names whose import or rename could make a known attribute another
-/// crate's.
+/// crate's (derives: see [`STD_DERIVES`], trusted from `std` or `core`).
 const RENAMEABLE: &[&str] = &[
     "cached",
     "invalidate",
@@ -359,18 +359,20 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
                     .position(|t| t.depth == 0 && t.kind == Kind::Punct(b';'))?;
                 let names: Vec<&str> = tokens[i + 1..end].iter().filter_map(word).collect();
                 let glob = tokens[i..end].iter().any(|t| t.kind == Kind::Punct(b'*'));
-                let imports_attribute = names.iter().any(|name| RENAMEABLE.contains(name));
                 let from = names.first().copied().unwrap_or_default();
-                let trusted = matches!(from, "herdcache" | "tokio" | "async_trait");
-                if glob || (imports_attribute && !trusted) {
+                let foreign = names.iter().any(|name| {
+                    (RENAMEABLE.contains(name)
+                        && !matches!(from, "herdcache" | "tokio" | "async_trait"))
+                        || (STD_DERIVES.contains(name) && !matches!(from, "std" | "core"))
+                });
+                if glob || foreign {
                     return None;
                 }
             }
             Some("as")
-                if tokens
-                    .get(i + 1)
-                    .and_then(word)
-                    .is_some_and(|alias| RENAMEABLE.contains(&alias)) =>
+                if tokens.get(i + 1).and_then(word).is_some_and(|alias| {
+                    RENAMEABLE.contains(&alias) || STD_DERIVES.contains(&alias)
+                }) =>
             {
                 return None;
             }
@@ -532,6 +534,8 @@ mod tests {
             "#[cfg_attr(test, make_helpers)]\nfn other() {}",
             "use helpers::make as cached;\n#[cached]\nfn other() {}",
             "use my_macros::cached;\n#[cached]\nfn other() {}",
+            "use my_macros::Helpers as Debug;\n#[derive(Debug)]\nstruct A;",
+            "use my_macros::Debug;\n#[derive(Debug)]\nstruct A;",
             "extern crate my_macros as herdcache;",
             "fn r#stock_invalidate() {}",
             "const X: u8 = r#u8::MAX;",
@@ -542,7 +546,7 @@ mod tests {
             );
         }
         // Known attributes, std derives and macros used inside bodies are fine.
-        let fine = "#[derive(Debug, Clone, PartialEq)]\nstruct A;\n#[herdcache::cached]\nasync fn other() -> u8 { println!(\"x\"); 1 }\nmacro_rules! m { () => {} }";
+        let fine = "use std::fmt::Debug;\n#[derive(Debug, Clone, PartialEq)]\nstruct A;\n#[herdcache::cached]\nasync fn other() -> u8 { println!(\"x\"); 1 }\nmacro_rules! m { () => {} }";
         assert!(proves(&with_writer(&format!("{fine}\n{plain}")), "stock"));
     }
 
