@@ -223,16 +223,25 @@ fn bust(index: usize, call: &Expr, writer: &Ident) -> (TokenStream, TokenStream)
             let Expr::Path(func) = &**func else {
                 unreachable!("parse keeps only calls of a path")
             };
-            if let Some(name) = func.path.get_ident() {
-                if func.qself.is_none() && crate::not_cached::surely_not_cached(name, writer) {
-                    let error = syn::Error::new(
-                        name.span(),
-                        format_args!(
-                            "`{name}` is not #[cached], so it has no `{name}_invalidate` to bust: put #[cached(..)] on `{name}`, or name a #[cached] function here"
-                        ),
-                    );
-                    return (quote!(#(#copies)*), error.to_compile_error());
+            let proof = match func.path.get_ident() {
+                Some(name) if func.qself.is_none() => {
+                    crate::not_cached::surely_not_cached(name, writer).map(|proof| (name, proof))
                 }
+                _ => None,
+            };
+            if let Some((name, proof)) = proof {
+                let (fix, why) = if proof.is_async {
+                    ("put #[cached(..)] on it, or ", "")
+                } else {
+                    ("", " (it goes on an `async fn`)")
+                };
+                let error = syn::Error::new(
+                    name.span(),
+                    format_args!(
+                        "`{name}` is not #[cached]{why}, so it has no `{name}_invalidate` to bust: {fix}name a #[cached] function (by its path, `module::{name}(..)`, if it is in another module)"
+                    ),
+                );
+                return (quote!(#(#copies)*), error.to_compile_error());
             }
             let mut func: ExprPath = func.clone();
             let last = func

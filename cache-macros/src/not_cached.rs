@@ -8,45 +8,47 @@
 //! mistake, `#[invalidate]` reports it in its own words instead.
 //!
 //! "Proves" is narrow on purpose. The answer is yes only when all hold:
-//! - the writer is a free function or a method at the top of its file;
+//! - the writer is at the top of its file, or a method of an impl there,
+//!   and its own `#[invalidate]` names the target;
 //! - the file holds exactly one `fn stock`, at its top, with no attribute
 //!   but inert built-in ones;
 //! - nothing in the file can put `stock_invalidate` in scope another way:
 //!   the word itself, a glob import, a macro call at the top, an attribute
-//!   that may add items, a renamed attribute, a raw identifier, a shebang,
-//!   or a non-ASCII or control character outside comments and literals;
-//! - no file in the crate's folder names `include` or a `path` attribute
-//!   (which could make the writer's file part of another module).
+//!   that may add items, an attribute's, derive's or trusted crate's name
+//!   imported, renamed or shadowed by a module;
+//! - nothing the cleaner may misread: a raw identifier, a shebang, a
+//!   `cr"…"` literal, a non-ASCII or control character outside comments
+//!   and literals;
+//! - no file in the crate's folder names `include`, carries a `path`
+//!   attribute or holds a literal with the writer file's name (any could
+//!   make the writer's file part of another module).
 //!
 //! Any doubt answers no, and rustc's own error stands. A typo (`stok`
 //! beside a cached `stock`) is rustc's too: its guess is then right.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use crate::source;
 
-/// True when the writer's file proves that `target`, named in the
-/// `#[invalidate]` on the function `writer`, is a function that is not
-/// `#[cached]` and that no `<target>_invalidate` is in scope.
-pub(crate) fn surely_not_cached(target: &syn::Ident, writer: &syn::Ident) -> bool {
+/// What the writer's file proves of `target`, named in the `#[invalidate]`
+/// on the function `writer`: `Some` when it is a function that is not
+/// `#[cached]` and no `<target>_invalidate` can be in scope.
+pub(crate) fn surely_not_cached(target: &syn::Ident, writer: &syn::Ident) -> Option<Proof> {
     let (target_span, writer_span) = (target.span().unwrap(), writer.span().unwrap());
-    let (Some(file), Some(target_file)) = (writer_span.local_file(), target_span.local_file())
-    else {
-        return false;
-    };
-    if file != target_file {
-        return false;
+    let file = writer_span.local_file()?;
+    if target_span.local_file()? != file {
+        return None;
     }
-    let Some((text, clean)) = source::read(file.clone()) else {
-        return false;
-    };
-    file_proves(
-        &text,
-        &clean,
-        writer_span.line(),
-        &writer.to_string(),
-        &target.to_string(),
-    ) && crate_folder_includes_nothing(&file)
+    let (text, clean) = source::read(file.clone())?;
+    let facts = Facts::of(&file, text, &clean)?;
+    let proof = facts.prove(
+        (&writer.to_string(), writer_span.line()),
+        (&target.to_string(), target_span.line()),
+    )?;
+    crate_includes_nothing(&file).then_some(proof)
 }
 
 /// A token of the cleaned text: a word (identifier, keyword or number), a
@@ -158,102 +160,223 @@ const STD_DERIVES: &[&str] = &[
     "Default",
 ];
 
-/// Names whose import or rename could make a known attribute another
-/// crate's (derives: see [`STD_DERIVES`], trusted from `std` or `core`).
-const RENAMEABLE: &[&str] = &[
-    "cached",
-    "invalidate",
-    "idempotent",
-    "cached_impl",
-    "herdcache",
-    "tokio",
-    "main",
-    "test",
-    "async_trait",
-];
+/// The crates whose attributes and derives are trusted by name.
+const ROOTS: &[&str] = &["herdcache", "tokio", "async_trait", "std", "core"];
 
-/// [`surely_not_cached`] on one file's text, the writer's name on line
-/// `writer_line` (1-based).
-fn file_proves(text: &str, clean: &[u8], writer_line: usize, writer: &str, target: &str) -> bool {
-    file_proves_inner(text, clean, writer_line, writer, target).is_some()
+/// A name an import, a rename or a module could give another meaning: an
+/// attribute's (`derive` and `test` are the prelude's and can be shadowed),
+/// a derive's or a trusted crate's.
+fn sensitive(name: &str) -> bool {
+    INERT.contains(&name)
+        || STD_DERIVES.contains(&name)
+        || ROOTS.contains(&name)
+        || KNOWN
+            .iter()
+            .any(|path| path.rsplit("::").next() == Some(name))
 }
 
-fn file_proves_inner(
-    text: &str,
-    clean: &[u8],
-    writer_line: usize,
-    writer: &str,
-    target: &str,
-) -> Option<()> {
-    // A shebang line is not code the cleaner understands.
-    if text.starts_with("#!") && !text[2..].trim_start().starts_with('[') {
-        return None;
-    }
-    // Outside comments and literals, only ASCII other than control
-    // characters: a byte-order mark or an invisible space could hide a
-    // token from this reader, but not from rustc.
-    let strange = text.bytes().zip(clean).any(|(original, &cleaned)| {
-        (cleaned == b'_' && !original.is_ascii())
-            || (cleaned.is_ascii_control() && !matches!(cleaned, b'\n' | b'\r' | b'\t'))
-    });
-    if strange {
-        return None;
-    }
-    let tokens = tokens(clean)?;
-    let word = |t: &Token| (t.kind == Kind::Word).then(|| &text[t.start..t.end]);
-    let helper = format!("{target}_invalidate");
-    if tokens.iter().any(|t| word(t) == Some(helper.as_str())) {
-        return None;
-    }
-    let line_of = |at: usize| clean[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-    let fn_named = |name: &str| -> Vec<usize> {
-        (0..tokens.len().saturating_sub(1))
-            .filter(|&at| word(&tokens[at]) == Some("fn") && word(&tokens[at + 1]) == Some(name))
-            .collect()
-    };
-    // The writer (its name on its line): at the top, or a method of an
-    // impl at the top.
-    let writers = fn_named(writer);
-    let mut writers = writers
-        .iter()
-        .filter(|&&at| line_of(tokens[at + 1].start) == writer_line);
-    let &at = writers.next()?;
-    if writers.next().is_some() {
-        return None;
-    }
-    match tokens[at].depth {
-        0 => {}
-        1 => {
-            let headers = source::open_headers(clean, tokens[at].start)?;
-            let [header] = headers.as_slice() else {
-                return None;
-            };
-            if !source::starts_with_word(source::item_keywords(header)?, b"impl") {
-                return None;
-            }
+/// What a file says, once per file and version: `None` when something in
+/// it is doubt for every name (see [`Facts::new`]).
+struct Facts {
+    text: Rc<str>,
+    tokens: Vec<Token>,
+    /// The words of the file.
+    words: HashSet<Rc<str>>,
+    /// The `fn` token of each `fn <name>`, by name.
+    functions: HashMap<Rc<str>, Vec<usize>>,
+    /// Where each line starts, in bytes.
+    line_starts: Vec<usize>,
+}
+
+impl Facts {
+    /// The facts of the file, from a cache kept per file while the text
+    /// read for it stays the same.
+    fn of(file: &Path, text: Rc<str>, clean: &Rc<[u8]>) -> Option<Rc<Facts>> {
+        type Cache = HashMap<PathBuf, (Rc<[u8]>, Option<Rc<Facts>>)>;
+        thread_local! {
+            static CACHE: RefCell<Cache> = RefCell::new(HashMap::new());
         }
-        _ => return None,
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some((seen, facts)) = cache.get(file) {
+                if Rc::ptr_eq(seen, clean) {
+                    return facts.clone();
+                }
+            }
+            let facts = Facts::new(text, clean).map(Rc::new);
+            cache.insert(file.to_path_buf(), (clean.clone(), facts.clone()));
+            facts
+        })
     }
-    // The target: one plain function at the top.
-    let [at] = fn_named(target)[..] else {
-        return None;
-    };
-    if tokens[at].depth != 0 {
-        return None;
+
+    /// `None` on what this reader may misread (a shebang, a non-ASCII or
+    /// control character outside comments and literals, delimiters that do
+    /// not balance) or on anything at the top that could bring a helper in
+    /// unseen (see [`everything_at_the_top_known`]).
+    fn new(text: Rc<str>, clean: &[u8]) -> Option<Facts> {
+        // A shebang line is not code the cleaner understands.
+        if text.starts_with("#!") && !text[2..].trim_start().starts_with('[') {
+            return None;
+        }
+        // A byte-order mark or an invisible space could hide a token from
+        // this reader, but not from rustc.
+        let strange = text.bytes().zip(clean).any(|(original, &cleaned)| {
+            (cleaned == b'_' && !original.is_ascii())
+                || (cleaned.is_ascii_control() && !matches!(cleaned, b'\n' | b'\r' | b'\t'))
+        });
+        if strange {
+            return None;
+        }
+        let tokens = tokens(clean)?;
+        // `cr"..."` is a raw C string since the 2021 edition, an identifier
+        // and a string before it: the cleaner cannot tell which.
+        if tokens
+            .iter()
+            .any(|t| t.kind == Kind::Literal && text[t.start..].starts_with("cr"))
+        {
+            return None;
+        }
+        everything_at_the_top_known(&tokens, &text)?;
+        let mut words = HashSet::new();
+        let mut functions: HashMap<Rc<str>, Vec<usize>> = HashMap::new();
+        for (at, token) in tokens.iter().enumerate() {
+            if token.kind != Kind::Word {
+                continue;
+            }
+            let word: Rc<str> = text[token.start..token.end].into();
+            if at > 0 && tokens[at - 1].kind == Kind::Word {
+                let before = &tokens[at - 1];
+                if &text[before.start..before.end] == "fn" {
+                    functions.entry(word.clone()).or_default().push(at - 1);
+                }
+            }
+            words.insert(word);
+        }
+        let line_starts = std::iter::once(0)
+            .chain(
+                clean
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &b)| b == b'\n')
+                    .map(|(at, _)| at + 1),
+            )
+            .collect();
+        Some(Facts {
+            text,
+            tokens,
+            words,
+            functions,
+            line_starts,
+        })
     }
-    plain_item(&tokens, text, at)?;
-    everything_at_the_top_known(&tokens, text)
+
+    fn line_of(&self, at: usize) -> usize {
+        self.line_starts.partition_point(|&start| start <= at)
+    }
+
+    /// The `fn` tokens of `fn <name>`.
+    fn functions(&self, name: &str) -> &[usize] {
+        self.functions.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `target` is a plain function at the top, no
+    /// `<target>_invalidate` is in sight, and the writer (its name on line
+    /// `writer_line`) is at the top or a method of an impl there, with an
+    /// `#[invalidate]` naming `target` on line `target_line`. Says whether
+    /// the target is an `async fn`.
+    fn prove(&self, writer: (&str, usize), target: (&str, usize)) -> Option<Proof> {
+        let ((writer, writer_line), (target, target_line)) = (writer, target);
+        let tokens = &self.tokens;
+        let text = &*self.text;
+        if self.words.contains(format!("{target}_invalidate").as_str()) {
+            return None;
+        }
+        let mut writers = self
+            .functions(writer)
+            .iter()
+            .filter(|&&at| self.line_of(tokens[at + 1].start) == writer_line);
+        let &at = writers.next()?;
+        if writers.next().is_some() {
+            return None;
+        }
+        match tokens[at].depth {
+            0 => {}
+            1 => {
+                let brace = tokens[..at].iter().rposition(|t| t.depth == 0)?;
+                if tokens[brace].kind != Kind::Punct(b'{') {
+                    return None;
+                }
+                let mut i = item_start(tokens, brace);
+                while let Some((_, end)) = attribute_at(tokens, text, i) {
+                    i = end;
+                }
+                let mut words = tokens[i..brace].iter().map(|t| &text[t.start..t.end]);
+                if words.find(|&w| w != "unsafe") != Some("impl") {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        // The `#[invalidate]` read is the one on this writer.
+        let mut i = item_start(tokens, at);
+        let mut named = false;
+        while let Some((path, end)) = attribute_at(tokens, text, i) {
+            if matches!(path.as_str(), "invalidate" | "herdcache::invalidate") {
+                named |= tokens[i..end].iter().any(|t| {
+                    &text[t.start..t.end] == target && self.line_of(t.start) == target_line
+                });
+            }
+            i = end;
+        }
+        if !named {
+            return None;
+        }
+        let &[at] = self.functions(target) else {
+            return None;
+        };
+        if tokens[at].depth != 0 {
+            return None;
+        }
+        plain_item(tokens, text, at)
+    }
+}
+
+/// What the file proves of a target that is not cached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Proof {
+    /// It is an `async fn` (`#[cached]` could go on it).
+    pub(crate) is_async: bool,
+}
+
+/// The first token of the item whose token `at` is: past the `;` or `}`
+/// that ends the item before it, or the `{` of the block around it.
+fn item_start(tokens: &[Token], at: usize) -> usize {
+    let depth = tokens[at].depth;
+    tokens[..at]
+        .iter()
+        .rposition(|t| {
+            t.depth < depth || (t.depth == depth && matches!(t.kind, Kind::Punct(b';' | b'}')))
+        })
+        .map_or(0, |end| end + 1)
+}
+
+/// [`surely_not_cached`] on one file's text, the writer's name on line
+/// `writer_line` (1-based), the target named on the line before it.
+#[cfg(test)]
+fn file_proves(text: &str, clean: &[u8], writer_line: usize, writer: &str, target: &str) -> bool {
+    Facts::new(text.into(), clean).is_some_and(|facts| {
+        facts
+            .prove((writer, writer_line), (target, writer_line - 1))
+            .is_some()
+    })
 }
 
 /// The tokens before the `fn` at `at`, back to the item before it, are
 /// only inert attributes and qualifiers (`pub(crate) const async unsafe
-/// extern "C"`).
-fn plain_item(tokens: &[Token], text: &str, at: usize) -> Option<()> {
-    let start = tokens[..at]
-        .iter()
-        .rposition(|t| t.depth == 0 && matches!(t.kind, Kind::Punct(b';' | b'}')))
-        .map_or(0, |end| end + 1);
-    let mut i = start;
+/// extern "C"`); whether `async` is one.
+fn plain_item(tokens: &[Token], text: &str, at: usize) -> Option<Proof> {
+    let mut i = item_start(tokens, at);
+    let mut is_async = false;
     while i < at {
         if let Some((path, end)) = attribute_at(tokens, text, i) {
             if !INERT.contains(&path.as_str()) || path == "derive" {
@@ -264,10 +387,22 @@ fn plain_item(tokens: &[Token], text: &str, at: usize) -> Option<()> {
         }
         let token = &tokens[i];
         let fine = match token.kind {
-            Kind::Word => matches!(
-                &text[token.start..token.end],
-                "pub" | "crate" | "self" | "super" | "in" | "const" | "async" | "unsafe" | "extern"
-            ),
+            Kind::Word => {
+                let word = &text[token.start..token.end];
+                is_async |= word == "async";
+                matches!(
+                    word,
+                    "pub"
+                        | "crate"
+                        | "self"
+                        | "super"
+                        | "in"
+                        | "const"
+                        | "async"
+                        | "unsafe"
+                        | "extern"
+                )
+            }
             Kind::Literal => true,
             Kind::Punct(b) => matches!(b, b'(' | b')' | b':'),
         };
@@ -276,7 +411,7 @@ fn plain_item(tokens: &[Token], text: &str, at: usize) -> Option<()> {
         }
         i += 1;
     }
-    Some(())
+    Some(Proof { is_async })
 }
 
 /// The attribute (`#[..]` or `#![..]`) starting at token `i`: its path
@@ -357,23 +492,25 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
                 let end = i + tokens[i..]
                     .iter()
                     .position(|t| t.depth == 0 && t.kind == Kind::Punct(b';'))?;
-                let names: Vec<&str> = tokens[i + 1..end].iter().filter_map(word).collect();
-                let glob = tokens[i..end].iter().any(|t| t.kind == Kind::Punct(b'*'));
+                let statement = &tokens[i + 1..end];
+                let names: Vec<&str> = statement.iter().filter_map(word).collect();
+                let glob = statement.iter().any(|t| t.kind == Kind::Punct(b'*'));
+                // `use herdcache::{cached as test}`: a rename at any depth.
+                let renamed = names
+                    .windows(2)
+                    .any(|pair| pair[0] == "as" && sensitive(pair[1]));
                 let from = names.first().copied().unwrap_or_default();
-                let foreign = names.iter().any(|name| {
-                    (RENAMEABLE.contains(name)
-                        && !matches!(from, "herdcache" | "tokio" | "async_trait"))
-                        || (STD_DERIVES.contains(name) && !matches!(from, "std" | "core"))
-                });
-                if glob || foreign {
+                let foreign = !ROOTS.contains(&from) && names.iter().any(|&name| sensitive(name));
+                if glob || renamed || foreign {
                     return None;
                 }
             }
-            Some("as")
-                if tokens.get(i + 1).and_then(word).is_some_and(|alias| {
-                    RENAMEABLE.contains(&alias) || STD_DERIVES.contains(&alias)
-                }) =>
-            {
+            // `extern crate evil as herdcache;`
+            Some("as") if tokens.get(i + 1).and_then(word).is_some_and(sensitive) => {
+                return None;
+            }
+            // `mod herdcache { .. }` shadows the crate.
+            Some("mod") if tokens.get(i + 1).and_then(word).is_some_and(sensitive) => {
                 return None;
             }
             _ => {}
@@ -383,19 +520,37 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
     Some(())
 }
 
-/// No Rust file in the crate's folder (or, for a file outside it, the
-/// file's own folder) names `include` or carries a `path` attribute: then
-/// the writer's file is its module's whole source, as rustc reads it.
-fn crate_folder_includes_nothing(file: &Path) -> bool {
-    let folder = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .filter(|dir| file.starts_with(dir))
-        .or_else(|| file.parent().map(Path::to_path_buf));
-    let Some(folder) = folder else {
+/// Nothing in the crate's folder (and the file's own, for a file outside
+/// it) could make the writer's file part of another module: no Rust file
+/// names `include` or carries a `path` attribute, or holds a literal with
+/// the file's name in it (a macro that includes under another name, such
+/// as `include_proto!("shop")`, still names the file). Then the file is its
+/// module's whole source, as rustc reads it.
+fn crate_includes_nothing(file: &Path) -> bool {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    includes_nothing(file, manifest.as_deref())
+}
+
+/// [`crate_includes_nothing`] for the crate whose folder is `manifest`.
+fn includes_nothing(file: &Path, manifest: Option<&Path>) -> bool {
+    // rustc's paths are relative to its working directory.
+    let Ok(file) = std::fs::canonicalize(file) else {
         return false;
     };
+    let Some(stem) = file.file_stem().and_then(|stem| stem.to_str()) else {
+        return false;
+    };
+    let manifest = manifest.and_then(|dir| std::fs::canonicalize(dir).ok());
+    let mut folders: Vec<PathBuf> = manifest.iter().cloned().collect();
+    if !manifest.as_ref().is_some_and(|dir| file.starts_with(dir)) {
+        folders.extend(file.parent().map(Path::to_path_buf));
+    }
     let mut files = Vec::new();
-    if !rust_files(&folder, &folder, &mut files) {
+    if folders.is_empty()
+        || !folders
+            .iter()
+            .all(|folder| rust_files(folder, folder, &mut files))
+    {
         return false;
     }
     files.iter().all(|path| {
@@ -406,7 +561,11 @@ fn crate_folder_includes_nothing(file: &Path) -> bool {
             return false;
         };
         let word = |t: &Token| (t.kind == Kind::Word).then(|| &text[t.start..t.end]);
-        if tokens.iter().any(|t| word(t) == Some("include")) {
+        let names_file = |t: &Token| t.kind == Kind::Literal && text[t.start..t.end].contains(stem);
+        if tokens
+            .iter()
+            .any(|t| word(t) == Some("include") || names_file(t))
+        {
             return false;
         }
         (0..tokens.len()).all(|i| match attribute_at(&tokens, &text, i) {
@@ -539,6 +698,10 @@ mod tests {
             "extern crate my_macros as herdcache;",
             "fn r#stock_invalidate() {}",
             "const X: u8 = r#u8::MAX;",
+            "use herdcache::{cached as test, invalidate};",
+            "use evil::derive;",
+            "mod herdcache { pub use evil::gen as cached; }",
+            "macro_rules! a { (cr#\" \") => {} }\nuse crate::cache::*;\nmacro_rules! b { (\" \"#) => {} }",
         ] {
             assert!(
                 !proves(&with_writer(&format!("{before}\n{plain}")), "stock"),
@@ -548,6 +711,69 @@ mod tests {
         // Known attributes, std derives and macros used inside bodies are fine.
         let fine = "use std::fmt::Debug;\n#[derive(Debug, Clone, PartialEq)]\nstruct A;\n#[herdcache::cached]\nasync fn other() -> u8 { println!(\"x\"); 1 }\nmacro_rules! m { () => {} }";
         assert!(proves(&with_writer(&format!("{fine}\n{plain}")), "stock"));
+    }
+
+    #[test]
+    fn the_writer_is_the_one_with_the_invalidate_naming_the_target() {
+        let plain = "async fn stock(id: u64) -> u64 { id }\n";
+        // A method after another one in its impl.
+        let method = format!("{plain}impl Shop {{\n    async fn other(&self) {{}}\n    #[herdcache::invalidate(stock(id))]\n    async fn write(&self, id: u64) -> Result<(), ()> {{ Ok(()) }}\n}}");
+        assert!(proves(&method, "stock"));
+        // A function of that name without the attribute (the writer is
+        // made elsewhere, by a macro): doubt.
+        let decoy = format!("{plain}\npub fn write() {{}}");
+        assert!(!proves(&decoy, "stock"));
+        // Inside a function whose header holds `; impl` in an attribute.
+        let nested = format!("{plain}#[doc = stringify!(; impl x)]\nasync fn outer() {{ use crate::cache::*;\n{WRITER}}}");
+        assert!(!proves(&nested, "stock"));
+    }
+
+    #[test]
+    fn a_target_that_is_not_async_is_said_so() {
+        let text = format!("fn stock(id: u64) -> u64 {{ id }}\n{WRITER}");
+        let clean = crate::source::clean(&text).unwrap();
+        let facts = super::Facts::new(text.as_str().into(), &clean).unwrap();
+        let proof = facts.prove(("write", 3), ("stock", 2));
+        assert_eq!(proof, Some(super::Proof { is_async: false }));
+        let text = format!("pub async fn stock(id: u64) -> u64 {{ id }}\n{WRITER}");
+        let clean = crate::source::clean(&text).unwrap();
+        let facts = super::Facts::new(text.as_str().into(), &clean).unwrap();
+        let proof = facts.prove(("write", 3), ("stock", 2));
+        assert_eq!(proof, Some(super::Proof { is_async: true }));
+    }
+
+    #[test]
+    fn a_file_that_another_may_include_is_doubt() {
+        let dir = std::env::temp_dir().join(format!("herdcache-not-cached-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("shop")).unwrap();
+        let writer = dir.join("shop").join("stock_writer.rs");
+        std::fs::write(&writer, WRITER).unwrap();
+        assert!(super::includes_nothing(&writer, Some(&dir)));
+        for (name, other) in [
+            ("a.rs", "mod shop { include!(\"shop/other.rs\"); }"),
+            (
+                "b.rs",
+                "mod shop { evil::grab!(\"shop/stock_writer.rs\"); }",
+            ),
+            (
+                "c.rs",
+                "mod shop { tonic::include_proto!(\"stock_writer\"); }",
+            ),
+            ("d.rs", "#[path = \"shop/x.in\"]\nmod x;"),
+            ("e.rs", "#[cfg_attr(test, path = \"shop/x.in\")]\nmod x;"),
+        ] {
+            let path = dir.join("shop").join(name);
+            std::fs::write(&path, other).unwrap();
+            assert!(!super::includes_nothing(&writer, Some(&dir)), "{other}");
+            // A file outside the crate's folder: its own folder is read.
+            let elsewhere = std::env::temp_dir().join("herdcache-no-such-crate");
+            assert!(
+                !super::includes_nothing(&writer, Some(&elsewhere)),
+                "{other}"
+            );
+            std::fs::remove_file(path).unwrap();
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

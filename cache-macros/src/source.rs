@@ -162,7 +162,7 @@ fn headers_around(clean: &[u8], at: usize) -> Option<Vec<&[u8]>> {
 
 /// A header past its outer attributes and the `unsafe` or `default` before
 /// an `impl`; `None` when an attribute's brackets do not balance.
-pub(crate) fn item_keywords(header: &[u8]) -> Option<&[u8]> {
+fn item_keywords(header: &[u8]) -> Option<&[u8]> {
     let mut rest = trim(header);
     // Outer attributes: `#[…]`, brackets balanced (literals are blank).
     while let Some(attribute) = rest.strip_prefix(b"#") {
@@ -195,7 +195,7 @@ pub(crate) fn item_keywords(header: &[u8]) -> Option<&[u8]> {
 }
 
 /// `text` starts with `word`, followed by a space or `<` (or nothing).
-pub(crate) fn starts_with_word(text: &[u8], word: &[u8]) -> bool {
+fn starts_with_word(text: &[u8], word: &[u8]) -> bool {
     text.strip_prefix(word).is_some_and(|after| {
         after
             .first()
@@ -364,7 +364,7 @@ fn find_fn_named(line: &[u8], name: &[u8]) -> Option<usize> {
 /// The headers (the text before each `{`, from the end of the item or
 /// statement before it) of the blocks open at byte `at` of the cleaned
 /// text, outermost first.
-pub(crate) fn open_headers(clean: &[u8], at: usize) -> Option<Vec<&[u8]>> {
+fn open_headers(clean: &[u8], at: usize) -> Option<Vec<&[u8]>> {
     let mut open: Vec<(usize, usize)> = Vec::new();
     let mut boundary = 0;
     for (i, &b) in clean.iter().enumerate().take(at) {

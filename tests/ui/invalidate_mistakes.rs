@@ -31,6 +31,17 @@ async fn write_c(id: u64) -> Result<(), ()> {
     Ok(())
 }
 
+fn not_async(id: u64) -> u64 {
+    id
+}
+
+// Not cached and not async: the error says #[cached] would not fit it.
+#[invalidate(not_async(id))]
+async fn write_e(id: u64) -> Result<(), ()> {
+    let _ = id;
+    Ok(())
+}
+
 mod inventory {
     #[herdcache::cached(ttl = "60s")]
     pub async fn price(sku: u64) -> u64 {
