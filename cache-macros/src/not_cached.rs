@@ -14,8 +14,9 @@
 //!   but inert built-in ones;
 //! - nothing in the file can put `stock_invalidate` in scope another way:
 //!   the word itself, a glob import, a macro call at the top, an attribute
-//!   that may add items, an attribute's, derive's or trusted crate's name
-//!   imported, renamed or shadowed by a module;
+//!   or derive that may add items (std's, serde's and thiserror's derives
+//!   do not), or a name those attributes and derives use imported from
+//!   another crate, renamed, or shadowed by a module or `extern crate`;
 //! - nothing the cleaner may misread: a raw identifier, a shebang, a
 //!   `cr"…"` literal, a non-ASCII or control character outside comments
 //!   and literals;
@@ -127,11 +128,16 @@ const INERT: &[&str] = &[
     "test",
     "ignore",
     "should_panic",
-    "derive",
 ];
 
-/// Attributes whose expansion is known to add no `<name>_invalidate` but
-/// their own function's (`#[cached]` on a function other than the target).
+/// Attributes that add no item, allowed at the top but not on the target:
+/// `cfg` only removes items (and a `fn stock` removed is no proof),
+/// `derive` is read apart, `serde` and `error` are trusted derives'
+/// helpers.
+const TOP: &[&str] = &["cfg", "derive", "serde", "error"];
+
+/// Attributes whose expansion adds no `<name>_invalidate` but their own
+/// function's (`#[cached]` on a function other than the target).
 const KNOWN: &[&str] = &[
     "cached",
     "invalidate",
@@ -147,8 +153,9 @@ const KNOWN: &[&str] = &[
     "async_trait::async_trait",
 ];
 
-/// Derives of the standard library.
-const STD_DERIVES: &[&str] = &[
+/// Derives that add impls only: the standard library's, serde's and
+/// thiserror's, and the words of their paths.
+const DERIVES: &[&str] = &[
     "Debug",
     "Clone",
     "Copy",
@@ -158,22 +165,31 @@ const STD_DERIVES: &[&str] = &[
     "Ord",
     "Hash",
     "Default",
+    "Serialize",
+    "Deserialize",
+    "Error",
+    "std",
+    "core",
+    "fmt",
+    "hash",
+    "cmp",
+    "clone",
+    "marker",
+    "default",
+    "serde",
+    "thiserror",
 ];
 
 /// The crates whose attributes and derives are trusted by name.
-const ROOTS: &[&str] = &["herdcache", "tokio", "async_trait", "std", "core"];
-
-/// A name an import, a rename or a module could give another meaning: an
-/// attribute's (`derive` and `test` are the prelude's and can be shadowed),
-/// a derive's or a trusted crate's.
-fn sensitive(name: &str) -> bool {
-    INERT.contains(&name)
-        || STD_DERIVES.contains(&name)
-        || ROOTS.contains(&name)
-        || KNOWN
-            .iter()
-            .any(|path| path.rsplit("::").next() == Some(name))
-}
+const ROOTS: &[&str] = &[
+    "herdcache",
+    "tokio",
+    "async_trait",
+    "std",
+    "core",
+    "serde",
+    "thiserror",
+];
 
 /// What a file says, once per file and version: `None` when something in
 /// it is doubt for every name (see [`Facts::new`]).
@@ -442,12 +458,16 @@ fn attribute_at(tokens: &[Token], text: &str, i: usize) -> Option<(String, usize
 }
 
 /// Nothing at the top of the file can bring `<target>_invalidate` into
-/// scope unseen: every attribute is inert or known (derives the standard
-/// library's), no macro is called, no import is a glob, and no known
-/// attribute's name comes from elsewhere.
+/// scope unseen: every attribute is inert or known and every derive
+/// trusted, no macro is called, no import is a glob, and no name that an
+/// attribute or derive uses (or its path's first word) can mean something
+/// else: imported from an untrusted crate, renamed, or the name of a
+/// module or `extern crate` of the file's own.
 fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
     let word = |t: &Token| (t.kind == Kind::Word).then(|| &text[t.start..t.end]);
     let punct = |at: usize, b: u8| tokens.get(at).is_some_and(|t| t.kind == Kind::Punct(b));
+    // The names the attributes and derives at the top use.
+    let mut used: HashSet<&str> = HashSet::new();
     let mut i = 0;
     while i < tokens.len() {
         let token = &tokens[i];
@@ -460,62 +480,70 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
             continue;
         }
         if let Some((path, end)) = attribute_at(tokens, text, i) {
-            let known = INERT.contains(&path.as_str()) || KNOWN.contains(&path.as_str());
-            if !known {
+            let name = path.as_str();
+            if !(INERT.contains(&name) || TOP.contains(&name) || KNOWN.contains(&name)) {
                 return None;
             }
-            if path == "derive" {
-                let derived = tokens[i..end].iter().filter_map(word).skip(1);
-                let std_paths = [
-                    "std", "core", "fmt", "hash", "cmp", "clone", "marker", "default",
-                ];
-                if !derived
-                    .clone()
-                    .all(|name| STD_DERIVES.contains(&name) || std_paths.contains(&name))
-                {
+            let mut inside = tokens[i..end].iter().filter_map(word);
+            used.extend(inside.next());
+            if name == "derive" {
+                let derived: Vec<&str> = inside.collect();
+                if !derived.iter().all(|name| DERIVES.contains(name)) {
                     return None;
                 }
+                used.extend(derived);
             }
             i = end;
             continue;
         }
-        match word(token) {
-            // A macro called at the top may add any item; a definition
-            // (`macro_rules! name`) adds none.
-            Some(name) if punct(i + 1, b'!') && name != "macro_rules" => {
+        // A macro called at the top may add any item; a definition
+        // (`macro_rules! name`) adds none.
+        if let Some(name) = word(token) {
+            if punct(i + 1, b'!') && name != "macro_rules" {
                 let next = tokens.get(i + 2)?;
                 if matches!(next.kind, Kind::Word | Kind::Punct(b'(' | b'[' | b'{')) {
                     return None;
                 }
             }
+        }
+        i += 1;
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        if token.depth != 0 {
+            continue;
+        }
+        let next_is_used = || {
+            tokens
+                .get(i + 1)
+                .and_then(word)
+                .is_some_and(|name| used.contains(name))
+        };
+        match word(token) {
             Some("use") => {
                 let end = i + tokens[i..]
                     .iter()
                     .position(|t| t.depth == 0 && t.kind == Kind::Punct(b';'))?;
                 let statement = &tokens[i + 1..end];
+                if statement.iter().any(|t| t.kind == Kind::Punct(b'*')) {
+                    return None;
+                }
                 let names: Vec<&str> = statement.iter().filter_map(word).collect();
-                let glob = statement.iter().any(|t| t.kind == Kind::Punct(b'*'));
                 // `use herdcache::{cached as test}`: a rename at any depth.
                 let renamed = names
                     .windows(2)
-                    .any(|pair| pair[0] == "as" && sensitive(pair[1]));
+                    .any(|pair| pair[0] == "as" && used.contains(pair[1]));
                 let from = names.first().copied().unwrap_or_default();
-                let foreign = !ROOTS.contains(&from) && names.iter().any(|&name| sensitive(name));
-                if glob || renamed || foreign {
+                let foreign =
+                    !ROOTS.contains(&from) && names.iter().any(|name| used.contains(name));
+                if renamed || foreign {
                     return None;
                 }
             }
-            // `extern crate evil as herdcache;`
-            Some("as") if tokens.get(i + 1).and_then(word).is_some_and(sensitive) => {
-                return None;
-            }
-            // `mod herdcache { .. }` shadows the crate.
-            Some("mod") if tokens.get(i + 1).and_then(word).is_some_and(sensitive) => {
-                return None;
-            }
+            // `extern crate evil as herdcache;`, `mod herdcache { .. }`,
+            // `extern crate herdcache;` (a crate renamed in Cargo.toml).
+            Some("as" | "mod" | "crate") if next_is_used() => return None,
             _ => {}
         }
-        i += 1;
     }
     Some(())
 }
@@ -688,19 +716,23 @@ mod tests {
             "helpers! { stock }",
             "std::include!(\"more.rs\");",
             "macro_rules! m { () => {} }\nm!();",
-            "#[derive(Debug, serde::Serialize)]\nstruct A;",
+            "#[derive(Debug, evil::Helpers)]\nstruct A;",
+            "use evil::Serialize;\n#[derive(Serialize)]\nstruct A;",
+            "use anyhow::Error;\n#[derive(Debug, Error)]\nstruct A;",
+            "#[macro_use]\nextern crate evil;",
+            "extern crate evil as serde;\n#[derive(serde::Serialize)]\nstruct A;",
             "#[make_helpers]\nfn other() {}",
             "#[cfg_attr(test, make_helpers)]\nfn other() {}",
             "use helpers::make as cached;\n#[cached]\nfn other() {}",
             "use my_macros::cached;\n#[cached]\nfn other() {}",
             "use my_macros::Helpers as Debug;\n#[derive(Debug)]\nstruct A;",
             "use my_macros::Debug;\n#[derive(Debug)]\nstruct A;",
-            "extern crate my_macros as herdcache;",
+            "extern crate my_macros as herdcache;\n#[herdcache::cached]\nasync fn other() {}",
             "fn r#stock_invalidate() {}",
             "const X: u8 = r#u8::MAX;",
-            "use herdcache::{cached as test, invalidate};",
-            "use evil::derive;",
-            "mod herdcache { pub use evil::gen as cached; }",
+            "use herdcache::{cached as test, invalidate};\n#[test]\nfn other() {}",
+            "use evil::derive;\n#[derive(Debug)]\nstruct A;",
+            "mod herdcache { pub use evil::gen as cached; }\n#[herdcache::cached]\nasync fn other() {}",
             "macro_rules! a { (cr#\" \") => {} }\nuse crate::cache::*;\nmacro_rules! b { (\" \"#) => {} }",
         ] {
             assert!(
@@ -711,6 +743,10 @@ mod tests {
         // Known attributes, std derives and macros used inside bodies are fine.
         let fine = "use std::fmt::Debug;\n#[derive(Debug, Clone, PartialEq)]\nstruct A;\n#[herdcache::cached]\nasync fn other() -> u8 { println!(\"x\"); 1 }\nmacro_rules! m { () => {} }";
         assert!(proves(&with_writer(&format!("{fine}\n{plain}")), "stock"));
+        // What an application's file holds: serde's derives, an error type,
+        // a test module, imports that no attribute uses.
+        let app = "use anyhow::Context;\nuse serde::{Deserialize, Serialize};\nuse std::io::Error;\n#[derive(Clone, Serialize, Deserialize)]\n#[serde(rename_all = \"camelCase\")]\nstruct Item { #[serde(default)] sku: u64 }\n#[derive(Debug, thiserror::Error)]\n#[error(\"gone\")]\nstruct Gone;\n#[cfg(test)]\nmod tests {\n    use super::*;\n    #[test]\n    fn t() {}\n}";
+        assert!(proves(&with_writer(&format!("{app}\n{plain}")), "stock"));
     }
 
     #[test]
