@@ -604,7 +604,8 @@ fn includes_nothing(file: &Path, manifest: Option<&Path>) -> bool {
 }
 
 /// The `.rs` files under `dir` (not in the crate's `target/` or a hidden
-/// folder); false when there are too many to read for one error.
+/// folder); false when there are too many to read for one error, or a
+/// link to a folder.
 fn rust_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
@@ -619,11 +620,16 @@ fn rust_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> bool {
         let Ok(kind) = entry.file_type() else {
             return false;
         };
+        // Reached only through a `path` attribute or `include!`, which
+        // are doubt where they are written.
+        let skipped = name.starts_with('.') || (dir == root && name == "target");
         if kind.is_dir() {
-            let skipped = name.starts_with('.') || (dir == root && name == "target");
             if !skipped && !rust_files(root, &path, out) {
                 return false;
             }
+        } else if kind.is_symlink() && !skipped && !name.ends_with(".rs") {
+            // A linked folder may hold modules this walk would not see.
+            return false;
         } else if name.ends_with(".rs") {
             out.push(path);
         }
@@ -808,6 +814,13 @@ mod tests {
                 "{other}"
             );
             std::fs::remove_file(path).unwrap();
+        }
+        // A linked folder.
+        #[cfg(unix)]
+        {
+            let link = dir.join("shop").join("linked");
+            std::os::unix::fs::symlink(std::env::temp_dir(), link).unwrap();
+            assert!(!super::includes_nothing(&writer, Some(&dir)));
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
