@@ -230,6 +230,11 @@ fn bust(index: usize, call: &Expr, writer: &Ident) -> (TokenStream, TokenStream)
                 _ => None,
             };
             if let Some((name, proof)) = proof {
+                let method = if proof.in_impl {
+                    format!(", or `Self::{name}(..)` for a method")
+                } else {
+                    String::new()
+                };
                 let (fix, why) = if proof.is_async {
                     ("put #[cached(..)] on it, or ", "")
                 } else {
@@ -238,7 +243,7 @@ fn bust(index: usize, call: &Expr, writer: &Ident) -> (TokenStream, TokenStream)
                 let error = syn::Error::new(
                     name.span(),
                     format_args!(
-                        "`{name}` is not #[cached]{why}, so it has no `{name}_invalidate` to bust: {fix}name a #[cached] function (by its path, `module::{name}(..)`, if it is in another module)"
+                        "`{name}` is not #[cached]{why}, so it has no `{name}_invalidate` to bust: {fix}name a #[cached] function (by its path if it is elsewhere: `module::{name}(..)`{method})"
                     ),
                 );
                 return (quote!(#(#copies)*), error.to_compile_error());

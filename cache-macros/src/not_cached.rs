@@ -20,9 +20,10 @@
 //! - nothing the cleaner may misread: a raw identifier, a shebang, a
 //!   `cr"…"` literal, a non-ASCII or control character outside comments
 //!   and literals;
-//! - no file in the crate's folder names `include`, carries a `path`
-//!   attribute or holds a literal with the writer file's name (any could
-//!   make the writer's file part of another module).
+//! - in the folder of the crate's root file, no file names `include` or
+//!   `macro_use`, carries a `path` attribute or names the writer's file,
+//!   and nothing is a link (any could make the writer's file part of
+//!   another module, or give its names another meaning).
 //!
 //! Any doubt answers no, and rustc's own error stands. A typo (`stok`
 //! beside a cached `stock`) is rustc's too: its guess is then right.
@@ -154,7 +155,7 @@ const KNOWN: &[&str] = &[
 ];
 
 /// Derives that add impls only: the standard library's, serde's and
-/// thiserror's, and the words of their paths.
+/// thiserror's.
 const DERIVES: &[&str] = &[
     "Debug",
     "Clone",
@@ -168,17 +169,11 @@ const DERIVES: &[&str] = &[
     "Serialize",
     "Deserialize",
     "Error",
-    "std",
-    "core",
-    "fmt",
-    "hash",
-    "cmp",
-    "clone",
-    "marker",
-    "default",
-    "serde",
-    "thiserror",
 ];
+
+/// The modules between a trusted crate and its derive
+/// (`std::fmt::Debug`).
+const DERIVE_MODULES: &[&str] = &["fmt", "hash", "cmp", "clone", "marker", "default"];
 
 /// The crates whose attributes and derives are trusted by name.
 const ROOTS: &[&str] = &[
@@ -333,11 +328,18 @@ impl Facts {
             }
             _ => return None,
         }
-        // The `#[invalidate]` read is the one on this writer.
+        // The `#[invalidate]` read is the one on this writer; its other
+        // attributes (read at the top already for a free function) could
+        // change the body the bust is in.
+        let in_impl = tokens[at].depth == 1;
         let mut i = item_start(tokens, at);
         let mut named = false;
         while let Some((path, end)) = attribute_at(tokens, text, i) {
-            if matches!(path.as_str(), "invalidate" | "herdcache::invalidate") {
+            let name = path.as_str();
+            if !(INERT.contains(&name) || KNOWN.contains(&name) || name == "cfg") {
+                return None;
+            }
+            if matches!(name, "invalidate" | "herdcache::invalidate") {
                 named |= tokens[i..end].iter().any(|t| {
                     &text[t.start..t.end] == target && self.line_of(t.start) == target_line
                 });
@@ -353,7 +355,7 @@ impl Facts {
         if tokens[at].depth != 0 {
             return None;
         }
-        plain_item(tokens, text, at)
+        plain_item(tokens, text, at).map(|is_async| Proof { is_async, in_impl })
     }
 }
 
@@ -362,6 +364,8 @@ impl Facts {
 pub(crate) struct Proof {
     /// It is an `async fn` (`#[cached]` could go on it).
     pub(crate) is_async: bool,
+    /// The writer is a method (`Self::name(..)` is a way to name another).
+    pub(crate) in_impl: bool,
 }
 
 /// The first token of the item whose token `at` is: past the `;` or `}`
@@ -390,7 +394,7 @@ fn file_proves(text: &str, clean: &[u8], writer_line: usize, writer: &str, targe
 /// The tokens before the `fn` at `at`, back to the item before it, are
 /// only inert attributes and qualifiers (`pub(crate) const async unsafe
 /// extern "C"`); whether `async` is one.
-fn plain_item(tokens: &[Token], text: &str, at: usize) -> Option<Proof> {
+fn plain_item(tokens: &[Token], text: &str, at: usize) -> Option<bool> {
     let mut i = item_start(tokens, at);
     let mut is_async = false;
     while i < at {
@@ -427,7 +431,7 @@ fn plain_item(tokens: &[Token], text: &str, at: usize) -> Option<Proof> {
         }
         i += 1;
     }
-    Some(Proof { is_async })
+    Some(is_async)
 }
 
 /// The attribute (`#[..]` or `#![..]`) starting at token `i`: its path
@@ -484,22 +488,42 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
             if !(INERT.contains(&name) || TOP.contains(&name) || KNOWN.contains(&name)) {
                 return None;
             }
-            let mut inside = tokens[i..end].iter().filter_map(word);
-            used.extend(inside.next());
+            used.extend(tokens[i..end].iter().find_map(word));
             if name == "derive" {
-                let derived: Vec<&str> = inside.collect();
-                if !derived.iter().all(|name| DERIVES.contains(name)) {
-                    return None;
+                // Each derive a trusted name, or a path from a trusted
+                // crate (`std::fmt::Debug`, `serde::Serialize`).
+                let open = i + tokens[i..end]
+                    .iter()
+                    .position(|t| t.kind == Kind::Punct(b'('))?;
+                let depth = tokens[open].depth + 1;
+                let inside = &tokens[open + 1..end - 2];
+                for derive in inside.split(|t| t.kind == Kind::Punct(b',') && t.depth == depth) {
+                    let words: Vec<&str> = derive.iter().filter_map(word).collect();
+                    let trusted = match words.as_slice() {
+                        [name] => DERIVES.contains(name),
+                        [root, modules @ .., name] => {
+                            ROOTS.contains(root)
+                                && modules.iter().all(|module| DERIVE_MODULES.contains(module))
+                                && DERIVES.contains(name)
+                        }
+                        [] => true,
+                    };
+                    if !trusted {
+                        return None;
+                    }
+                    used.extend(words.first());
                 }
-                used.extend(derived);
             }
+
             i = end;
             continue;
         }
         // A macro called at the top may add any item; a definition
-        // (`macro_rules! name`) adds none.
+        // (`macro_rules! name`, not `macro_rules! { .. }`) adds none.
         if let Some(name) = word(token) {
-            if punct(i + 1, b'!') && name != "macro_rules" {
+            let definition =
+                name == "macro_rules" && tokens.get(i + 2).is_some_and(|t| t.kind == Kind::Word);
+            if punct(i + 1, b'!') && !definition {
                 let next = tokens.get(i + 2)?;
                 if matches!(next.kind, Kind::Word | Kind::Punct(b'(' | b'[' | b'{')) {
                     return None;
@@ -532,7 +556,13 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
                 let renamed = names
                     .windows(2)
                     .any(|pair| pair[0] == "as" && used.contains(pair[1]));
-                let from = names.first().copied().unwrap_or_default();
+                // The crate is the first token: `use {std::fmt::Display,
+                // evil::Debug}` has none.
+                let from = statement
+                    .iter()
+                    .find(|t| t.kind != Kind::Punct(b':'))
+                    .and_then(word)
+                    .unwrap_or_default();
                 let foreign =
                     !ROOTS.contains(&from) && names.iter().any(|name| used.contains(name));
                 if renamed || foreign {
@@ -548,19 +578,36 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
     Some(())
 }
 
-/// Nothing in the crate's folder (and the file's own, for a file outside
-/// it) could make the writer's file part of another module: no Rust file
-/// names `include` or carries a `path` attribute, or holds a literal with
-/// the file's name in it (a macro that includes under another name, such
-/// as `include_proto!("shop")`, still names the file). Then the file is its
-/// module's whole source, as rustc reads it.
+/// Nothing in the crate could make the writer's file part of another
+/// module or give its names another meaning: in the folder of the crate's
+/// root file, no Rust file names `include` or `macro_use`, carries a
+/// `path` attribute, or names the writer's file (its stem in a literal, or
+/// as a word in a macro's arguments: a macro that includes under another
+/// name, such as `include_proto!("shop")`, still names the file); and no
+/// link. Then the file is its module's whole source, as rustc reads it.
 fn crate_includes_nothing(file: &Path) -> bool {
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
-    includes_nothing(file, manifest.as_deref())
+    crate_root().is_some_and(|root| includes_nothing(file, &root))
 }
 
-/// [`crate_includes_nothing`] for the crate whose folder is `manifest`.
-fn includes_nothing(file: &Path, manifest: Option<&Path>) -> bool {
+/// The crate's root file, from rustc's command line (a proc macro runs
+/// inside rustc): the one argument naming a `.rs` file that exists.
+fn crate_root() -> Option<PathBuf> {
+    let mut roots = std::env::args_os()
+        .skip(1)
+        .map(PathBuf::from)
+        .filter(|arg| arg.extension().is_some_and(|ext| ext == "rs") && arg.is_file());
+    let root = roots.next()?;
+    if roots.next().is_some() {
+        return None;
+    }
+    std::fs::canonicalize(root).ok()
+}
+
+/// [`crate_includes_nothing`] for the crate whose root file is `root`:
+/// every module file is in the root's folder, or reached from a file
+/// there by a `path` attribute or an `include!`, so reading that folder
+/// sees them all.
+fn includes_nothing(file: &Path, root: &Path) -> bool {
     // rustc's paths are relative to its working directory.
     let Ok(file) = std::fs::canonicalize(file) else {
         return false;
@@ -568,17 +615,12 @@ fn includes_nothing(file: &Path, manifest: Option<&Path>) -> bool {
     let Some(stem) = file.file_stem().and_then(|stem| stem.to_str()) else {
         return false;
     };
-    let manifest = manifest.and_then(|dir| std::fs::canonicalize(dir).ok());
-    let mut folders: Vec<PathBuf> = manifest.iter().cloned().collect();
-    if !manifest.as_ref().is_some_and(|dir| file.starts_with(dir)) {
-        folders.extend(file.parent().map(Path::to_path_buf));
-    }
+    let stem = stem.to_lowercase();
+    let Some(folder) = root.parent() else {
+        return false;
+    };
     let mut files = Vec::new();
-    if folders.is_empty()
-        || !folders
-            .iter()
-            .all(|folder| rust_files(folder, folder, &mut files))
-    {
+    if !file.starts_with(folder) || !rust_files(folder, folder, &mut files) {
         return false;
     }
     files.iter().all(|path| {
@@ -589,11 +631,29 @@ fn includes_nothing(file: &Path, manifest: Option<&Path>) -> bool {
             return false;
         };
         let word = |t: &Token| (t.kind == Kind::Word).then(|| &text[t.start..t.end]);
-        let names_file = |t: &Token| t.kind == Kind::Literal && text[t.start..t.end].contains(stem);
-        if tokens
-            .iter()
-            .any(|t| word(t) == Some("include") || names_file(t))
-        {
+        let names_file = |t: &Token| match t.kind {
+            Kind::Literal => text[t.start..t.end].to_lowercase().contains(&stem),
+            Kind::Word => text[t.start..t.end].eq_ignore_ascii_case(&stem),
+            Kind::Punct(_) => false,
+        };
+        // `include!`, under its name or another, and `#[macro_use]`, which
+        // can give the attributes and derives of every module another
+        // meaning.
+        if tokens.iter().enumerate().any(|(i, t)| {
+            let opener = tokens.get(i + 2).filter(|open| {
+                tokens[i + 1].kind == Kind::Punct(b'!')
+                    && matches!(open.kind, Kind::Punct(b'(' | b'[' | b'{'))
+            });
+            let call_names_file = opener.is_some_and(|open| {
+                tokens[i + 3..]
+                    .iter()
+                    .take_while(|inside| inside.depth > open.depth)
+                    .any(names_file)
+            });
+            matches!(word(t), Some("include" | "macro_use"))
+                || (t.kind == Kind::Literal && names_file(t))
+                || (t.kind == Kind::Word && call_names_file)
+        }) {
             return false;
         }
         (0..tokens.len()).all(|i| match attribute_at(&tokens, &text, i) {
@@ -605,7 +665,7 @@ fn includes_nothing(file: &Path, manifest: Option<&Path>) -> bool {
 
 /// The `.rs` files under `dir` (not in the crate's `target/` or a hidden
 /// folder); false when there are too many to read for one error, or a
-/// link to a folder.
+/// link.
 fn rust_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
@@ -627,8 +687,9 @@ fn rust_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> bool {
             if !skipped && !rust_files(root, &path, out) {
                 return false;
             }
-        } else if kind.is_symlink() && !skipped && !name.ends_with(".rs") {
-            // A linked folder may hold modules this walk would not see.
+        } else if kind.is_symlink() && !skipped {
+            // A linked folder may hold modules this walk would not see, a
+            // linked file is a module under another name.
             return false;
         } else if name.ends_with(".rs") {
             out.push(path);
@@ -726,6 +787,11 @@ mod tests {
             "use evil::Serialize;\n#[derive(Serialize)]\nstruct A;",
             "use anyhow::Error;\n#[derive(Debug, Error)]\nstruct A;",
             "#[macro_use]\nextern crate evil;",
+            "use evil as fmt;\n#[derive(fmt::Debug)]\nstruct A;",
+            "mod hash { pub use evil::Debug as Hash; }\n#[derive(hash::Hash)]\nstruct A;",
+            "use {std::fmt::Display, evil::Debug};\n#[derive(Debug)]\nstruct A;",
+            "use evil::mk as macro_rules;\nmacro_rules! { stock }",
+            "macro_rules!(stock);",
             "extern crate evil as serde;\n#[derive(serde::Serialize)]\nstruct A;",
             "#[make_helpers]\nfn other() {}",
             "#[cfg_attr(test, make_helpers)]\nfn other() {}",
@@ -747,7 +813,7 @@ mod tests {
             );
         }
         // Known attributes, std derives and macros used inside bodies are fine.
-        let fine = "use std::fmt::Debug;\n#[derive(Debug, Clone, PartialEq)]\nstruct A;\n#[herdcache::cached]\nasync fn other() -> u8 { println!(\"x\"); 1 }\nmacro_rules! m { () => {} }";
+        let fine = "use std::fmt::Debug;\n#[derive(Debug, Clone, PartialEq, std::hash::Hash, serde::Serialize)]\nstruct A;\n#[herdcache::cached]\nasync fn other() -> u8 { println!(\"x\"); 1 }\nmacro_rules! m { () => {} }";
         assert!(proves(&with_writer(&format!("{fine}\n{plain}")), "stock"));
         // What an application's file holds: serde's derives, an error type,
         // a test module, imports that no attribute uses.
@@ -761,6 +827,12 @@ mod tests {
         // A method after another one in its impl.
         let method = format!("{plain}impl Shop {{\n    async fn other(&self) {{}}\n    #[herdcache::invalidate(stock(id))]\n    async fn write(&self, id: u64) -> Result<(), ()> {{ Ok(()) }}\n}}");
         assert!(proves(&method, "stock"));
+        // Another attribute on a method writer may change its body.
+        let rewritten = method.replace(
+            "    #[herdcache::invalidate",
+            "    #[evil::glob_body]\n    #[herdcache::invalidate",
+        );
+        assert!(!proves(&rewritten, "stock"));
         // A function of that name without the attribute (the writer is
         // made elsewhere, by a macro): doubt.
         let decoy = format!("{plain}\npub fn write() {{}}");
@@ -776,21 +848,35 @@ mod tests {
         let clean = crate::source::clean(&text).unwrap();
         let facts = super::Facts::new(text.as_str().into(), &clean).unwrap();
         let proof = facts.prove(("write", 3), ("stock", 2));
-        assert_eq!(proof, Some(super::Proof { is_async: false }));
+        assert_eq!(
+            proof,
+            Some(super::Proof {
+                is_async: false,
+                in_impl: false
+            })
+        );
         let text = format!("pub async fn stock(id: u64) -> u64 {{ id }}\n{WRITER}");
         let clean = crate::source::clean(&text).unwrap();
         let facts = super::Facts::new(text.as_str().into(), &clean).unwrap();
         let proof = facts.prove(("write", 3), ("stock", 2));
-        assert_eq!(proof, Some(super::Proof { is_async: true }));
+        assert_eq!(
+            proof,
+            Some(super::Proof {
+                is_async: true,
+                in_impl: false
+            })
+        );
     }
 
     #[test]
     fn a_file_that_another_may_include_is_doubt() {
         let dir = std::env::temp_dir().join(format!("herdcache-not-cached-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("shop")).unwrap();
+        let dir = std::fs::canonicalize(dir).unwrap();
+        let root = dir.join("main.rs");
         let writer = dir.join("shop").join("stock_writer.rs");
         std::fs::write(&writer, WRITER).unwrap();
-        assert!(super::includes_nothing(&writer, Some(&dir)));
+        assert!(super::includes_nothing(&writer, &root));
         for (name, other) in [
             ("a.rs", "mod shop { include!(\"shop/other.rs\"); }"),
             (
@@ -803,16 +889,12 @@ mod tests {
             ),
             ("d.rs", "#[path = \"shop/x.in\"]\nmod x;"),
             ("e.rs", "#[cfg_attr(test, path = \"shop/x.in\")]\nmod x;"),
+            ("f.rs", "mod shop { evil::grab_mod!(Stock_Writer); }"),
+            ("g.rs", "#[macro_use]\nextern crate evil;"),
         ] {
             let path = dir.join("shop").join(name);
             std::fs::write(&path, other).unwrap();
-            assert!(!super::includes_nothing(&writer, Some(&dir)), "{other}");
-            // A file outside the crate's folder: its own folder is read.
-            let elsewhere = std::env::temp_dir().join("herdcache-no-such-crate");
-            assert!(
-                !super::includes_nothing(&writer, Some(&elsewhere)),
-                "{other}"
-            );
+            assert!(!super::includes_nothing(&writer, &root), "{other}");
             std::fs::remove_file(path).unwrap();
         }
         // A linked folder.
@@ -820,8 +902,13 @@ mod tests {
         {
             let link = dir.join("shop").join("linked");
             std::os::unix::fs::symlink(std::env::temp_dir(), link).unwrap();
-            assert!(!super::includes_nothing(&writer, Some(&dir)));
+            assert!(!super::includes_nothing(&writer, &root));
         }
+        // A writer outside the root's folder.
+        let elsewhere = std::env::temp_dir()
+            .join("herdcache-no-such-crate")
+            .join("main.rs");
+        assert!(!super::includes_nothing(&writer, &elsewhere));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
