@@ -21,9 +21,11 @@
 //!   `cr"…"` literal, a non-ASCII or control character outside comments
 //!   and literals;
 //! - in the folder of the crate's root file, no file names `include` or
-//!   `macro_use`, carries a `path` attribute or names the writer's file,
-//!   and nothing is a link (any could make the writer's file part of
-//!   another module, or give its names another meaning).
+//!   `macro_use`, carries a `path` attribute or a `#![feature]`, renames
+//!   an `extern crate`, declares a module named like a trusted crate or
+//!   names the writer's file, and nothing is a link (any could make the
+//!   writer's file part of another module, or give its names another
+//!   meaning).
 //!
 //! Any doubt answers no, and rustc's own error stands. A typo (`stok`
 //! beside a cached `stock`) is rustc's too: its guess is then right.
@@ -321,8 +323,24 @@ impl Facts {
                 while let Some((_, end)) = attribute_at(tokens, text, i) {
                     i = end;
                 }
-                let mut words = tokens[i..brace].iter().map(|t| &text[t.start..t.end]);
+                let header = &tokens[i..brace];
+                let mut words = header.iter().map(|t| &text[t.start..t.end]);
                 if words.find(|&w| w != "unsafe") != Some("impl") {
+                    return None;
+                }
+                // Inside `impl Foo<{ .. }>`, a const generic's block, the
+                // brace is not the impl's.
+                let angle = |b: u8| {
+                    header
+                        .iter()
+                        .enumerate()
+                        .filter(|&(k, t)| {
+                            t.kind == Kind::Punct(b)
+                                && !(b == b'>' && k > 0 && header[k - 1].kind == Kind::Punct(b'-'))
+                        })
+                        .count()
+                };
+                if angle(b'<') != angle(b'>') {
                     return None;
                 }
             }
@@ -470,8 +488,19 @@ fn attribute_at(tokens: &[Token], text: &str, i: usize) -> Option<(String, usize
 fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
     let word = |t: &Token| (t.kind == Kind::Word).then(|| &text[t.start..t.end]);
     let punct = |at: usize, b: u8| tokens.get(at).is_some_and(|t| t.kind == Kind::Punct(b));
-    // The names the attributes and derives at the top use.
+    // The names the file's attributes and derives use, at any depth (a
+    // method writer's attributes act on the body the bust is in).
     let mut used: HashSet<&str> = HashSet::new();
+    for i in 0..tokens.len() {
+        if let Some((path, end)) = attribute_at(tokens, text, i) {
+            let words = tokens[i..end].iter().filter_map(word);
+            if path == "derive" {
+                used.extend(words);
+            } else {
+                used.extend(words.take(1));
+            }
+        }
+    }
     let mut i = 0;
     while i < tokens.len() {
         let token = &tokens[i];
@@ -488,7 +517,6 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
             if !(INERT.contains(&name) || TOP.contains(&name) || KNOWN.contains(&name)) {
                 return None;
             }
-            used.extend(tokens[i..end].iter().find_map(word));
             if name == "derive" {
                 // Each derive a trusted name, or a path from a trusted
                 // crate (`std::fmt::Debug`, `serde::Serialize`).
@@ -511,12 +539,19 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
                     if !trusted {
                         return None;
                     }
-                    used.extend(words.first());
                 }
             }
 
             i = end;
             continue;
+        }
+        // An `extern` block's items are the module's, and a macro called
+        // in it may add any.
+        if word(token) == Some("extern") {
+            let next = tokens[i + 1..].iter().find(|t| t.kind != Kind::Literal);
+            if next.is_some_and(|t| t.kind == Kind::Punct(b'{')) {
+                return None;
+            }
         }
         // A macro called at the top may add any item; a definition
         // (`macro_rules! name`, not `macro_rules! { .. }`) adds none.
@@ -591,16 +626,30 @@ fn crate_includes_nothing(file: &Path) -> bool {
 
 /// The crate's root file, from rustc's command line (a proc macro runs
 /// inside rustc): the one argument naming a `.rs` file that exists.
+/// `None` under rustdoc, which expands macros but does not resolve the
+/// names in function bodies: a build that never called the helper.
 fn crate_root() -> Option<PathBuf> {
-    let mut roots = std::env::args_os()
-        .skip(1)
-        .map(PathBuf::from)
-        .filter(|arg| arg.extension().is_some_and(|ext| ext == "rs") && arg.is_file());
+    let mut args = std::env::args_os().map(PathBuf::from);
+    let program = args.next()?;
+    if program
+        .file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with("rustdoc"))
+    {
+        return None;
+    }
+    let mut roots = args.filter(|arg| is_rust_file(arg) && arg.is_file());
     let root = roots.next()?;
     if roots.next().is_some() {
         return None;
     }
-    std::fs::canonicalize(root).ok()
+    std::path::absolute(root).ok()
+}
+
+/// A name ending in `.rs`, in any case (a case-insensitive file system
+/// compiles `a.RS` as `a.rs`).
+fn is_rust_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("rs"))
 }
 
 /// [`crate_includes_nothing`] for the crate whose root file is `root`:
@@ -608,19 +657,27 @@ fn crate_root() -> Option<PathBuf> {
 /// there by a `path` attribute or an `include!`, so reading that folder
 /// sees them all.
 fn includes_nothing(file: &Path, root: &Path) -> bool {
-    // rustc's paths are relative to its working directory.
-    let Ok(file) = std::fs::canonicalize(file) else {
+    // rustc's paths are relative to its working directory. The root's
+    // folder is taken as rustc takes it: a linked root file is found
+    // below, and is doubt.
+    let (Ok(file), Some(Ok(folder))) = (
+        std::fs::canonicalize(file),
+        root.parent().map(std::fs::canonicalize),
+    ) else {
         return false;
     };
-    let Some(stem) = file.file_stem().and_then(|stem| stem.to_str()) else {
-        return false;
-    };
-    let stem = stem.to_lowercase();
-    let Some(folder) = root.parent() else {
-        return false;
-    };
+    // The writer file's names: its stem, and its folder's for a `mod.rs`.
+    let mut stems: Vec<String> = Vec::new();
+    stems.extend(
+        file.file_stem()
+            .map(|stem| stem.to_string_lossy().to_lowercase()),
+    );
+    if stems.iter().any(|stem| stem == "mod") {
+        let parent = file.parent().and_then(Path::file_name);
+        stems.extend(parent.map(|name| name.to_string_lossy().to_lowercase()));
+    }
     let mut files = Vec::new();
-    if !file.starts_with(folder) || !rust_files(folder, folder, &mut files) {
+    if !file.starts_with(&folder) || !rust_files(&folder, &folder, &mut files) {
         return false;
     }
     files.iter().all(|path| {
@@ -630,46 +687,99 @@ fn includes_nothing(file: &Path, root: &Path) -> bool {
         let Some(tokens) = tokens(&clean) else {
             return false;
         };
-        let word = |t: &Token| (t.kind == Kind::Word).then(|| &text[t.start..t.end]);
-        let names_file = |t: &Token| match t.kind {
-            Kind::Literal => text[t.start..t.end].to_lowercase().contains(&stem),
-            Kind::Word => text[t.start..t.end].eq_ignore_ascii_case(&stem),
-            Kind::Punct(_) => false,
-        };
-        // `include!`, under its name or another, and `#[macro_use]`, which
-        // can give the attributes and derives of every module another
-        // meaning.
-        if tokens.iter().enumerate().any(|(i, t)| {
-            let opener = tokens.get(i + 2).filter(|open| {
-                tokens[i + 1].kind == Kind::Punct(b'!')
-                    && matches!(open.kind, Kind::Punct(b'(' | b'[' | b'{'))
-            });
-            let call_names_file = opener.is_some_and(|open| {
-                tokens[i + 3..]
-                    .iter()
-                    .take_while(|inside| inside.depth > open.depth)
-                    .any(names_file)
-            });
-            matches!(word(t), Some("include" | "macro_use"))
-                || (t.kind == Kind::Literal && names_file(t))
-                || (t.kind == Kind::Word && call_names_file)
-        }) {
-            return false;
-        }
-        (0..tokens.len()).all(|i| match attribute_at(&tokens, &text, i) {
-            Some((_, end)) => !tokens[i..end].iter().any(|t| word(t) == Some("path")),
-            None => true,
-        })
+        file_includes_nothing(&tokens, &text, &stems)
     })
 }
 
-/// The `.rs` files under `dir` (not in the crate's `target/` or a hidden
-/// folder); false when there are too many to read for one error, or a
-/// link.
+/// One file of the crate holds nothing that could include the writer's
+/// file (whose names are `stems`) or give the names of every module
+/// another meaning.
+fn file_includes_nothing(tokens: &[Token], text: &str, stems: &[String]) -> bool {
+    let word = |t: &Token| (t.kind == Kind::Word).then(|| &text[t.start..t.end]);
+    let names_file = |t: &Token| match t.kind {
+        Kind::Literal => {
+            let literal = text[t.start..t.end].to_lowercase();
+            stems.iter().any(|stem| literal.contains(stem.as_str()))
+        }
+        Kind::Word => stems
+            .iter()
+            .any(|stem| text[t.start..t.end].eq_ignore_ascii_case(stem)),
+        Kind::Punct(_) => false,
+    };
+    // The tokens inside the delimiters that open at `open`.
+    let inside = |open: usize| {
+        let depth = tokens[open].depth;
+        tokens[open + 1..]
+            .iter()
+            .take_while(move |t| t.depth > depth)
+    };
+    let punct = |at: usize, b: u8| tokens.get(at).is_some_and(|t| t.kind == Kind::Punct(b));
+    (0..tokens.len()).all(|i| {
+        let token = &tokens[i];
+        // `include!` and `#[macro_use]` (macros for every module after
+        // it).
+        if matches!(word(token), Some("include" | "macro_use")) {
+            return false;
+        }
+        if token.kind == Kind::Literal && names_file(token) {
+            return false;
+        }
+        // A macro call or an attribute whose arguments name the file (a
+        // macro that includes under another name).
+        let call = word(token).is_some() && punct(i + 1, b'!') && {
+            matches!(
+                tokens.get(i + 2).map(|t| t.kind),
+                Some(Kind::Punct(b'(' | b'[' | b'{'))
+            )
+        };
+        if call && inside(i + 2).any(names_file) {
+            return false;
+        }
+        if let Some((path, end)) = attribute_at(tokens, text, i) {
+            let attribute = &tokens[i..end];
+            if attribute
+                .iter()
+                .any(|t| word(t) == Some("path") || names_file(t))
+            {
+                return false;
+            }
+            // A nightly feature (`macro_attr`, `macro_derive`) may let a
+            // `macro_rules!` be an attribute or a derive.
+            if punct(i + 1, b'!') && path == "feature" {
+                return false;
+            }
+        }
+        // `extern crate evil as serde;` (every module's `serde` then) and,
+        // in the 2015 edition, `mod herdcache` (`use herdcache::..` there).
+        if word(token) == Some("extern") && tokens.get(i + 1).and_then(word) == Some("crate") {
+            let renamed = tokens[i..]
+                .iter()
+                .take_while(|t| t.kind != Kind::Punct(b';'))
+                .any(|t| word(t) == Some("as"));
+            if renamed {
+                return false;
+            }
+        }
+        if word(token) == Some("mod")
+            && tokens
+                .get(i + 1)
+                .and_then(word)
+                .is_some_and(|name| ROOTS.contains(&name))
+        {
+            return false;
+        }
+        true
+    })
+}
+
+/// The `.rs` files under `dir` (not in a hidden folder, nor in the
+/// package's `target/` beside its `Cargo.toml`); false when there are too
+/// many to read for one error, or a link.
 fn rust_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
     };
+    let package = dir == root && dir.join("Cargo.toml").is_file();
     for entry in entries {
         let Ok(entry) = entry else {
             return false;
@@ -680,18 +790,21 @@ fn rust_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> bool {
         let Ok(kind) = entry.file_type() else {
             return false;
         };
-        // Reached only through a `path` attribute or `include!`, which
-        // are doubt where they are written.
-        let skipped = name.starts_with('.') || (dir == root && name == "target");
+        // Not a module's name: reached only through a `path` attribute or
+        // `include!`, which are doubt where they are written.
+        let skipped = name.starts_with('.') || (package && name == "target");
+        if skipped {
+            continue;
+        }
         if kind.is_dir() {
-            if !skipped && !rust_files(root, &path, out) {
+            if !rust_files(root, &path, out) {
                 return false;
             }
-        } else if kind.is_symlink() && !skipped {
+        } else if kind.is_symlink() {
             // A linked folder may hold modules this walk would not see, a
             // linked file is a module under another name.
             return false;
-        } else if name.ends_with(".rs") {
+        } else if is_rust_file(&path) {
             out.push(path);
         }
         if out.len() > 2_000 {
@@ -792,6 +905,8 @@ mod tests {
             "use {std::fmt::Display, evil::Debug};\n#[derive(Debug)]\nstruct A;",
             "use evil::mk as macro_rules;\nmacro_rules! { stock }",
             "macro_rules!(stock);",
+            "extern \"C\" { make_helpers!(); }",
+            "unsafe extern { make_helpers!(); }",
             "extern crate evil as serde;\n#[derive(serde::Serialize)]\nstruct A;",
             "#[make_helpers]\nfn other() {}",
             "#[cfg_attr(test, make_helpers)]\nfn other() {}",
@@ -833,6 +948,15 @@ mod tests {
             "    #[evil::glob_body]\n    #[herdcache::invalidate",
         );
         assert!(!proves(&rewritten, "stock"));
+        // An attribute on the method imported under a known name.
+        let renamed = format!(
+            "use evil::glob_body as test;\n{}",
+            rewritten.replace("evil::glob_body", "test")
+        );
+        assert!(!proves(&renamed, "stock"));
+        // Inside a const generic's block in an impl's header.
+        let generic = format!("{plain}impl Foo<{{ use crate::cache::*;\n    #[herdcache::invalidate(stock(id))]\n    async fn write(id: u64) -> Result<(), ()> {{ Ok(()) }}\n    1 }}> {{}}");
+        assert!(!proves(&generic, "stock"));
         // A function of that name without the attribute (the writer is
         // made elsewhere, by a macro): doubt.
         let decoy = format!("{plain}\npub fn write() {{}}");
@@ -891,6 +1015,11 @@ mod tests {
             ("e.rs", "#[cfg_attr(test, path = \"shop/x.in\")]\nmod x;"),
             ("f.rs", "mod shop { evil::grab_mod!(Stock_Writer); }"),
             ("g.rs", "#[macro_use]\nextern crate evil;"),
+            ("h.rs", "#[evil::embed(stock_writer)]\nmod m {}"),
+            ("i.rs", "extern crate evil as serde;"),
+            ("j.rs", "#![feature(macro_attr)]"),
+            ("k.rs", "mod herdcache { pub use evil::gen as cached; }"),
+            ("l.RS", "include!(\"shop/stock_writer.rs\");"),
         ] {
             let path = dir.join("shop").join(name);
             std::fs::write(&path, other).unwrap();
