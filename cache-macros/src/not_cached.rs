@@ -11,19 +11,20 @@
 //! - the writer is at the top of its file, or a method of an impl there,
 //!   and its own `#[invalidate]` names the target;
 //! - the file holds exactly one `fn stock`, at its top, with no attribute
-//!   but inert built-in ones;
+//!   but inert built-in ones (and `#[instrument]`);
 //! - nothing in the file can put `stock_invalidate` in scope another way:
-//!   the word itself, a glob import, a macro call at the top, an attribute
-//!   or derive that may add items (std's, serde's and thiserror's derives
-//!   do not), or a name those attributes and derives use imported from
-//!   another crate, renamed, or shadowed by a module or `extern crate`;
-//! - nothing the cleaner may misread: a raw identifier, a shebang, a
+//!   the word itself, a glob import, a macro call at the top (but trusted
+//!   ones), an attribute or derive that may add items (std's and a few
+//!   well-known crates' derives do not), or a name those attributes,
+//!   derives and macros use imported from another crate, renamed, or
+//!   shadowed by a module or `extern crate`;
+//! - nothing the cleaner may misread: `r#macro_rules`, a shebang, a
 //!   `cr"…"` literal, a non-ASCII or control character outside comments
 //!   and literals;
 //! - in the folder of the crate's root file, no file names `include` or
 //!   `macro_use`, carries a `path` attribute or a `#![feature]`, renames
-//!   an `extern crate`, declares a module named like a trusted crate or
-//!   names the writer's file, and nothing is a link (any could make the
+//!   an `extern crate` to a name that matters, or names the writer's file
+//!   as something to include, and nothing is a link (any could make the
 //!   writer's file part of another module, or give its names another
 //!   meaning).
 //!
@@ -52,7 +53,7 @@ pub(crate) fn surely_not_cached(target: &syn::Ident, writer: &syn::Ident) -> Opt
         (&writer.to_string(), writer_span.line()),
         (&target.to_string(), target_span.line()),
     )?;
-    crate_includes_nothing(&file).then_some(proof)
+    crate_includes_nothing(&file, &facts.used).then_some(proof)
 }
 
 /// A token of the cleaned text: a word (identifier, keyword or number), a
@@ -137,7 +138,10 @@ const INERT: &[&str] = &[
 /// `cfg` only removes items (and a `fn stock` removed is no proof),
 /// `derive` is read apart, `serde` and `error` are trusted derives'
 /// helpers.
-const TOP: &[&str] = &["cfg", "derive", "serde", "error"];
+const TOP: &[&str] = &[
+    "cfg", "derive", "serde", "error", "sqlx", "validate", "schema", "schemars", "command", "arg",
+    "clap", "strum", "display",
+];
 
 /// Attributes whose expansion adds no `<name>_invalidate` but their own
 /// function's (`#[cached]` on a function other than the target).
@@ -154,10 +158,23 @@ const KNOWN: &[&str] = &[
     "tokio::test",
     "async_trait",
     "async_trait::async_trait",
+    "axum::async_trait",
+    "axum::debug_handler",
+    "instrument",
+    "tracing::instrument",
+    "sqlx::test",
 ];
 
-/// Derives that add impls only: the standard library's, serde's and
-/// thiserror's.
+/// Attributes allowed on the target besides [`INERT`]: they wrap its body
+/// and add no item.
+const ON_TARGET: &[&str] = &["instrument", "tracing::instrument"];
+
+/// Macros allowed at the top: the items they add are named by their
+/// arguments (`thread_local!(static NAME: ..)`).
+const MACROS: &[&str] = &["thread_local", "task_local", "lazy_static"];
+
+/// Derives that add impls only: the standard library's and those of
+/// well-known crates ([`ROOTS`]).
 const DERIVES: &[&str] = &[
     "Debug",
     "Clone",
@@ -171,6 +188,20 @@ const DERIVES: &[&str] = &[
     "Serialize",
     "Deserialize",
     "Error",
+    "FromRow",
+    "Type",
+    "Validate",
+    "ToSchema",
+    "JsonSchema",
+    "Parser",
+    "Args",
+    "Subcommand",
+    "ValueEnum",
+    "Display",
+    "EnumString",
+    "EnumIter",
+    "AsRefStr",
+    "IntoStaticStr",
 ];
 
 /// The modules between a trusted crate and its derive
@@ -186,6 +217,16 @@ const ROOTS: &[&str] = &[
     "core",
     "serde",
     "thiserror",
+    "sqlx",
+    "validator",
+    "utoipa",
+    "schemars",
+    "clap",
+    "derive_more",
+    "strum",
+    "axum",
+    "tracing",
+    "lazy_static",
 ];
 
 /// What a file says, once per file and version: `None` when something in
@@ -193,6 +234,8 @@ const ROOTS: &[&str] = &[
 struct Facts {
     text: Rc<str>,
     tokens: Vec<Token>,
+    /// The names the file's attributes, derives and macros use.
+    used: HashSet<Rc<str>>,
     /// The words of the file.
     words: HashSet<Rc<str>>,
     /// The `fn` token of each `fn <name>`, by name.
@@ -249,7 +292,10 @@ impl Facts {
         {
             return None;
         }
-        everything_at_the_top_known(&tokens, &text)?;
+        let used = everything_at_the_top_known(&tokens, &text)?
+            .into_iter()
+            .map(Rc::from)
+            .collect();
         let mut words = HashSet::new();
         let mut functions: HashMap<Rc<str>, Vec<usize>> = HashMap::new();
         for (at, token) in tokens.iter().enumerate() {
@@ -277,6 +323,7 @@ impl Facts {
         Some(Facts {
             text,
             tokens,
+            used,
             words,
             functions,
             line_starts,
@@ -316,7 +363,14 @@ impl Facts {
             0 => {}
             1 => {
                 let brace = tokens[..at].iter().rposition(|t| t.depth == 0)?;
-                if tokens[brace].kind != Kind::Punct(b'{') {
+                // The impl's brace ends its header: after a type, not after
+                // `<`, `,` or `=` (a const generic's block, `Foo<{ .. }>`).
+                let after_type = brace > 0
+                    && matches!(
+                        tokens[brace - 1].kind,
+                        Kind::Word | Kind::Punct(b'>' | b')' | b']')
+                    );
+                if tokens[brace].kind != Kind::Punct(b'{') || !after_type {
                     return None;
                 }
                 let mut i = item_start(tokens, brace);
@@ -417,7 +471,8 @@ fn plain_item(tokens: &[Token], text: &str, at: usize) -> Option<bool> {
     let mut is_async = false;
     while i < at {
         if let Some((path, end)) = attribute_at(tokens, text, i) {
-            if !INERT.contains(&path.as_str()) || path == "derive" {
+            let name = path.as_str();
+            if !(INERT.contains(&name) || ON_TARGET.contains(&name)) {
                 return None;
             }
             i = end;
@@ -480,32 +535,38 @@ fn attribute_at(tokens: &[Token], text: &str, i: usize) -> Option<(String, usize
 }
 
 /// Nothing at the top of the file can bring `<target>_invalidate` into
-/// scope unseen: every attribute is inert or known and every derive
-/// trusted, no macro is called, no import is a glob, and no name that an
-/// attribute or derive uses (or its path's first word) can mean something
+/// scope unseen: every attribute is inert or known, every derive and
+/// macro call trusted, no import is a glob, and no name that an attribute,
+/// derive or macro uses (or its path's first word) can mean something
 /// else: imported from an untrusted crate, renamed, or the name of a
-/// module or `extern crate` of the file's own.
-fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
+/// module or `extern crate` of the file's own. Returns those names.
+fn everything_at_the_top_known<'a>(tokens: &[Token], text: &'a str) -> Option<HashSet<&'a str>> {
     let word = |t: &Token| (t.kind == Kind::Word).then(|| &text[t.start..t.end]);
     let punct = |at: usize, b: u8| tokens.get(at).is_some_and(|t| t.kind == Kind::Punct(b));
-    // The names the file's attributes and derives use, at any depth (a
-    // method writer's attributes act on the body the bust is in).
+    // The names the file's attributes, derives and macros use, at any
+    // depth (a method writer's attributes act on the body the bust is in).
     let mut used: HashSet<&str> = HashSet::new();
     for i in 0..tokens.len() {
         if let Some((path, end)) = attribute_at(tokens, text, i) {
-            let words = tokens[i..end].iter().filter_map(word);
+            used.extend(tokens[i..end].iter().find_map(word));
             if path == "derive" {
-                used.extend(words);
-            } else {
-                used.extend(words.take(1));
+                used.extend(
+                    derives(tokens, text, i, end)?
+                        .into_iter()
+                        .filter_map(|d| d.first().copied()),
+                );
             }
         }
     }
     let mut i = 0;
     while i < tokens.len() {
         let token = &tokens[i];
-        // A raw identifier (`r#stock`) reads as another word here.
-        if word(token) == Some("r") && punct(i + 1, b'#') && tokens[i + 1].start == token.end {
+        // `r#macro_rules! { .. }` is a call, not a definition.
+        if word(token) == Some("macro_rules")
+            && i > 1
+            && punct(i - 1, b'#')
+            && word(&tokens[i - 2]) == Some("r")
+        {
             return None;
         }
         if token.depth != 0 {
@@ -520,14 +581,8 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
             if name == "derive" {
                 // Each derive a trusted name, or a path from a trusted
                 // crate (`std::fmt::Debug`, `serde::Serialize`).
-                let open = i + tokens[i..end]
-                    .iter()
-                    .position(|t| t.kind == Kind::Punct(b'('))?;
-                let depth = tokens[open].depth + 1;
-                let inside = &tokens[open + 1..end - 2];
-                for derive in inside.split(|t| t.kind == Kind::Punct(b',') && t.depth == depth) {
-                    let words: Vec<&str> = derive.iter().filter_map(word).collect();
-                    let trusted = match words.as_slice() {
+                for derive in derives(tokens, text, i, end)? {
+                    let trusted = match derive.as_slice() {
                         [name] => DERIVES.contains(name),
                         [root, modules @ .., name] => {
                             ROOTS.contains(root)
@@ -541,7 +596,6 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
                     }
                 }
             }
-
             i = end;
             continue;
         }
@@ -553,16 +607,22 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
                 return None;
             }
         }
-        // A macro called at the top may add any item; a definition
+        // A macro called at the top may add any item, but for the trusted
+        // ones, called by their name or from a trusted crate; a definition
         // (`macro_rules! name`, not `macro_rules! { .. }`) adds none.
         if let Some(name) = word(token) {
             let definition =
                 name == "macro_rules" && tokens.get(i + 2).is_some_and(|t| t.kind == Kind::Word);
-            if punct(i + 1, b'!') && !definition {
-                let next = tokens.get(i + 2)?;
-                if matches!(next.kind, Kind::Word | Kind::Punct(b'(' | b'[' | b'{')) {
+            let opener = tokens.get(i + 2).is_some_and(|next| {
+                matches!(next.kind, Kind::Word | Kind::Punct(b'(' | b'[' | b'{'))
+            });
+            if punct(i + 1, b'!') && !definition && opener {
+                let root = path_root(tokens, text, i);
+                let trusted = MACROS.contains(&name) && (root == name || ROOTS.contains(&root));
+                if !trusted {
                     return None;
                 }
+                used.insert(root);
             }
         }
         i += 1;
@@ -578,7 +638,12 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
                 .is_some_and(|name| used.contains(name))
         };
         match word(token) {
-            Some("use") => {
+            // An import, not `impl Trait + use<'a>`: at an item's start.
+            Some("use")
+                if i == 0
+                    || matches!(tokens[i - 1].kind, Kind::Punct(b';' | b'}' | b']' | b')'))
+                    || word(&tokens[i - 1]) == Some("pub") =>
+            {
                 let end = i + tokens[i..]
                     .iter()
                     .position(|t| t.depth == 0 && t.kind == Kind::Punct(b';'))?;
@@ -610,7 +675,42 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
             _ => {}
         }
     }
-    Some(())
+    Some(used)
+}
+
+/// The derives of the `#[derive(..)]` from token `i` to `end`, each as the
+/// words of its path; `None` when it has no parentheses.
+fn derives<'a>(tokens: &[Token], text: &'a str, i: usize, end: usize) -> Option<Vec<Vec<&'a str>>> {
+    let open = i + tokens[i..end]
+        .iter()
+        .position(|t| t.kind == Kind::Punct(b'('))?;
+    let depth = tokens[open].depth + 1;
+    let inside = tokens.get(open + 1..end.checked_sub(2)?)?;
+    Some(
+        inside
+            .split(|t| t.kind == Kind::Punct(b',') && t.depth == depth)
+            .map(|derive| {
+                derive
+                    .iter()
+                    .filter(|t| t.kind == Kind::Word)
+                    .map(|t| &text[t.start..t.end])
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
+/// The first word of the path that ends with the word at `i`
+/// (`tokio` for `tokio::task_local`).
+fn path_root<'a>(tokens: &[Token], text: &'a str, mut i: usize) -> &'a str {
+    while i >= 3
+        && tokens[i - 1].kind == Kind::Punct(b':')
+        && tokens[i - 2].kind == Kind::Punct(b':')
+        && tokens[i - 3].kind == Kind::Word
+    {
+        i -= 3;
+    }
+    &text[tokens[i].start..tokens[i].end]
 }
 
 /// Nothing in the crate could make the writer's file part of another
@@ -620,8 +720,8 @@ fn everything_at_the_top_known(tokens: &[Token], text: &str) -> Option<()> {
 /// as a word in a macro's arguments: a macro that includes under another
 /// name, such as `include_proto!("shop")`, still names the file); and no
 /// link. Then the file is its module's whole source, as rustc reads it.
-fn crate_includes_nothing(file: &Path) -> bool {
-    crate_root().is_some_and(|root| includes_nothing(file, &root))
+fn crate_includes_nothing(file: &Path, used: &HashSet<Rc<str>>) -> bool {
+    crate_root().is_some_and(|root| includes_nothing(file, &root, used))
 }
 
 /// The crate's root file, from rustc's command line (a proc macro runs
@@ -637,7 +737,17 @@ fn crate_root() -> Option<PathBuf> {
     {
         return None;
     }
-    let mut roots = args.filter(|arg| is_rust_file(arg) && arg.is_file());
+    let args: Vec<PathBuf> = args.collect();
+    // `-Zcrate-attr=..` adds attributes this reader never sees.
+    if args
+        .iter()
+        .any(|arg| arg.to_string_lossy().contains("crate-attr"))
+    {
+        return None;
+    }
+    let mut roots = args
+        .into_iter()
+        .filter(|arg| is_rust_file(arg) && arg.is_file());
     let root = roots.next()?;
     if roots.next().is_some() {
         return None;
@@ -655,8 +765,9 @@ fn is_rust_file(path: &Path) -> bool {
 /// [`crate_includes_nothing`] for the crate whose root file is `root`:
 /// every module file is in the root's folder, or reached from a file
 /// there by a `path` attribute or an `include!`, so reading that folder
-/// sees them all.
-fn includes_nothing(file: &Path, root: &Path) -> bool {
+/// sees them all. `used`: the names the writer's file uses in attributes,
+/// derives and macro calls.
+fn includes_nothing(file: &Path, root: &Path, used: &HashSet<Rc<str>>) -> bool {
     // rustc's paths are relative to its working directory. The root's
     // folder is taken as rustc takes it: a linked root file is found
     // below, and is doubt.
@@ -667,14 +778,17 @@ fn includes_nothing(file: &Path, root: &Path) -> bool {
         return false;
     };
     // The writer file's names: its stem, and its folder's for a `mod.rs`.
+    // The root file itself is no module's to include.
     let mut stems: Vec<String> = Vec::new();
-    stems.extend(
-        file.file_stem()
-            .map(|stem| stem.to_string_lossy().to_lowercase()),
-    );
-    if stems.iter().any(|stem| stem == "mod") {
-        let parent = file.parent().and_then(Path::file_name);
-        stems.extend(parent.map(|name| name.to_string_lossy().to_lowercase()));
+    if std::fs::canonicalize(root).ok().as_ref() != Some(&file) {
+        stems.extend(
+            file.file_stem()
+                .map(|stem| stem.to_string_lossy().to_lowercase()),
+        );
+        if stems.iter().any(|stem| stem == "mod") {
+            let parent = file.parent().and_then(Path::file_name);
+            stems.extend(parent.map(|name| name.to_string_lossy().to_lowercase()));
+        }
     }
     let mut files = Vec::new();
     if !file.starts_with(&folder) || !rust_files(&folder, &folder, &mut files) {
@@ -687,24 +801,39 @@ fn includes_nothing(file: &Path, root: &Path) -> bool {
         let Some(tokens) = tokens(&clean) else {
             return false;
         };
-        file_includes_nothing(&tokens, &text, &stems)
+        file_includes_nothing(&tokens, &text, &stems, used)
     })
 }
 
 /// One file of the crate holds nothing that could include the writer's
-/// file (whose names are `stems`) or give the names of every module
-/// another meaning.
-fn file_includes_nothing(tokens: &[Token], text: &str, stems: &[String]) -> bool {
+/// file (whose names are `stems`) or give a name it uses (`used`) another
+/// meaning in every module.
+fn file_includes_nothing(
+    tokens: &[Token],
+    text: &str,
+    stems: &[String],
+    used: &HashSet<Rc<str>>,
+) -> bool {
     let word = |t: &Token| (t.kind == Kind::Word).then(|| &text[t.start..t.end]);
-    let names_file = |t: &Token| match t.kind {
-        Kind::Literal => {
+    let punct = |at: usize, b: u8| tokens.get(at).is_some_and(|t| t.kind == Kind::Punct(b));
+    // A path to the file (`"shop/writer.rs"`), anywhere.
+    let names_path = |t: &Token| {
+        t.kind == Kind::Literal && {
             let literal = text[t.start..t.end].to_lowercase();
-            stems.iter().any(|stem| literal.contains(stem.as_str()))
+            stems
+                .iter()
+                .any(|stem| literal.contains(&format!("{stem}.rs")))
         }
-        Kind::Word => stems
-            .iter()
-            .any(|stem| text[t.start..t.end].eq_ignore_ascii_case(stem)),
-        Kind::Punct(_) => false,
+    };
+    // The file's name alone (`shop`, `"shop"`): what a macro that includes
+    // under another name takes (`include_proto!("shop")`).
+    let names_file = |t: &Token| {
+        let inside = match t.kind {
+            Kind::Literal => &text[t.start + 1..t.end - 1],
+            Kind::Word => &text[t.start..t.end],
+            Kind::Punct(_) => return false,
+        };
+        stems.iter().any(|stem| inside.eq_ignore_ascii_case(stem))
     };
     // The tokens inside the delimiters that open at `open`.
     let inside = |open: usize| {
@@ -713,63 +842,85 @@ fn file_includes_nothing(tokens: &[Token], text: &str, stems: &[String]) -> bool
             .iter()
             .take_while(move |t| t.depth > depth)
     };
-    let punct = |at: usize, b: u8| tokens.get(at).is_some_and(|t| t.kind == Kind::Punct(b));
     (0..tokens.len()).all(|i| {
         let token = &tokens[i];
         // `include!` and `#[macro_use]` (macros for every module after
         // it).
-        if matches!(word(token), Some("include" | "macro_use")) {
+        if matches!(word(token), Some("include" | "macro_use")) || names_path(token) {
             return false;
         }
-        if token.kind == Kind::Literal && names_file(token) {
-            return false;
-        }
-        // A macro call or an attribute whose arguments name the file (a
-        // macro that includes under another name).
-        let call = word(token).is_some() && punct(i + 1, b'!') && {
-            matches!(
+        let call = word(token).is_some()
+            && punct(i + 1, b'!')
+            && matches!(
                 tokens.get(i + 2).map(|t| t.kind),
                 Some(Kind::Punct(b'(' | b'[' | b'{'))
-            )
-        };
-        if call && inside(i + 2).any(names_file) {
+            );
+        if call && in_module(tokens, text, i) && inside(i + 2).any(names_file) {
             return false;
         }
         if let Some((path, end)) = attribute_at(tokens, text, i) {
+            let name = path.as_str();
             let attribute = &tokens[i..end];
-            if attribute
-                .iter()
-                .any(|t| word(t) == Some("path") || names_file(t))
-            {
+            if attribute.iter().any(|t| word(t) == Some("path")) {
+                return false;
+            }
+            let known = INERT.contains(&name) || TOP.contains(&name) || KNOWN.contains(&name);
+            if !known && attribute.iter().any(names_file) {
                 return false;
             }
             // A nightly feature (`macro_attr`, `macro_derive`) may let a
-            // `macro_rules!` be an attribute or a derive.
-            if punct(i + 1, b'!') && path == "feature" {
-                return false;
+            // `macro_rules!` be an attribute or a derive; the docs' are
+            // harmless.
+            if punct(i + 1, b'!') {
+                let mut words = attribute.iter().filter_map(word);
+                if words.any(|w| w == "feature")
+                    && !words.all(|w| matches!(w, "doc_cfg" | "doc_auto_cfg"))
+                {
+                    return false;
+                }
             }
         }
-        // `extern crate evil as serde;` (every module's `serde` then) and,
-        // in the 2015 edition, `mod herdcache` (`use herdcache::..` there).
+        // `extern crate evil as serde;`: every module's `serde` then.
         if word(token) == Some("extern") && tokens.get(i + 1).and_then(word) == Some("crate") {
-            let renamed = tokens[i..]
+            let mut statement = tokens[i..]
                 .iter()
                 .take_while(|t| t.kind != Kind::Punct(b';'))
-                .any(|t| word(t) == Some("as"));
-            if renamed {
+                .filter_map(word);
+            if statement.any(|w| w == "as")
+                && statement
+                    .next()
+                    .is_some_and(|alias| ROOTS.contains(&alias) || used.contains(alias))
+            {
                 return false;
             }
-        }
-        if word(token) == Some("mod")
-            && tokens
-                .get(i + 1)
-                .and_then(word)
-                .is_some_and(|name| ROOTS.contains(&name))
-        {
-            return false;
         }
         true
     })
+}
+
+/// The token at `i` is at the top of a module: of its file, or of a
+/// `mod name { .. }`.
+fn in_module(tokens: &[Token], text: &str, i: usize) -> bool {
+    let depth = tokens[i].depth;
+    if depth == 0 {
+        return true;
+    }
+    let Some(open) = tokens[..i].iter().rposition(|t| t.depth < depth) else {
+        return false;
+    };
+    if tokens[open].kind != Kind::Punct(b'{') {
+        return false;
+    }
+    let mut at = item_start(tokens, open);
+    while let Some((_, end)) = attribute_at(tokens, text, at) {
+        at = end;
+    }
+    tokens[at..open]
+        .iter()
+        .filter(|t| t.kind == Kind::Word)
+        .map(|t| &text[t.start..t.end])
+        .find(|&w| !matches!(w, "pub" | "crate" | "in" | "self" | "super"))
+        == Some("mod")
 }
 
 /// The `.rs` files under `dir` (not in a hidden folder, nor in the
@@ -916,7 +1067,7 @@ mod tests {
             "use my_macros::Debug;\n#[derive(Debug)]\nstruct A;",
             "extern crate my_macros as herdcache;\n#[herdcache::cached]\nasync fn other() {}",
             "fn r#stock_invalidate() {}",
-            "const X: u8 = r#u8::MAX;",
+            "r#macro_rules!(stock);",
             "use herdcache::{cached as test, invalidate};\n#[test]\nfn other() {}",
             "use evil::derive;\n#[derive(Debug)]\nstruct A;",
             "mod herdcache { pub use evil::gen as cached; }\n#[herdcache::cached]\nasync fn other() {}",
@@ -932,7 +1083,7 @@ mod tests {
         assert!(proves(&with_writer(&format!("{fine}\n{plain}")), "stock"));
         // What an application's file holds: serde's derives, an error type,
         // a test module, imports that no attribute uses.
-        let app = "use anyhow::Context;\nuse serde::{Deserialize, Serialize};\nuse std::io::Error;\n#[derive(Clone, Serialize, Deserialize)]\n#[serde(rename_all = \"camelCase\")]\nstruct Item { #[serde(default)] sku: u64 }\n#[derive(Debug, thiserror::Error)]\n#[error(\"gone\")]\nstruct Gone;\n#[cfg(test)]\nmod tests {\n    use super::*;\n    #[test]\n    fn t() {}\n}";
+        let app = "struct Dto { r#type: u8 }\nthread_local!(static N: u8 = 1);\ntokio::task_local! { static T: u8; }\nuse anyhow::Context;\nuse serde::{Deserialize, Serialize};\nuse std::io::Error;\n#[derive(Clone, Serialize, Deserialize)]\n#[serde(rename_all = \"camelCase\")]\nstruct Item { #[serde(default)] sku: u64 }\n#[derive(Debug, thiserror::Error)]\n#[error(\"gone\")]\nstruct Gone;\n#[cfg(test)]\nmod tests {\n    use super::*;\n    #[test]\n    fn t() {}\n}";
         assert!(proves(&with_writer(&format!("{app}\n{plain}")), "stock"));
     }
 
@@ -957,6 +1108,8 @@ mod tests {
         // Inside a const generic's block in an impl's header.
         let generic = format!("{plain}impl Foo<{{ use crate::cache::*;\n    #[herdcache::invalidate(stock(id))]\n    async fn write(id: u64) -> Result<(), ()> {{ Ok(()) }}\n    1 }}> {{}}");
         assert!(!proves(&generic, "stock"));
+        let compared = generic.replace("impl Foo<{", "impl Tr<[(); (1 > 0) as usize]> for Foo<{");
+        assert!(!proves(&compared, "stock"));
         // A function of that name without the attribute (the writer is
         // made elsewhere, by a macro): doubt.
         let decoy = format!("{plain}\npub fn write() {{}}");
@@ -1000,7 +1153,14 @@ mod tests {
         let root = dir.join("main.rs");
         let writer = dir.join("shop").join("stock_writer.rs");
         std::fs::write(&writer, WRITER).unwrap();
-        assert!(super::includes_nothing(&writer, &root));
+        let used = std::collections::HashSet::new();
+        let includes_nothing =
+            |root: &std::path::Path| super::includes_nothing(&writer, root, &used);
+        assert!(includes_nothing(&root));
+        // Files that name the writer's stem, but not as something to include.
+        let fine = "#![cfg_attr(docsrs, feature(doc_cfg))]\n#[derive(serde::Serialize)]\n#[serde(rename = \"stock_writer\")]\nstruct A;\nfn f() { tracing::info!(stock_writer = 1); let _ = \"/stock_writer/:id\"; }";
+        std::fs::write(dir.join("shop").join("fine.rs"), fine).unwrap();
+        assert!(includes_nothing(&root));
         for (name, other) in [
             ("a.rs", "mod shop { include!(\"shop/other.rs\"); }"),
             (
@@ -1018,12 +1178,11 @@ mod tests {
             ("h.rs", "#[evil::embed(stock_writer)]\nmod m {}"),
             ("i.rs", "extern crate evil as serde;"),
             ("j.rs", "#![feature(macro_attr)]"),
-            ("k.rs", "mod herdcache { pub use evil::gen as cached; }"),
             ("l.RS", "include!(\"shop/stock_writer.rs\");"),
         ] {
             let path = dir.join("shop").join(name);
             std::fs::write(&path, other).unwrap();
-            assert!(!super::includes_nothing(&writer, &root), "{other}");
+            assert!(!includes_nothing(&root), "{other}");
             std::fs::remove_file(path).unwrap();
         }
         // A linked folder.
@@ -1031,13 +1190,19 @@ mod tests {
         {
             let link = dir.join("shop").join("linked");
             std::os::unix::fs::symlink(std::env::temp_dir(), link).unwrap();
-            assert!(!super::includes_nothing(&writer, &root));
+            assert!(!includes_nothing(&root));
+            std::fs::remove_file(dir.join("shop").join("linked")).unwrap();
         }
         // A writer outside the root's folder.
         let elsewhere = std::env::temp_dir()
             .join("herdcache-no-such-crate")
             .join("main.rs");
-        assert!(!super::includes_nothing(&writer, &elsewhere));
+        assert!(!includes_nothing(&elsewhere));
+        // The root file itself: no module includes it, its name is free.
+        let c = dir.join("shop").join("c.rs");
+        std::fs::write(&c, "mod shop { tonic::include_proto!(\"stock_writer\"); }").unwrap();
+        assert!(!includes_nothing(&root));
+        assert!(super::includes_nothing(&writer, &writer, &used));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
