@@ -18,14 +18,15 @@
 //!   well-known crates' derives do not), or a name those attributes,
 //!   derives and macros use imported from another crate, renamed, or
 //!   shadowed by a module or `extern crate`;
-//! - nothing the cleaner may misread: `r#macro_rules`, a shebang, a
-//!   `cr"…"` literal, a non-ASCII or control character outside comments
-//!   and literals;
+//! - nothing the cleaner may misread: a shebang, a `cr"…"` literal, a
+//!   non-ASCII or control character outside comments and literals (a raw
+//!   identifier reads as its name);
 //! - in the folder of the crate's root file, no file names `include` or
 //!   `macro_use`, carries a `path` attribute or a `#![feature]`, renames
-//!   an `extern crate` to a name that matters, or names the writer's file
-//!   as something to include, and nothing is a link (any could make the
-//!   writer's file part of another module, or give its names another
+//!   an `extern crate` to a name that matters, redefines a trusted macro,
+//!   or names the writer's file as something to include; nothing is a
+//!   link; and no trusted crate's name is another crate's (any could make
+//!   the writer's file part of another module, or give its names another
 //!   meaning).
 //!
 //! Any doubt answers no, and rustc's own error stands. A typo (`stok`
@@ -84,6 +85,14 @@ fn tokens(clean: &[u8]) -> Option<Vec<Token>> {
         if b.is_ascii_whitespace() {
             i += 1;
             continue;
+        }
+        // A raw identifier is its name: `r#test` is the word `test`.
+        if b == b'r'
+            && clean.get(i + 1) == Some(&b'#')
+            && clean.get(i + 2).copied().is_some_and(source::is_word)
+            && (i == 0 || !source::is_word(clean[i - 1]))
+        {
+            i += 2;
         }
         let start = i;
         let kind = if source::is_word(b) {
@@ -561,11 +570,14 @@ fn everything_at_the_top_known<'a>(tokens: &[Token], text: &'a str) -> Option<Ha
     let mut i = 0;
     while i < tokens.len() {
         let token = &tokens[i];
-        // `r#macro_rules! { .. }` is a call, not a definition.
+        // A trusted macro's name defined here (`macro_rules! thread_local`)
+        // is not the trusted macro.
         if word(token) == Some("macro_rules")
-            && i > 1
-            && punct(i - 1, b'#')
-            && word(&tokens[i - 2]) == Some("r")
+            && punct(i + 1, b'!')
+            && tokens
+                .get(i + 2)
+                .and_then(word)
+                .is_some_and(|name| MACROS.contains(&name))
         {
             return None;
         }
@@ -619,7 +631,13 @@ fn everything_at_the_top_known<'a>(tokens: &[Token], text: &'a str) -> Option<Ha
             if punct(i + 1, b'!') && !definition && opener {
                 let root = path_root(tokens, text, i);
                 let trusted = MACROS.contains(&name) && (root == name || ROOTS.contains(&root));
-                if !trusted {
+                // Attributes in its arguments land on items at the top.
+                let depth = tokens[i + 2].depth;
+                let attributes = tokens[i + 3..]
+                    .iter()
+                    .take_while(|t| t.depth > depth)
+                    .any(|t| t.kind == Kind::Punct(b'#'));
+                if !trusted || attributes {
                     return None;
                 }
                 used.insert(root);
@@ -745,6 +763,25 @@ fn crate_root() -> Option<PathBuf> {
     {
         return None;
     }
+    // A trusted crate's name given to another crate (`serde = { package =
+    // "other" }` in Cargo.toml): `--extern serde=../libother-….rlib`.
+    let renamed = args.windows(2).any(|pair| {
+        let (flag, value) = (pair[0].to_string_lossy(), pair[1].to_string_lossy());
+        let Some((name, path)) = value.split_once('=') else {
+            return false;
+        };
+        let file = Path::new(path)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        flag == "--extern"
+            && ROOTS.contains(&name)
+            && !file.starts_with(&format!("lib{name}-"))
+            && !file.starts_with(&format!("lib{name}."))
+    });
+    if renamed {
+        return None;
+    }
     let mut roots = args
         .into_iter()
         .filter(|arg| is_rust_file(arg) && arg.is_file());
@@ -828,12 +865,15 @@ fn file_includes_nothing(
     // The file's name alone (`shop`, `"shop"`): what a macro that includes
     // under another name takes (`include_proto!("shop")`).
     let names_file = |t: &Token| {
-        let inside = match t.kind {
-            Kind::Literal => &text[t.start + 1..t.end - 1],
-            Kind::Word => &text[t.start..t.end],
-            Kind::Punct(_) => return false,
-        };
-        stems.iter().any(|stem| inside.eq_ignore_ascii_case(stem))
+        let named = |part: &str| stems.iter().any(|stem| part.eq_ignore_ascii_case(stem));
+        match t.kind {
+            // `"shop"`, `"./shop"`: the stem as a part of a path.
+            Kind::Literal => text[t.start + 1..t.end - 1]
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(named),
+            Kind::Word => named(&text[t.start..t.end]),
+            Kind::Punct(_) => false,
+        }
     };
     // The tokens inside the delimiters that open at `open`.
     let inside = |open: usize| {
@@ -879,6 +919,17 @@ fn file_includes_nothing(
                     return false;
                 }
             }
+        }
+        // `macro_rules! thread_local` before `mod shop;` is the one `shop`
+        // calls.
+        if word(token) == Some("macro_rules")
+            && punct(i + 1, b'!')
+            && tokens
+                .get(i + 2)
+                .and_then(word)
+                .is_some_and(|name| MACROS.contains(&name))
+        {
+            return false;
         }
         // `extern crate evil as serde;`: every module's `serde` then.
         if word(token) == Some("extern") && tokens.get(i + 1).and_then(word) == Some("crate") {
@@ -1056,6 +1107,10 @@ mod tests {
             "use {std::fmt::Display, evil::Debug};\n#[derive(Debug)]\nstruct A;",
             "use evil::mk as macro_rules;\nmacro_rules! { stock }",
             "macro_rules!(stock);",
+            "use herdcache::{cached as r#test, invalidate};\n#[test]\nfn other() {}",
+            "extern crate evil as r#serde;\n#[derive(serde::Serialize)]\nstruct A;",
+            "thread_local! { #[evil::gen] static X: u8 = 0; }",
+            "lazy_static::lazy_static! { #[derive(evil::Debug)] static ref X: u8 = 0; }",
             "extern \"C\" { make_helpers!(); }",
             "unsafe extern { make_helpers!(); }",
             "extern crate evil as serde;\n#[derive(serde::Serialize)]\nstruct A;",
@@ -1068,6 +1123,7 @@ mod tests {
             "extern crate my_macros as herdcache;\n#[herdcache::cached]\nasync fn other() {}",
             "fn r#stock_invalidate() {}",
             "r#macro_rules!(stock);",
+            "macro_rules! thread_local { ($($t:tt)*) => {} }\nthread_local!(static N: u8 = 1);",
             "use herdcache::{cached as test, invalidate};\n#[test]\nfn other() {}",
             "use evil::derive;\n#[derive(Debug)]\nstruct A;",
             "mod herdcache { pub use evil::gen as cached; }\n#[herdcache::cached]\nasync fn other() {}",
@@ -1174,7 +1230,13 @@ mod tests {
             ("d.rs", "#[path = \"shop/x.in\"]\nmod x;"),
             ("e.rs", "#[cfg_attr(test, path = \"shop/x.in\")]\nmod x;"),
             ("f.rs", "mod shop { evil::grab_mod!(Stock_Writer); }"),
+            ("f2.rs", "mod shop { inc::grab!(\"./stock_writer\"); }"),
+            ("f3.rs", "extern crate evil as r#serde;"),
             ("g.rs", "#[macro_use]\nextern crate evil;"),
+            (
+                "g2.rs",
+                "macro_rules! thread_local { ($($t:tt)*) => {} }\nmod shop;",
+            ),
             ("h.rs", "#[evil::embed(stock_writer)]\nmod m {}"),
             ("i.rs", "extern crate evil as serde;"),
             ("j.rs", "#![feature(macro_attr)]"),
