@@ -1099,7 +1099,7 @@ async fn a_stale_key_is_refreshed_once_for_the_fleet() {
     // manual clock would not move.
     let server = RedisServer::start().unwrap();
     let instance = || {
-        let config = CacheConfig::new("refresh", Duration::from_secs(1))
+        let config = CacheConfig::new("refresh", Duration::from_secs(2))
             .swr(Duration::from_secs(30))
             .distributed();
         let cache = FnCache::new(config).with_redis(tier(&server, "refresh"), Codec::of(1));
@@ -1110,10 +1110,15 @@ async fn a_stale_key_is_refreshed_once_for_the_fleet() {
     let origin = Origin::new(|n| Ok(format!("v{n}")));
     call(a, 1, &origin, hooks()).await.unwrap();
     assert_eq!(call(b, 1, &origin, hooks()).await.unwrap(), "v0");
-    // A second past the ttl: the hits read the coarse clock, which lags
-    // by as long as its thread waits for a core (hundreds of ms when the
-    // tests' redis-servers share two), so a 0.3 s margin flaked.
-    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    // Until both copies are past the ttl, as each instance judges it: the
+    // hits read the coarse clock, which lags by as long as its thread
+    // waits for a core, and the horizons written to Redis carry that lag.
+    // A fixed sleep one second past the ttl still flaked in CI (b's copy
+    // was still fresh, so it never refreshed).
+    wait_until("both copies are stale", || {
+        a.get_fresh(&1).is_none() && b.get_fresh(&1).is_none()
+    })
+    .await;
     // a's stale hit refreshes it (and writes v1 back)...
     assert_eq!(call(a, 1, &origin, hooks()).await.unwrap(), "v0");
     wait_until("a refreshed", || a.get_fresh(&1).is_some()).await;
