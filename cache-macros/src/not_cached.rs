@@ -68,6 +68,31 @@ struct Token {
     depth: usize,
 }
 
+impl Token {
+    /// Its text.
+    fn text<'a>(&self, text: &'a str) -> &'a str {
+        &text[self.start..self.end]
+    }
+
+    /// Its text, if it is a word.
+    fn word<'a>(&self, text: &'a str) -> Option<&'a str> {
+        (self.kind == Kind::Word).then(|| self.text(text))
+    }
+}
+
+/// The tokens inside the delimiters that open at token `open`.
+fn inside(tokens: &[Token], open: usize) -> &[Token] {
+    let depth = tokens[open].depth;
+    let rest = &tokens[open + 1..];
+    &rest[..rest.iter().take_while(|t| t.depth > depth).count()]
+}
+
+/// An attribute allowed at the top of the writer's file: inert, a derive's
+/// helper, or known.
+fn top_attribute(name: &str) -> bool {
+    INERT.contains(&name) || TOP.contains(&name) || KNOWN.contains(&name)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Word,
@@ -311,12 +336,9 @@ impl Facts {
             if token.kind != Kind::Word {
                 continue;
             }
-            let word: Rc<str> = text[token.start..token.end].into();
-            if at > 0 && tokens[at - 1].kind == Kind::Word {
-                let before = &tokens[at - 1];
-                if &text[before.start..before.end] == "fn" {
-                    functions.entry(word.clone()).or_default().push(at - 1);
-                }
+            let word: Rc<str> = token.text(&text).into();
+            if at > 0 && tokens[at - 1].word(&text) == Some("fn") {
+                functions.entry(word.clone()).or_default().push(at - 1);
             }
             words.insert(word);
         }
@@ -387,23 +409,8 @@ impl Facts {
                     i = end;
                 }
                 let header = &tokens[i..brace];
-                let mut words = header.iter().map(|t| &text[t.start..t.end]);
+                let mut words = header.iter().map(|t| t.text(text));
                 if words.find(|&w| w != "unsafe") != Some("impl") {
-                    return None;
-                }
-                // Inside `impl Foo<{ .. }>`, a const generic's block, the
-                // brace is not the impl's.
-                let angle = |b: u8| {
-                    header
-                        .iter()
-                        .enumerate()
-                        .filter(|&(k, t)| {
-                            t.kind == Kind::Punct(b)
-                                && !(b == b'>' && k > 0 && header[k - 1].kind == Kind::Punct(b'-'))
-                        })
-                        .count()
-                };
-                if angle(b'<') != angle(b'>') {
                     return None;
                 }
             }
@@ -421,9 +428,9 @@ impl Facts {
                 return None;
             }
             if matches!(name, "invalidate" | "herdcache::invalidate") {
-                named |= tokens[i..end].iter().any(|t| {
-                    &text[t.start..t.end] == target && self.line_of(t.start) == target_line
-                });
+                named |= tokens[i..end]
+                    .iter()
+                    .any(|t| t.text(text) == target && self.line_of(t.start) == target_line);
             }
             i = end;
         }
@@ -490,7 +497,7 @@ fn plain_item(tokens: &[Token], text: &str, at: usize) -> Option<bool> {
         let token = &tokens[i];
         let fine = match token.kind {
             Kind::Word => {
-                let word = &text[token.start..token.end];
+                let word = token.text(text);
                 is_async |= word == "async";
                 matches!(
                     word,
@@ -535,7 +542,7 @@ fn attribute_at(tokens: &[Token], text: &str, i: usize) -> Option<(String, usize
     let mut path = String::new();
     for t in &tokens[open + 1..close] {
         match t.kind {
-            Kind::Word => path.push_str(&text[t.start..t.end]),
+            Kind::Word => path.push_str(t.text(text)),
             Kind::Punct(b':') => path.push(':'),
             _ => break,
         }
@@ -550,7 +557,7 @@ fn attribute_at(tokens: &[Token], text: &str, i: usize) -> Option<(String, usize
 /// else: imported from an untrusted crate, renamed, or the name of a
 /// module or `extern crate` of the file's own. Returns those names.
 fn everything_at_the_top_known<'a>(tokens: &[Token], text: &'a str) -> Option<HashSet<&'a str>> {
-    let word = |t: &Token| (t.kind == Kind::Word).then(|| &text[t.start..t.end]);
+    let word = |t: &Token| t.word(text);
     let punct = |at: usize, b: u8| tokens.get(at).is_some_and(|t| t.kind == Kind::Punct(b));
     // The names the file's attributes, derives and macros use, at any
     // depth (a method writer's attributes act on the body the bust is in).
@@ -587,7 +594,7 @@ fn everything_at_the_top_known<'a>(tokens: &[Token], text: &'a str) -> Option<Ha
         }
         if let Some((path, end)) = attribute_at(tokens, text, i) {
             let name = path.as_str();
-            if !(INERT.contains(&name) || TOP.contains(&name) || KNOWN.contains(&name)) {
+            if !top_attribute(name) {
                 return None;
             }
             if name == "derive" {
@@ -632,10 +639,8 @@ fn everything_at_the_top_known<'a>(tokens: &[Token], text: &'a str) -> Option<Ha
                 let root = path_root(tokens, text, i);
                 let trusted = MACROS.contains(&name) && (root == name || ROOTS.contains(&root));
                 // Attributes in its arguments land on items at the top.
-                let depth = tokens[i + 2].depth;
-                let attributes = tokens[i + 3..]
+                let attributes = inside(tokens, i + 2)
                     .iter()
-                    .take_while(|t| t.depth > depth)
                     .any(|t| t.kind == Kind::Punct(b'#'));
                 if !trusted || attributes {
                     return None;
@@ -711,7 +716,7 @@ fn derives<'a>(tokens: &[Token], text: &'a str, i: usize, end: usize) -> Option<
                 derive
                     .iter()
                     .filter(|t| t.kind == Kind::Word)
-                    .map(|t| &text[t.start..t.end])
+                    .map(|t| t.text(text))
                     .collect()
             })
             .collect(),
@@ -728,7 +733,7 @@ fn path_root<'a>(tokens: &[Token], text: &'a str, mut i: usize) -> &'a str {
     {
         i -= 3;
     }
-    &text[tokens[i].start..tokens[i].end]
+    tokens[i].text(text)
 }
 
 /// Nothing in the crate could make the writer's file part of another
@@ -851,15 +856,14 @@ fn file_includes_nothing(
     stems: &[String],
     used: &HashSet<Rc<str>>,
 ) -> bool {
-    let word = |t: &Token| (t.kind == Kind::Word).then(|| &text[t.start..t.end]);
+    let word = |t: &Token| t.word(text);
     let punct = |at: usize, b: u8| tokens.get(at).is_some_and(|t| t.kind == Kind::Punct(b));
     // A path to the file (`"shop/writer.rs"`), anywhere.
+    let paths: Vec<String> = stems.iter().map(|stem| format!("{stem}.rs")).collect();
     let names_path = |t: &Token| {
         t.kind == Kind::Literal && {
-            let literal = text[t.start..t.end].to_lowercase();
-            stems
-                .iter()
-                .any(|stem| literal.contains(&format!("{stem}.rs")))
+            let literal = t.text(text).to_lowercase();
+            paths.iter().any(|path| literal.contains(path.as_str()))
         }
     };
     // The file's name alone (`shop`, `"shop"`): what a macro that includes
@@ -871,16 +875,9 @@ fn file_includes_nothing(
             Kind::Literal => text[t.start + 1..t.end - 1]
                 .split(|c: char| !(c.is_alphanumeric() || c == '_'))
                 .any(named),
-            Kind::Word => named(&text[t.start..t.end]),
+            Kind::Word => named(t.text(text)),
             Kind::Punct(_) => false,
         }
-    };
-    // The tokens inside the delimiters that open at `open`.
-    let inside = |open: usize| {
-        let depth = tokens[open].depth;
-        tokens[open + 1..]
-            .iter()
-            .take_while(move |t| t.depth > depth)
     };
     (0..tokens.len()).all(|i| {
         let token = &tokens[i];
@@ -895,7 +892,7 @@ fn file_includes_nothing(
                 tokens.get(i + 2).map(|t| t.kind),
                 Some(Kind::Punct(b'(' | b'[' | b'{'))
             );
-        if call && in_module(tokens, text, i) && inside(i + 2).any(names_file) {
+        if call && in_module(tokens, text, i) && inside(tokens, i + 2).iter().any(names_file) {
             return false;
         }
         if let Some((path, end)) = attribute_at(tokens, text, i) {
@@ -904,8 +901,7 @@ fn file_includes_nothing(
             if attribute.iter().any(|t| word(t) == Some("path")) {
                 return false;
             }
-            let known = INERT.contains(&name) || TOP.contains(&name) || KNOWN.contains(&name);
-            if !known && attribute.iter().any(names_file) {
+            if !top_attribute(name) && attribute.iter().any(names_file) {
                 return false;
             }
             // A nightly feature (`macro_attr`, `macro_derive`) may let a
@@ -969,7 +965,7 @@ fn in_module(tokens: &[Token], text: &str, i: usize) -> bool {
     tokens[at..open]
         .iter()
         .filter(|t| t.kind == Kind::Word)
-        .map(|t| &text[t.start..t.end])
+        .map(|t| t.text(text))
         .find(|&w| !matches!(w, "pub" | "crate" | "in" | "self" | "super"))
         == Some("mod")
 }
@@ -1049,40 +1045,20 @@ mod tests {
 
     #[test]
     fn a_cached_or_unknown_target_is_not() {
-        assert!(!proves(
-            &with_writer("#[cached(ttl = \"1m\")]\nasync fn stock(id: u64) -> u64 { id }"),
-            "stock"
-        ));
-        assert!(!proves(
-            &with_writer("#[herdcache::cached]\nasync fn stock(id: u64) -> u64 { id }"),
-            "stock"
-        ));
-        assert!(!proves(
-            &with_writer("#[cfg(test)]\nasync fn stock(id: u64) -> u64 { id }"),
-            "stock"
-        ));
-        assert!(!proves(
-            &with_writer("#[make_helpers]\nasync fn stock(id: u64) -> u64 { id }"),
-            "stock"
-        ));
-        // Nothing by that name (a typo): rustc's guess is then right.
-        assert!(!proves(
-            &with_writer("async fn stok(id: u64) -> u64 { id }"),
-            "stock"
-        ));
-        // Two functions of that name, or one in a module or impl.
-        assert!(!proves(
-            &with_writer("async fn stock() {}\nmod m { async fn stock() {} }"),
-            "stock"
-        ));
-        assert!(!proves(
-            &with_writer("mod m { async fn stock() {} }"),
-            "stock"
-        ));
-        assert!(!proves(
-            &with_writer("impl A { async fn stock() {} }"),
-            "stock"
-        ));
+        for target in [
+            "#[cached(ttl = \"1m\")]\nasync fn stock(id: u64) -> u64 { id }",
+            "#[herdcache::cached]\nasync fn stock(id: u64) -> u64 { id }",
+            "#[cfg(test)]\nasync fn stock(id: u64) -> u64 { id }",
+            "#[make_helpers]\nasync fn stock(id: u64) -> u64 { id }",
+            // Nothing by that name (a typo): rustc's guess is then right.
+            "async fn stok(id: u64) -> u64 { id }",
+            // Two functions of that name, or one in a module or impl.
+            "async fn stock() {}\nmod m { async fn stock() {} }",
+            "mod m { async fn stock() {} }",
+            "impl A { async fn stock() {} }",
+        ] {
+            assert!(!proves(&with_writer(target), "stock"), "{target}");
+        }
     }
 
     #[test]
@@ -1177,28 +1153,14 @@ mod tests {
 
     #[test]
     fn a_target_that_is_not_async_is_said_so() {
-        let text = format!("fn stock(id: u64) -> u64 {{ id }}\n{WRITER}");
-        let clean = crate::source::clean(&text).unwrap();
-        let facts = super::Facts::new(text.as_str().into(), &clean).unwrap();
-        let proof = facts.prove(("write", 3), ("stock", 2));
-        assert_eq!(
-            proof,
-            Some(super::Proof {
-                is_async: false,
-                in_impl: false
-            })
-        );
-        let text = format!("pub async fn stock(id: u64) -> u64 {{ id }}\n{WRITER}");
-        let clean = crate::source::clean(&text).unwrap();
-        let facts = super::Facts::new(text.as_str().into(), &clean).unwrap();
-        let proof = facts.prove(("write", 3), ("stock", 2));
-        assert_eq!(
-            proof,
-            Some(super::Proof {
-                is_async: true,
-                in_impl: false
-            })
-        );
+        for (target, is_async) in [("fn stock", false), ("pub async fn stock", true)] {
+            let text = format!("{target}(id: u64) -> u64 {{ id }}\n{WRITER}");
+            let clean = crate::source::clean(&text).unwrap();
+            let facts = super::Facts::new(text.as_str().into(), &clean).unwrap();
+            let proof = facts.prove(("write", 3), ("stock", 2));
+            let in_impl = false;
+            assert_eq!(proof, Some(super::Proof { is_async, in_impl }), "{target}");
+        }
     }
 
     #[test]

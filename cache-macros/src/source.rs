@@ -588,7 +588,7 @@ mod tests {
 
     #[test]
     fn braces_in_comments_strings_and_chars_are_not_blocks() {
-        let text = "impl T for A {\n // }\n /* } { */ const S: &str = \"}\"; const C: char = '}';\n const R: &str = r#\"}\"#; fn l<'a>(x: &'a u8) {}\n async fn get(&self) {}\n}";
+        let text = "impl T for A {\n // }\n /* } { */ const S: &str = \"}\"; const C: char = '}';\n const R: &str = r#\"}\"#; const Z: &CStr = cr#\"} \" {\"#; fn l<'a>(x: &'a u8) {}\n async fn get(&self) {}\n}";
         assert_eq!(around(text, "get").as_deref(), Some("T"));
     }
 
